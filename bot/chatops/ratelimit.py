@@ -1,0 +1,69 @@
+"""A per-user token bucket for chat-ops commands. The clock is passed in, so it is deterministic.
+
+A flood is answered once: the first denied command gets a reply, the rest of the flood is dropped
+silently until the user has a token again (otherwise the bot's replies would become the flood).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+
+class Verdict(enum.Enum):
+    ALLOW = "allow"
+    DENY_AND_NOTIFY = "deny-and-notify"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    tokens: float
+    updated: float
+    notified: bool = False
+
+
+def step(bucket: Bucket | None, now: float, *, capacity: float, per_second: float) -> tuple[Bucket, Verdict]:
+    """The bucket after one command at ``now``, and what to do with that command."""
+    if bucket is None:
+        bucket = Bucket(tokens=capacity, updated=now)
+    # A clock that goes backwards (it should not) refills nothing rather than draining the bucket.
+    elapsed = max(0.0, now - bucket.updated)
+    tokens = min(capacity, bucket.tokens + elapsed * per_second)
+    if tokens >= 1.0:
+        return Bucket(tokens - 1.0, now), Verdict.ALLOW
+    if bucket.notified:
+        return replace(bucket, tokens=tokens, updated=now), Verdict.DENY
+    return Bucket(tokens, now, notified=True), Verdict.DENY_AND_NOTIFY
+
+
+class RateLimiter:
+    """Buckets by user key. Default: a burst of 5 commands, then one every 12 s (5 a minute)."""
+
+    def __init__(self, *, capacity: float = 5.0, per_second: float = 5.0 / 60.0, max_users: int = 10_000) -> None:
+        if capacity < 1 or per_second <= 0:
+            raise ValueError("capacity must be >= 1 and per_second > 0")
+        self.capacity = capacity
+        self.per_second = per_second
+        self.max_users = max_users
+        self._buckets: dict[str, Bucket] = {}
+
+    def check(self, user: str, now: float) -> Verdict:
+        bucket, verdict = step(self._buckets.get(user), now, capacity=self.capacity, per_second=self.per_second)
+        self._buckets[user] = bucket
+        if len(self._buckets) > self.max_users:
+            self._prune(now)
+        return verdict
+
+    def retry_after(self, user: str, now: float) -> float:
+        """Seconds until ``user`` has a token again (0 when they have one now)."""
+        bucket = self._buckets.get(user)
+        if bucket is None:
+            return 0.0
+        tokens = min(self.capacity, bucket.tokens + max(0.0, now - bucket.updated) * self.per_second)
+        return max(0.0, (1.0 - tokens) / self.per_second)
+
+    def _prune(self, now: float) -> None:
+        # A full bucket carries no state worth keeping: forgetting it changes no future verdict.
+        refill = self.capacity / self.per_second
+        self._buckets = {u: b for u, b in self._buckets.items() if now - b.updated < refill}

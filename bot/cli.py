@@ -1,0 +1,121 @@
+"""The `modelship` command line. The only place that reads the environment (through Settings)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+
+from bot.settings import Settings, SettingsError, load_settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        click.echo(f"modelship: {exc}", err=True)
+        click.echo("See the settings table in README.md.", err=True)
+        sys.exit(2)
+
+
+class LazyGroup(click.Group):
+    """Subcommands from feature packages are imported only when used, so `--help` stays fast."""
+
+    lazy: dict[str, tuple[str, str]] = {
+        "devhub": ("bot.devhub.cli", "devhub"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name]
+            cmd: click.Command = getattr(importlib.import_module(module), attr)
+            return cmd
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="modelship")
+def main() -> None:
+    """Modelship: a GitOps bot for machine-learning models.
+
+    Settings come from MODELSHIP_* environment variables or a YAML file named by MODELSHIP_CONFIG.
+    """
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (MODELSHIP_HOST).")
+@click.option("--port", type=int, help="Port to listen on (MODELSHIP_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the webhook service: intake at POST /webhooks/github, workers, /healthz, /readyz, /metrics."""
+    from bot import logs
+    from bot.service import serve as run
+
+    settings = _settings(host=host, port=port)
+    logs.configure(settings.log_level)
+    asyncio.run(run(settings))
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (serve does this on start too)."""
+    from bot.store.db import make_engine
+    from bot.store.db import migrate as upgrade
+
+    settings = _settings()
+
+    async def run() -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.effective_database_url)
+        await upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(run())
+    click.echo("database is at the newest schema")
+
+
+@main.command()
+@click.option("--state", "states", multiple=True, default=("queued", "running", "parked"),
+              type=click.Choice(["queued", "running", "parked", "done", "cancelled"]), show_default=True,
+              help="Which job states to list (repeatable).")
+@click.option("--retry", "retry_id", type=int, help="Requeue a parked job by id.")
+def jobs(states: tuple[str, ...], retry_id: int | None) -> None:
+    """List jobs in the durable queue (with the last error of parked jobs), or requeue a parked one."""
+    from bot.store.db import make_engine
+    from bot.store.db import migrate as upgrade
+    from bot.store.queue import JobQueue
+
+    settings = _settings()
+
+    async def run() -> list[dict[str, Any]] | bool:
+        engine = make_engine(settings.effective_database_url)
+        try:
+            await upgrade(engine)
+            queue = JobQueue(engine)
+            if retry_id is not None:
+                return await queue.retry_parked(retry_id)
+            return await queue.list(states)
+        finally:
+            await engine.dispose()
+
+    result = asyncio.run(run())
+    if isinstance(result, bool):
+        if not result:
+            click.echo(f"job {retry_id} is not parked; nothing requeued", err=True)
+            sys.exit(1)
+        click.echo(f"job {retry_id} requeued")
+        return
+    if not result:
+        click.echo(f"no {'/'.join(states)} jobs")
+        return
+    click.echo(f"{'ID':>6}  {'STATE':8} {'KIND':10} {'TRIES':5}  {'KEY':40} ERROR")
+    for job in result:
+        error = (job["last_error"] or "").splitlines()[0][:80] if job["last_error"] else ""
+        tries = f"{job['attempts']}/{job['max_attempts']}"
+        click.echo(f"{job['id']:>6}  {job['state']:8} {job['kind']:10} {tries:5}  {job['serial_key'][:40]:40} {error}")

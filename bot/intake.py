@@ -1,0 +1,148 @@
+"""Webhook intake core: verify GitHub's signature, validate headers and body, plan the jobs.
+
+Pure functions over headers and bytes; the aiohttp handler in bot.web.webhooks only wires them to I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.store.base import utcnow
+
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+
+class WebhookRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def signature_for(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
+    """Require X-Hub-Signature-256; SHA-1 (X-Hub-Signature) alone is refused on purpose."""
+    if not header:
+        raise WebhookRejected(401, "missing X-Hub-Signature-256 header (SHA-1 signatures are not accepted)")
+    algo, _, digest = header.partition("=")
+    if algo != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+        raise WebhookRejected(401, "malformed X-Hub-Signature-256: expected 'sha256=<64 hex digits>'")
+    if not hmac.compare_digest(signature_for(secret, body), "sha256=" + digest.lower()):
+        raise WebhookRejected(401, "signature does not match: check the webhook secret")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    guid: str
+    hook_id: str
+    event: str
+    payload: dict[str, Any]
+    body: str
+    received_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def action(self) -> str | None:
+        action = self.payload.get("action")
+        return action if isinstance(action, str) else None
+
+    @property
+    def repository(self) -> str | None:
+        return _get_str(self.payload, "repository", "full_name")
+
+    @property
+    def installation_id(self) -> int | None:
+        inst = self.payload.get("installation")
+        value = inst.get("id") if isinstance(inst, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def sender(self) -> str | None:
+        return _get_str(self.payload, "sender", "login")
+
+    def serial_key(self) -> str:
+        """Jobs of one PR run one at a time; other events serialise per repository."""
+        repo = self.repository or f"installation:{self.installation_id}"
+        number = None
+        for key in ("pull_request", "issue"):
+            obj = self.payload.get(key)
+            if isinstance(obj, dict) and isinstance(obj.get("number"), int):
+                number = obj["number"]
+                break
+        return f"{repo}#{number}" if number is not None else repo
+
+
+def _get_str(payload: Mapping[str, Any], *path: str) -> str | None:
+    node: Any = payload
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node if isinstance(node, str) else None
+
+
+def parse_delivery(secret: bytes, headers: Mapping[str, str], body: bytes) -> Delivery:
+    """Authenticate first (401), then validate the request's shape (400)."""
+    verify_signature(secret, body, headers.get("X-Hub-Signature-256"))
+    event = headers.get("X-GitHub-Event", "").strip()
+    guid = headers.get("X-GitHub-Delivery", "").strip()
+    if not event:
+        raise WebhookRejected(400, "missing X-GitHub-Event header")
+    if not guid or len(guid) > 64:
+        raise WebhookRejected(400, "missing or oversized X-GitHub-Delivery header")
+    content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise WebhookRejected(
+            400, f"unsupported content type {content_type or '(none)'!r}: set the webhook to application/json"
+        )
+    try:
+        text = body.decode("utf-8")
+        payload = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: pathological nesting must be a client error, never a 500.
+        raise WebhookRejected(400, f"body is not valid JSON: {type(exc).__name__}") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, "body must be a JSON object")
+    hook_id = headers.get("X-GitHub-Hook-ID", "")[:64]
+    return Delivery(guid=guid, hook_id=hook_id, event=event[:64], payload=payload, body=text)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do with a verified delivery: its recorded outcome and the jobs to create."""
+
+    outcome: str
+    jobs: tuple[str, ...] = ()  # job kinds
+
+    @property
+    def queued(self) -> bool:
+        return bool(self.jobs)
+
+
+def plan_delivery(
+    delivery: Delivery,
+    *,
+    app_slug: str,
+    repo_allowed: Callable[[str], bool],
+    handled: Callable[[Delivery], bool],
+) -> Plan:
+    """Decide, without I/O, whether a delivery becomes work. Guard clauses say why it does not."""
+    if delivery.event == "ping":
+        return Plan("ignored:ping")
+    if delivery.sender == f"{app_slug}[bot]":
+        return Plan("ignored:own-event")  # our own comments and pushes must never trigger us (loops)
+    if delivery.event.startswith("installation"):
+        return Plan("queued", ("webhook",))  # installation bookkeeping is repository-independent
+    if delivery.repository is not None and not repo_allowed(delivery.repository):
+        return Plan("ignored:repo-not-allowed")
+    if not handled(delivery):
+        return Plan("ignored:unhandled")
+    return Plan("queued", ("webhook",))

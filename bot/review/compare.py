@@ -1,0 +1,732 @@
+"""Compare a base and a head evaluation of one model: deltas, intervals, verdicts and gates.
+
+Pure and numpy-only on purpose: the bot process must never import scikit-learn, scipy or
+onnxruntime, so the metrics needed for resampling are re-implemented here on the per-row
+predictions that the sandboxed pipeline returns (evaluation schema_version 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Task = Literal["classification", "regression"]
+Verdict = Literal["better", "worse", "within_noise", "failed", "n/a"]
+GateStatus = Literal["pass", "fail", "skipped"]
+Status = Literal["compared", "new", "head_failed", "base_failed"]
+
+# The metric catalogue is shared with the repository config, which validates names against it.
+CLASSIFICATION_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "roc_auc",
+    "log_loss",
+)
+REGRESSION_METRICS: tuple[str, ...] = ("mae", "rmse", "r2", "mape")
+# Measured by the pipeline next to the quality metrics; valid for every task.
+OPERATIONAL_METRICS: tuple[str, ...] = (
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "throughput_rows_per_s",
+    "size_mb",
+)
+METRICS_BY_TASK: Mapping[str, tuple[str, ...]] = {
+    "classification": CLASSIFICATION_METRICS,
+    "regression": REGRESSION_METRICS,
+}
+DEFAULT_METRICS: Mapping[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "precision_macro", "recall_macro", "f1_macro"),
+    "regression": ("mae", "rmse", "r2"),
+}
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"log_loss", "mae", "rmse", "mape", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "size_mb"}
+)
+# Operational numbers have no per-row samples to resample; a relative band stands in for noise.
+# Timings on a shared runner jitter by several percent; a file size is exact.
+RELATIVE_NOISE: Mapping[str, float] = {
+    "latency_p50_ms": 0.10,
+    "latency_p95_ms": 0.10,
+    "latency_p99_ms": 0.10,
+    "throughput_rows_per_s": 0.10,
+    "size_mb": 0.01,
+}
+# Below this many discordant pairs the chi-square approximation of McNemar's test is poor.
+MCNEMAR_EXACT_BELOW = 25
+# Elements gathered per bootstrap chunk: bounds memory whatever the number of rows.
+_CHUNK_ELEMENTS = 2_000_000
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in LOWER_IS_BETTER
+
+
+def metrics_for_task(task: str) -> tuple[str, ...]:
+    return METRICS_BY_TASK.get(task, ()) + OPERATIONAL_METRICS
+
+
+class GateLike(Protocol):
+    """One gate of the repository config (bot.repoconfig.Gate satisfies it)."""
+
+    @property
+    def min(self) -> float | None: ...
+    @property
+    def max(self) -> float | None: ...
+    @property
+    def min_delta(self) -> float | None: ...
+    @property
+    def max_delta(self) -> float | None: ...
+
+
+class ModelPolicy(Protocol):
+    """What the comparison needs from a model's config (bot.repoconfig.ModelSpec satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def metrics(self) -> Sequence[str]: ...
+    @property
+    def gates(self) -> Mapping[str, GateLike]: ...
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    name: str
+    base: float | None
+    head: float | None
+    delta: float | None
+    ci: Interval | None
+    verdict: Verdict
+    higher_is_better: bool
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """McNemar's test on the rows where exactly one model is right."""
+
+    base_only_correct: int
+    head_only_correct: int
+    statistic: float | None
+    p_value: float
+    method: Literal["exact", "chi2"]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    metric: str
+    rule: Literal["min", "max", "min_delta", "max_delta"]
+    threshold: float
+    value: float | None
+    status: GateStatus
+    reason: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "fail"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    path: str | None
+    sha256: str | None
+    rows: int | None
+    n_features: int | None
+    class_balance: Mapping[str, float] | None
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    label: str
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    support: int | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The parts of one pipeline evaluation document that the review uses."""
+
+    name: str
+    task: str
+    metrics: Mapping[str, float]
+    model_sha256: str | None = None
+    model_path: str | None = None
+    dataset: Fingerprint | None = None
+    per_class: tuple[ClassRow, ...] = ()
+    confusion_labels: tuple[str, ...] = ()
+    confusion_matrix: tuple[tuple[int, ...], ...] = ()
+    y_true: tuple[Any, ...] | None = None
+    y_pred: tuple[Any, ...] | None = None
+    y_score: tuple[Any, ...] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelComparison:
+    name: str
+    task: str
+    status: Status
+    metrics: tuple[MetricComparison, ...]
+    gates: tuple[GateResult, ...]
+    base: Evaluation | None
+    head: Evaluation | None
+    mcnemar: McNemar | None = None
+    paired: bool = False
+    dataset_warning: str | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "head_failed" and all(g.passed for g in self.gates)
+
+
+@dataclass(frozen=True)
+class ReviewComparison:
+    models: tuple[ModelComparison, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(m.passed for m in self.models)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _float_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    result = float(value)
+    return result if math.isfinite(result) else None
+
+
+def _mapping(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _Malformed(f"'{key}' must be an object")
+    return value
+
+
+def _optional_list(value: Any, key: str) -> tuple[Any, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple):
+        raise _Malformed(f"'predictions.{key}' must be a list")
+    return tuple(value)
+
+
+def parse_evaluation(doc: Any, *, name: str = "?", task: str = "classification") -> Evaluation:
+    """Read a pipeline result leniently: a malformed document becomes an evaluation error."""
+    if not isinstance(doc, Mapping):
+        return Evaluation(name=name, task=task, metrics={}, error="malformed evaluation result: not an object")
+    name = str(doc.get("name") or name)
+    task = str(doc.get("task") or task)
+    try:
+        error = doc.get("error")
+        if error:
+            if isinstance(error, Mapping):
+                kind, message = error.get("kind"), error.get("message")
+                text = f"{kind}: {message}" if kind else str(message)
+            else:
+                text = str(error)
+            return Evaluation(name=name, task=task, metrics={}, error=text)
+        metrics = {k: f for k, v in _mapping(doc, "metrics").items() if (f := _float_or_none(v)) is not None}
+        model = _mapping(doc, "model")
+        latency = _mapping(doc, "latency")
+        for key, metric in (("p50_ms", "latency_p50_ms"), ("p95_ms", "latency_p95_ms"), ("p99_ms", "latency_p99_ms")):
+            if (value := _float_or_none(latency.get(key))) is not None:
+                metrics.setdefault(metric, value)
+        if (value := _float_or_none(latency.get("batch_rows_per_s"))) is not None:
+            metrics.setdefault("throughput_rows_per_s", value)
+        if (size := _float_or_none(model.get("size_bytes"))) is not None:
+            metrics.setdefault("size_mb", size / 1e6)
+        dataset = _mapping(doc, "dataset")
+        balance = dataset.get("class_balance")
+        fingerprint = Fingerprint(
+            path=_str_or_none(dataset.get("path")),
+            sha256=_str_or_none(dataset.get("sha256")),
+            rows=_int_or_none(dataset.get("rows")),
+            n_features=_int_or_none(dataset.get("n_features")),
+            class_balance=(
+                {str(k): float(v) for k, v in balance.items() if _float_or_none(v) is not None}
+                if isinstance(balance, Mapping)
+                else None
+            ),
+        )
+        per_class = tuple(
+            ClassRow(
+                label=str(row.get("label")),
+                precision=_float_or_none(row.get("precision")),
+                recall=_float_or_none(row.get("recall")),
+                f1=_float_or_none(row.get("f1")),
+                support=_int_or_none(row.get("support")),
+            )
+            for row in doc.get("per_class") or ()
+            if isinstance(row, Mapping)
+        )
+        confusion = _mapping(doc, "confusion_matrix")
+        labels = tuple(str(label) for label in confusion.get("labels") or ())
+        matrix = tuple(tuple(int(c) for c in row) for row in confusion.get("matrix") or ())
+        predictions = _mapping(doc, "predictions")
+        return Evaluation(
+            name=name,
+            task=task,
+            metrics=metrics,
+            model_sha256=_str_or_none(model.get("sha256")),
+            model_path=_str_or_none(model.get("path")),
+            dataset=fingerprint,
+            per_class=per_class,
+            confusion_labels=labels,
+            confusion_matrix=matrix,
+            y_true=_optional_list(predictions.get("y_true"), "y_true"),
+            y_pred=_optional_list(predictions.get("y_pred"), "y_pred"),
+            y_score=_optional_list(predictions.get("y_score"), "y_score"),
+        )
+    except (_Malformed, TypeError, ValueError) as exc:
+        return Evaluation(name=name, task=task, metrics={}, error=f"malformed evaluation result: {exc}")
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def mcnemar(base_correct: npt.ArrayLike, head_correct: npt.ArrayLike) -> McNemar:
+    """Two-sided McNemar test: exact binomial for few discordant pairs, else chi-square with continuity."""
+    base = np.asarray(base_correct, dtype=bool)
+    head = np.asarray(head_correct, dtype=bool)
+    b = int(np.count_nonzero(base & ~head))
+    c = int(np.count_nonzero(~base & head))
+    n = b + c
+    if n == 0:
+        return McNemar(b, c, None, 1.0, "exact")
+    if n < MCNEMAR_EXACT_BELOW:
+        tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+        return McNemar(b, c, None, min(1.0, 2 * tail), "exact")
+    statistic = (abs(b - c) - 1) ** 2 / n
+    # Survival function of chi-square with one degree of freedom.
+    return McNemar(b, c, statistic, math.erfc(math.sqrt(statistic / 2)), "chi2")
+
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One side's per-row data, encoded for vectorised resampling."""
+
+    task: str
+    y_true: FloatArray | IntArray  # class codes for classification, values for regression
+    y_pred: FloatArray | IntArray
+    scores: FloatArray | None  # (n, k) probabilities in label order, classification only
+    n_labels: int
+
+
+def _encode(evaluation: Evaluation, labels: Sequence[str]) -> _Rows | None:
+    y_true, y_pred = evaluation.y_true, evaluation.y_pred
+    if y_true is None or y_pred is None or len(y_true) != len(y_pred) or not y_true:
+        return None
+    if evaluation.task == "regression":
+        try:
+            return _Rows(
+                "regression", np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float), None, 0
+            )
+        except (TypeError, ValueError):
+            return None
+    code = {label: i for i, label in enumerate(labels)}
+    true_codes = np.fromiter((code[str(v)] for v in y_true), dtype=np.intp, count=len(y_true))
+    pred_codes = np.fromiter((code[str(v)] for v in y_pred), dtype=np.intp, count=len(y_pred))
+    return _Rows("classification", true_codes, pred_codes, _scores(evaluation.y_score, len(y_true), len(labels)), len(labels))
+
+
+def _scores(y_score: tuple[Any, ...] | None, n: int, k: int) -> FloatArray | None:
+    """Probabilities as (n, k); a binary model may send only the positive class's probability."""
+    if y_score is None or len(y_score) != n:
+        return None
+    try:
+        scores = np.asarray(y_score, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if scores.ndim == 1 and k == 2:
+        scores = np.column_stack([1 - scores, scores])
+    if scores.ndim != 2 or scores.shape[1] != k or not np.all(np.isfinite(scores)):
+        return None
+    return scores
+
+
+def _class_labels(*evaluations: Evaluation) -> list[str]:
+    labels: set[str] = set()
+    for evaluation in evaluations:
+        labels.update(evaluation.confusion_labels)
+        for values in (evaluation.y_true, evaluation.y_pred):
+            labels.update(str(v) for v in values or ())
+    # Numeric labels sort numerically so that the positive class of {0, 1} is 1, as in scikit-learn.
+    return sorted(labels, key=_label_key)
+
+
+def _label_key(label: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _confusion(true: IntArray, pred: IntArray, k: int) -> IntArray:
+    """Confusion matrices for a batch of resamples: (batch, k, k), rows are true labels."""
+    batch = true.shape[0]
+    offsets = (np.arange(batch, dtype=np.intp) * k * k)[:, None]
+    flat = np.bincount((offsets + true * k + pred).ravel(), minlength=batch * k * k)
+    return flat.reshape(batch, k, k)
+
+
+def _safe_div(num: FloatArray, den: FloatArray) -> FloatArray:
+    # scikit-learn's zero_division default yields 0 where a class was never predicted / present.
+    return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+
+
+def _from_confusion(metric: str, cm: IntArray, present: npt.NDArray[np.bool_]) -> FloatArray | None:
+    cm = cm.astype(float)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    support = cm.sum(axis=2)
+    predicted = cm.sum(axis=1)
+    total = support.sum(axis=1)
+    if metric == "accuracy":
+        return tp.sum(axis=1) / total
+    if metric == "balanced_accuracy":
+        recalls = _safe_div(tp, support)
+        seen = support > 0
+        return (recalls * seen).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
+    base_name, _, average = metric.partition("_")
+    if base_name not in ("precision", "recall", "f1"):
+        return None
+    per_class = {
+        "precision": lambda: _safe_div(tp, predicted),
+        "recall": lambda: _safe_div(tp, support),
+        "f1": lambda: _safe_div(2 * tp, support + predicted),
+    }[base_name]()
+    if average == "":
+        if cm.shape[1] != 2:
+            return None
+        return per_class[:, 1]
+    if average == "macro":
+        return per_class[:, present].mean(axis=1)
+    if average == "weighted":
+        return _safe_div((per_class * support).sum(axis=1), total)
+    return None
+
+
+def _auc(scores: FloatArray, positive: npt.NDArray[np.bool_], weights: FloatArray) -> FloatArray:
+    """Weighted Mann-Whitney AUC for each row of ``weights`` (ties count one half)."""
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    w = weights[:, order]
+    pos = positive[order]
+    pos_w = np.add.reduceat(w * pos, starts, axis=1)
+    neg_w = np.add.reduceat(w * ~pos, starts, axis=1)
+    below = np.cumsum(neg_w, axis=1) - neg_w
+    wins = (pos_w * (below + 0.5 * neg_w)).sum(axis=1)
+    den = pos_w.sum(axis=1) * neg_w.sum(axis=1)
+    return np.divide(wins, den, out=np.full_like(wins, np.nan), where=den > 0)
+
+
+def _metric_batch(metric: str, rows: _Rows, idx: IntArray, present: npt.NDArray[np.bool_]) -> FloatArray | None:
+    """The metric on each resample (a row of ``idx``), or None when it cannot be recomputed."""
+    if rows.task == "regression":
+        true = np.asarray(rows.y_true, dtype=float)[idx]
+        err = np.asarray(rows.y_pred, dtype=float)[idx] - true
+        if metric == "mae":
+            return np.abs(err).mean(axis=1)
+        if metric == "rmse":
+            return np.sqrt((err**2).mean(axis=1))
+        if metric == "mape":
+            return (np.abs(err) / np.maximum(np.abs(true), np.finfo(float).eps)).mean(axis=1)
+        if metric == "r2":
+            ss_res = (err**2).sum(axis=1)
+            ss_tot = ((true - true.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+            return np.where(ss_tot > 0, 1 - _safe_div(ss_res, ss_tot), np.where(ss_res == 0, 1.0, 0.0))
+        return None
+    true = np.asarray(rows.y_true, dtype=np.intp)
+    if metric in ("roc_auc", "log_loss"):
+        if rows.scores is None:
+            return None
+        scores = rows.scores
+        if metric == "log_loss":
+            eps = np.finfo(float).eps
+            p = np.clip(scores / scores.sum(axis=1, keepdims=True), eps, 1 - eps)
+            losses = -np.log(p[np.arange(len(true)), true])
+            return losses[idx].mean(axis=1)
+        # How often each row was drawn, per resample: AUC is a pairwise statistic, not a row mean.
+        offsets = (np.arange(idx.shape[0], dtype=np.intp) * len(true))[:, None]
+        weights = np.bincount((offsets + idx).ravel(), minlength=idx.size).reshape(idx.shape[0], len(true))
+        weights = weights.astype(float)
+        if rows.n_labels == 2:
+            return _auc(scores[:, 1], true == 1, weights)
+        # One-vs-rest, macro averaged, over the classes that occur in the data.
+        per_class = [_auc(scores[:, c], true == c, weights) for c in range(rows.n_labels) if present[c]]
+        return np.mean(per_class, axis=0)
+    cm = _confusion(true[idx], np.asarray(rows.y_pred, dtype=np.intp)[idx], rows.n_labels)
+    return _from_confusion(metric, cm, present)
+
+
+def metric_on_rows(metric: str, evaluation: Evaluation) -> float | None:
+    """Recompute a metric from one evaluation's per-row predictions (no resampling)."""
+    labels = _class_labels(evaluation)
+    rows = _encode(evaluation, labels)
+    if rows is None:
+        return None
+    present = _present(rows)
+    value = _metric_batch(metric, rows, np.arange(len(rows.y_true))[None, :], present)
+    return None if value is None else float(value[0])
+
+
+def _present(*sides: _Rows) -> npt.NDArray[np.bool_]:
+    present = np.zeros(max(s.n_labels for s in sides), dtype=bool)
+    for side in sides:
+        if side.task == "classification":
+            present[np.asarray(side.y_true, dtype=np.intp)] = True
+            present[np.asarray(side.y_pred, dtype=np.intp)] = True
+    return present
+
+
+def bootstrap_delta(
+    metric: str,
+    base: _Rows,
+    head: _Rows,
+    *,
+    paired: bool,
+    resamples: int,
+    seed: int,
+    confidence: float,
+) -> Interval | None:
+    """Percentile interval of head − base; paired resamples draw the same rows for both sides."""
+    rng = np.random.default_rng(seed)
+    n_base, n_head = len(base.y_true), len(head.y_true)
+    present = _present(base, head)
+    chunk = max(1, _CHUNK_ELEMENTS // max(n_base, n_head))
+    deltas: list[FloatArray] = []
+    done = 0
+    while done < resamples:
+        size = min(chunk, resamples - done)
+        idx_base = rng.integers(0, n_base, size=(size, n_base))
+        idx_head = idx_base if paired else rng.integers(0, n_head, size=(size, n_head))
+        head_values = _metric_batch(metric, head, idx_head, present)
+        base_values = _metric_batch(metric, base, idx_base, present)
+        if head_values is None or base_values is None:
+            return None
+        deltas.append(head_values - base_values)
+        done += size
+    all_deltas = np.concatenate(deltas)
+    all_deltas = all_deltas[np.isfinite(all_deltas)]
+    if all_deltas.size == 0:
+        return None
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(all_deltas, [tail, 100 - tail])
+    return Interval(float(low), float(high))
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _verdict(metric: str, base: float, head: float, delta: float, ci: Interval | None) -> Verdict:
+    if metric in RELATIVE_NOISE:
+        if abs(delta) <= RELATIVE_NOISE[metric] * max(abs(base), 1e-12):
+            return "within_noise"
+        improved = delta > 0
+    elif ci is None:
+        return "n/a"
+    elif ci.low <= 0 <= ci.high:
+        return "within_noise"
+    else:
+        improved = ci.low > 0
+    return "better" if improved == higher_is_better(metric) else "worse"
+
+
+def _gate_results(
+    gates: Mapping[str, GateLike], rows: Mapping[str, MetricComparison], status: Status, base_error: str | None
+) -> tuple[GateResult, ...]:
+    results: list[GateResult] = []
+    for metric, gate in gates.items():
+        row = rows.get(metric)
+        head = row.head if row else None
+        delta = row.delta if row else None
+        for rule in ("min", "max", "min_delta", "max_delta"):
+            threshold = getattr(gate, rule)
+            if threshold is None:
+                continue
+            is_delta = rule.endswith("delta")
+            value = delta if is_delta else head
+            label = f"Δ {metric}" if is_delta else metric
+            sign = "≥" if rule.startswith("min") else "≤"
+            if status == "head_failed":
+                results.append(GateResult(metric, rule, threshold, None, "fail", "head model failed to evaluate"))
+            elif is_delta and status == "new":
+                results.append(GateResult(metric, rule, threshold, None, "skipped", "no base model to compare"))
+            elif is_delta and status == "base_failed":
+                results.append(
+                    GateResult(metric, rule, threshold, None, "skipped", f"base model failed to evaluate: {base_error}")
+                )
+            elif value is None:
+                # Missing data never passes a gate.
+                side = "base or head" if is_delta else "head"
+                results.append(
+                    GateResult(metric, rule, threshold, None, "fail", f"{metric} was not reported for the {side}")
+                )
+            else:
+                ok = value >= threshold if rule.startswith("min") else value <= threshold
+                reason = f"{label} = {value:.4g} {sign} {threshold:g}" if ok else (
+                    f"{label} = {value:.4g}, required {sign} {threshold:g}"
+                )
+                results.append(GateResult(metric, rule, threshold, value, "pass" if ok else "fail", reason))
+    return tuple(results)
+
+
+def _dataset_warning(base: Evaluation, head: Evaluation) -> str | None:
+    b, h = base.dataset, head.dataset
+    if b is None or h is None or b.sha256 is None or h.sha256 is None or b.sha256 == h.sha256:
+        return None
+    return (
+        f"Base and head were evaluated on different datasets (sha256 {b.sha256[:12]} with {b.rows} rows "
+        f"vs {h.sha256[:12]} with {h.rows} rows): the deltas mix the model change with the data change."
+    )
+
+
+def compare_model(
+    policy: ModelPolicy,
+    base: Evaluation | None,
+    head: Evaluation | None,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> ModelComparison:
+    """Compare one model's base and head evaluations under its config (metrics and gates).
+
+    ``base`` is None for a model the PR adds; ``head`` None means the head produced no result.
+    """
+    names = list(dict.fromkeys([*policy.metrics, *policy.gates, "latency_p95_ms", "size_mb"]))
+    if head is None:
+        head = Evaluation(policy.name, policy.task, {}, error="no evaluation result for the head")
+    if head.error is not None:
+        rows = tuple(
+            MetricComparison(m, base.metrics.get(m) if base and not base.error else None, None, None, None,
+                             "failed", higher_is_better(m), note=head.error)
+            for m in names
+        )
+        return ModelComparison(
+            policy.name, policy.task, "head_failed", rows, _gate_results(policy.gates, {}, "head_failed", None),
+            base, head, error=head.error,
+        )
+    if base is None or base.error is not None:
+        status: Status = "new" if base is None else "base_failed"
+        note = "new model" if base is None else f"base failed: {base.error}"
+        rows = tuple(
+            MetricComparison(m, None, head.metrics.get(m), None, None, "n/a", higher_is_better(m), note=note)
+            for m in names
+        )
+        by_name = {r.name: r for r in rows}
+        base_error = base.error if base is not None else None
+        return ModelComparison(
+            policy.name, policy.task, status, rows, _gate_results(policy.gates, by_name, status, base_error),
+            base, head, error=None,
+        )
+
+    warning = _dataset_warning(base, head)
+    labels = _class_labels(base, head)
+    base_rows, head_rows = _encode(base, labels), _encode(head, labels)
+    paired = (
+        warning is None
+        and base_rows is not None
+        and head_rows is not None
+        and base.y_true == head.y_true
+    )
+    result_rows: list[MetricComparison] = []
+    for offset, metric in enumerate(names):
+        b, h = base.metrics.get(metric), head.metrics.get(metric)
+        if b is None or h is None:
+            missing = "base and head" if b is None and h is None else ("base" if b is None else "head")
+            result_rows.append(
+                MetricComparison(metric, b, h, None, None, "n/a", higher_is_better(metric),
+                                 note=f"not reported for the {missing}")
+            )
+            continue
+        ci = None
+        if metric not in RELATIVE_NOISE and base_rows is not None and head_rows is not None:
+            ci = bootstrap_delta(
+                metric, base_rows, head_rows, paired=paired, resamples=resamples, seed=seed + offset,
+                confidence=confidence,
+            )
+        delta = h - b
+        note = None if ci is not None or metric in RELATIVE_NOISE else "no per-row predictions to resample"
+        result_rows.append(
+            MetricComparison(metric, b, h, delta, ci, _verdict(metric, b, h, delta, ci), higher_is_better(metric), note)
+        )
+    test = None
+    if paired and base_rows is not None and head_rows is not None and policy.task == "classification":
+        test = mcnemar(base_rows.y_true == base_rows.y_pred, head_rows.y_true == head_rows.y_pred)
+    by_name = {r.name: r for r in result_rows}
+    return ModelComparison(
+        policy.name, policy.task, "compared", tuple(result_rows),
+        _gate_results(policy.gates, by_name, "compared", None), base, head,
+        mcnemar=test, paired=paired, dataset_warning=warning,
+    )
+
+
+def compare_review(
+    policies: Sequence[ModelPolicy],
+    base_results: Mapping[str, Any],
+    head_results: Mapping[str, Any],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> ReviewComparison:
+    """Compare every configured model; results are raw evaluation documents keyed by model name."""
+    comparisons = []
+    for policy in policies:
+        base_doc, head_doc = base_results.get(policy.name), head_results.get(policy.name)
+        base = None if base_doc is None else parse_evaluation(base_doc, name=policy.name, task=policy.task)
+        head = None if head_doc is None else parse_evaluation(head_doc, name=policy.name, task=policy.task)
+        comparisons.append(compare_model(policy, base, head, resamples=resamples, seed=seed))
+    return ReviewComparison(tuple(comparisons))

@@ -1,0 +1,130 @@
+"""Assembles the running service from settings: database, intake, workers, GitHub client, web app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from gidgethub.sansio import Event
+from sqlalchemy import select
+
+from bot import handlers, logs, metrics
+from bot.context import GitHubAppPort, Services
+from bot.intake import Delivery, Plan, plan_delivery
+from bot.settings import Settings
+from bot.store.db import make_engine, migrate
+from bot.store.deliveries import DeliveryWriter
+from bot.store.models import Delivery as DeliveryRow
+from bot.store.queue import ClaimedJob, JobQueue
+from bot.web.app import Health, Intake, create_web_app
+from bot.worker import JobRunner, WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+def webhook_runner(services: Services) -> JobRunner:
+    """Run a stored delivery through the gidgethub router, authenticated as its installation."""
+
+    async def run(job: ClaimedJob) -> None:
+        async with services.engine.connect() as conn:
+            row = (await conn.execute(
+                select(DeliveryRow.event, DeliveryRow.guid, DeliveryRow.body, DeliveryRow.installation_id)
+                .where(DeliveryRow.id == job.delivery_id)
+            )).first()
+        if row is None:
+            raise LookupError(f"delivery {job.delivery_id} of job {job.id} is gone")
+        logs.delivery_id.set(row.guid)
+        event = Event(json.loads(row.body), event=row.event, delivery_id=row.guid)
+        gh = await services.github.for_installation(row.installation_id) if row.installation_id else None
+        await handlers.router.dispatch(event, gh, services)
+
+    return run
+
+
+@dataclass
+class Service:
+    services: Services
+    writer: DeliveryWriter
+    workers: WorkerPool
+    web_app: web.Application
+    _closers: list[Callable[[], Awaitable[None]]]
+
+    async def start(self) -> None:
+        self.writer.start()
+        self.workers.start()
+
+    async def stop(self) -> None:
+        await self.workers.stop()
+        await self.writer.stop()
+        for close in reversed(self._closers):
+            await close()
+
+
+async def build_service(settings: Settings, *, github: GitHubAppPort | None = None,
+                        lease_seconds: float = 60.0, extra_runners: dict[str, JobRunner] | None = None) -> Service:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    await migrate(engine)
+    closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
+    if github is None:
+        from bot.github.app import GitHubApp
+
+        key = settings.private_key_pem()
+        if settings.github_app_id is None or key is None:
+            raise RuntimeError(
+                "MODELSHIP_GITHUB_APP_ID and MODELSHIP_GITHUB_PRIVATE_KEY_PATH (or _PRIVATE_KEY) are required"
+            )
+        session = aiohttp.ClientSession()
+        closers.append(session.close)
+        github = GitHubApp(app_id=settings.github_app_id, private_key_pem=key,
+                           api_url=settings.github_api_url, session=session)
+    queue = JobQueue(engine, lease_seconds=lease_seconds)
+    services = Services(engine=engine, queue=queue, github=github, app_slug=settings.github_app_slug,
+                        data_dir=settings.data_dir)
+    runners: dict[str, JobRunner] = {"webhook": webhook_runner(services), **(extra_runners or {})}
+    workers = WorkerPool(queue, runners, concurrency=settings.workers)
+    writer = DeliveryWriter(engine, max_attempts=settings.max_attempts, on_jobs=workers.wake)
+
+    def plan(delivery: Delivery) -> Plan:
+        return plan_delivery(delivery, app_slug=settings.github_app_slug, repo_allowed=settings.repo_allowed,
+                             handled=lambda d: handlers.handles(d.event, d.payload))
+
+    async def refresh_metrics() -> None:
+        for state, count in (await queue.depth()).items():
+            metrics.QUEUE_DEPTH.labels(state).set(count)
+
+    web_app = create_web_app(
+        Intake(secret=settings.webhook_secret.get_secret_value().encode(), writer=writer, plan=plan),
+        Health(engine=engine, workers_alive=lambda: workers.alive, refresh_metrics=refresh_metrics),
+    )
+    return Service(services, writer, workers, web_app, closers)
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT): drain workers, then close."""
+    import signal
+
+    service = await build_service(settings)
+    await service.start()
+    runner = web.AppRunner(service.web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    log.info("modelship listening on http://%s:%s/webhooks/github", settings.host, settings.port)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("shutting down: draining workers")
+    await site.stop()
+    await service.stop()
+    await runner.cleanup()

@@ -1,0 +1,1 @@
+"""Domain services shared by handlers: small, I/O through the GitHub client passed in."""

@@ -1,0 +1,155 @@
+"""Service settings: environment variables with the MODELSHIP_ prefix, optionally a YAML file.
+
+Only the entry point (bot.cli) builds a Settings; everything else receives the values it needs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """Start-up configuration is invalid; ``problems`` holds one line per bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads MODELSHIP_CONFIG (a YAML mapping of setting names, lower case, without prefix)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                loaded = yaml.safe_load(path.read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise SettingsError([f"MODELSHIP_CONFIG: cannot read {path}: {exc}"]) from exc
+            if not isinstance(loaded, dict):
+                raise SettingsError([f"MODELSHIP_CONFIG: {path} must hold a mapping of settings"])
+            self._data = {str(k).lower(): v for k, v in loaded.items()}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELSHIP_", extra="ignore")
+
+    webhook_secret: SecretStr = Field(description="Secret shared with the GitHub App's webhook (required).")
+    github_app_id: int | None = Field(default=None, description="The GitHub App's numeric id.")
+    github_private_key_path: Path | None = Field(default=None, description="PEM file of the App's key.")
+    github_private_key: SecretStr | None = Field(default=None, description="The App's PEM key inline.")
+    github_app_slug: str = Field(default="modelship", description="The App's slug; '<slug>[bot]' is ignored.")
+    github_api_url: str = Field(default="https://api.github.com", description="REST API root (GHES: /api/v3).")
+    data_dir: Path = Field(default=Path(".modelship"), description="Where SQLite, clones and results live.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    container_engine_url: str | None = Field(
+        default=None, description="Docker Engine API endpoint; falls back to DOCKER_HOST."
+    )
+    repo_allowlist: list[str] = Field(
+        default_factory=list, description="owner/repo or owner/* patterns; empty allows all."
+    )
+    workers: int = Field(default=2, ge=1, le=64, description="Concurrent job workers.")
+    max_attempts: int = Field(default=5, ge=1, le=100, description="Attempts before a job is parked.")
+    log_level: str = Field(default="INFO", description="Log level.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("MODELSHIP_CONFIG")
+        return (init_settings, env_settings, _YamlSource(settings_cls, Path(path) if path else None))
+
+    @field_validator("repo_allowlist", mode="before")
+    @classmethod
+    def _split_allowlist(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://api.github.com or https://ghe.example/api/v3")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if self.container_engine_url is None and os.environ.get("DOCKER_HOST"):
+            self.container_engine_url = os.environ["DOCKER_HOST"]
+        if self.github_private_key_path is not None and not self.github_private_key_path.is_file():
+            raise ValueError(f"github_private_key_path: no such file {self.github_private_key_path}")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'modelship.db').resolve()}"
+
+    def private_key_pem(self) -> str | None:
+        if self.github_private_key is not None:
+            return self.github_private_key.get_secret_value()
+        if self.github_private_key_path is not None:
+            return self.github_private_key_path.read_text()
+        return None
+
+    def repo_allowed(self, full_name: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        return not self.repo_allowlist or any(fnmatchcase(full_name, pat) for pat in self.repo_allowlist)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings or raise SettingsError naming every bad key as its environment variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = "_".join(str(p) for p in err["loc"]) if err["loc"] else ""
+            name = f"MODELSHIP_{key.upper()}" if key else "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "is required but not set"
+            problems.append(f"{name}: {msg}")
+        raise SettingsError(problems) from None

@@ -1,0 +1,3 @@
+"""Imports every module that defines tables, so Base.metadata is complete (Alembic, tests)."""
+
+from bot.store import models  # noqa: F401

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system packages Modelship's demo and tests use on a fresh Debian machine:
+# podman + runc (Docker Engine API for the sandbox), PostgreSQL, Prometheus, git, wrk.
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+need=()
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v git >/dev/null || need+=(git)
+command -v wrk >/dev/null || need+=(wrk)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Debian starts a prometheus service on install where systemd runs; we run our own instances.
+fi
