@@ -119,3 +119,7 @@ def jobs(states: tuple[str, ...], retry_id: int | None) -> None:
         error = (job["last_error"] or "").splitlines()[0][:80] if job["last_error"] else ""
         tries = f"{job['attempts']}/{job['max_attempts']}"
         click.echo(f"{job['id']:>6}  {job['state']:8} {job['kind']:10} {tries:5}  {job['serial_key'][:40]:40} {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -66,7 +66,7 @@ class Service:
 
 
 async def build_service(settings: Settings, *, github: GitHubAppPort | None = None,
-                        lease_seconds: float = 60.0, extra_runners: dict[str, JobRunner] | None = None) -> Service:
+                        extra_runners: dict[str, JobRunner] | None = None) -> Service:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     await migrate(engine)
@@ -83,7 +83,7 @@ async def build_service(settings: Settings, *, github: GitHubAppPort | None = No
         closers.append(session.close)
         github = GitHubApp(app_id=settings.github_app_id, private_key_pem=key,
                            api_url=settings.github_api_url, session=session)
-    queue = JobQueue(engine, lease_seconds=lease_seconds)
+    queue = JobQueue(engine, lease_seconds=settings.job_lease_seconds)
     services = Services(engine=engine, queue=queue, github=github, app_slug=settings.github_app_slug,
                         data_dir=settings.data_dir)
     runners: dict[str, JobRunner] = {"webhook": webhook_runner(services), **(extra_runners or {})}
@@ -100,7 +100,9 @@ async def build_service(settings: Settings, *, github: GitHubAppPort | None = No
 
     web_app = create_web_app(
         Intake(secret=settings.webhook_secret.get_secret_value().encode(), writer=writer, plan=plan),
-        Health(engine=engine, workers_alive=lambda: workers.alive, refresh_metrics=refresh_metrics),
+        # With workers = 0 this process only takes deliveries in; another process runs the jobs.
+        Health(engine=engine, workers_alive=lambda: workers.alive if settings.workers else 1,
+               refresh_metrics=refresh_metrics),
     )
     return Service(services, writer, workers, web_app, closers)
 

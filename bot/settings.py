@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 
 class SettingsError(Exception):
@@ -60,10 +61,12 @@ class Settings(BaseSettings):
     container_engine_url: str | None = Field(
         default=None, description="Docker Engine API endpoint; falls back to DOCKER_HOST."
     )
-    repo_allowlist: list[str] = Field(
+    repo_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="owner/repo or owner/* patterns; empty allows all."
     )
-    workers: int = Field(default=2, ge=1, le=64, description="Concurrent job workers.")
+    workers: int = Field(default=2, ge=0, le=64, description="Concurrent job workers; 0 runs intake only.")
+    job_lease_seconds: float = Field(default=60.0, gt=0, le=3600, description="Lease of a running job; "
+                                     "a crashed worker's job is claimed again after it expires.")
     max_attempts: int = Field(default=5, ge=1, le=100, description="Attempts before a job is parked.")
     log_level: str = Field(default="INFO", description="Log level.")
 
@@ -153,3 +156,5 @@ def load_settings(**overrides: Any) -> Settings:
                 msg = "is required but not set"
             problems.append(f"{name}: {msg}")
         raise SettingsError(problems) from None
+    except SourceError as exc:
+        raise SettingsError([str(exc)]) from None

@@ -43,6 +43,8 @@ class WorkerPool:
         return sum(1 for t in self._tasks if not t.done())
 
     def start(self) -> None:
+        if self.concurrency == 0:
+            return
         self._tasks = [asyncio.create_task(self._loop(f"{self.worker_prefix}:{i}"), name=f"worker-{i}")
                        for i in range(self.concurrency)]
         metrics.WORKERS_ALIVE.set(self.concurrency)

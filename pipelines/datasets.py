@@ -33,7 +33,9 @@ def read_table(path: Path, display: str) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
     except Exception as exc:
-        raise PipelineError("dataset_invalid", f"could not read `{display}`: {type(exc).__name__}: {exc}") from exc
+        raise PipelineError(
+            "dataset_invalid", f"could not read `{display}`: {type(exc).__name__}: {exc}"
+        ) from exc
     raise PipelineError(
         "dataset_invalid", f"`{display}`: unsupported dataset format `{suffix}`; use .csv or .parquet"
     )

@@ -61,8 +61,13 @@ def classification(
         y_true, y_pred, labels=labels, average=None, zero_division=0
     )
     per_class: list[PerClassRow] = [
-        {"label": lab, "precision": float(p_c[i]), "recall": float(r_c[i]), "f1": float(f_c[i]),
-         "support": int(s_c[i])}
+        {
+            "label": lab,
+            "precision": float(p_c[i]),
+            "recall": float(r_c[i]),
+            "f1": float(f_c[i]),
+            "support": int(s_c[i]),
+        }
         for i, lab in enumerate(labels)
     ]
     matrix = skm.confusion_matrix(y_true, y_pred, labels=labels)
@@ -84,14 +89,21 @@ def _probabilistic(y_true: list[str], proba: np.ndarray, classes: list[str]) -> 
             out["roc_auc"] = skm.roc_auc_score([t == classes[1] for t in y_true], proba[:, 1])
         elif present == set(classes):
             out["roc_auc"] = skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
-    out["log_loss"] = skm.log_loss(y_true, proba, labels=classes)
+    # float32 runtimes give probabilities off by ~1e-7 (even 1.0000004); snap them back so log loss
+    # compares like with like instead of rejecting the row.
+    clipped = np.clip(proba, 0.0, 1.0)
+    sums = clipped.sum(axis=1, keepdims=True)
+    normalised = np.divide(clipped, sums, out=np.zeros_like(clipped), where=sums > 0)
+    out["log_loss"] = skm.log_loss(y_true, normalised, labels=classes)
     return out
 
 
 def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    return _finite({
-        "mae": skm.mean_absolute_error(y_true, y_pred),
-        "rmse": math.sqrt(skm.mean_squared_error(y_true, y_pred)),
-        "r2": skm.r2_score(y_true, y_pred) if len(y_true) > 1 else math.nan,
-        "mape": skm.mean_absolute_percentage_error(y_true, y_pred),
-    })
+    return _finite(
+        {
+            "mae": skm.mean_absolute_error(y_true, y_pred),
+            "rmse": math.sqrt(skm.mean_squared_error(y_true, y_pred)),
+            "r2": skm.r2_score(y_true, y_pred) if len(y_true) > 1 else math.nan,
+            "mape": skm.mean_absolute_percentage_error(y_true, y_pred),
+        }
+    )

@@ -243,7 +243,9 @@ def load_model(path: Path, task: Task, allow_pickle: bool, display: str) -> Load
     except PipelineError:
         raise
     except Exception as exc:
-        raise PipelineError("load_failed", f"could not load `{display}`: {type(exc).__name__}: {exc}") from exc
+        raise PipelineError(
+            "load_failed", f"could not load `{display}`: {type(exc).__name__}: {exc}"
+        ) from exc
     return LoadedModel(fmt, SklearnPredictor(estimator, task), estimator, None)
 
 

@@ -79,16 +79,27 @@ def authorize(
     rule = env_rule if spec.needs_env else None
     who = _who_may(rule)
     if permission is None:
-        return Decision(False, "GitHub did not tell us your permission on this repository, so we could "
-                        "not check it. Please try again in a minute.", who)
+        return Decision(
+            False,
+            "GitHub did not tell us your permission on this repository, so we could "
+            "not check it. Please try again in a minute.",
+            who,
+        )
     if not has_write(permission):
-        return Decision(False, f"`{spec.name}` changes things, so it needs write access; you have "
-                        f"{permission} access.", who)
+        return Decision(
+            False,
+            f"`{spec.name}` changes things, so it needs write access; you have {permission} access.",
+            who,
+        )
     if rule is None:
         return Decision(True, f"{actor} has {permission} access.", who)
     if rule.allowed and not _listed(rule.allowed, actor, actor_teams):
-        return Decision(False, f"`{spec.name}`{where} is limited to the people and teams the "
-                        "environment lists, and you are not one of them.", who)
+        return Decision(
+            False,
+            f"`{spec.name}`{where} is limited to the people and teams the "
+            "environment lists, and you are not one of them.",
+            who,
+        )
     unmet = _unmet(rule.requires, pr_state)
     if unmet:
         return Decision(False, f"`{spec.name}`{where} {unmet}", who)
@@ -126,14 +137,18 @@ def _unmet(requires: Collection[str], pr: PrState | None) -> str | None:
             return "requires an approving review on this pull request first."
         if requirement == "mergeable":
             if pr.mergeable is None:
-                return ("requires a mergeable pull request, and GitHub is still computing that. "
-                        "Please try again in a minute.")
+                return (
+                    "requires a mergeable pull request, and GitHub is still computing that. "
+                    "Please try again in a minute."
+                )
             if not pr.mergeable:
                 return "requires a mergeable pull request; resolve the conflicts or failing checks first."
         if requirement not in ("approved", "mergeable"):
             # Fail closed on a typo in the config rather than silently ignoring the rule.
-            return (f"requires `{requirement}`, which Modelship does not know; fix "
-                    "`environments.<env>.requires` in `.modelship.yml` (known: approved, mergeable).")
+            return (
+                f"requires `{requirement}`, which Modelship does not know; fix "
+                "`environments.<env>.requires` in `.modelship.yml` (known: approved, mergeable)."
+            )
     return None
 
 

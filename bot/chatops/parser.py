@@ -1,16 +1,19 @@
 """Parse chat-ops commands out of a PR comment. Pure: it returns values and never posts anything.
 
-A command starts a line, after optional spaces: ``/modelship <command> [args] [--flags]`` or
-``@<app-slug> <command> ...``. Lines in fenced or indented code blocks and quoted lines are ignored,
-so examples, pasted logs and the bot's own replies (which quote the command) never trigger anything.
+A command starts a line, after at most 3 spaces: ``/modelship <command> [args] [--flags]`` or
+``@<app-slug> <command> ...``. Lines in fenced code blocks (backticks or tildes), indented code
+(4+ columns) and quotes (``>``) are ignored, so examples, pasted logs and the bot's own replies
+(which quote the command) never trigger anything.
 
-Speed matters because the body is untrusted and up to 64 KB: one linear regex scan finds the only
-lines that matter (fences and command lines) instead of walking every line in Python.
+The body is untrusted and up to 64 KB, so the scan is linear regex passes in C (one blanks out fenced
+blocks, one per prefix finds command lines); Python code only ever touches the command lines.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,7 +31,6 @@ ErrorKind = Literal["unknown_command", "missing_command", "bad_arguments", "too_
 class ParsedCommand:
     name: str
     line: str
-    lineno: int
     args: dict[str, str] = field(default_factory=dict)
     flags: dict[str, str | bool] = field(default_factory=dict)
     wants_help: bool = False
@@ -55,138 +57,110 @@ class ParsedCommand:
 class ParseError:
     kind: ErrorKind
     line: str
-    lineno: int
     message: str
     command: str | None = None
     suggestion: str | None = None
     usage: str | None = None
 
 
-_FENCE_OR_COMMAND = (
-    r"^(?P<indent>[ \t]*)(?:(?P<fence>`{{3,}}|~{{3,}})(?P<info>[^\n]*)"
-    r"|(?P<prefix>{prefixes})(?=[ \t]|$))"
+# A fenced code block, whole: opener (a backtick fence's info may not contain backticks), lazily any
+# lines, then a closer of the same character at least as long, or the end of the comment (CommonMark).
+# Possessive quantifiers and one lazy loop over whole lines keep every match linear.
+_FENCED_BLOCK = re.compile(
+    r"\n {0,3}+(?:(?P<bt>`{3,}+)[^`\n]*+(?=\n)|(?P<tl>~{3,}+)[^\n]*+)"
+    r"(?:\n[^\n]*+)*?"
+    r"(?:\n {0,3}+(?(bt)(?P=bt)`*+|(?P=tl)~*+)[ \t]*+(?=\n)|\n?\Z)"
 )
 
 
-def _scanner(app_slug: str) -> re.Pattern[str]:
-    prefixes = "|".join(re.escape(p) for p in (PREFIX, f"@{app_slug}"))
-    return re.compile(_FENCE_OR_COMMAND.format(prefixes=prefixes), re.MULTILINE | re.IGNORECASE)
+@functools.lru_cache(maxsize=8)
+def _command_line(prefix: str) -> re.Pattern[str]:
+    """Lines starting with ``prefix`` after at most 3 spaces (4 columns make an indented code block).
 
-
-def _width(indent: str) -> int:
-    width = 0
-    for ch in indent:
-        width = width + 4 - width % 4 if ch == "\t" else width + 1
-    return width
-
-
-def _line_end(text: str, start: int) -> int:
-    end = text.find("\n", start)
-    return len(text) if end < 0 else end
-
-
-class _IndentedCode:
-    """Decides whether a line indented by 4+ columns is an indented code block.
-
-    CommonMark: such a line is code unless it continues a paragraph. Walk back over the run of
-    indented or blank lines; a blank line (or the start) before it means code. The verdict of the
-    previous indented line is remembered so a long run is walked once, keeping the scan linear.
+    The pattern opens with the word itself and looks back for the line start afterwards: the regex
+    engine then skips quickly to the rare word instead of attempting a match at every line. One
+    pattern per prefix, because an alternation of two words defeats that skip. Character classes
+    instead of re.IGNORECASE, which is several times slower.
     """
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._last_start = -1
-        self._last_verdict = False
-
-    def __call__(self, line_start: int) -> bool:
-        text, pos = self._text, line_start
-        while pos > 0:
-            prev_start = text.rfind("\n", 0, pos - 1) + 1
-            if prev_start == self._last_start:
-                verdict = self._last_verdict
-                break
-            prev = text[prev_start : pos - 1]
-            stripped = prev.lstrip(" \t")
-            if not stripped:
-                verdict = True
-                break
-            if _width(prev[: len(prev) - len(stripped)]) < 4:
-                # A fence or heading ends its block; anything else is a paragraph being continued.
-                verdict = stripped.startswith(("```", "~~~", "#"))
-                break
-            pos = prev_start
-        else:
-            verdict = True
-        self._last_start, self._last_verdict = line_start, verdict
-        return verdict
+    word = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in prefix)
+    at_line_start = "|".join(f"(?<=\\n{' ' * n}{'.' * len(prefix)})" for n in range(4))
+    return re.compile(rf"(?P<line>{word}(?:{at_line_start})(?=[ \t\n])(?P<rest>[^\n]*+))")
 
 
-def parse_comment(body: str, *, app_slug: str, max_commands: int = MAX_COMMANDS) -> list[ParsedCommand | ParseError]:
+def parse_comment(
+    body: str, *, app_slug: str, max_commands: int = MAX_COMMANDS
+) -> list[ParsedCommand | ParseError]:
     """Every command line of ``body``, in order, as a ``ParsedCommand`` or a ``ParseError``."""
-    text = body.replace("\r\n", "\n").replace("\r", "\n")
-    indented_code = _IndentedCode(text)
+    folded = body.lower()
+    prefixes = [p for p in (PREFIX, f"@{app_slug.lower()}") if p in folded]
+    if not prefixes:
+        return []  # the common case, answered by a C-speed substring search
+    text = "\n" + body.replace("\r\n", "\n").replace("\r", "\n") + "\n"
+    if "```" in text or "~~~" in text:
+        # Each block becomes a blank line, which (like the fence) ends any paragraph before it.
+        text = _FENCED_BLOCK.sub("\n", text)
+    matches = sorted(
+        (m for p in prefixes for m in itertools.islice(_command_line(p).finditer(text), max_commands + 1)),
+        key=lambda m: m.start(),
+    )
     results: list[ParsedCommand | ParseError] = []
-    fence: str | None = None  # the opening fence while inside a fenced block
-    for match in _scanner(app_slug).finditer(text):
-        indent = _width(match["indent"])
-        if match["fence"] is not None:
-            fence = _track_fence(fence, match["fence"], match["info"], indent)
-            continue
-        if fence is not None or (indent >= 4 and indented_code(match.start())):
-            continue
-        lineno = text.count("\n", 0, match.start()) + 1
-        line = text[match.start() : _line_end(text, match.start())].strip()
+    for match in matches:
+        line = match["line"].strip()
         if len(results) == max_commands:
-            results.append(ParseError("too_many_commands", line, lineno,
-                                      f"At most {max_commands} commands run per comment; "
-                                      "this line and the ones after it were ignored."))
+            message = (
+                f"At most {max_commands} commands run per comment; this line and the ones after it "
+                "were ignored."
+            )
+            results.append(ParseError("too_many_commands", line, message))
             break
-        results.append(_parse_line(line, lineno, text[match.end() : _line_end(text, match.end())]))
+        results.append(_parse_line(line, match["rest"]))
     return results
 
 
-def _track_fence(open_fence: str | None, marker: str, info: str, indent: int) -> str | None:
-    if indent >= 4:
-        return open_fence
-    if open_fence is None:
-        # A backtick fence's info string may not contain backticks (CommonMark); then it is not a fence.
-        return None if marker[0] == "`" and "`" in info else marker
-    closes = marker[0] == open_fence[0] and len(marker) >= len(open_fence) and not info.strip()
-    return None if closes else open_fence
-
-
-def _parse_line(line: str, lineno: int, rest: str) -> ParsedCommand | ParseError:
+def _parse_line(line: str, rest: str) -> ParsedCommand | ParseError:
     tokens = rest.split(maxsplit=_MAX_TOKENS)
     if not tokens:
-        return ParseError("missing_command", line, lineno,
-                          f"No command given. Try `{PREFIX} help` to see the commands.", suggestion="help")
-    first = tokens[0].lower()
-    if first in ("--help", "-h"):
-        return ParsedCommand("help", line, lineno)
-    spec = COMMANDS.get(first)
+        return ParseError(
+            "missing_command",
+            line,
+            f"No command given. Try `{PREFIX} help` to see the commands.",
+            suggestion="help",
+        )
+    first = tokens[0]
+    if first.lower() in ("--help", "-h"):
+        return ParsedCommand("help", line)
+    spec = COMMANDS.get(first.lower())
     if spec is None:
-        return _unknown(first, line, lineno)
+        return _unknown(first, line)
     rest_tokens = tokens[1:]
     if any(t.lower() in ("--help", "-h") for t in rest_tokens):
-        return ParsedCommand(spec.name, line, lineno, wants_help=True)
+        return ParsedCommand(spec.name, line, wants_help=True)
     if len(tokens) > _MAX_TOKENS:
-        return _bad(spec, line, lineno, "Too many arguments.")
-    return _bind(spec, rest_tokens, line, lineno)
+        return _bad(spec, line, "Too many arguments.")
+    return _bind(spec, rest_tokens, line)
 
 
-def _unknown(token: str, line: str, lineno: int) -> ParseError:
+def _unknown(token: str, line: str) -> ParseError:
     shown = _echo(token)
-    matches = difflib.get_close_matches(token[:_MAX_ECHO], list(COMMANDS), n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(token[:_MAX_ECHO].lower(), list(COMMANDS), n=1, cutoff=0.6)
     suggestion = matches[0] if matches else None
     hint = f" Did you mean `{suggestion}`?" if suggestion else ""
-    return ParseError("unknown_command", line, lineno,
-                      f"Unknown command `{shown}`.{hint} Try `{PREFIX} help` to see the commands.",
-                      suggestion=suggestion)
+    return ParseError(
+        "unknown_command",
+        line,
+        f"Unknown command `{shown}`.{hint} Try `{PREFIX} help` to see the commands.",
+        suggestion=suggestion,
+    )
 
 
-def _bad(spec: CommandSpec, line: str, lineno: int, problem: str) -> ParseError:
-    return ParseError("bad_arguments", line, lineno,
-                      f"{problem} Usage: `{PREFIX} {spec.usage}`", command=spec.name, usage=spec.usage)
+def _bad(spec: CommandSpec, line: str, problem: str) -> ParseError:
+    return ParseError(
+        "bad_arguments",
+        line,
+        f"{problem} Usage: `{PREFIX} {spec.usage}`",
+        command=spec.name,
+        usage=spec.usage,
+    )
 
 
 def _echo(token: str) -> str:
@@ -195,7 +169,7 @@ def _echo(token: str) -> str:
     return cleaned if len(cleaned) <= _MAX_ECHO else cleaned[:_MAX_ECHO] + "…"
 
 
-def _bind(spec: CommandSpec, tokens: list[str], line: str, lineno: int) -> ParsedCommand | ParseError:
+def _bind(spec: CommandSpec, tokens: list[str], line: str) -> ParsedCommand | ParseError:
     flags: dict[str, str | bool] = {}
     positionals: list[str] = []
     i = 0
@@ -208,29 +182,29 @@ def _bind(spec: CommandSpec, tokens: list[str], line: str, lineno: int) -> Parse
         name, eq, value = token[2:].partition("=")
         flag = spec.flag(name.lower())
         if flag is None:
-            return _bad(spec, line, lineno, f"`{spec.name}` has no option `--{_echo(name)}`.")
+            return _bad(spec, line, f"`{spec.name}` has no option `--{_echo(name)}`.")
         if not flag.takes_value:
             if eq:
-                return _bad(spec, line, lineno, f"`--{flag.name}` takes no value.")
+                return _bad(spec, line, f"`--{flag.name}` takes no value.")
             flags[flag.name] = True
             continue
         if not eq:
             if i == len(tokens):
-                return _bad(spec, line, lineno, f"`--{flag.name}` needs a value.")
+                return _bad(spec, line, f"`--{flag.name}` needs a value.")
             value, i = tokens[i], i + 1
         if value.lower() not in flag.choices:
             choices = ", ".join(f"`{c}`" for c in flag.choices)
-            return _bad(spec, line, lineno, f"`--{flag.name}` must be one of {choices}, not `{_echo(value)}`.")
+            return _bad(spec, line, f"`--{flag.name}` must be one of {choices}, not `{_echo(value)}`.")
         flags[flag.name] = value.lower()
     args = _bind_positionals(spec.args, positionals)
     if isinstance(args, str):
-        return _bad(spec, line, lineno, args)
+        return _bad(spec, line, args)
     if spec.name == "help" and "command" in args:
-        topic = args["command"].lower()
-        if topic not in COMMANDS:
-            return _unknown(topic, line, lineno)
-        args["command"] = topic
-    return ParsedCommand(spec.name, line, lineno, args=args, flags=flags)
+        topic = args["command"]
+        if topic.lower() not in COMMANDS:
+            return _unknown(topic, line)
+        args["command"] = topic.lower()
+    return ParsedCommand(spec.name, line, args=args, flags=flags)
 
 
 def _bind_positionals(specs: tuple[Arg, ...], values: list[str]) -> dict[str, str] | str:

@@ -17,8 +17,9 @@ from typing import Any
 
 import referencing
 import referencing.jsonschema
+from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
-from openapi_schema_validator import OAS30Validator, OAS31Validator
+from openapi_schema_validator import OAS30Validator, OAS31Validator, oas30_format_checker, oas31_format_checker
 
 REST_URI = "urn:devhub:github-rest"
 WEBHOOKS_URI = "urn:devhub:github-webhooks"
@@ -30,16 +31,30 @@ def _load(name: str) -> Any:
     return json.loads(resources.files("bot.devhub").joinpath("openapi").joinpath(name).read_text())
 
 
-def _absolutise(node: Any, base: str) -> Any:
-    """Make local `$ref`s absolute so any sub-schema validates on its own against the registry."""
-    if isinstance(node, dict):
-        return {
-            k: (base + v if k == "$ref" and isinstance(v, str) and v.startswith("#") else _absolutise(v, base))
-            for k, v in node.items()
-        }
+def _prepare(node: Any, base: str) -> Any:
+    """Make a description directly checkable by a JSON Schema validator.
+
+    - local `$ref`s become absolute, so any sub-schema validates on its own against the registry;
+    - OpenAPI 3.0 `nullable: true` with an `enum` admits null (GitHub sends null there, and that is
+      what `nullable` means, but a plain `enum` check would refuse it);
+    - `oneOf` with a `discriminator` becomes a plain `anyOf`: the discriminator is what makes GitHub's
+      overlapping alternatives (file / symlink / submodule) unambiguous, and its mapping would not
+      resolve against the absolute refs.
+    """
     if isinstance(node, list):
-        return [_absolutise(v, base) for v in node]
-    return node
+        return [_prepare(v, base) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {
+        k: (base + v if k == "$ref" and isinstance(v, str) and v.startswith("#") else _prepare(v, base))
+        for k, v in node.items()
+    }
+    if out.get("nullable") is True and isinstance(out.get("enum"), list) and None not in out["enum"]:
+        out["enum"] = [*out["enum"], None]
+    if "discriminator" in out and "oneOf" in out:
+        del out["discriminator"]
+        out["anyOf"] = out.pop("oneOf")
+    return out
 
 
 @dataclass(frozen=True)
@@ -64,8 +79,8 @@ class Contract:
     """Validators for the vendored REST and webhook descriptions, compiled once and cached."""
 
     def __init__(self) -> None:
-        rest = _absolutise(_load("rest.json"), REST_URI)
-        hooks = _absolutise(_load("webhooks.json"), WEBHOOKS_URI)
+        rest = _prepare(_load("rest.json"), REST_URI)
+        hooks = _prepare(_load("webhooks.json"), WEBHOOKS_URI)
         self._rest = rest
         self._hooks = hooks
         self._registry: referencing.Registry[Any] = referencing.Registry().with_resources(
@@ -97,16 +112,22 @@ class Contract:
         validator = self._validators.get(key)
         if validator is None:
             cls = OAS31Validator if oas31 else OAS30Validator
-            validator = cls(schema(), registry=self._registry)
+            checker = oas31_format_checker if oas31 else oas30_format_checker
+            validator = cls(schema(), registry=self._registry, format_checker=checker)
             self._validators[key] = validator
         return validator
 
     @staticmethod
     def _errors(validator: Validator, instance: Any, what: str) -> list[str]:
-        return [
-            f"{what}: {'/'.join(str(p) for p in error.absolute_path) or '<root>'}: {_short(error.message)}"
-            for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))[:10]
-        ]
+        problems = []
+        for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))[:10]:
+            message = _short(error.message) + f" (schema keyword {error.validator!r})"
+            if error.context:  # a failed oneOf/anyOf: name the closest alternative's problem, not the blob
+                closest = best_match(error.context)
+                if closest is not None:
+                    message = f"matches no alternative; closest fails at {_where(closest)}: {_short(closest.message)}"
+            problems.append(f"{what}: {_where(error)}: {message}")
+        return problems
 
     # -- checks ------------------------------------------------------------------------------
     def check_request(self, method: str, path: str, query: dict[str, str], body: Any) -> list[str]:
@@ -166,8 +187,12 @@ def _resolve(doc: dict[str, Any], ref: str) -> Any:
     return node
 
 
+def _where(error: ValidationError) -> str:
+    return "/".join(str(p) for p in error.absolute_path) or "<root>"
+
+
 def _short(message: str, limit: int = 300) -> str:
-    return message if len(message) <= limit else message[:limit] + "…"
+    return message if len(message) <= limit else message[: limit // 2] + " … " + message[-limit // 2 :]
 
 
 @cache

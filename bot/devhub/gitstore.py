@@ -123,8 +123,9 @@ class GitStore:
         args = [arg for p in parents for arg in ("-p", p)]
         return self._out(full_name, "commit-tree", tree, *args, "-m", message, env=env)
 
-    def merge(self, full_name: str, base_branch: str, head_sha: str, message: str, who: Identity) -> str:
-        """Create a merge commit of head into base_branch (like GitHub's merge button) and advance it."""
+    def merge(self, full_name: str, base_branch: str, head_sha: str, message: str, who: Identity,
+              squash: bool = False) -> str:
+        """Merge head into base_branch like GitHub's merge button (a merge commit, or one squashed commit)."""
         base_sha = self.resolve(full_name, f"refs/heads/{base_branch}")
         if base_sha is None:
             raise GitError(f"branch {base_branch!r} does not exist")
@@ -134,7 +135,7 @@ class GitStore:
         if result.returncode != 0:
             raise GitError(result.stderr.decode(errors="replace").strip())
         tree = result.stdout.decode().split("\n", 1)[0].strip()
-        sha = self._commit_tree(full_name, tree, [base_sha, head_sha], message, who)
+        sha = self._commit_tree(full_name, tree, [base_sha] if squash else [base_sha, head_sha], message, who)
         self.update_ref(full_name, f"refs/heads/{base_branch}", sha, base_sha)
         return sha
 
@@ -211,3 +212,37 @@ class GitStore:
 
     def is_ancestor(self, full_name: str, ancestor: str, descendant: str) -> bool:
         return self._git(full_name, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode == 0
+
+
+@dataclass(frozen=True)
+class CommitDetails:
+    sha: str
+    tree: str
+    message: str
+    author_name: str
+    author_email: str
+    timestamp: int
+    added: list[str]
+    removed: list[str]
+    modified: list[str]
+
+
+def _details(store: GitStore, full_name: str, sha: str) -> CommitDetails:
+    out = store._out(full_name, "show", "-s", "--format=%T%x00%an%x00%ae%x00%at%x00%B", sha)
+    tree, name, email, when, message = out.split("\0", 4)
+    # --root lists the files of a first commit; -m splits merges so their files are listed once per parent.
+    names = store._out(full_name, "diff-tree", "--root", "--no-commit-id", "--name-status", "-r", "-m",
+                       "--first-parent", sha)
+    files: dict[str, list[str]] = {"A": [], "D": [], "M": []}
+    for line in names.splitlines():
+        status, _, path = line.partition("\t")
+        files.get(status[:1], files["M"]).append(path)
+    return CommitDetails(sha, tree, message.strip(), name, email, int(when), files["A"], files["D"], files["M"])
+
+
+def log(store: GitStore, full_name: str, before: str, after: str, limit: int = 20) -> list[CommitDetails]:
+    """Commits reachable from after but not before, oldest first (a push payload's `commits`)."""
+    spec = [after] if before == ZERO_SHA else [f"{before}..{after}"]
+    shas = store._out(full_name, "rev-list", "--reverse", f"--max-count={limit}", *spec).split()
+    return [_details(store, full_name, sha) for sha in shas]
+

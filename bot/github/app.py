@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 
 import aiohttp
 import jwt
@@ -45,7 +46,7 @@ class GitHubApp:
     ) -> None:
         try:
             make_app_jwt(app_id, private_key_pem, now=clock())
-        except (jwt.InvalidKeyError, ValueError, TypeError):
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError):  # AttributeError: a public key
             # Never echo the key itself: the message names the settings to fix instead.
             raise ValueError(
                 "the GitHub App private key is not a valid RSA PEM key; check "
@@ -60,7 +61,7 @@ class GitHubApp:
         self._policy = policy
         self._requester = requester
         self._jwt: tuple[str, float] | None = None
-        self._app = self._client(self._bearer, "app")
+        self._app = self._client(self._bearer, self._forget_jwt, "app")
         self.tokens = InstallationTokens(self._app, clock=clock)
         self._installations: dict[int, GitHubClient] = {}
         self._git_base = git_base_url(self.api_url)
@@ -74,7 +75,11 @@ class GitHubApp:
         await self.tokens.get(installation_id)  # fail here, early, for an unknown installation
         client = self._installations.get(installation_id)
         if client is None:
-            client = self._client(self._token_authorizer(installation_id), str(installation_id))
+            client = self._client(
+                self._token_authorizer(installation_id),
+                lambda: self.tokens.invalidate(installation_id),
+                str(installation_id),
+            )
             self._installations[installation_id] = client
         return client
 
@@ -89,11 +94,12 @@ class GitHubApp:
         scheme, rest = self._git_base.split("://", 1)
         return f"{scheme}://x-access-token:{urllib.parse.quote(token, safe='')}@{rest}/{full_name}.git"
 
-    def _client(self, authorizer: Authorizer, installation: str) -> GitHubClient:
+    def _client(self, authorizer: Authorizer, forget: Callable[[], None], installation: str) -> GitHubClient:
         return GitHubClient(
             self._session,
             base_url=self.api_url,
             authorizer=authorizer,
+            forget_credential=forget,
             installation=installation,
             requester=self._requester,
             policy=self._policy,
@@ -106,6 +112,9 @@ class GitHubApp:
         if self._jwt is None or now >= self._jwt[1]:
             self._jwt = make_app_jwt(self.app_id, self._private_key_pem, now=now), now + _JWT_REUSE
         return f"Bearer {self._jwt[0]}"
+
+    def _forget_jwt(self) -> None:
+        self._jwt = None
 
     def _token_authorizer(self, installation_id: int) -> Authorizer:
         async def authorize() -> str:

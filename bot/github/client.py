@@ -53,6 +53,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         *,
         base_url: str = sansio.DOMAIN,
         authorizer: Authorizer | None = None,
+        forget_credential: Callable[[], None] | None = None,
         installation: str = "app",
         requester: str = "modelship",
         policy: RetryPolicy | None = None,
@@ -63,6 +64,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         self.installation = installation
         self.policy = policy or RetryPolicy()
         self._authorizer = authorizer
+        self._forget_credential = forget_credential
         self._sleep = sleep
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=self.policy.request_timeout)
@@ -74,11 +76,16 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
-        rate_limit_hits = 0
+        rate_limit_hits, reauthorized = 0, False
         for attempt in range(1, self.policy.max_attempts + 1):
             await self._wait_out_pause()
             outcome = await self._attempt(method, url, headers, body, attempt, rate_limit_hits + 1)
             if not isinstance(outcome, _Failure):
+                if outcome[0] == 401 and self._forget_credential is not None and not reauthorized:
+                    # A cached token GitHub no longer accepts (revoked, GitHub restarted): mint once more.
+                    self._forget_credential()
+                    reauthorized = True
+                    continue
                 return outcome
             wait, where = outcome.wait, redact(f"{method} {url}")
             rate_limit_hits += wait.rate_limited

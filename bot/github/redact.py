@@ -10,9 +10,11 @@ _MASK = "***"
 # Order matters: the specific shapes first, so the generic `token <x>` rule never half-masks them.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(x-access-token:)[^@\s/]+(@)", re.IGNORECASE), rf"\g<1>{_MASK}\g<2>"),
-    (re.compile(r"(\b(?:token|bearer)\s+)[^\s'\",;]+", re.IGNORECASE), rf"\g<1>{_MASK}"),
+    (re.compile(r"(\bbearer\s+)[^\s'\",;]+", re.IGNORECASE), rf"\g<1>{_MASK}"),
+    # After "token" only something credential-sized, so prose like "the token for 5" stays readable.
+    (re.compile(r"(\btoken\s+)[A-Za-z0-9_.~+/=-]{12,}", re.IGNORECASE), rf"\g<1>{_MASK}"),
     (re.compile(r"(\"token\"\s*:\s*\")[^\"]*(\")"), rf"\g<1>{_MASK}\g<2>"),
-    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{20,})\b"), _MASK),
+    (re.compile(r"\b(?:gh[pousr]_|github_pat_)[A-Za-z0-9_-]{16,}"), _MASK),
     # A bare JWT (header.payload.signature, both JSON parts start with '{"' -> 'eyJ').
     (re.compile(r"\beyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+"), _MASK),
 )

@@ -93,7 +93,7 @@ def _is_rate_limited(status: int, headers: Mapping[str, str], body: bytes) -> bo
     return (
         "retry-after" in headers
         or headers.get("x-ratelimit-remaining", "").strip() == "0"
-        or "rate limit" in _message(body).lower()
+        or any(word in _message(body).lower() for word in ("rate limit", "abuse detection"))
     )
 
 

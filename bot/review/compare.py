@@ -69,6 +69,7 @@ RELATIVE_NOISE: Mapping[str, float] = {
 MCNEMAR_EXACT_BELOW = 25
 # Elements gathered per bootstrap chunk: bounds memory whatever the number of rows.
 _CHUNK_ELEMENTS = 2_000_000
+_FEW_GROUPS = 64
 
 
 def higher_is_better(metric: str) -> bool:
@@ -253,7 +254,9 @@ def _optional_list(value: Any, key: str) -> tuple[Any, ...] | None:
 def parse_evaluation(doc: Any, *, name: str = "?", task: str = "classification") -> Evaluation:
     """Read a pipeline result leniently: a malformed document becomes an evaluation error."""
     if not isinstance(doc, Mapping):
-        return Evaluation(name=name, task=task, metrics={}, error="malformed evaluation result: not an object")
+        return Evaluation(
+            name=name, task=task, metrics={}, error="malformed evaluation result: not an object"
+        )
     name = str(doc.get("name") or name)
     task = str(doc.get("task") or task)
     try:
@@ -268,7 +271,11 @@ def parse_evaluation(doc: Any, *, name: str = "?", task: str = "classification")
         metrics = {k: f for k, v in _mapping(doc, "metrics").items() if (f := _float_or_none(v)) is not None}
         model = _mapping(doc, "model")
         latency = _mapping(doc, "latency")
-        for key, metric in (("p50_ms", "latency_p50_ms"), ("p95_ms", "latency_p95_ms"), ("p99_ms", "latency_p99_ms")):
+        for key, metric in (
+            ("p50_ms", "latency_p50_ms"),
+            ("p95_ms", "latency_p95_ms"),
+            ("p99_ms", "latency_p99_ms"),
+        ):
             if (value := _float_or_none(latency.get(key))) is not None:
                 metrics.setdefault(metric, value)
         if (value := _float_or_none(latency.get("batch_rows_per_s"))) is not None:
@@ -351,34 +358,89 @@ def mcnemar(base_correct: npt.ArrayLike, head_correct: npt.ArrayLike) -> McNemar
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Rows grouped by equal keys (in key order), to sum resampling weights per key quickly."""
+
+    order: IntArray
+    starts: IntArray
+    keys: IntArray | FloatArray
+    membership: FloatArray | None  # (n, groups) one-hot, only when there are few groups
+
+    @classmethod
+    def of(cls, values: IntArray | FloatArray) -> _Groups:
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        membership = None
+        if len(starts) <= _FEW_GROUPS:
+            group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+            membership = np.zeros((len(order), len(starts)))
+            membership[order, group] = 1.0
+        return cls(order, starts, ordered[starts], membership)
+
+    def sums(self, weights: FloatArray) -> FloatArray:
+        """(batch, groups): the weight of each group under each resample."""
+        if self.membership is not None:  # a matrix product beats gathering for few groups
+            return weights @ self.membership
+        ordered = weights[:, self.order]
+        if len(self.starts) == len(self.order):  # all keys distinct: nothing to add up
+            return ordered
+        return np.add.reduceat(ordered, self.starts, axis=1)
 
 
 @dataclass(frozen=True)
 class _Rows:
-    """One side's per-row data, encoded for vectorised resampling."""
+    """One side's per-row data, prepared so that any metric is a function of resampling weights.
+
+    A bootstrap resample is a row of counts (how often each row was drawn); every metric here is
+    a weighted sum or a weighted confusion matrix, so all metrics share one set of resamples.
+    """
 
     task: str
-    y_true: FloatArray | IntArray  # class codes for classification, values for regression
-    y_pred: FloatArray | IntArray
-    scores: FloatArray | None  # (n, k) probabilities in label order, classification only
-    n_labels: int
+    n: int
+    n_labels: int = 0
+    true: IntArray | None = None  # class codes (classification)
+    correct: BoolArray | None = None
+    pairs: _Groups | None = None  # rows grouped by (true, predicted) code
+    scores: FloatArray | None = None  # (n, k) probabilities in label order
+    score_groups: tuple[_Groups, ...] | None = None  # rows ordered by each class's score
+    values: FloatArray | None = None  # regression targets
+    errors: FloatArray | None = None  # regression prediction − target
 
 
 def _encode(evaluation: Evaluation, labels: Sequence[str]) -> _Rows | None:
     y_true, y_pred = evaluation.y_true, evaluation.y_pred
     if y_true is None or y_pred is None or len(y_true) != len(y_pred) or not y_true:
         return None
+    n = len(y_true)
     if evaluation.task == "regression":
         try:
-            return _Rows(
-                "regression", np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float), None, 0
-            )
+            values = np.asarray(y_true, dtype=float)
+            predicted = np.asarray(y_pred, dtype=float)
         except (TypeError, ValueError):
             return None
+        if values.ndim != 1 or not (np.all(np.isfinite(values)) and np.all(np.isfinite(predicted))):
+            return None
+        return _Rows("regression", n, values=values, errors=predicted - values)
     code = {label: i for i, label in enumerate(labels)}
-    true_codes = np.fromiter((code[str(v)] for v in y_true), dtype=np.intp, count=len(y_true))
-    pred_codes = np.fromiter((code[str(v)] for v in y_pred), dtype=np.intp, count=len(y_pred))
-    return _Rows("classification", true_codes, pred_codes, _scores(evaluation.y_score, len(y_true), len(labels)), len(labels))
+    true = np.fromiter((code[str(v)] for v in y_true), dtype=np.intp, count=n)
+    pred = np.fromiter((code[str(v)] for v in y_pred), dtype=np.intp, count=n)
+    k = len(labels)
+    scores = _scores(evaluation.y_score, n, k)
+    return _Rows(
+        "classification",
+        n,
+        k,
+        true=true,
+        correct=true == pred,
+        pairs=_Groups.of(true * k + pred),
+        scores=scores,
+        score_groups=None if scores is None else tuple(_Groups.of(column) for column in scores.T),
+    )
 
 
 def _scores(y_score: tuple[Any, ...] | None, n: int, k: int) -> FloatArray | None:
@@ -413,43 +475,33 @@ def _label_key(label: str) -> tuple[int, float, str]:
         return (1, 0.0, label)
 
 
-def _confusion(true: IntArray, pred: IntArray, k: int) -> IntArray:
-    """Confusion matrices for a batch of resamples: (batch, k, k), rows are true labels."""
-    batch = true.shape[0]
-    offsets = (np.arange(batch, dtype=np.intp) * k * k)[:, None]
-    flat = np.bincount((offsets + true * k + pred).ravel(), minlength=batch * k * k)
-    return flat.reshape(batch, k, k)
-
-
 def _safe_div(num: FloatArray, den: FloatArray) -> FloatArray:
     # scikit-learn's zero_division default yields 0 where a class was never predicted / present.
-    return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
 
 
-def _from_confusion(metric: str, cm: IntArray, present: npt.NDArray[np.bool_]) -> FloatArray | None:
-    cm = cm.astype(float)
+def _from_confusion(metric: str, cm: FloatArray, present: BoolArray) -> FloatArray | None:
     tp = np.diagonal(cm, axis1=1, axis2=2)
     support = cm.sum(axis=2)
     predicted = cm.sum(axis=1)
     total = support.sum(axis=1)
     if metric == "accuracy":
-        return tp.sum(axis=1) / total
+        return _safe_div(tp.sum(axis=1), total)
     if metric == "balanced_accuracy":
-        recalls = _safe_div(tp, support)
         seen = support > 0
-        return (recalls * seen).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
-    base_name, _, average = metric.partition("_")
-    if base_name not in ("precision", "recall", "f1"):
+        return _safe_div((_safe_div(tp, support) * seen).sum(axis=1), seen.sum(axis=1).astype(float))
+    kind, _, average = metric.partition("_")
+    if kind == "precision":
+        per_class = _safe_div(tp, predicted)
+    elif kind == "recall":
+        per_class = _safe_div(tp, support)
+    elif kind == "f1":
+        per_class = _safe_div(2 * tp, support + predicted)
+    else:
         return None
-    per_class = {
-        "precision": lambda: _safe_div(tp, predicted),
-        "recall": lambda: _safe_div(tp, support),
-        "f1": lambda: _safe_div(2 * tp, support + predicted),
-    }[base_name]()
     if average == "":
-        if cm.shape[1] != 2:
-            return None
-        return per_class[:, 1]
+        # Binary scores are about the positive (second) label; multiclass needs an explicit average.
+        return per_class[:, 1] if cm.shape[1] == 2 else None
     if average == "macro":
         return per_class[:, present].mean(axis=1)
     if average == "weighted":
@@ -457,114 +509,153 @@ def _from_confusion(metric: str, cm: IntArray, present: npt.NDArray[np.bool_]) -
     return None
 
 
-def _auc(scores: FloatArray, positive: npt.NDArray[np.bool_], weights: FloatArray) -> FloatArray:
+def _auc(groups: _Groups, positive: BoolArray, weights: FloatArray) -> FloatArray:
     """Weighted Mann-Whitney AUC for each row of ``weights`` (ties count one half)."""
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    w = weights[:, order]
-    pos = positive[order]
-    pos_w = np.add.reduceat(w * pos, starts, axis=1)
-    neg_w = np.add.reduceat(w * ~pos, starts, axis=1)
+    if groups.membership is not None:
+        pos_w = (weights * positive) @ groups.membership
+        neg_w = (weights * ~positive) @ groups.membership
+    else:
+        ordered = weights[:, groups.order]
+        pos_w = ordered * positive[groups.order]
+        neg_w = ordered - pos_w
+        if len(groups.starts) < len(groups.order):
+            pos_w = np.add.reduceat(pos_w, groups.starts, axis=1)
+            neg_w = np.add.reduceat(neg_w, groups.starts, axis=1)
     below = np.cumsum(neg_w, axis=1) - neg_w
     wins = (pos_w * (below + 0.5 * neg_w)).sum(axis=1)
     den = pos_w.sum(axis=1) * neg_w.sum(axis=1)
     return np.divide(wins, den, out=np.full_like(wins, np.nan), where=den > 0)
 
 
-def _metric_batch(metric: str, rows: _Rows, idx: IntArray, present: npt.NDArray[np.bool_]) -> FloatArray | None:
-    """The metric on each resample (a row of ``idx``), or None when it cannot be recomputed."""
+def _metric(
+    metric: str,
+    rows: _Rows,
+    weights: FloatArray,
+    present: BoolArray,
+    memo: dict[str, FloatArray] | None = None,
+) -> FloatArray | None:
+    """The metric under each row of resampling ``weights`` (batch, n), or None if not computable."""
+    total = weights.sum(axis=1)
     if rows.task == "regression":
-        true = np.asarray(rows.y_true, dtype=float)[idx]
-        err = np.asarray(rows.y_pred, dtype=float)[idx] - true
+        assert rows.values is not None and rows.errors is not None
+        err, values = rows.errors, rows.values
         if metric == "mae":
-            return np.abs(err).mean(axis=1)
+            return (weights @ np.abs(err)) / total
         if metric == "rmse":
-            return np.sqrt((err**2).mean(axis=1))
+            return np.sqrt((weights @ err**2) / total)
         if metric == "mape":
-            return (np.abs(err) / np.maximum(np.abs(true), np.finfo(float).eps)).mean(axis=1)
+            return (weights @ (np.abs(err) / np.maximum(np.abs(values), np.finfo(float).eps))) / total
         if metric == "r2":
-            ss_res = (err**2).sum(axis=1)
-            ss_tot = ((true - true.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-            return np.where(ss_tot > 0, 1 - _safe_div(ss_res, ss_tot), np.where(ss_res == 0, 1.0, 0.0))
+            ss_res = weights @ err**2
+            ss_tot = np.maximum(weights @ values**2 - (weights @ values) ** 2 / total, 0.0)
+            # scikit-learn: a constant target scores 1 when predicted perfectly, else 0.
+            fallback = np.where(ss_res == 0, 1.0, 0.0)
+            return np.where(ss_tot > 0, 1 - _safe_div(ss_res, ss_tot), fallback)
         return None
-    true = np.asarray(rows.y_true, dtype=np.intp)
+    assert rows.true is not None and rows.pairs is not None
     if metric in ("roc_auc", "log_loss"):
         if rows.scores is None:
             return None
-        scores = rows.scores
         if metric == "log_loss":
             eps = np.finfo(float).eps
-            p = np.clip(scores / scores.sum(axis=1, keepdims=True), eps, 1 - eps)
-            losses = -np.log(p[np.arange(len(true)), true])
-            return losses[idx].mean(axis=1)
-        # How often each row was drawn, per resample: AUC is a pairwise statistic, not a row mean.
-        offsets = (np.arange(idx.shape[0], dtype=np.intp) * len(true))[:, None]
-        weights = np.bincount((offsets + idx).ravel(), minlength=idx.size).reshape(idx.shape[0], len(true))
-        weights = weights.astype(float)
+            p = np.clip(rows.scores / rows.scores.sum(axis=1, keepdims=True), eps, 1 - eps)
+            return (weights @ -np.log(p[np.arange(rows.n), rows.true])) / total
+        assert rows.score_groups is not None
         if rows.n_labels == 2:
-            return _auc(scores[:, 1], true == 1, weights)
-        # One-vs-rest, macro averaged, over the classes that occur in the data.
-        per_class = [_auc(scores[:, c], true == c, weights) for c in range(rows.n_labels) if present[c]]
-        return np.mean(per_class, axis=0)
-    cm = _confusion(true[idx], np.asarray(rows.y_pred, dtype=np.intp)[idx], rows.n_labels)
-    return _from_confusion(metric, cm, present)
+            return _auc(rows.score_groups[1], rows.true == 1, weights)
+        # One-vs-rest, macro averaged over the classes that occur.
+        per_class = [
+            _auc(rows.score_groups[c], rows.true == c, weights) for c in range(rows.n_labels) if present[c]
+        ]
+        return np.mean(per_class, axis=0) if per_class else None
+    memo = {} if memo is None else memo
+    if "confusion" not in memo:
+        k = rows.n_labels
+        cm = np.zeros((weights.shape[0], k * k))
+        cm[:, np.asarray(rows.pairs.keys, dtype=np.intp)] = rows.pairs.sums(weights)
+        memo["confusion"] = cm.reshape(-1, k, k)
+    return _from_confusion(metric, memo["confusion"], present)
+
+
+def _present(*sides: _Rows) -> BoolArray:
+    present = np.zeros(max(s.n_labels for s in sides), dtype=bool)
+    for side in sides:
+        if side.pairs is not None:
+            k = side.n_labels
+            keys = np.asarray(side.pairs.keys, dtype=np.intp)
+            present[keys // k] = True
+            present[keys % k] = True
+    return present
 
 
 def metric_on_rows(metric: str, evaluation: Evaluation) -> float | None:
     """Recompute a metric from one evaluation's per-row predictions (no resampling)."""
-    labels = _class_labels(evaluation)
-    rows = _encode(evaluation, labels)
+    rows = _encode(evaluation, _class_labels(evaluation))
     if rows is None:
         return None
-    present = _present(rows)
-    value = _metric_batch(metric, rows, np.arange(len(rows.y_true))[None, :], present)
-    return None if value is None else float(value[0])
+    value = _metric(metric, rows, np.ones((1, rows.n)), _present(rows))
+    return None if value is None or not np.isfinite(value[0]) else float(value[0])
 
 
-def _present(*sides: _Rows) -> npt.NDArray[np.bool_]:
-    present = np.zeros(max(s.n_labels for s in sides), dtype=bool)
-    for side in sides:
-        if side.task == "classification":
-            present[np.asarray(side.y_true, dtype=np.intp)] = True
-            present[np.asarray(side.y_pred, dtype=np.intp)] = True
-    return present
+def metric_on_resamples(metric: str, evaluation: Evaluation, indices: npt.ArrayLike) -> FloatArray | None:
+    """The metric on each row of ``indices`` (resamples of row numbers), as the bootstrap computes it."""
+    rows = _encode(evaluation, _class_labels(evaluation))
+    idx = np.atleast_2d(np.asarray(indices, dtype=np.intp))
+    if rows is None:
+        return None
+    offsets = (np.arange(idx.shape[0]) * rows.n)[:, None]
+    weights = np.bincount((idx + offsets).ravel(), minlength=idx.shape[0] * rows.n).reshape(-1, rows.n)
+    return _metric(metric, rows, weights.astype(float), _present(rows))
 
 
-def bootstrap_delta(
-    metric: str,
+def _resample_weights(rng: np.random.Generator, size: int, n: int) -> FloatArray:
+    draws = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+    return np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(float)
+
+
+def bootstrap_deltas(
+    metrics: Sequence[str],
     base: _Rows,
     head: _Rows,
     *,
     paired: bool,
-    resamples: int,
-    seed: int,
-    confidence: float,
-) -> Interval | None:
-    """Percentile interval of head − base; paired resamples draw the same rows for both sides."""
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Interval | None]:
+    """Percentile intervals of head − base per metric, all from the same resamples.
+
+    Paired resamples draw the same rows for both sides, which cancels the rows' own difficulty
+    out of the delta; unpaired (different datasets) draws each side independently.
+    """
     rng = np.random.default_rng(seed)
-    n_base, n_head = len(base.y_true), len(head.y_true)
     present = _present(base, head)
-    chunk = max(1, _CHUNK_ELEMENTS // max(n_base, n_head))
-    deltas: list[FloatArray] = []
+    chunk = max(1, _CHUNK_ELEMENTS // max(base.n, head.n))
+    deltas: dict[str, list[FloatArray]] = {m: [] for m in metrics}
     done = 0
     while done < resamples:
         size = min(chunk, resamples - done)
-        idx_base = rng.integers(0, n_base, size=(size, n_base))
-        idx_head = idx_base if paired else rng.integers(0, n_head, size=(size, n_head))
-        head_values = _metric_batch(metric, head, idx_head, present)
-        base_values = _metric_batch(metric, base, idx_base, present)
-        if head_values is None or base_values is None:
-            return None
-        deltas.append(head_values - base_values)
+        w_base = _resample_weights(rng, size, base.n)
+        w_head = w_base if paired else _resample_weights(rng, size, head.n)
+        memo_base: dict[str, FloatArray] = {}
+        memo_head: dict[str, FloatArray] = {}
+        for metric in list(deltas):
+            head_values = _metric(metric, head, w_head, present, memo_head)
+            base_values = _metric(metric, base, w_base, present, memo_base)
+            if head_values is None or base_values is None:
+                del deltas[metric]
+                continue
+            deltas[metric].append(head_values - base_values)
         done += size
-    all_deltas = np.concatenate(deltas)
-    all_deltas = all_deltas[np.isfinite(all_deltas)]
-    if all_deltas.size == 0:
-        return None
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(all_deltas, [tail, 100 - tail])
-    return Interval(float(low), float(high))
+    intervals: dict[str, Interval | None] = dict.fromkeys(metrics)
+    for metric, parts in deltas.items():
+        values = np.concatenate(parts)
+        values = values[np.isfinite(values)]
+        if values.size:
+            low, high = np.percentile(values, [tail, 100 - tail])
+            intervals[metric] = Interval(float(low), float(high))
+    return intervals
 
 
 # --------------------------------------------------------------------------- comparison
@@ -585,7 +676,10 @@ def _verdict(metric: str, base: float, head: float, delta: float, ci: Interval |
 
 
 def _gate_results(
-    gates: Mapping[str, GateLike], rows: Mapping[str, MetricComparison], status: Status, base_error: str | None
+    gates: Mapping[str, GateLike],
+    rows: Mapping[str, MetricComparison],
+    status: Status,
+    base_error: str | None,
 ) -> tuple[GateResult, ...]:
     results: list[GateResult] = []
     for metric, gate in gates.items():
@@ -601,23 +695,38 @@ def _gate_results(
             label = f"Δ {metric}" if is_delta else metric
             sign = "≥" if rule.startswith("min") else "≤"
             if status == "head_failed":
-                results.append(GateResult(metric, rule, threshold, None, "fail", "head model failed to evaluate"))
+                results.append(
+                    GateResult(metric, rule, threshold, None, "fail", "head model failed to evaluate")
+                )
             elif is_delta and status == "new":
-                results.append(GateResult(metric, rule, threshold, None, "skipped", "no base model to compare"))
+                results.append(
+                    GateResult(metric, rule, threshold, None, "skipped", "no base model to compare")
+                )
             elif is_delta and status == "base_failed":
                 results.append(
-                    GateResult(metric, rule, threshold, None, "skipped", f"base model failed to evaluate: {base_error}")
+                    GateResult(
+                        metric,
+                        rule,
+                        threshold,
+                        None,
+                        "skipped",
+                        f"base model failed to evaluate: {base_error}",
+                    )
                 )
             elif value is None:
                 # Missing data never passes a gate.
                 side = "base or head" if is_delta else "head"
                 results.append(
-                    GateResult(metric, rule, threshold, None, "fail", f"{metric} was not reported for the {side}")
+                    GateResult(
+                        metric, rule, threshold, None, "fail", f"{metric} was not reported for the {side}"
+                    )
                 )
             else:
                 ok = value >= threshold if rule.startswith("min") else value <= threshold
-                reason = f"{label} = {value:.4g} {sign} {threshold:g}" if ok else (
-                    f"{label} = {value:.4g}, required {sign} {threshold:g}"
+                reason = (
+                    f"{label} = {value:.4g} {sign} {threshold:g}"
+                    if ok
+                    else (f"{label} = {value:.4g}, required {sign} {threshold:g}")
                 )
                 results.append(GateResult(metric, rule, threshold, value, "pass" if ok else "fail", reason))
     return tuple(results)
@@ -651,13 +760,27 @@ def compare_model(
         head = Evaluation(policy.name, policy.task, {}, error="no evaluation result for the head")
     if head.error is not None:
         rows = tuple(
-            MetricComparison(m, base.metrics.get(m) if base and not base.error else None, None, None, None,
-                             "failed", higher_is_better(m), note=head.error)
+            MetricComparison(
+                m,
+                base.metrics.get(m) if base and not base.error else None,
+                None,
+                None,
+                None,
+                "failed",
+                higher_is_better(m),
+                note=head.error,
+            )
             for m in names
         )
         return ModelComparison(
-            policy.name, policy.task, "head_failed", rows, _gate_results(policy.gates, {}, "head_failed", None),
-            base, head, error=head.error,
+            policy.name,
+            policy.task,
+            "head_failed",
+            rows,
+            _gate_results(policy.gates, {}, "head_failed", None),
+            base,
+            head,
+            error=head.error,
         )
     if base is None or base.error is not None:
         status: Status = "new" if base is None else "base_failed"
@@ -669,8 +792,14 @@ def compare_model(
         by_name = {r.name: r for r in rows}
         base_error = base.error if base is not None else None
         return ModelComparison(
-            policy.name, policy.task, status, rows, _gate_results(policy.gates, by_name, status, base_error),
-            base, head, error=None,
+            policy.name,
+            policy.task,
+            status,
+            rows,
+            _gate_results(policy.gates, by_name, status, base_error),
+            base,
+            head,
+            error=None,
         )
 
     warning = _dataset_warning(base, head)
@@ -680,37 +809,65 @@ def compare_model(
         warning is None
         and base_rows is not None
         and head_rows is not None
+        and base_rows.n == head_rows.n
         and base.y_true == head.y_true
     )
+    intervals: dict[str, Interval | None] = {}
+    if base_rows is not None and head_rows is not None:
+        sampled = [m for m in names if m not in RELATIVE_NOISE and m in base.metrics and m in head.metrics]
+        intervals = bootstrap_deltas(
+            sampled,
+            base_rows,
+            head_rows,
+            paired=paired,
+            resamples=resamples,
+            seed=seed,
+            confidence=confidence,
+        )
     result_rows: list[MetricComparison] = []
-    for offset, metric in enumerate(names):
+    for metric in names:
         b, h = base.metrics.get(metric), head.metrics.get(metric)
         if b is None or h is None:
             missing = "base and head" if b is None and h is None else ("base" if b is None else "head")
             result_rows.append(
-                MetricComparison(metric, b, h, None, None, "n/a", higher_is_better(metric),
-                                 note=f"not reported for the {missing}")
+                MetricComparison(
+                    metric,
+                    b,
+                    h,
+                    None,
+                    None,
+                    "n/a",
+                    higher_is_better(metric),
+                    note=f"not reported for the {missing}",
+                )
             )
             continue
-        ci = None
-        if metric not in RELATIVE_NOISE and base_rows is not None and head_rows is not None:
-            ci = bootstrap_delta(
-                metric, base_rows, head_rows, paired=paired, resamples=resamples, seed=seed + offset,
-                confidence=confidence,
-            )
+        ci = intervals.get(metric)
         delta = h - b
-        note = None if ci is not None or metric in RELATIVE_NOISE else "no per-row predictions to resample"
+        row_note = (
+            None if ci is not None or metric in RELATIVE_NOISE else "no per-row predictions to resample"
+        )
         result_rows.append(
-            MetricComparison(metric, b, h, delta, ci, _verdict(metric, b, h, delta, ci), higher_is_better(metric), note)
+            MetricComparison(
+                metric, b, h, delta, ci, _verdict(metric, b, h, delta, ci), higher_is_better(metric), row_note
+            )
         )
     test = None
-    if paired and base_rows is not None and head_rows is not None and policy.task == "classification":
-        test = mcnemar(base_rows.y_true == base_rows.y_pred, head_rows.y_true == head_rows.y_pred)
+    if paired and base_rows is not None and head_rows is not None and base_rows.correct is not None:
+        assert head_rows.correct is not None
+        test = mcnemar(base_rows.correct, head_rows.correct)
     by_name = {r.name: r for r in result_rows}
     return ModelComparison(
-        policy.name, policy.task, "compared", tuple(result_rows),
-        _gate_results(policy.gates, by_name, "compared", None), base, head,
-        mcnemar=test, paired=paired, dataset_warning=warning,
+        policy.name,
+        policy.task,
+        "compared",
+        tuple(result_rows),
+        _gate_results(policy.gates, by_name, "compared", None),
+        base,
+        head,
+        mcnemar=test,
+        paired=paired,
+        dataset_warning=warning,
     )
 
 

@@ -19,18 +19,19 @@ def make_engine(url: str) -> AsyncEngine:
         # reading jobs while the service writes.
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            # WAL lets readers run beside the writer; NORMAL sync in WAL mode survives a process
-            # crash (SIGKILL) without an fsync per commit.
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
+        event.listen(engine.sync_engine, "connect", lambda conn, _record: sqlite_pragmas(conn))
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def sqlite_pragmas(dbapi_conn: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers run beside the writer; NORMAL sync in WAL mode survives a process crash
+    # (SIGKILL) without an fsync per commit.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:

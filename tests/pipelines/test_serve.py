@@ -40,7 +40,10 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 async def test_infer_over_oip_v2_answers_labels_probabilities_and_echoes_the_id(client: Any) -> None:
-    body = {"id": "r1", "inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32", "data": IRIS_SETOSA + IRIS_VIRGINICA}]}
+    body = {
+        "id": "r1",
+        "inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32", "data": IRIS_SETOSA + IRIS_VIRGINICA}],
+    }
     response = await client.post("/v2/models/iris/infer", json=body)
     assert response.status == 200
     answer = await response.json()
@@ -112,7 +115,9 @@ async def test_metrics_count_requests_latency_predictions_and_input_statistics(c
     assert value("modelship_model_predictions_total", label="2") == 1
     assert value("modelship_model_prediction_score_count") == 3
     assert value("modelship_model_input_feature_count_total", feature="0") == 3
-    assert value("modelship_model_input_feature_positive_sum_total", feature="0") == pytest.approx(5.1 + 5.1 + 6.7)
+    assert value("modelship_model_input_feature_positive_sum_total", feature="0") == pytest.approx(
+        5.1 + 5.1 + 6.7
+    )
 
 
 async def test_fault_injection_fails_exactly_the_requested_fraction_with_500(client: Any) -> None:
@@ -123,7 +128,9 @@ async def test_fault_injection_fails_exactly_the_requested_fraction_with_500(cli
     assert (await client.post("/admin/faults", json={"error_rate": 2})).status == 400
 
 
-async def test_without_the_demo_switch_there_is_no_fault_endpoint(aiohttp_client: Any, served: ServedModel) -> None:
+async def test_without_the_demo_switch_there_is_no_fault_endpoint(
+    aiohttp_client: Any, served: ServedModel
+) -> None:
     client = await aiohttp_client(create_app(served))
     assert (await client.post("/admin/faults", json={"error_rate": 1})).status in (404, 405)
 
@@ -136,7 +143,8 @@ def test_fault_injector_spreads_failures_evenly() -> None:
 def test_the_server_refuses_a_file_whose_sha256_is_not_the_pinned_one(iris: tuple[Path, str]) -> None:
     path, _ = iris
     result = CliRunner().invoke(
-        serve_model, ["--model", str(path), "--name", "iris", "--version", "3", "--sha256", "0" * 64, "--port", "0"]
+        serve_model,
+        ["--model", str(path), "--name", "iris", "--version", "3", "--sha256", "0" * 64, "--port", "0"],
     )
     assert result.exit_code == 1
     assert "refusing to serve" in result.output and "0" * 64 in result.output
@@ -149,3 +157,13 @@ def test_the_server_names_a_missing_model_file(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "does not exist" in result.output
+
+
+def test_importing_the_server_does_not_load_onnxruntime() -> None:
+    """The bot registers `modelship serve-model` from this module; only running it may load the runtime."""
+    import subprocess
+    import sys
+
+    code = "import sys, pipelines.serve; print('onnxruntime' in sys.modules, 'sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

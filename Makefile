@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SYSTAMP := .modelship/.system-packages
+
+.PHONY: setup demo test test-quick lint bench clean
+
+setup: $(STAMP) $(SYSTAMP)
+
+$(SYSTAMP): scripts/setup-system.sh
+	bash scripts/setup-system.sh
+	@mkdir -p $(dir $@) && touch $@
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[pipelines,dev]'
+	@touch $@
+
+demo: setup
+	$(BIN)/modelship demo
+
+test: setup
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-quick: setup
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check bot pipelines tests bench scripts
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/intake.py
+
+clean:
+	rm -rf $(VENV) .modelship

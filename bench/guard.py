@@ -1,0 +1,215 @@
+"""Guard benchmark: the watcher's cost per interval for many deployments, and its detection latency.
+
+Starts a real Prometheus (Debian's binary, 1 s scrapes) and two real model servers (`python -m
+pipelines.serve`, versions 1 and 2) under steady traffic, then prints two tables:
+  - cost: one watcher round over N deployments × 3 checks (error_rate, latency_p95, prediction_drift):
+    the bot's CPU time, wall time, queries sent, Prometheus' own CPU, and the share of one core
+    that costs at a 30 s interval. Every query hits live series (the deployments alternate between
+    the two served versions), so Prometheus does real work.
+  - detection: errors injected into version 2 (50 %) -> ROLLBACK decided, against the theoretical
+    minimum interval × failure_limit.
+Run: `.venv/bin/python bench/guard.py [--deployments 100] [--rounds 5]`.
+Targets (issue 7): 100 deployments ≤ 5 % of one core at a 30 s interval; detection within one
+interval of interval × failure_limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+
+# The benchmark reuses the test suite's Prometheus runner and model; run from a checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.guard.analysis import CheckConfig, CheckState, Decision
+from bot.guard.checks import Deployment, evaluate_many
+from bot.guard.prometheus import PrometheusHTTP
+from bot.guard.templates import load_templates
+from tests.fixtures.prometheus import PrometheusServer, free_port
+from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier
+
+ROOT = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def start_server(model: Path, sha: str, version: str, logs: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.serve",
+        "--model",
+        str(model),
+        "--name",
+        "iris",
+        "--version",
+        version,
+    ]
+    command += ["--sha256", sha, "--env", "production", "--port", str(port), "--allow-fault-injection"]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(logs / f"v{version}.log").open("wb")
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1).close()
+            return url, process
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"model server v{version} did not start: {(logs / f'v{version}.log').read_text()[-1000:]}"
+    )
+
+
+async def traffic(session: aiohttp.ClientSession, urls: list[str]) -> None:
+    while True:
+        for url in urls:
+            async with session.post(
+                f"{url}/predict", json={"instances": [IRIS_SETOSA, IRIS_VIRGINICA]}
+            ) as response:
+                await response.read()
+        await asyncio.sleep(0.05)
+
+
+async def cost(prometheus: PrometheusServer, session: aiohttp.ClientSession, n: int, rounds: int) -> None:
+    provider = PrometheusHTTP(prometheus.url, session)
+    templates = load_templates()
+    checks = [
+        CheckConfig(template="error_rate", max=0.02, window="1m"),
+        CheckConfig(template="latency_p95", max=0.05, window="1m"),
+        CheckConfig(template="prediction_drift", max=0.2, window="1m"),
+    ]
+    deployments = [Deployment("production", "iris", "1" if i % 2 else "2") for i in range(n)]
+    states: list[dict[str, CheckState]] = [{} for _ in deployments]
+    assert prometheus.pid is not None
+    rows = []
+    for _ in range(rounds):
+        queries, prom_cpu = provider.queries, process_cpu(prometheus.pid)
+        cpu, wall = time.process_time(), time.perf_counter()
+        watched = [(d, checks, s) for d, s in zip(deployments, states, strict=True)]
+        evaluations = await evaluate_many(provider, templates, watched, now=time.time())
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        prom_cpu = process_cpu(prometheus.pid) - prom_cpu
+        states = [e.states for e in evaluations]
+        rows.append((provider.queries - queries, cpu, wall, prom_cpu))
+        await asyncio.sleep(1)
+    print(f"\nWatcher cost per round: {n} deployments × {len(checks)} checks, {rounds} rounds")
+    print(
+        f"{'round':>5} {'queries':>8} {'bot CPU ms':>11} {'wall ms':>9} {'Prometheus CPU ms':>18} "
+        f"{'bot % core @30s':>16}"
+    )
+    for i, (q, c, w, p) in enumerate(rows, 1):
+        print(f"{i:>5} {q:>8} {c * 1000:>11.1f} {w * 1000:>9.1f} {p * 1000:>18.0f} {100 * c / 30:>15.2f}%")
+    mean_cpu = sum(r[1] for r in rows) / len(rows)
+    verdict = "meets" if mean_cpu / 30 <= 0.05 else "MISSES"
+    share = 100 * mean_cpu / 30
+    print(
+        f"mean bot CPU {mean_cpu * 1000:.1f} ms/round = {share:.2f} % of one core at 30 s ({verdict} ≤ 5 %)"
+    )
+
+
+async def detection(
+    prometheus: PrometheusServer,
+    session: aiohttp.ClientSession,
+    canary: str,
+    interval: float,
+    failure_limit: int,
+) -> float:
+    provider = PrometheusHTTP(prometheus.url, session)
+    templates = load_templates()
+    check = CheckConfig(template="error_rate", max=0.02, window="5s", failure_limit=failure_limit)
+    deployment = Deployment("production", "iris", "2")
+    states: dict[str, CheckState] = {}
+
+    async def round_() -> Decision:
+        nonlocal states
+        [evaluation] = await evaluate_many(
+            provider, templates, [(deployment, [check], states)], now=time.time()
+        )
+        states = evaluation.states
+        return evaluation.decision
+
+    for _ in range(60):
+        if await round_() is Decision.HEALTHY:
+            break
+        await asyncio.sleep(interval)
+    async with session.post(f"{canary}/admin/faults", json={"error_rate": 0.5}) as response:
+        response.raise_for_status()
+    injected = time.monotonic()
+    try:
+        while True:
+            tick = time.monotonic()
+            if await round_() is Decision.ROLLBACK:
+                return time.monotonic() - injected
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - tick)))
+    finally:
+        async with session.post(f"{canary}/admin/faults", json={"error_rate": 0}) as response:
+            response.raise_for_status()
+        await asyncio.sleep(6)  # let the 5 s window forget the errors before the next run
+
+
+async def measure(prometheus: PrometheusServer, urls: list[str], args: argparse.Namespace) -> None:
+    async with aiohttp.ClientSession() as session:
+        load = asyncio.create_task(traffic(session, urls))
+        try:
+            ready = 'count(rate(modelship_model_requests_total{status="200"}[5s]) > 0) == 2'
+            await asyncio.to_thread(prometheus.wait_for, ready, 60)
+            await cost(prometheus, session, args.deployments, args.rounds)
+            if args.skip_detection:
+                return
+            print("\nDetection: 50 % errors injected -> ROLLBACK decided (error_rate max 0.02, window 5s)")
+            print(
+                f"{'interval s':>10} {'failure_limit':>14} {'minimum s':>10} {'measured s':>11} "
+                f"{'within 1 interval':>18}"
+            )
+            for interval, limit in ((1.0, 3), (2.0, 3)):
+                took = await detection(prometheus, session, urls[1], interval, limit)
+                ok = "yes" if took <= interval * limit + interval else "NO"
+                print(f"{interval:>10g} {limit:>14} {interval * limit:>10g} {took:>11.2f} {ok:>18}")
+        finally:
+            load.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await load
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="modelship-bench-guard-") as tmp:
+        root = Path(tmp)
+        model = root / "iris.onnx"
+        sha = write_iris_classifier(model)
+        prometheus = PrometheusServer(root / "prometheus")
+        servers: list[tuple[str, subprocess.Popen[bytes]]] = []
+        try:
+            prometheus.start()
+            servers = [start_server(model, sha, v, root) for v in ("1", "2")]
+            for url, _ in servers:
+                prometheus.add_target(url.removeprefix("http://"))
+            await measure(prometheus, [url for url, _ in servers], args)
+        finally:
+            for _, process in servers:
+                process.terminate()
+                process.wait(timeout=10)
+            prometheus.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deployments", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip-detection", action="store_true")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,67 @@
+"""Switchable faults and a request log, so tests can prove a client's retry and back-off behaviour."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+FaultKind = Literal["error", "slow", "rate_limit", "secondary_rate_limit", "unprocessable"]
+KINDS: tuple[str, ...] = ("error", "slow", "rate_limit", "secondary_rate_limit", "unprocessable")
+
+
+@dataclass
+class Fault:
+    kind: FaultKind
+    count: int = 1  # how many matching requests it affects
+    path: str | None = None  # regex searched in the request path; None matches every path
+    method: str | None = None
+    status: int = 502  # for "error"
+    delay: float = 0.0  # for "slow"
+    retry_after: int | None = None  # for "secondary_rate_limit" (and optionally "rate_limit")
+    reset_in: int = 60  # seconds until x-ratelimit-reset, for "rate_limit"
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method.upper() == method) and (
+            self.path is None or re.search(self.path, path) is not None
+        )
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    at: float
+    method: str
+    path: str
+    status: int
+    fault: str | None
+
+
+@dataclass
+class Faults:
+    pending: list[Fault] = field(default_factory=list)
+    log: list[LoggedRequest] = field(default_factory=list)
+
+    def add(self, fault: Fault) -> Fault:
+        if fault.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {fault.kind!r}; expected one of {', '.join(KINDS)}")
+        if fault.count < 1:
+            raise ValueError("fault count must be at least 1")
+        self.pending.append(fault)
+        return fault
+
+    def take(self, method: str, path: str) -> Fault | None:
+        for fault in self.pending:
+            if fault.matches(method, path):
+                fault.count -= 1
+                if fault.count == 0:
+                    self.pending.remove(fault)
+                return fault
+        return None
+
+    def record(self, method: str, path: str, status: int, fault: Fault | None) -> None:
+        self.log.append(LoggedRequest(time.time(), method, path, status, fault.kind if fault else None))
+
+    def clear(self) -> None:
+        self.pending.clear()
+        self.log.clear()

@@ -1,0 +1,61 @@
+"""Run devhub: in-process for tests and the demo (`start`), or as a process (`serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.devhub.app import build_app
+from bot.devhub.auth import generate_key
+from bot.devhub.hub import DevHub
+
+
+@dataclass
+class RunningDevHub:
+    hub: DevHub
+    runner: web.AppRunner
+    base_url: str
+
+    @property
+    def api_url(self) -> str:
+        """The REST root in GitHub Enterprise form (`.../api/v3`); the bare base URL works too."""
+        return f"{self.base_url}/api/v3"
+
+    async def stop(self) -> None:
+        await self.hub.sender.close()
+        await self.runner.cleanup()
+
+
+async def start(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    hub: DevHub | None = None,
+    keygen: Callable[[], tuple[bytes, bytes]] = generate_key,
+) -> RunningDevHub:
+    """Start devhub on the running loop (port 0 picks a free one) and return where it listens."""
+    hub = hub or DevHub(data_dir, webhook_url=webhook_url, webhook_secret=webhook_secret, keygen=keygen)
+    runner = web.AppRunner(build_app(hub), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    bound = sockets[0].getsockname()[1] if sockets else port
+    hub.base_url = f"http://{host}:{bound}"
+    return RunningDevHub(hub, runner, hub.base_url)
+
+
+async def serve(data_dir: Path, host: str, port: int, webhook_url: str | None, webhook_secret: str | None) -> None:
+    running = await start(data_dir, host=host, port=port, webhook_url=webhook_url, webhook_secret=webhook_secret)
+    print(f"devhub listening on {running.base_url} (REST also at {running.api_url}), data in {data_dir}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await running.stop()

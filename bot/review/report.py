@@ -1,0 +1,480 @@
+"""Render the review as the one sticky PR comment and as the `modelship/review` check run.
+
+Pure: values in, strings out. Everything that came from the PR (labels, names, error messages)
+is untrusted, so it is escaped before it reaches Markdown — no HTML, no table breaks, no @mentions.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.repoconfig import CONFIG_PATH, ConfigProblem
+from bot.review.compare import (
+    OPERATIONAL_METRICS,
+    Evaluation,
+    GateResult,
+    MetricComparison,
+    ModelComparison,
+    ReviewComparison,
+)
+
+REVIEW_MARKER = "<!-- modelship:review -->"
+COMMENT_LIMIT = 65_536  # GitHub's maximum issue comment body
+SUMMARY_LIMIT = 65_535  # GitHub's maximum check run output.summary (and output.text)
+CHECK_NAME = "modelship/review"
+
+_VERDICT_ICON = {
+    "better": "🟢 better",
+    "worse": "🔴 worse",
+    "within_noise": "⚪ within noise",
+    "failed": "❌ failed",
+    "n/a": "➖ n/a",
+}
+_GATE_ICON = {"pass": "✅ pass", "fail": "❌ fail", "skipped": "⏭️ skipped"}
+_RERUN_HINT = "Comment `/modelship evaluate` to rerun the evaluation, or `/modelship help` for all commands."
+
+
+# --------------------------------------------------------------------------- escaping and numbers
+
+
+def text(value: object, limit: int = 300) -> str:
+    """Untrusted text as inert inline Markdown: one line, HTML escaped, pipes and mentions defused."""
+    raw = " ".join(str(value).split())
+    if len(raw) > limit:
+        raw = raw[: limit - 1] + "…"
+    escaped = re.sub(r"([\\*_\[\]~#|])", r"\\\1", html.escape(raw, quote=False)).replace("`", "'")
+    # A zero-width space after @ stops GitHub from notifying whoever a label happens to name.
+    return escaped.replace("@", "@\u200b") if escaped else "—"
+
+
+def code(value: object, limit: int = 120) -> str:
+    raw = " ".join(str(value).split()).replace("`", "'")
+    return f"`{raw[:limit]}`" if raw else "—"
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def signed(value: float | None) -> str:
+    return "—" if value is None else ("+" if value >= 0 else "−") + number(abs(value))
+
+
+def _metric_label(row: MetricComparison) -> str:
+    return f"{row.name} {'↑' if row.higher_is_better else '↓'}"
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class _Model:
+    """One model's rendering: the part always shown, and the part folded when space runs out."""
+
+    core: str
+    details: str
+
+
+def _headline(review: ReviewComparison) -> str:
+    failed_models = [m.name for m in review.models if m.status == "head_failed"]
+    failed_gates = sum(1 for m in review.models for g in m.gates if g.status == "fail")
+    verdicts: list[str] = [r.verdict for m in review.models for r in m.metrics]
+    tally = ", ".join(
+        f"{verdicts.count(v)} {label}"
+        for v, label in (("better", "better"), ("worse", "worse"), ("within_noise", "within noise"))
+        if verdicts.count(v)
+    )
+    tally = f" — metrics: {tally}" if tally else ""
+    if not review.models:
+        return "⚠️ **Modelship review: no models configured**"
+    if failed_models:
+        names = ", ".join(code(n) for n in failed_models)
+        return f"❌ **Modelship review: failed to evaluate {names}**{tally}"
+    if failed_gates:
+        plural = "gate" if failed_gates == 1 else "gates"
+        return f"❌ **Modelship review: {failed_gates} {plural} failed**{tally}"
+    return f"✅ **Modelship review: all gates pass**{tally}"
+
+
+def _metrics_table(model: ModelComparison) -> str:
+    lines = ["| Metric | Base | Head | Δ | 95% CI of Δ | Verdict |", "|---|---:|---:|---:|---|---|"]
+    for row in model.metrics:
+        ci = f"[{signed(row.ci.low)}, {signed(row.ci.high)}]" if row.ci else "—"
+        verdict = _VERDICT_ICON[row.verdict]
+        if row.note and row.verdict in ("n/a", "failed"):
+            verdict += f" ({text(row.note, 80)})"
+        cells = [_metric_label(row), number(row.base), number(row.head), signed(row.delta), ci, verdict]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _gate_rule(gate: GateResult) -> str:
+    sign = "≥" if gate.rule.startswith("min") else "≤"
+    subject = "Δ " if gate.rule.endswith("delta") else ""
+    return f"{subject}{sign} {gate.threshold:g}"
+
+
+def _gates_table(gates: Sequence[GateResult]) -> str:
+    if not gates:
+        return "_No gates configured for this model: add `gates:` in `.modelship.yml` to enforce a policy._"
+    lines = ["| Gate | Rule | Value | Result |", "|---|---|---:|---|"]
+    for gate in gates:
+        value = signed(gate.value) if gate.rule.endswith("delta") else number(gate.value)
+        result = _GATE_ICON[gate.status]
+        if gate.status != "pass":
+            result += f" — {text(gate.reason, 160)}"
+        lines.append(f"| {gate.metric} | {_gate_rule(gate)} | {value} | {result} |")
+    return "\n".join(lines)
+
+
+def _plain(value: float | None) -> str:
+    """A number Mermaid parses: no exponent, no thousands separator."""
+    return f"{value or 0.0:.6f}".rstrip("0").rstrip(".") or "0"
+
+
+def _chart(model: ModelComparison) -> str:
+    rows = [
+        r
+        for r in model.metrics
+        if r.name not in OPERATIONAL_METRICS and r.base is not None and r.head is not None
+    ]
+    if not rows:
+        return ""
+    values = [v for r in rows for v in (r.base, r.head) if v is not None]
+    low, high = min(0.0, *values), max(values)
+    axis = (
+        "0 --> 1" if low >= 0 and high <= 1 else f"{_plain(low)} --> {_plain(high * 1.05 if high > 0 else 1)}"
+    )
+    name = re.sub(r"[^A-Za-z0-9 ._-]", "", model.name)[:40]
+    labels = ", ".join(f'"{r.name}"' for r in rows)
+    return "\n".join(
+        [
+            "```mermaid",
+            "xychart-beta",
+            f'    title "{name}: base (first bar) vs head (second bar)"',
+            f"    x-axis [{labels}]",
+            f'    y-axis "value" {axis}',
+            f"    bar [{', '.join(_plain(r.base) for r in rows)}]",
+            f"    bar [{', '.join(_plain(r.head) for r in rows)}]",
+            "```",
+        ]
+    )
+
+
+def _per_class(base: Evaluation | None, head: Evaluation | None) -> str:
+    if not (base and base.per_class) and not (head and head.per_class):
+        return ""
+    base_rows = {r.label: r for r in base.per_class} if base else {}
+    head_rows = {r.label: r for r in head.per_class} if head else {}
+    labels = list(dict.fromkeys([*base_rows, *head_rows]))
+    lines = [
+        "**Per class** (base → head)",
+        "",
+        "| Class | Precision | Recall | F1 | Support |",
+        "|---|---|---|---|---:|",
+    ]
+    for label in labels:
+        b, h = base_rows.get(label), head_rows.get(label)
+        cells = [
+            f"{number(getattr(b, attr, None))} → {number(getattr(h, attr, None))}"
+            for attr in ("precision", "recall", "f1")
+        ]
+        support = h.support if h else (b.support if b else None)
+        lines.append(
+            f"| {text(label, 60)} | {' | '.join(cells)} | {support if support is not None else '—'} |"
+        )
+    return "\n".join(lines)
+
+
+def _confusion(side: str, evaluation: Evaluation | None) -> str:
+    if evaluation is None or not evaluation.confusion_matrix:
+        return ""
+    labels = [text(label, 30) for label in evaluation.confusion_labels] or [
+        str(i) for i in range(len(evaluation.confusion_matrix))
+    ]
+    lines = [
+        f"**Confusion matrix — {side}** (rows: true, columns: predicted)",
+        "",
+        "| true \\ predicted | " + " | ".join(labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for label, row in zip(labels, evaluation.confusion_matrix, strict=False):
+        lines.append(f"| {label} | " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def _fingerprints(model: ModelComparison) -> str:
+    lines = [
+        "**Fingerprints**",
+        "",
+        "| | Model sha256 | Dataset | Dataset sha256 | Rows | Features | Class balance |",
+        "|---|---|---|---|---:|---:|---|",
+    ]
+    for side, evaluation in (("base", model.base), ("head", model.head)):
+        if evaluation is None:
+            lines.append(f"| {side} | — | — | — | — | — | — |")
+            continue
+        data = evaluation.dataset
+        balance = (
+            ", ".join(f"{text(k, 30)}: {v:.1%}" for k, v in list(data.class_balance.items())[:20])
+            if data and data.class_balance
+            else "—"
+        )
+        cells = [
+            side,
+            code(evaluation.model_sha256, 16) if evaluation.model_sha256 else "—",
+            code(data.path) if data and data.path else "—",
+            code(data.sha256, 16) if data and data.sha256 else "—",
+            str(data.rows) if data and data.rows is not None else "—",
+            str(data.n_features) if data and data.n_features is not None else "—",
+            balance,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _details(model: ModelComparison) -> str:
+    parts = [
+        _per_class(model.base, model.head),
+        _confusion("base", model.base),
+        _confusion("head", model.head),
+        _fingerprints(model),
+    ]
+    body = "\n\n".join(p for p in parts if p)
+    return (
+        f"<details><summary>Per-class metrics, confusion matrices and fingerprints — {text(model.name, 60)}"
+        f"</summary>\n\n{body}\n\n</details>"
+    )
+
+
+def _model_section(model: ModelComparison) -> _Model:
+    gates_ok = "✅ gates pass" if model.passed else "❌ gates fail"
+    status = {
+        "compared": "",
+        "new": " · new model (no base to compare)",
+        "base_failed": " · base failed to evaluate",
+        "head_failed": " · head failed to evaluate",
+    }[model.status]
+    parts = [f"### {code(model.name, 60)} ({model.task}) — {gates_ok}{status}"]
+    if model.status == "head_failed":
+        parts.append(
+            f"> ❌ **The head model failed to evaluate:** {text(model.error or 'unknown error', 1000)}"
+        )
+    if model.status == "base_failed" and model.base is not None:
+        parts.append(
+            f"> ⚠️ The base model failed to evaluate ({text(model.base.error or 'unknown error', 500)}); "
+            "head values are shown without deltas."
+        )
+    if model.dataset_warning:
+        parts.append(f"> [!WARNING]\n> **Dataset changed.** {text(model.dataset_warning, 600)}")
+    parts.append(_metrics_table(model))
+    if model.mcnemar is not None:
+        test = model.mcnemar
+        method = "exact binomial" if test.method == "exact" else "χ² with continuity correction"
+        parts.append(
+            f"McNemar's test on accuracy: {test.base_only_correct} rows only the base got right, "
+            f"{test.head_only_correct} only the head; p = {test.p_value:.3g} ({method})."
+        )
+    elif model.status == "compared" and not model.paired:
+        parts.append("_Intervals are unpaired: base and head were not evaluated on the same rows._")
+    parts.append("**Gates**\n\n" + _gates_table(model.gates))
+    chart = _chart(model)
+    if chart:
+        parts.append(chart)
+    return _Model("\n\n".join(parts), _details(model))
+
+
+def _footer(head_sha: str | None, base_sha: str | None) -> str:
+    shas = ""
+    if head_sha:
+        shas = (
+            f"Head {code(head_sha[:12])}"
+            + (f" against base {code(base_sha[:12])}" if base_sha else "")
+            + ". "
+        )
+    return (
+        f"<sub>{shas}Deltas are head − base; intervals are 95% paired bootstrap intervals on the same "
+        f"evaluation rows. {_RERUN_HINT}</sub>"
+    )
+
+
+# --------------------------------------------------------------------------- size cap
+
+
+def fit(body: str, limit: int) -> str:
+    """Cut the middle of ``body`` on line boundaries so that it fits ``limit``, and say so."""
+    if len(body) <= limit:
+        return body
+    notice = "\n\n> ✂️ **{n:,} characters were cut here** to stay within GitHub's size limit.\n\n"
+    lines = body.split("\n")
+    budget = limit - len(notice) - 40
+    head: list[str] = []
+    tail: list[str] = []
+    used = 0
+    # Keep the start (verdict) and the end (hints) alike: alternate taking lines from each side.
+    i, j = 0, len(lines) - 1
+    while i <= j:
+        take_head = len("\n".join(head)) <= len("\n".join(tail)) * 2
+        line = lines[i] if take_head else lines[j]
+        if used + len(line) + 1 > budget:
+            break
+        used += len(line) + 1
+        if take_head:
+            head.append(line)
+            i += 1
+        else:
+            tail.insert(0, line)
+            j -= 1
+    top, bottom = "\n".join(head), "\n".join(tail)
+    # An odd number of fences means the cut fell inside a code block: close it, reopen after.
+    if top.count("```") % 2:
+        top += "\n```"
+    if bottom.count("```") % 2:
+        bottom = "```\n" + bottom
+    cut = len(body) - len(top) - len(bottom)
+    result = top + notice.format(n=cut) + bottom
+    return result if len(result) <= limit else result[:limit]
+
+
+def _assemble(
+    review: ReviewComparison,
+    *,
+    marker: bool,
+    fold: bool,
+    head_sha: str | None,
+    base_sha: str | None,
+    optimization: str | None,
+    deploy: str | None,
+) -> str:
+    parts = [REVIEW_MARKER] if marker else []
+    parts.append(_headline(review))
+    for model in review.models:
+        section = _model_section(model)
+        parts.append(section.core)
+        if fold:
+            parts.append(
+                f"<sub>Details for {code(model.name, 60)} are folded away to fit GitHub's size limit.</sub>"
+            )
+        else:
+            parts.append(section.details)
+    if optimization:
+        parts.append("## Optimization\n\n" + optimization.strip())
+    if deploy:
+        parts.append("## Deploy\n\n" + deploy.strip())
+    parts.append(_footer(head_sha, base_sha))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_review_comment(
+    review: ReviewComparison,
+    *,
+    head_sha: str | None = None,
+    base_sha: str | None = None,
+    optimization: str | None = None,
+    deploy: str | None = None,
+    limit: int = COMMENT_LIMIT,
+) -> str:
+    """The sticky comment body; ``optimization`` and ``deploy`` are pre-rendered Markdown sections."""
+    options = {"head_sha": head_sha, "base_sha": base_sha, "optimization": optimization, "deploy": deploy}
+    body = _assemble(review, marker=True, fold=False, **options)
+    if len(body) <= limit:
+        return body
+    body = _assemble(review, marker=True, fold=True, **options)
+    return fit(body, limit)
+
+
+def render_check_run(
+    review: ReviewComparison,
+    *,
+    head_sha: str | None = None,
+    base_sha: str | None = None,
+    optimization: str | None = None,
+) -> dict[str, str]:
+    """Output and conclusion for the `modelship/review` check run."""
+    failed_models = [m.name for m in review.models if m.status == "head_failed"]
+    failed_gates = [g for m in review.models for g in m.gates if g.status == "fail"]
+    if failed_models:
+        title = "Failed to evaluate " + ", ".join(failed_models)
+    elif failed_gates:
+        title = f"{len(failed_gates)} gate{'s' if len(failed_gates) != 1 else ''} failed"
+    else:
+        title = f"All gates pass ({len(review.models)} model{'s' if len(review.models) != 1 else ''})"
+    options = {"head_sha": head_sha, "base_sha": base_sha, "optimization": optimization, "deploy": None}
+    summary = fit(_assemble(review, marker=False, fold=True, **options), SUMMARY_LIMIT)
+    details = "\n\n".join(_model_section(m).details for m in review.models)
+    return {
+        "title": title[:200],
+        "summary": summary,
+        "text": fit(details, SUMMARY_LIMIT),
+        "conclusion": "success" if review.passed else "failure",
+    }
+
+
+# --------------------------------------------------------------------------- other sticky states
+
+
+def render_config_error(
+    problems: Sequence[ConfigProblem], *, path: str = CONFIG_PATH, ref: str | None = None
+) -> str:
+    """The sticky comment when the base branch's config is invalid: every problem with key and line."""
+    where = f" on {code(ref)}" if ref else ""
+    lines = [
+        REVIEW_MARKER,
+        f"❌ **Modelship review: {code(path)}{where} is invalid**, so nothing was evaluated.",
+        "",
+        "| Line | Key | Problem |",
+        "|---:|---|---|",
+    ]
+    shown = list(problems)[:100]
+    for problem in shown:
+        line = str(problem.line) if problem.line is not None else "—"
+        lines.append(f"| {line} | {code(problem.key or '(top level)')} | {text(problem.message, 400)} |")
+    if len(problems) > len(shown):
+        lines.append(f"\n…and {len(problems) - len(shown)} more problems.")
+    lines += [
+        "",
+        "The config is read from the PR's base branch: fix it there (merge the fix first), then comment "
+        "`/modelship evaluate` here. The JSON Schema for editors is `config/modelship.schema.json`.",
+    ]
+    return fit("\n".join(lines) + "\n", COMMENT_LIMIT)
+
+
+def render_config_error_check_run(
+    problems: Sequence[ConfigProblem], *, path: str = CONFIG_PATH
+) -> dict[str, str]:
+    first = problems[0] if problems else None
+    title = f"Invalid {path}" + (
+        f": line {first.line}, {first.key or 'top level'}" if first and first.line else ""
+    )
+    body = render_config_error(problems, path=path).replace(REVIEW_MARKER + "\n", "", 1)
+    return {"title": title[:200], "summary": fit(body, SUMMARY_LIMIT), "text": "", "conclusion": "failure"}
+
+
+def render_waiting_for_approval(*, head_sha: str, author: str, app_slug: str = "modelship") -> str:
+    """The sticky comment for a PR whose code must not run before a maintainer approves this SHA."""
+    return (
+        f"{REVIEW_MARKER}\n"
+        f"⏸️ **Modelship review: waiting for approval.** This PR comes from a fork or from an author "
+        f"without write access ({code(author, 60)}), so nothing from it runs until a maintainer approves.\n\n"
+        f"A maintainer can comment `/modelship ok-to-test` (or `@{app_slug} ok-to-test`) to evaluate "
+        f"head {code(head_sha[:12])}. The approval covers this commit only: "
+        "a new push needs a new approval.\n"
+    )
+
+
+def render_in_progress(*, head_sha: str, models: Sequence[str] = ()) -> str:
+    names = ", ".join(code(m, 60) for m in models)
+    what = f" {names}" if names else ""
+    return (
+        f"{REVIEW_MARKER}\n⏳ **Modelship review: evaluating{what}** on head {code(head_sha[:12])}… "
+        "This comment is updated when the results are in.\n"
+    )

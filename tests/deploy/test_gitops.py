@@ -1,0 +1,265 @@
+"""DeployRepo against real git over smart HTTP (git http-backend), with GitHub-style token auth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bot.deploy.gitops import DeployError, DeployRepo, RepoLocks, RetryPolicy, authenticated_url, redact
+from bot.deploy.manifest import ModelRef, load_values, plan_deploy, validate_values, values_path
+from tests.deploy.githttp import GitHttpServer, git
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "charts/model-server/values.schema.json").read_text())
+DEFAULTS = load_values((Path(__file__).parents[2] / "charts/model-server/values.yaml").read_text())
+
+
+def ref(name: str, sequence: int, revision: str | None = None) -> ModelRef:
+    return ModelRef(
+        name=name,
+        repository="acme/models",
+        revision=revision or f"{sequence:040x}",
+        path=f"models/{name}/model.onnx",
+        sha256=f"{sequence:064x}",
+        variant="onnx",
+        sequence=sequence,
+        source_pr=sequence,
+    )
+
+
+def deploy_edit(model: ModelRef):  # type: ignore[no-untyped-def]
+    return lambda text: plan_deploy(text, model, SCHEMA, DEFAULTS).text
+
+
+def make_repo(server: GitHttpServer, url: str, workdir: Path, **kwargs: object) -> DeployRepo:
+    async def token() -> str:
+        return server.token
+
+    kwargs.setdefault("retry", RetryPolicy(conflict_attempts=40, base_s=0.02, cap_s=0.5, rng=random.Random(7)))
+    return DeployRepo(url, workdir, token=token, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_merge_becomes_one_pushed_commit_and_a_redelivery_makes_none(
+    git_server: GitHttpServer, repo_name: str, workdir: Path
+) -> None:
+    url = git_server.create_repo(repo_name)
+    repo = make_repo(git_server, url, workdir)
+    path = values_path("staging", "iris")
+
+    first = await repo.commit_file(path, deploy_edit(ref("iris", 100)), "deploy iris")
+    again = await repo.commit_file(path, deploy_edit(ref("iris", 100)), "deploy iris")
+
+    assert first.changed and not again.changed
+    assert again.sha == first.sha
+    assert git_server.commits(repo_name)[0] == first.sha
+    assert len(git_server.commits(repo_name)) == 2  # seed + one deploy
+    assert "sequence: 100" in git_server.show(repo_name, path)
+
+
+async def test_an_older_version_never_overwrites_a_newer_one(
+    git_server: GitHttpServer, repo_name: str, workdir: Path
+) -> None:
+    url = git_server.create_repo(repo_name)
+    repo = make_repo(git_server, url, workdir)
+    path = values_path("prod", "iris")
+
+    await repo.commit_file(path, deploy_edit(ref("iris", 200)), "deploy newer")
+    late = await repo.commit_file(path, deploy_edit(ref("iris", 150)), "deploy older, delivered late")
+
+    assert not late.changed
+    assert "sequence: 200" in git_server.show(repo_name, path)
+
+
+async def test_comments_in_the_values_file_survive_a_deploy(
+    git_server: GitHttpServer, repo_name: str, workdir: Path
+) -> None:
+    path = values_path("prod", "iris")
+    human = (
+        "# Production: owned by the platform team\n"
+        "replicaCount: 3  # SLA needs 3\n"
+        "model:\n"
+        "  name: iris\n"
+        "  repository: acme/models\n"
+        f"  revision: '{1:040x}'\n"
+        "  path: models/iris/model.onnx\n"
+        f"  sha256: '{1:064x}'  # checked by the server at start-up\n"
+        "  sequence: 1\n"
+    )
+    url = git_server.create_repo(repo_name, {path: human})
+    repo = make_repo(git_server, url, workdir)
+
+    await repo.commit_file(path, deploy_edit(ref("iris", 300)), "deploy")
+
+    text = git_server.show(repo_name, path)
+    assert text.startswith("# Production: owned by the platform team\nreplicaCount: 3  # SLA needs 3\n")
+    assert f"sha256: '{300:064x}'  # checked by the server at start-up" in text
+
+
+async def test_a_push_that_loses_a_race_is_redone_on_the_new_head(
+    git_server: GitHttpServer, repo_name: str, workdir: Path, tmp_path: Path
+) -> None:
+    url = git_server.create_repo(repo_name)
+    repo = make_repo(git_server, url, workdir)
+    other = tmp_path / "other"
+    git("clone", "-q", authenticated_url(url, git_server.token), str(other))
+    raced = False
+
+    def edit_while_someone_else_pushes(text: str | None) -> str | None:
+        nonlocal raced
+        if not raced:  # someone pushes between our fetch and our push
+            raced = True
+            (other / "theirs.txt").write_text("theirs\n")
+            git("add", "theirs.txt", cwd=other)
+            git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "theirs", cwd=other)
+            git("push", "-q", "origin", "HEAD:main", cwd=other)
+        return "ours\n"
+
+    result = await repo.commit_file("ours.txt", edit_while_someone_else_pushes, "ours")
+
+    assert result.attempts == 2
+    assert set(git_server.files(repo_name)) >= {"ours.txt", "theirs.txt"}
+    assert git_server.commits(repo_name)[0] == result.sha
+
+
+@pytest.mark.slow
+async def test_fifty_concurrent_merges_from_racing_clones_all_land(
+    git_server: GitHttpServer, repo_name: str, tmp_path: Path
+) -> None:
+    url = git_server.create_repo(repo_name)
+    replicas = [  # separate clones and separate locks: like five bot processes, so pushes race
+        make_repo(git_server, url, tmp_path / f"replica-{i}", locks=RepoLocks()) for i in range(5)
+    ]
+    models = [ref(f"model-{i:02d}", 1000 + i) for i in range(50)]
+
+    results = await asyncio.gather(
+        *(
+            replicas[i % 5].commit_file(values_path("staging", m.name), deploy_edit(m), f"deploy {m.name}")
+            for i, m in enumerate(models)
+        )
+    )
+
+    assert all(r.changed for r in results)
+    assert len(git_server.commits(repo_name)) == 51  # seed + 50, none lost
+    assert sum(r.attempts for r in results) > 50, "the clones should have raced at least once"
+    updates = git_server.ref_updates(repo_name)
+    for old, new in updates[1:]:  # every update of main was a fast-forward: no force push
+        subprocess.run(["git", "merge-base", "--is-ancestor", old, new], cwd=git_server.bare(repo_name), check=True)
+    for m in models:
+        text = git_server.show(repo_name, values_path("staging", m.name))
+        assert validate_values(text, SCHEMA, DEFAULTS) == []
+        assert f"sequence: {m.sequence}" in text
+
+
+async def test_an_unreachable_remote_is_retried_then_fails_clearly_without_leaking_the_token(
+    git_server: GitHttpServer, workdir: Path
+) -> None:
+    sleeps: list[float] = []
+
+    async def no_sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    async def token() -> str:
+        return "ghs_secret_token"
+
+    repo = DeployRepo("http://127.0.0.1:9/acme/deploy.git", workdir, token=token, sleep=no_sleep)
+
+    with pytest.raises(DeployError) as failure:
+        await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
+
+    message = str(failure.value)
+    assert "unreachable after 4 attempts" in message and "127.0.0.1:9/acme/deploy.git" in message
+    assert "ghs_secret_token" not in message
+    assert len(sleeps) == 3
+
+
+async def test_an_outage_during_the_push_leaves_nothing_half_written(
+    git_server: GitHttpServer, repo_name: str, workdir: Path
+) -> None:
+    url = git_server.create_repo(repo_name)
+    repo = make_repo(git_server, url, workdir, sleep=lambda _: asyncio.sleep(0))
+    before = git_server.commits(repo_name)
+    git_server.fail_receive_pack = True
+    try:
+        with pytest.raises(DeployError, match="unreachable"):
+            await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
+    finally:
+        git_server.fail_receive_pack = False
+
+    assert git_server.commits(repo_name) == before
+    assert git("status", "--porcelain", cwd=workdir) == ""
+    assert not (workdir / "a.txt").exists()
+
+
+async def test_wrong_credentials_fail_at_once_with_an_actionable_message(
+    git_server: GitHttpServer, repo_name: str, workdir: Path
+) -> None:
+    url = git_server.create_repo(repo_name)
+
+    async def token() -> str:
+        return "ghs_expired_token"
+
+    repo = DeployRepo(url, workdir, token=token)
+    with pytest.raises(DeployError) as failure:
+        await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
+
+    assert "refused our credentials" in str(failure.value)
+    assert "ghs_expired_token" not in str(failure.value)
+
+
+async def test_schema_violations_stop_the_commit(git_server: GitHttpServer, repo_name: str, workdir: Path) -> None:
+    url = git_server.create_repo(repo_name)
+    repo = make_repo(git_server, url, workdir)
+    bad = ModelRef("iris", "acme/models", "not-a-sha", "models/iris/model.onnx", "f" * 64, sequence=5)
+
+    with pytest.raises(ValueError, match=r"model\.revision"):
+        await repo.commit_file(values_path("prod", "iris"), deploy_edit(bad), "deploy")
+
+    assert len(git_server.commits(repo_name)) == 1
+    assert git("status", "--porcelain", cwd=workdir) == ""
+
+
+async def test_a_protected_environment_gets_one_branch_updated_in_place(
+    git_server: GitHttpServer, repo_name: str, workdir: Path
+) -> None:
+    url = git_server.create_repo(repo_name)
+    repo = make_repo(git_server, url, workdir)
+    path = values_path("prod", "iris")
+    branch = "modelship/deploy/prod/iris"
+
+    first = await repo.open_or_update_pr_branch(branch, {path: deploy_edit(ref("iris", 10))}, "deploy 10")
+    await repo.commit_file("README.md", lambda _: "# moved on\n", "main moves")  # base moves meanwhile
+    second = await repo.open_or_update_pr_branch(branch, {path: deploy_edit(ref("iris", 11))}, "deploy 11")
+    third = await repo.open_or_update_pr_branch(branch, {path: deploy_edit(ref("iris", 11))}, "deploy 11")
+
+    assert first.changed and second.changed and not third.changed
+    assert git_server.branches(repo_name) == ["main", branch]
+    assert "sequence: 11" in git_server.show(repo_name, path, ref=branch)
+    assert git_server.show(repo_name, "README.md", ref=branch) == "# moved on\n"  # base merged in
+    assert path not in git_server.files(repo_name)  # main untouched until the PR merges
+    bare = git_server.bare(repo_name)
+    subprocess.run(["git", "merge-base", "--is-ancestor", first.sha, second.sha], cwd=bare, check=True)
+
+
+async def test_preview_shows_the_diff_without_writing(
+    git_server: GitHttpServer, repo_name: str, workdir: Path
+) -> None:
+    url = git_server.create_repo(repo_name)
+    repo = make_repo(git_server, url, workdir)
+    path = values_path("staging", "iris")
+
+    diff = await repo.preview({path: deploy_edit(ref("iris", 7))})
+
+    assert f"+++ b/{path}" in diff and "+  sequence: 7" in diff
+    assert len(git_server.commits(repo_name)) == 1
+    assert await repo.read(path) is None
+
+
+def test_redact_hides_userinfo_and_known_secrets() -> None:
+    url = authenticated_url("https://github.com/acme/deploy.git", "ghs_abc/def")
+    assert url == "https://x-access-token:ghs_abc%2Fdef@github.com/acme/deploy.git"
+    assert redact(f"fatal: unable to access '{url}'") == "fatal: unable to access 'https://***@github.com/acme/deploy.git'"
+    assert redact("token ghs_abc in text", "ghs_abc") == "token *** in text"

@@ -1,0 +1,169 @@
+"""The REST subset behaves like GitHub: pagination, ETags, rate-limit headers, validation, real git."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+
+import aiohttp
+import pytest
+from gidgethub import InvalidField, ValidationError
+
+from bot.devhub import RunningDevHub
+from tests.devhub.helpers import REPO, client, install_app
+
+
+async def open_pr(devhub: RunningDevHub) -> int:
+    await devhub.hub.push(REPO, "tune", {"model/params.json": '{"c": 2.0}\n', "notes.md": "why\n"}, author="bob")
+    return await devhub.hub.open_pr(REPO, "tune", title="Tune C", user="bob")
+
+
+async def test_comments_paginate_with_githubs_link_header(devhub: RunningDevHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        number = await open_pr(devhub)
+        for i in range(5):
+            await devhub.hub.comment(REPO, number, f"comment {i}", "bob")
+        url = f"{devhub.api_url}/repos/{REPO}/issues/{number}/comments?per_page=2&page=2"
+        async with session.get(url, headers={"Authorization": f"token {installed.token}"}) as response:
+            page = await response.json()
+            link = response.headers["Link"]
+        everything = [c["body"] async for c in client(devhub, session, installed.token).getiter(
+            f"/repos/{REPO}/issues/{number}/comments?per_page=2")]
+
+    assert [c["body"] for c in page] == ["comment 2", "comment 3"]
+    assert 'page=3>; rel="next"' in link and 'page=1>; rel="prev"' in link and 'rel="last"' in link
+    assert everything == [f"comment {i}" for i in range(5)]
+
+
+async def test_unchanged_resource_answers_304_to_its_etag(devhub: RunningDevHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        number = await open_pr(devhub)
+        url = f"{devhub.api_url}/repos/{REPO}/issues/{number}/comments"
+        headers = {"Authorization": f"token {installed.token}"}
+        async with session.get(url, headers=headers) as first:
+            etag = first.headers["ETag"]
+        async with session.get(url, headers=headers | {"If-None-Match": etag}) as again:
+            assert again.status == 304
+            assert await again.read() == b""
+        await devhub.hub.comment(REPO, number, "new", "bob")
+        async with session.get(url, headers=headers | {"If-None-Match": etag}) as changed:
+            assert changed.status == 200
+            assert [c["body"] for c in await changed.json()] == ["new"]
+
+
+async def test_responses_carry_githubs_rate_limit_headers(devhub: RunningDevHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        for _ in range(2):
+            async with session.get(f"{devhub.base_url}/repos/{REPO}",
+                                   headers={"Authorization": f"token {installed.token}"}) as response:
+                headers = response.headers
+
+    assert headers["x-ratelimit-limit"] == "5000"
+    assert headers["x-ratelimit-used"] == "2"
+    assert headers["x-ratelimit-remaining"] == "4998"
+    assert headers["x-ratelimit-resource"] == "core"
+    assert int(headers["x-ratelimit-reset"]) > 0
+
+
+async def test_pull_request_created_and_merged_over_rest_is_a_real_merge_commit(devhub: RunningDevHub) -> None:
+    hub = devhub.hub
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        gh = client(devhub, session, installed.token)
+        await hub.push(REPO, "retrain", {"model/params.json": '{"c": 3.0}\n'})
+        created = await gh.post(f"/repos/{REPO}/pulls", data={"title": "Retrain", "head": "retrain", "base": "main"})
+        files = [f async for f in gh.getiter(f"/repos/{REPO}/pulls/{created['number']}/files")]
+        merged = await gh.put(f"/repos/{REPO}/pulls/{created['number']}/merge", data={"merge_method": "merge"})
+        after = await gh.getitem(f"/repos/{REPO}/pulls/{created['number']}")
+
+    parents = subprocess.run(["git", "--git-dir", str(hub.git.path(REPO)), "rev-list", "--parents", "-n1",
+                              merged["sha"]], capture_output=True, text=True, check=True).stdout.split()[1:]
+    assert created["user"]["login"] == "modelship[bot]"
+    assert [(f["filename"], f["status"], f["additions"], f["deletions"]) for f in files] == [
+        ("model/params.json", "modified", 1, 1)]
+    assert after["merged"] is True and after["merge_commit_sha"] == merged["sha"]
+    assert parents[1] == created["head"]["sha"]
+    assert hub.git.read(REPO, "refs/heads/main", "model/params.json") == b'{"c": 3.0}\n'
+
+
+async def test_validation_errors_are_githubs_422(devhub: RunningDevHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        gh = client(devhub, session, installed.token)
+        number = await open_pr(devhub)
+        with pytest.raises(ValidationError) as too_long:
+            await gh.post(f"/repos/{REPO}/issues/{number}/comments", data={"body": "x" * 65537})
+        with pytest.raises(InvalidField) as duplicate_ref:
+            await gh.post(f"/repos/{REPO}/git/refs", data={"ref": "refs/heads/tune", "sha": "0" * 40})
+    devhub.hub.contract_violations.clear()  # the bad ref sha is also outside GitHub's documented pattern
+
+    assert "maximum is 65536 characters" in str(too_long.value)
+    assert duplicate_ref.value.status_code == 422
+
+
+async def test_checks_statuses_and_reactions_round_trip(devhub: RunningDevHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        gh = client(devhub, session, installed.token)
+        number = await open_pr(devhub)
+        head = devhub.hub.pull(REPO, number).head_sha
+        run = await gh.post(f"/repos/{REPO}/check-runs", data={"name": "modelship/review", "head_sha": head,
+                                                                  "status": "in_progress"})
+        await gh.patch(f"/repos/{REPO}/check-runs/{run['id']}",
+                       data={"conclusion": "success", "output": {"title": "Better", "summary": "Δ +0.02"}})
+        runs = await gh.getitem(f"/repos/{REPO}/commits/tune/check-runs")
+        await gh.post(f"/repos/{REPO}/statuses/{head}", data={"state": "failure", "context": "modelship/guard"})
+        combined = await gh.getitem(f"/repos/{REPO}/commits/{head}/status")
+        comment_id = await devhub.hub.comment(REPO, number, "/modelship evaluate", "bob")
+        first = await gh.post(f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"})
+        again = await gh.post(f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"})
+
+    assert run["status"] == "in_progress" and run["pull_requests"][0]["number"] == number
+    assert [(r["status"], r["conclusion"], r["output"]["summary"]) for r in runs["check_runs"]] == [
+        ("completed", "success", "Δ +0.02")]
+    assert combined["state"] == "failure" and combined["total_count"] == 1
+    assert first["id"] == again["id"]
+    assert devhub.hub.comments[comment_id].reactions[0].content == "eyes"
+
+
+async def test_contents_refs_and_deployments(devhub: RunningDevHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        gh = client(devhub, session, installed.token)
+        await open_pr(devhub)
+        file = await gh.getitem(f"/repos/{REPO}/contents/model/params.json?ref=tune")
+        listing = await gh.getitem(f"/repos/{REPO}/contents/model")
+        main = await gh.getitem(f"/repos/{REPO}/git/ref/heads/main")
+        tune = await gh.getitem(f"/repos/{REPO}/git/ref/heads/tune")
+        moved = await gh.patch(f"/repos/{REPO}/git/refs/heads/main", data={"sha": tune["object"]["sha"]})
+        deployment = await gh.post(f"/repos/{REPO}/deployments",
+                                   data={"ref": "main", "environment": "staging", "required_contexts": []})
+        await gh.post(f"/repos/{REPO}/deployments/{deployment['id']}/statuses", data={"state": "success"})
+        statuses = await gh.getitem(f"/repos/{REPO}/deployments/{deployment['id']}/statuses")
+        listed = await gh.getitem(f"/repos/{REPO}/deployments?environment=staging")
+
+    assert base64.b64decode(file["content"]) == b'{"c": 2.0}\n'
+    assert [e["name"] for e in listing] == ["params.json"]
+    assert moved["object"]["sha"] == tune["object"]["sha"] != main["object"]["sha"]
+    assert deployment["sha"] == tune["object"]["sha"]
+    assert [s["state"] for s in statuses] == ["success"] and [d["id"] for d in listed] == [deployment["id"]]
+
+
+async def test_permission_and_team_membership(devhub: RunningDevHub) -> None:
+    hub = devhub.hub
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        gh = client(devhub, session, installed.token)
+        hub.set_permission(REPO, "mallory", "triage")
+        hub.set_permission(REPO, "carol", "maintain")
+        hub.add_team_member("acme", "ml-reviewers", "carol", "maintainer")
+        mallory = await gh.getitem(f"/repos/{REPO}/collaborators/mallory/permission")
+        carol = await gh.getitem(f"/repos/{REPO}/collaborators/carol/permission")
+        membership = await gh.getitem("/orgs/acme/teams/ml-reviewers/memberships/carol")
+
+    assert (mallory["permission"], mallory["role_name"]) == ("read", "triage")
+    assert (carol["permission"], carol["role_name"]) == ("write", "maintain")
+    assert membership["role"] == "maintainer" and membership["state"] == "active"
