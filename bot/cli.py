@@ -25,6 +25,7 @@ class LazyGroup(click.Group):
 
     lazy: dict[str, tuple[str, str]] = {
         "devhub": ("bot.devhub.cli", "devhub"),
+        "demo": ("bot.demo", "demo"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

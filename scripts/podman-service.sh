@@ -73,7 +73,7 @@ EOF
 
 stop
 rm -f "$SOCK"
-setsid nohup podman system service --time=0 "$URL" >>"$DIR/service.log" 2>&1 </dev/null &
+setsid nohup podman system service --time=0 "$URL" >>"$DIR/service.log" 2>&1 </dev/null 9>&- &
 echo $! >"$DIR/service.pid"
 
 for _ in $(seq 1 100); do

@@ -380,7 +380,7 @@ class DeployRepo:
 
     def _push(self, fetch_url: str, branch: str) -> None:
         # Explicitly not --force: a push must fast-forward or fail and be redone on the new head.
-        self._git("push", "-q", "--porcelain", fetch_url, f"HEAD:refs/heads/{branch}", network=True)
+        self._git("push", "-q", fetch_url, f"HEAD:refs/heads/{branch}", network=True)
 
     def _checkout(self, branch: str, start: str) -> None:
         self._git("symbolic-ref", "HEAD", f"refs/heads/{branch}")

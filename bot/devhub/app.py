@@ -63,6 +63,7 @@ def make_middleware(hub: DevHub) -> Any:
     async def github(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/_devhub") or GIT_PATH.match(request.path):
             return await handler(request)
+        arrived = time.time()
         path = request.path.removeprefix(GHE_PREFIX) or "/"
         raw = await request.read()
         query = dict(request.query)
@@ -98,7 +99,7 @@ def make_middleware(hub: DevHub) -> Any:
                                                               if k.lower() not in ("content-type", "content-length")})
         if fault_taken is None and response.status != 304:
             hub.violation(hub.contract.check_response(request.method, path, response.status, _json_or_none(body)))
-        hub.faults.record(request.method, path, response.status, fault)
+        hub.faults.record(arrived, request.method, path, response.status, fault)
         return response
 
     return github

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,7 +29,7 @@ class Fault:
 
 @dataclass(frozen=True)
 class LoggedRequest:
-    at: float
+    at: float  # arrival time (unix seconds), before any injected delay
     method: str
     path: str
     status: int
@@ -59,8 +58,8 @@ class Faults:
                 return fault
         return None
 
-    def record(self, method: str, path: str, status: int, fault: Fault | None) -> None:
-        self.log.append(LoggedRequest(time.time(), method, path, status, fault.kind if fault else None))
+    def record(self, at: float, method: str, path: str, status: int, fault: Fault | None) -> None:
+        self.log.append(LoggedRequest(at, method, path, status, fault.kind if fault else None))
 
     def clear(self) -> None:
         self.pending.clear()

@@ -144,8 +144,8 @@ def test_an_allow_list_without_valid_entries_lets_nobody_in() -> None:
 
 def test_any_object_with_allowed_and_requires_is_a_rule() -> None:
     class FromRepoConfig:
-        allowed = ["user:alice"]
-        requires: list[str] = []
+        allowed = ("user:alice",)
+        requires = ()
 
     decision = authorize("rollback", actor="alice", permission="write", env_rule=FromRepoConfig())
     assert decision.allowed

@@ -5,10 +5,17 @@ from __future__ import annotations
 from bot.chatops.commands import COMMANDS, get, valid_value
 from bot.chatops.parser import ParsedCommand, parse_comment
 
+ENV_COMMANDS = {"deploy", "promote", "rollback", "unpin"}
 ISSUE_COMMANDS = {
-    "help", "evaluate", "optimize", "deploy", "promote", "rollback", "unpin",
-    "status", "cancel", "hold", "unhold", "ok-to-test",
-}
+    "help",
+    "evaluate",
+    "optimize",
+    "status",
+    "cancel",
+    "hold",
+    "unhold",
+    "ok-to-test",
+} | ENV_COMMANDS
 
 
 def test_the_registry_has_exactly_the_commands_of_the_issue() -> None:
@@ -29,7 +36,7 @@ def test_only_help_and_status_are_read_only() -> None:
 
 
 def test_environment_commands_are_the_deploy_family() -> None:
-    assert {n for n, s in COMMANDS.items() if s.needs_env} == {"deploy", "promote", "rollback", "unpin"}
+    assert {n for n, s in COMMANDS.items() if s.needs_env} == ENV_COMMANDS
 
 
 def test_sandbox_commands_are_evaluate_and_optimize() -> None:

@@ -105,7 +105,7 @@ async def test_a_push_that_loses_a_race_is_redone_on_the_new_head(
     url = git_server.create_repo(repo_name)
     repo = make_repo(git_server, url, workdir)
     other = tmp_path / "other"
-    git("clone", "-q", authenticated_url(url, git_server.token), str(other))
+    await asyncio.to_thread(git, "clone", "-q", authenticated_url(url, git_server.token), str(other))
     raced = False
 
     def edit_while_someone_else_pushes(text: str | None) -> str | None:

@@ -20,5 +20,18 @@ def write_iris_classifier(path: Path) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def write_regressor(path: Path) -> str:
+    """A linear regression y = 2x + 1 as ONNX at ``path``; returns its sha256."""
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression
+
+    x = np.arange(10, dtype=np.float32).reshape(-1, 1)
+    model = LinearRegression().fit(x, 2 * x[:, 0] + 1)
+    data = to_onnx(model, x[:1], target_opset=17).SerializeToString()
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
 IRIS_SETOSA = [5.1, 3.5, 1.4, 0.2]
 IRIS_VIRGINICA = [6.7, 3.0, 5.8, 2.2]

@@ -76,7 +76,7 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> ModelRepo:
         estimators = {
             "lr": make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y),  # named
             "rf": RandomForestClassifier(n_estimators=30, max_depth=6, random_state=0).fit(X.to_numpy(), y),
-            "mlp": make_pipeline(StandardScaler(), MLPClassifier((32,), max_iter=400, random_state=0)).fit(
+            "mlp": make_pipeline(StandardScaler(), MLPClassifier((128, 64), max_iter=300, random_state=0)).fit(
                 X.to_numpy(), y
             ),
             "custom": ThresholdClassifier().fit(X.to_numpy(), y),

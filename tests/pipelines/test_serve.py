@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.serve import FaultInjector, create_app, serve_model
 from pipelines.serve_model import ServedModel, load_onnx
-from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier
+from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier, write_regressor
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +163,21 @@ def test_the_server_names_a_missing_model_file(tmp_path: Path) -> None:
 
 def test_importing_the_server_does_not_load_onnxruntime() -> None:
     """The bot registers `modelship serve-model` from this module; only running it may load the runtime."""
-    import subprocess
-    import sys
-
     code = "import sys, pipelines.serve; print('onnxruntime' in sys.modules, 'sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+async def test_a_regressor_answers_values_and_exports_their_distribution(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "line.onnx"
+    write_regressor(path)
+    model = ServedModel(name="line", version="1", predictor=load_onnx(path))
+    client = await aiohttp_client(create_app(model))
+    answer = await (await client.post("/predict", json={"instances": [[1.0], [-2.0]]})).json()
+    assert answer["predictions"] == pytest.approx([3.0, -3.0], abs=1e-4)  # y = 2x + 1
+    values = samples(await (await client.get("/metrics")).text())
+    ident = frozenset({("model", "line"), ("version", "1"), ("env", "")})
+    assert values[("modelship_model_prediction_value_count", ident)] == 2
+    assert values[("modelship_model_input_feature_negative_sum_total", ident | {("feature", "0")})] == 2.0

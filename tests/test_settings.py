@@ -1,0 +1,87 @@
+"""Start-up settings: required secret, one message per bad key, YAML file, documented in the README."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("MODELSHIP_") or key == "DOCKER_HOST":
+            monkeypatch.delenv(key)
+
+
+def test_the_webhook_secret_is_required() -> None:
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert exc.value.problems == ["MODELSHIP_WEBHOOK_SECRET: is required but not set"]
+
+
+def test_every_bad_key_gets_its_own_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSHIP_WEBHOOK_SECRET", "")
+    monkeypatch.setenv("MODELSHIP_PORT", "99999")
+    monkeypatch.setenv("MODELSHIP_GITHUB_API_URL", "ghe.example/api/v3")
+    monkeypatch.setenv("MODELSHIP_DATABASE_URL", "mysql://x")
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    keys = sorted(p.split(":")[0] for p in exc.value.problems)
+    assert keys == ["MODELSHIP_DATABASE_URL", "MODELSHIP_GITHUB_API_URL", "MODELSHIP_PORT", "MODELSHIP_WEBHOOK_SECRET"]
+
+
+def test_defaults_and_github_enterprise(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MODELSHIP_WEBHOOK_SECRET", "s")
+    monkeypatch.setenv("MODELSHIP_GITHUB_API_URL", "https://ghe.example/api/v3/")
+    monkeypatch.setenv("MODELSHIP_REPO_ALLOWLIST", "acme/*, solo/repo")
+    monkeypatch.setenv("MODELSHIP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/podman.sock")
+    s = load_settings()
+    assert s.github_api_url == "https://ghe.example/api/v3"
+    assert s.effective_database_url == f"sqlite+aiosqlite:///{tmp_path / 'modelship.db'}"
+    assert s.container_engine_url == "unix:///run/podman.sock"
+    assert s.repo_allowed("acme/churn") and s.repo_allowed("solo/repo") and not s.repo_allowed("evil/repo")
+
+
+def test_a_yaml_file_supplies_settings_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "modelship.yml"
+    cfg.write_text("webhook_secret: from-file\nport: 9000\nrepo_allowlist: [acme/*]\n")
+    monkeypatch.setenv("MODELSHIP_CONFIG", str(cfg))
+    monkeypatch.setenv("MODELSHIP_PORT", "9001")
+    s = load_settings()
+    assert (s.webhook_secret.get_secret_value(), s.port, s.repo_allowlist) == ("from-file", 9001, ["acme/*"])
+
+
+def test_serve_refuses_to_start_without_a_secret_and_says_why(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "bot.cli", "serve"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, cwd=ROOT, timeout=60)
+    assert out.returncode == 2
+    assert "MODELSHIP_WEBHOOK_SECRET: is required but not set" in out.stderr
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [f"MODELSHIP_{name.upper()}" for name in Settings.model_fields
+               if f"`MODELSHIP_{name.upper()}`" not in readme]
+    assert not missing, f"README settings table lacks {missing}"
+
+
+def test_the_example_settings_file_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import yaml
+
+    example = yaml.safe_load((ROOT / "config" / "modelship.example.yml").read_text())
+    example.pop("github_private_key_path")  # points at a deployment path
+    cfg = tmp_path / "m.yml"
+    cfg.write_text(yaml.safe_dump(example))
+    monkeypatch.setenv("MODELSHIP_CONFIG", str(cfg))
+    assert load_settings().port == example["port"]
+    assert set(example) <= set(Settings.model_fields)
