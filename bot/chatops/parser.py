@@ -174,7 +174,8 @@ def _bind(spec: CommandSpec, tokens: list[str], line: str) -> ParsedCommand | Pa
     positionals: list[str] = []
     i = 0
     while i < len(tokens):
-        token = tokens[i]
+        # Phones and some editors turn "--" into a dash; read it the way the user meant it.
+        token = "--" + tokens[i][1:] if tokens[i][:1] in ("\u2014", "\u2013") else tokens[i]
         i += 1
         if not token.startswith("--"):
             positionals.append(token)

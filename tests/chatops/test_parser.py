@@ -176,6 +176,11 @@ def test_bad_flags_and_values_are_errors_that_name_the_usage() -> None:
         assert problem.usage and problem.usage in problem.message
 
 
+def test_dashes_autocorrected_from_double_hyphens_still_read_as_flags() -> None:
+    command = only("/modelship deploy staging \u2014variant int8 \u2013dry-run")
+    assert (command.variant, command.dry_run) == ("int8", True)
+
+
 def test_flag_values_may_be_attached_with_equals() -> None:
     assert only("/modelship deploy staging --variant=FP32").variant == "fp32"
 
@@ -225,11 +230,13 @@ def test_arbitrary_unicode_never_raises(body: str) -> None:
     _check_well_formed(parse(body))
 
 
+@settings(max_examples=60)
 @given(_MARKDOWNISH)
 def test_markdown_like_noise_never_raises(body: str) -> None:
     _check_well_formed(parse(body))
 
 
+@settings(max_examples=60)
 @given(_MARKDOWNISH)
 def test_anything_inside_a_quote_or_fence_is_ignored(body: str) -> None:
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -275,6 +282,7 @@ _SHAPES = {
     "quoted commands": "> /modelship deploy production\n",
     "prefix not at line start": "x /modelship ",
     "one long line": "/modelship deploy staging x",
+    "unclosed fence": "```\n" + "\n" * 70_000,
     "short lines": "`\n~\n@\n \n",
     "near misses": "/MODELSHIPx\n@modelship-apps\n",
     "mentions mid-line": "x @modelship-app ",
