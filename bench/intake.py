@@ -33,11 +33,20 @@ DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 
 
 def payload_22kb() -> bytes:
-    pr = {"action": "synchronize", "number": 1,
-          "pull_request": {"number": 1, "head": {"sha": "a" * 40, "ref": "feature"}, "base": {"ref": "main"},
-                           "body": "x" * 21_500, "labels": [{"name": f"l{i}"} for i in range(20)]},
-          "repository": {"full_name": "acme/churn", "id": 1}, "installation": {"id": 1},
-          "sender": {"login": "alice"}}
+    pr = {
+        "action": "synchronize",
+        "number": 1,
+        "pull_request": {
+            "number": 1,
+            "head": {"sha": "a" * 40, "ref": "feature"},
+            "base": {"ref": "main"},
+            "body": "x" * 21_500,
+            "labels": [{"name": f"l{i}"} for i in range(20)],
+        },
+        "repository": {"full_name": "acme/churn", "id": 1},
+        "installation": {"id": 1},
+        "sender": {"login": "alice"},
+    }
     body = json.dumps(pr).encode()
     assert 21_000 < len(body) < 23_000, len(body)
     return body
@@ -48,8 +57,9 @@ def rsa_pem() -> str:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def free_port() -> int:
@@ -83,8 +93,21 @@ request = function()
   return wrk.format()
 end
 """)
-    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{DURATION}s", "--latency", "-s", str(script),
-                          f"http://127.0.0.1:{port}/webhooks/github"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            "-c16",
+            f"-d{DURATION}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/webhooks/github",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
@@ -103,10 +126,15 @@ async def fixed_rate(port: int, body: bytes, sig: str, rate: int, seconds: int) 
     errors = 0
     url = f"http://127.0.0.1:{port}/webhooks/github"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+
         async def one() -> None:
             nonlocal errors
-            headers = {"Content-Type": "application/json", "X-GitHub-Event": "pull_request",
-                       "X-Hub-Signature-256": sig, "X-GitHub-Delivery": str(uuid.uuid4())}
+            headers = {
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "pull_request",
+                "X-Hub-Signature-256": sig,
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+            }
             t0 = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
@@ -135,10 +163,17 @@ def main() -> None:
     body_file = tmp / "body.json"
     body_file.write_bytes(body)
     ceiling_port, serve_port = free_port(), free_port()
-    env = {**os.environ, "MODELSHIP_WEBHOOK_SECRET": SECRET, "MODELSHIP_DATA_DIR": str(tmp / "data"),
-           "MODELSHIP_PORT": str(serve_port), "MODELSHIP_GITHUB_APP_ID": "1",
-           "MODELSHIP_GITHUB_PRIVATE_KEY": rsa_pem(), "MODELSHIP_WORKERS": "0",
-           "MODELSHIP_LOG_LEVEL": "WARNING", "MODELSHIP_REPO_ALLOWLIST": "acme/*"}
+    env = {
+        **os.environ,
+        "MODELSHIP_WEBHOOK_SECRET": SECRET,
+        "MODELSHIP_DATA_DIR": str(tmp / "data"),
+        "MODELSHIP_PORT": str(serve_port),
+        "MODELSHIP_GITHUB_APP_ID": "1",
+        "MODELSHIP_GITHUB_PRIVATE_KEY": rsa_pem(),
+        "MODELSHIP_WORKERS": "0",
+        "MODELSHIP_LOG_LEVEL": "WARNING",
+        "MODELSHIP_REPO_ALLOWLIST": "acme/*",
+    }
     procs = [
         subprocess.Popen([sys.executable, str(ROOT / "bench" / "ceiling_server.py"), str(ceiling_port), SECRET]),
         subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, cwd=ROOT),
@@ -147,19 +182,29 @@ def main() -> None:
         wait_port(ceiling_port)
         wait_port(serve_port)
         rows = []
-        for name, port in (("ceiling (HMAC + JSON only)", ceiling_port), ("modelship serve (SQLite, durable)", serve_port)):
+        for name, port in (
+            ("ceiling (HMAC + JSON only)", ceiling_port),
+            ("modelship serve (SQLite, durable)", serve_port),
+        ):
             rps, p50, p99 = wrk(port, body_file, sig)
             f50, f99, errors = asyncio.run(fixed_rate(port, body, sig, 500, min(DURATION, 10)))
             rows.append((name, rps, p50, p99, f50, f99, errors))
-        print(f"\nIntake benchmark: signed {len(body) / 1024:.1f} KB pull_request deliveries, loopback, "
-              f"{os.cpu_count()} cores, wrk -c16 {DURATION}s\n")
-        print(f"| {'endpoint':34} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'@500/s p50':>10} | {'@500/s p99':>10} | {'errors':>6} |")
+        print(
+            f"\nIntake benchmark: signed {len(body) / 1024:.1f} KB pull_request deliveries, loopback, "
+            f"{os.cpu_count()} cores, wrk -c16 {DURATION}s\n"
+        )
+        print(
+            f"| {'endpoint':34} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} "
+            f"| {'@500/s p50':>10} | {'@500/s p99':>10} | {'errors':>6} |"
+        )
         print(f"|{'-' * 36}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 12}|{'-' * 12}|{'-' * 8}|")
         for name, rps, p50, p99, f50, f99, errors in rows:
             print(f"| {name:34} | {rps:8.0f} | {p50:7.2f} | {p99:7.2f} | {f50:10.2f} | {f99:10.2f} | {errors:6d} |")
         ratio = rows[1][1] / rows[0][1]
-        print(f"\nthroughput vs ceiling: {ratio:.0%} (target >= 40 %); p99 ack at 500/s: {rows[1][5]:.1f} ms "
-              f"(target <= 50 ms)")
+        print(
+            f"\nthroughput vs ceiling: {ratio:.0%} (target >= 40 %); p99 ack at 500/s: {rows[1][5]:.1f} ms "
+            f"(target <= 50 ms)"
+        )
     finally:
         for p in procs:
             p.terminate()

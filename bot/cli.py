@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -23,7 +23,7 @@ def _settings(**overrides: Any) -> Settings:
 class LazyGroup(click.Group):
     """Subcommands from feature packages are imported only when used, so `--help` stays fast."""
 
-    lazy: dict[str, tuple[str, str]] = {
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "devhub": ("bot.devhub.cli", "devhub"),
         "demo": ("bot.demo", "demo"),
     }
@@ -82,9 +82,15 @@ def migrate() -> None:
 
 
 @main.command()
-@click.option("--state", "states", multiple=True, default=("queued", "running", "parked"),
-              type=click.Choice(["queued", "running", "parked", "done", "cancelled"]), show_default=True,
-              help="Which job states to list (repeatable).")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    default=("queued", "running", "parked"),
+    type=click.Choice(["queued", "running", "parked", "done", "cancelled"]),
+    show_default=True,
+    help="Which job states to list (repeatable).",
+)
 @click.option("--retry", "retry_id", type=int, help="Requeue a parked job by id.")
 def jobs(states: tuple[str, ...], retry_id: int | None) -> None:
     """List jobs in the durable queue (with the last error of parked jobs), or requeue a parked one."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import click
+from pydantic import SecretStr
 from aiohttp import web
 
 from bot.devhub import RunningDevHub
@@ -26,8 +27,11 @@ SECRET = "demo-webhook-secret"
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 class Demo:
@@ -40,20 +44,20 @@ class Demo:
         self.echo(click.style(f"\n==> {text}", fg="cyan", bold=True))
 
     def show_deliveries(self, devhub: RunningDevHub) -> None:
-        for d in devhub.hub.deliveries[self.shown:]:
+        for d in devhub.hub.deliveries[self.shown :]:
             event = f"{d.event}.{d.action}" if d.action else d.event
             self.echo(f"    webhook {event:<28} {d.guid[:8]}  -> bot answered {d.status}")
         self.shown = len(devhub.hub.deliveries)
 
-    async def wait_idle(self, service: Service, timeout: float = 120) -> None:
+    async def wait_idle(self, service: Service, limit: float = 120) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + limit
         while loop.time() < deadline:
             depth = await service.services.queue.depth()
             if not depth.get("queued") and not depth.get("running"):
                 return
             await asyncio.sleep(0.1)
-        raise click.ClickException(f"the bot did not finish its jobs within {timeout:.0f}s: {depth}")
+        raise click.ClickException(f"the bot did not finish its jobs within {limit:.0f}s: {depth}")
 
     async def run(self) -> None:
         self.step("Starting devhub, the local GitHub simulator")
@@ -63,8 +67,13 @@ class Demo:
         self.echo(f"    devhub at {devhub.base_url}; GitHub App 'modelship' registered (id {app_id})")
 
         self.step("Starting the bot (SQLite, 2 workers)")
-        settings = Settings(webhook_secret=SECRET, github_app_id=app_id, github_private_key=key,  # type: ignore[arg-type]
-                            github_api_url=devhub.api_url, data_dir=self.workdir / "bot")
+        settings = Settings(
+            webhook_secret=SecretStr(SECRET),
+            github_app_id=app_id,
+            github_private_key=SecretStr(key),
+            github_api_url=devhub.api_url,
+            data_dir=self.workdir / "bot",
+        )
         session = aiohttp.ClientSession()
         github = GitHubApp(app_id=app_id, private_key_pem=key, api_url=devhub.api_url, session=session)
         service = await build_service(settings, github=github)
@@ -117,8 +126,13 @@ class Demo:
 
 
 @click.command("demo")
-@click.option("--workdir", type=click.Path(path_type=Path), default=Path(".modelship/demo"), show_default=True,
-              help="Where devhub's repositories and the bot's database are kept (wiped first).")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path(".modelship/demo"),
+    show_default=True,
+    help="Where devhub's repositories and the bot's database are kept (wiped first).",
+)
 def demo(workdir: Path) -> None:
     """Run the whole flow locally: GitHub simulator, bot, sample model repository, a pull request."""
     from bot import logs

@@ -8,12 +8,15 @@ DELIVERIES = Counter(
     "modelship_webhook_deliveries_total", "Webhook deliveries by event and outcome", ["event", "outcome"]
 )
 ACK_LATENCY = Histogram(
-    "modelship_webhook_ack_seconds", "Time from request to acknowledgement",
+    "modelship_webhook_ack_seconds",
+    "Time from request to acknowledgement",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 QUEUE_DEPTH = Gauge("modelship_jobs", "Jobs by state", ["state"])
 JOB_DURATION = Histogram(
-    "modelship_job_duration_seconds", "Job run time by kind and outcome", ["kind", "outcome"],
+    "modelship_job_duration_seconds",
+    "Job run time by kind and outcome",
+    ["kind", "outcome"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
 )
 WORKERS_ALIVE = Gauge("modelship_workers_alive", "Worker tasks currently running")

@@ -32,10 +32,13 @@ def webhook_runner(services: Services) -> JobRunner:
 
     async def run(job: ClaimedJob) -> None:
         async with services.engine.connect() as conn:
-            row = (await conn.execute(
-                select(DeliveryRow.event, DeliveryRow.guid, DeliveryRow.body, DeliveryRow.installation_id)
-                .where(DeliveryRow.id == job.delivery_id)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(DeliveryRow.event, DeliveryRow.guid, DeliveryRow.body, DeliveryRow.installation_id).where(
+                        DeliveryRow.id == job.delivery_id
+                    )
+                )
+            ).first()
         if row is None:
             raise LookupError(f"delivery {job.delivery_id} of job {job.id} is gone")
         logs.delivery_id.set(row.guid)
@@ -65,8 +68,9 @@ class Service:
             await close()
 
 
-async def build_service(settings: Settings, *, github: GitHubAppPort | None = None,
-                        extra_runners: dict[str, JobRunner] | None = None) -> Service:
+async def build_service(
+    settings: Settings, *, github: GitHubAppPort | None = None, extra_runners: dict[str, JobRunner] | None = None
+) -> Service:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     await migrate(engine)
@@ -81,18 +85,24 @@ async def build_service(settings: Settings, *, github: GitHubAppPort | None = No
             )
         session = aiohttp.ClientSession()
         closers.append(session.close)
-        github = GitHubApp(app_id=settings.github_app_id, private_key_pem=key,
-                           api_url=settings.github_api_url, session=session)
+        github = GitHubApp(
+            app_id=settings.github_app_id, private_key_pem=key, api_url=settings.github_api_url, session=session
+        )
     queue = JobQueue(engine, lease_seconds=settings.job_lease_seconds)
-    services = Services(engine=engine, queue=queue, github=github, app_slug=settings.github_app_slug,
-                        data_dir=settings.data_dir)
+    services = Services(
+        engine=engine, queue=queue, github=github, app_slug=settings.github_app_slug, data_dir=settings.data_dir
+    )
     runners: dict[str, JobRunner] = {"webhook": webhook_runner(services), **(extra_runners or {})}
     workers = WorkerPool(queue, runners, concurrency=settings.workers)
     writer = DeliveryWriter(engine, max_attempts=settings.max_attempts, on_jobs=workers.wake)
 
     def plan(delivery: Delivery) -> Plan:
-        return plan_delivery(delivery, app_slug=settings.github_app_slug, repo_allowed=settings.repo_allowed,
-                             handled=lambda d: handlers.handles(d.event, d.payload))
+        return plan_delivery(
+            delivery,
+            app_slug=settings.github_app_slug,
+            repo_allowed=settings.repo_allowed,
+            handled=lambda d: handlers.handles(d.event, d.payload),
+        )
 
     async def refresh_metrics() -> None:
         for state, count in (await queue.depth()).items():
@@ -101,14 +111,16 @@ async def build_service(settings: Settings, *, github: GitHubAppPort | None = No
     web_app = create_web_app(
         Intake(secret=settings.webhook_secret.get_secret_value().encode(), writer=writer, plan=plan),
         # With workers = 0 this process only takes deliveries in; another process runs the jobs.
-        Health(engine=engine, workers_alive=lambda: workers.alive if settings.workers else 1,
-               refresh_metrics=refresh_metrics),
+        Health(
+            engine=engine,
+            workers_alive=lambda: workers.alive if settings.workers else 1,
+            refresh_metrics=refresh_metrics,
+        ),
     )
     return Service(services, writer, workers, web_app, closers)
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT): drain workers, then close."""
     import signal
 

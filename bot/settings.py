@@ -65,8 +65,12 @@ class Settings(BaseSettings):
         default_factory=list, description="owner/repo or owner/* patterns; empty allows all."
     )
     workers: int = Field(default=2, ge=0, le=64, description="Concurrent job workers; 0 runs intake only.")
-    job_lease_seconds: float = Field(default=60.0, gt=0, le=3600, description="Lease of a running job; "
-                                     "a crashed worker's job is claimed again after it expires.")
+    job_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Lease of a running job; a crashed worker's job is claimed again after it expires.",
+    )
     max_attempts: int = Field(default=5, ge=1, le=100, description="Attempts before a job is parked.")
     log_level: str = Field(default="INFO", description="Log level.")
 

@@ -21,8 +21,15 @@ JobRunner = Callable[[ClaimedJob], Awaitable[None]]
 
 
 class WorkerPool:
-    def __init__(self, queue: JobQueue, runners: Mapping[str, JobRunner], *, concurrency: int = 2,
-                 poll_seconds: float = 1.0, drain_seconds: float = 20.0) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        runners: Mapping[str, JobRunner],
+        *,
+        concurrency: int = 2,
+        poll_seconds: float = 1.0,
+        drain_seconds: float = 20.0,
+    ) -> None:
         self.queue = queue
         self.runners = runners
         self.concurrency = concurrency
@@ -45,8 +52,10 @@ class WorkerPool:
     def start(self) -> None:
         if self.concurrency == 0:
             return
-        self._tasks = [asyncio.create_task(self._loop(f"{self.worker_prefix}:{i}"), name=f"worker-{i}")
-                       for i in range(self.concurrency)]
+        self._tasks = [
+            asyncio.create_task(self._loop(f"{self.worker_prefix}:{i}"), name=f"worker-{i}")
+            for i in range(self.concurrency)
+        ]
         metrics.WORKERS_ALIVE.set(self.concurrency)
 
     async def stop(self) -> None:
@@ -105,8 +114,14 @@ class WorkerPool:
         except Exception as exc:
             error = redact(f"{type(exc).__name__}: {exc}")
             outcome = await self.queue.fail(job, worker_id, error, transient=is_transient(exc))
-            log.warning("job %s (%s) failed: %s", job.id, job.kind, error, extra={"state": outcome},
-                        exc_info=outcome == "parked")
+            log.warning(
+                "job %s (%s) failed: %s",
+                job.id,
+                job.kind,
+                error,
+                extra={"state": outcome},
+                exc_info=outcome == "parked",
+            )
         finally:
             heartbeat.cancel()
             metrics.JOB_DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)

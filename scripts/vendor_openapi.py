@@ -20,7 +20,6 @@ SOURCE = Path("/work/shared/github")
 TARGET = Path(__file__).resolve().parent.parent / "bot" / "devhub" / "openapi"
 
 
-
 def words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 

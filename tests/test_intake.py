@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.intake import Delivery, WebhookRejected, parse_delivery, plan_delivery, signature_for, verify_signature
+from bot.intake import (
+    Delivery,
+    WebhookRejected,
+    parse_delivery,
+    plan_delivery,
+    signature_for,
+    verify_signature,
+)
 
 SECRET = b"s3cret"
 
@@ -33,8 +40,15 @@ def test_githubs_published_test_vector() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "sha1=0123456789abcdef0123456789abcdef01234567", "sha256=abc", "sha256=" + "g" * 64,
-     "sha256=" + "0" * 64, "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"],
+    [
+        None,
+        "",
+        "sha1=0123456789abcdef0123456789abcdef01234567",
+        "sha256=abc",
+        "sha256=" + "g" * 64,
+        "sha256=" + "0" * 64,
+        "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+    ],
 )
 def test_missing_malformed_wrong_or_sha1_signatures_are_401(header: str | None) -> None:
     with pytest.raises(WebhookRejected) as exc:
@@ -67,8 +81,14 @@ def _delivery(event: str, payload: dict) -> Delivery:
     return parse_delivery(SECRET, headers(body, **{"X-GitHub-Event": event}), body)
 
 
-PR = {"action": "opened", "number": 3, "pull_request": {"number": 3}, "repository": {"full_name": "acme/churn"},
-      "installation": {"id": 9}, "sender": {"login": "alice"}}
+PR = {
+    "action": "opened",
+    "number": 3,
+    "pull_request": {"number": 3},
+    "repository": {"full_name": "acme/churn"},
+    "installation": {"id": 9},
+    "sender": {"login": "alice"},
+}
 
 
 def _plan(d: Delivery, allowed: bool = True, handled: bool = True):  # type: ignore[no-untyped-def]
@@ -84,7 +104,9 @@ def test_a_handled_pull_request_becomes_one_webhook_job_serialised_per_pr() -> N
 
 def test_what_is_recorded_but_not_processed() -> None:
     assert _plan(_delivery("ping", {"zen": "Keep it logically awesome."})).outcome == "ignored:ping"
-    assert _plan(_delivery("pull_request", {**PR, "sender": {"login": "modelship[bot]"}})).outcome == "ignored:own-event"
+    assert (
+        _plan(_delivery("pull_request", {**PR, "sender": {"login": "modelship[bot]"}})).outcome == "ignored:own-event"
+    )
     assert _plan(_delivery("pull_request", PR), allowed=False).outcome == "ignored:repo-not-allowed"
     assert _plan(_delivery("watch", PR), handled=False).outcome == "ignored:unhandled"
     assert _plan(_delivery("installation", {"action": "created", "installation": {"id": 1}})).queued

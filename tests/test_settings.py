@@ -52,7 +52,9 @@ def test_defaults_and_github_enterprise(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert s.repo_allowed("acme/churn") and s.repo_allowed("solo/repo") and not s.repo_allowed("evil/repo")
 
 
-def test_a_yaml_file_supplies_settings_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_yaml_file_supplies_settings_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     cfg = tmp_path / "modelship.yml"
     cfg.write_text("webhook_secret: from-file\nport: 9000\nrepo_allowlist: [acme/*]\n")
     monkeypatch.setenv("MODELSHIP_CONFIG", str(cfg))
@@ -62,16 +64,23 @@ def test_a_yaml_file_supplies_settings_and_the_environment_wins(monkeypatch: pyt
 
 
 def test_serve_refuses_to_start_without_a_secret_and_says_why(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "serve"], capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "MODELSHIP_WEBHOOK_SECRET: is required but not set" in out.stderr
 
 
 def test_the_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
-    missing = [f"MODELSHIP_{name.upper()}" for name in Settings.model_fields
-               if f"`MODELSHIP_{name.upper()}`" not in readme]
+    missing = [
+        f"MODELSHIP_{name.upper()}" for name in Settings.model_fields if f"`MODELSHIP_{name.upper()}`" not in readme
+    ]
     assert not missing, f"README settings table lacks {missing}"
 
 

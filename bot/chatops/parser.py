@@ -21,6 +21,7 @@ from typing import Literal
 from bot.chatops.commands import COMMANDS, PREFIX, Arg, CommandSpec, valid_value, value_hint
 
 MAX_COMMANDS = 10
+MAX_LINE = 300  # characters of a command line kept for replies and the audit log
 _MAX_TOKENS = 16
 _MAX_ECHO = 40  # characters of a user token repeated back in an error
 
@@ -63,13 +64,17 @@ class ParseError:
     usage: str | None = None
 
 
-# A fenced code block, whole: opener (a backtick fence's info may not contain backticks), lazily any
-# lines, then a closer of the same character at least as long, or the end of the comment (CommonMark).
-# Possessive quantifiers and one lazy loop over whole lines keep every match linear.
+# A fenced code block, whole (CommonMark): the opener (a backtick fence's info string may not contain
+# backticks), every following line that is not a closer, then the closer (same character, at least as
+# long), if any: an unclosed fence runs to the end of the comment. Possessive quantifiers everywhere
+# and a single character test to reject most lines keep every match linear.
 _FENCED_BLOCK = re.compile(
-    r"\n {0,3}+(?:(?P<bt>`{3,}+)[^`\n]*+(?=\n)|(?P<tl>~{3,}+)[^\n]*+)"
-    r"(?:\n[^\n]*+)*?"
-    r"(?:\n {0,3}+(?(bt)(?P=bt)`*+|(?P=tl)~*+)[ \t]*+(?=\n)|\n?\Z)"
+    r"\n {0,3}+(?:"
+    r"(?P<bt>`{3,}+)[^`\n]*+(?=\n)"
+    r"(?:\n(?! {0,3}+(?P=bt)`*+[ \t]*+(?=\n))[^\n]*+)*+(?:\n {0,3}+(?P=bt)`*+[ \t]*+(?=\n))?+"
+    r"|(?P<tl>~{3,}+)[^\n]*+"
+    r"(?:\n(?! {0,3}+(?P=tl)~*+[ \t]*+(?=\n))[^\n]*+)*+(?:\n {0,3}+(?P=tl)~*+[ \t]*+(?=\n))?+"
+    r")"
 )
 
 
@@ -105,7 +110,7 @@ def parse_comment(
     )
     results: list[ParsedCommand | ParseError] = []
     for match in matches:
-        line = match["line"].strip()
+        line = _clip(match["line"].strip(), MAX_LINE)
         if len(results) == max_commands:
             message = (
                 f"At most {max_commands} commands run per comment; this line and the ones after it "
@@ -163,10 +168,13 @@ def _bad(spec: CommandSpec, line: str, problem: str) -> ParseError:
     )
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _echo(token: str) -> str:
     # Repeated inside a code span: drop backticks so the user's text cannot close it.
-    cleaned = token.replace("`", "'")
-    return cleaned if len(cleaned) <= _MAX_ECHO else cleaned[:_MAX_ECHO] + "…"
+    return _clip(token.replace("`", "'"), _MAX_ECHO)
 
 
 def _bind(spec: CommandSpec, tokens: list[str], line: str) -> ParsedCommand | ParseError:

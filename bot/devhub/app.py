@@ -19,7 +19,7 @@ from bot.devhub.control import control_routes
 from bot.devhub.faults import Fault
 from bot.devhub.githttp import RefUpdate, git_http_routes
 from bot.devhub.http import GitHubError, RateLimits, credential_key, error_response, etag_of, json_response
-from bot.devhub.hub import DevHub
+from bot.devhub.hub import DevHub, DevHubError
 from bot.devhub.rest import Rest
 
 GHE_PREFIX = "/api/v3"
@@ -29,24 +29,42 @@ HUB_KEY = web.AppKey("devhub", DevHub)
 
 def fault_response(fault: Fault, limits: dict[str, str]) -> web.Response:
     if fault.kind == "error":
-        return error_response(GitHubError(fault.status, "Server Error" if fault.status >= 500 else "Injected error"))
+        return error_response(
+            GitHubError(fault.status, "Server Error" if fault.status >= 500 else "Injected error")
+        )
     if fault.kind == "unprocessable":
-        return error_response(GitHubError(422, "Validation Failed", [{"resource": "Fault", "code": "invalid",
-                                                                       "field": "injected"}]))
+        return error_response(
+            GitHubError(
+                422, "Validation Failed", [{"resource": "Fault", "code": "invalid", "field": "injected"}]
+            )
+        )
     if fault.kind == "rate_limit":
         reset = int(time.time()) + fault.reset_in
-        headers = limits | {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset),
-                            "x-ratelimit-used": limits["x-ratelimit-limit"]}
+        headers = limits | {
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": str(reset),
+            "x-ratelimit-used": limits["x-ratelimit-limit"],
+        }
         if fault.retry_after is not None:
             headers["retry-after"] = str(fault.retry_after)
-        return error_response(GitHubError(
-            403, "API rate limit exceeded for installation. If you reach out to GitHub Support for help, please "
-                 "include the request ID.", headers=headers))
+        return error_response(
+            GitHubError(
+                403,
+                "API rate limit exceeded for installation. If you reach out to GitHub Support for help, "
+                "please include the request ID.",
+                headers=headers,
+            )
+        )
     # Secondary limits keep x-ratelimit-remaining above zero: only retry-after (or nothing) says when.
     headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
-    return error_response(GitHubError(
-        403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you "
-             "reach out to GitHub Support for help, please include the request ID.", headers=headers))
+    return error_response(
+        GitHubError(
+            403,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+            "If you reach out to GitHub Support for help, please include the request ID.",
+            headers=headers,
+        )
+    )
 
 
 def _json_or_none(raw: bytes) -> Any:
@@ -82,23 +100,35 @@ def make_middleware(hub: DevHub) -> Any:
                 response = await handler(request)
             except GitHubError as exc:
                 response = error_response(exc)
-            except web.HTTPNotFound:
-                response = error_response(GitHubError(404, "Not Found"))
-            except web.HTTPMethodNotAllowed:
-                response = error_response(GitHubError(404, "Not Found"))
+            except DevHubError as exc:
+                response = error_response(GitHubError(422, str(exc)))
+            except Exception as exc:
+                # A simulator bug must fail the test that hit it, not pass as a plausible GitHub 500.
+                hub.violation([f"devhub crashed on {request.method} {path}: {type(exc).__name__}: {exc}"])
+                response = error_response(GitHubError(500, "Server Error"))
         for name, value in rate.items():
             response.headers.setdefault(name, value)
         response.headers["X-GitHub-Request-Id"] = uuid.uuid4().hex[:20].upper()
         response.headers["X-GitHub-Api-Version-Selected"] = "2022-11-28"
-        body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+        body = (
+            response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+        )
         if request.method == "GET" and response.status == 200 and isinstance(response, web.Response):
             etag = etag_of(body)
             response.headers["ETag"] = etag
             if etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
-                response = web.Response(status=304, headers={k: v for k, v in response.headers.items()
-                                                              if k.lower() not in ("content-type", "content-length")})
+                response = web.Response(
+                    status=304,
+                    headers={
+                        k: v
+                        for k, v in response.headers.items()
+                        if k.lower() not in ("content-type", "content-length")
+                    },
+                )
         if fault_taken is None and response.status != 304:
-            hub.violation(hub.contract.check_response(request.method, path, response.status, _json_or_none(body)))
+            hub.violation(
+                hub.contract.check_response(request.method, path, response.status, _json_or_none(body))
+            )
         hub.faults.record(arrived, request.method, path, response.status, fault)
         return response
 
@@ -130,7 +160,9 @@ def build_app(hub: DevHub) -> web.Application:
     app.add_routes(rest.routes(GHE_PREFIX))
 
     async def unknown(request: web.Request) -> web.Response:
-        return json_response({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, 404)
+        return json_response(
+            {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, 404
+        )
 
     app.router.add_route("*", "/{tail:.*}", unknown)
     return app

@@ -19,7 +19,12 @@ import referencing
 import referencing.jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
-from openapi_schema_validator import OAS30Validator, OAS31Validator, oas30_format_checker, oas31_format_checker
+from openapi_schema_validator import (
+    OAS30Validator,
+    OAS31Validator,
+    oas30_format_checker,
+    oas31_format_checker,
+)
 
 REST_URI = "urn:devhub:github-rest"
 WEBHOOKS_URI = "urn:devhub:github-webhooks"
@@ -125,7 +130,8 @@ class Contract:
             if error.context:  # a failed oneOf/anyOf: name the closest alternative's problem, not the blob
                 closest = best_match(error.context)
                 if closest is not None:
-                    message = f"matches no alternative; closest fails at {_where(closest)}: {_short(closest.message)}"
+                    reason = _short(closest.message)
+                    message = f"matches no alternative; closest fails at {_where(closest)}: {reason}"
             problems.append(f"{what}: {_where(error)}: {message}")
         return problems
 
@@ -172,7 +178,9 @@ class Contract:
         if hook is None:
             return [f"webhook {name!r}: not in GitHub's webhook description"]
         schema = hook["post"]["requestBody"]["content"]["application/json"]["schema"]
-        return self._errors(self._validator(("hook", name), lambda: schema, oas31=True), payload, f"webhook {name}")
+        return self._errors(
+            self._validator(("hook", name), lambda: schema, oas31=True), payload, f"webhook {name}"
+        )
 
 
 def _parameters(doc: dict[str, Any], op: dict[str, Any]) -> Iterator[dict[str, Any]]:

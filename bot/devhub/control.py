@@ -20,20 +20,41 @@ from bot.devhub.model import Repo
 from bot.devhub.webhooks import Delivery
 
 ACTIONS = (
-    "create_app", "install", "create_repo", "fork", "push", "open_pr", "close_pr", "merge_pr", "comment",
-    "edit_comment", "delete_comment", "review", "approve", "set_permission", "add_team_member", "ping",
+    "create_app",
+    "install",
+    "create_repo",
+    "fork",
+    "push",
+    "open_pr",
+    "close_pr",
+    "merge_pr",
+    "comment",
+    "edit_comment",
+    "delete_comment",
+    "review",
+    "approve",
+    "set_permission",
+    "add_team_member",
+    "ping",
 )
 
 
 def _files(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
-    return {path: base64.b64decode(data["base64"]) if isinstance(data, dict) else data for path, data in value.items()}
+    return {
+        path: base64.b64decode(data["base64"]) if isinstance(data, dict) else data
+        for path, data in value.items()
+    }
 
 
 def delivery_json(d: Delivery) -> dict[str, Any]:
     return {
-        "guid": d.guid, "event": d.event, "action": d.action, "headers": d.headers, "payload": d.payload,
+        "guid": d.guid,
+        "event": d.event,
+        "action": d.action,
+        "headers": d.headers,
+        "payload": d.payload,
         "attempts": [{"at": a.at, "status": a.status, "error": a.error} for a in d.attempts],
     }
 
@@ -88,8 +109,12 @@ def control_routes(hub: DevHub) -> list[web.RouteDef]:
             return _bad(str(exc), 404)
 
     async def list_faults(request: web.Request) -> web.Response:
-        return web.json_response({"pending": [dataclasses.asdict(f) for f in hub.faults.pending],
-                                  "log": [dataclasses.asdict(r) for r in hub.faults.log]})
+        return web.json_response(
+            {
+                "pending": [dataclasses.asdict(f) for f in hub.faults.pending],
+                "log": [dataclasses.asdict(r) for r in hub.faults.log],
+            }
+        )
 
     async def add_fault(request: web.Request) -> web.Response:
         try:

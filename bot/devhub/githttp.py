@@ -26,7 +26,6 @@ class RefUpdate:
     after: str  # 40 zeros when deleted
 
 
-
 AuthorizeFn = Callable[[str, str | None, str | None, bool], Awaitable[bool]]
 OnPush = Callable[[str, list[RefUpdate]], Awaitable[None]]
 ZERO = "0" * 40
@@ -44,8 +43,13 @@ def basic_credentials(header: str | None) -> tuple[str | None, str | None]:
 
 async def _refs(repo: Path) -> dict[str, str]:
     proc = await asyncio.create_subprocess_exec(
-        "git", "--git-dir", str(repo), "for-each-ref", "--format=%(refname) %(objectname)",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        "git",
+        "--git-dir",
+        str(repo),
+        "for-each-ref",
+        "--format=%(refname) %(objectname)",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     out, _ = await proc.communicate()
     return dict(line.split(" ", 1) for line in out.decode().splitlines() if line)
@@ -75,23 +79,34 @@ def _parse_cgi(output: bytes) -> tuple[int, dict[str, str], bytes]:
 
 def git_http_routes(root: Path, authorize: AuthorizeFn, on_push: OnPush | None = None) -> list[web.RouteDef]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        owner, name, tail = request.match_info["owner"], request.match_info["repo"], request.match_info["tail"]
+        owner, name, tail = (
+            request.match_info["owner"],
+            request.match_info["repo"],
+            request.match_info["tail"],
+        )
         full_name = f"{owner}/{name}"
         write = tail == "git-receive-pack" or request.query.get("service") == "git-receive-pack"
         user, password = basic_credentials(request.headers.get("Authorization"))
         if not await authorize(full_name, user, password, write):
             return web.Response(
-                status=401, text="Invalid username or token. Password authentication is not supported.\n",
+                status=401,
+                text="Invalid username or token. Password authentication is not supported.\n",
                 headers={"WWW-Authenticate": 'Basic realm="GitHub"'},
             )
         repo = root / f"{full_name}.git"
         if not repo.is_dir():
             return web.Response(status=404, text="Repository not found.\n")
         env = {
-            "GIT_PROJECT_ROOT": str(root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": f"/{full_name}.git/{tail}",
-            "REQUEST_METHOD": request.method, "QUERY_STRING": request.query_string,
-            "CONTENT_TYPE": request.headers.get("Content-Type", ""), "REMOTE_USER": user or "anonymous",
-            "REMOTE_ADDR": request.remote or "127.0.0.1", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin",
+            "GIT_PROJECT_ROOT": str(root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": f"/{full_name}.git/{tail}",
+            "REQUEST_METHOD": request.method,
+            "QUERY_STRING": request.query_string,
+            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+            "REMOTE_USER": user or "anonymous",
+            "REMOTE_ADDR": request.remote or "127.0.0.1",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "PATH": "/usr/bin:/bin",
         }
         if encoding := request.headers.get("Content-Encoding"):
             env["HTTP_CONTENT_ENCODING"] = encoding
@@ -101,7 +116,10 @@ def git_http_routes(root: Path, authorize: AuthorizeFn, on_push: OnPush | None =
         body = await request.content.read()
         before = await _refs(repo) if write and request.method == "POST" else None
         proc = await asyncio.create_subprocess_exec(
-            HTTP_BACKEND, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            HTTP_BACKEND,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         output, errors = await proc.communicate(body)

@@ -56,8 +56,14 @@ class GitStore:
     def path(self, full_name: str) -> Path:
         return self.root / f"{full_name}.git"
 
-    def _git(self, full_name: str, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None,
-             check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def _git(
+        self,
+        full_name: str,
+        *args: str,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
         result = subprocess.run(
             ["git", "--git-dir", str(self.path(full_name)), *args],
             input=input,
@@ -93,8 +99,15 @@ class GitStore:
     def delete_ref(self, full_name: str, ref: str) -> None:
         self._git(full_name, "update-ref", "-d", ref)
 
-    def commit(self, full_name: str, branch: str, changes: Mapping[str, bytes | None], message: str,
-               author: Identity, parent: str | None) -> str:
+    def commit(
+        self,
+        full_name: str,
+        branch: str,
+        changes: Mapping[str, bytes | None],
+        message: str,
+        author: Identity,
+        parent: str | None,
+    ) -> str:
         """Write a commit applying `changes` (None deletes a path) on top of parent and move the branch."""
         with tempfile.TemporaryDirectory() as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
@@ -117,14 +130,25 @@ class GitStore:
     def _commit_tree(self, full_name: str, tree: str, parents: list[str], message: str, who: Identity) -> str:
         stamp = f"{who.when} +0000"
         env = {
-            "GIT_AUTHOR_NAME": who.name, "GIT_AUTHOR_EMAIL": who.email, "GIT_AUTHOR_DATE": stamp,
-            "GIT_COMMITTER_NAME": who.name, "GIT_COMMITTER_EMAIL": who.email, "GIT_COMMITTER_DATE": stamp,
+            "GIT_AUTHOR_NAME": who.name,
+            "GIT_AUTHOR_EMAIL": who.email,
+            "GIT_AUTHOR_DATE": stamp,
+            "GIT_COMMITTER_NAME": who.name,
+            "GIT_COMMITTER_EMAIL": who.email,
+            "GIT_COMMITTER_DATE": stamp,
         }
         args = [arg for p in parents for arg in ("-p", p)]
         return self._out(full_name, "commit-tree", tree, *args, "-m", message, env=env)
 
-    def merge(self, full_name: str, base_branch: str, head_sha: str, message: str, who: Identity,
-              squash: bool = False) -> str:
+    def merge(
+        self,
+        full_name: str,
+        base_branch: str,
+        head_sha: str,
+        message: str,
+        who: Identity,
+        squash: bool = False,
+    ) -> str:
         """Merge head into base_branch like GitHub's merge button (a merge commit, or one squashed commit)."""
         base_sha = self.resolve(full_name, f"refs/heads/{base_branch}")
         if base_sha is None:
@@ -153,7 +177,9 @@ class GitStore:
     def diff(self, full_name: str, base: str, head: str) -> list[FileChange]:
         """Files changed on head since it forked from base (three-dot diff, as the PR files API)."""
         start = self.merge_base(full_name, base, head) or base
-        raw = self._out(full_name, "diff", "--no-renames", "--raw", "--abbrev=40", "--numstat", "-z", start, head)
+        raw = self._out(
+            full_name, "diff", "--no-renames", "--raw", "--abbrev=40", "--numstat", "-z", start, head
+        )
         fields = raw.split("\0")
         changes: dict[str, tuple[str, str, str]] = {}
         counts: dict[str, tuple[int, int]] = {}
@@ -175,8 +201,14 @@ class GitStore:
             body = patch.split("\n@@", 1)
             additions, deletions = counts.get(path, (0, 0))
             result.append(
-                FileChange(path, status_names.get(status, "modified"), additions, deletions,
-                           blob if status != "D" else old_blob, "@@" + body[1] if len(body) > 1 else "")
+                FileChange(
+                    path,
+                    status_names.get(status, "modified"),
+                    additions,
+                    deletions,
+                    blob if status != "D" else old_blob,
+                    "@@" + body[1] if len(body) > 1 else "",
+                )
             )
         return result
 
@@ -201,7 +233,9 @@ class GitStore:
         for line in filter(None, out.split("\0")):
             meta, name = line.split("\t", 1)
             _, kind, sha, size = meta.split()
-            entries.append(TreeEntry(f"{path}/{name}" if path else name, kind, sha, int(size) if size != "-" else 0))
+            entries.append(
+                TreeEntry(f"{path}/{name}" if path else name, kind, sha, int(size) if size != "-" else 0)
+            )
         return entries
 
     def commit_info(self, full_name: str, sha: str) -> tuple[str, list[str], str]:
@@ -211,7 +245,10 @@ class GitStore:
         return tree, parents.split(), "\n".join(message).strip()
 
     def is_ancestor(self, full_name: str, ancestor: str, descendant: str) -> bool:
-        return self._git(full_name, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode == 0
+        return (
+            self._git(full_name, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode
+            == 0
+        )
 
 
 @dataclass(frozen=True)
@@ -231,13 +268,16 @@ def _details(store: GitStore, full_name: str, sha: str) -> CommitDetails:
     out = store._out(full_name, "show", "-s", "--format=%T%x00%an%x00%ae%x00%at%x00%B", sha)
     tree, name, email, when, message = out.split("\0", 4)
     # --root lists the files of a first commit; -m splits merges so their files are listed once per parent.
-    names = store._out(full_name, "diff-tree", "--root", "--no-commit-id", "--name-status", "-r", "-m",
-                       "--first-parent", sha)
+    names = store._out(
+        full_name, "diff-tree", "--root", "--no-commit-id", "--name-status", "-r", "-m", "--first-parent", sha
+    )
     files: dict[str, list[str]] = {"A": [], "D": [], "M": []}
     for line in names.splitlines():
         status, _, path = line.partition("\t")
         files.get(status[:1], files["M"]).append(path)
-    return CommitDetails(sha, tree, message.strip(), name, email, int(when), files["A"], files["D"], files["M"])
+    return CommitDetails(
+        sha, tree, message.strip(), name, email, int(when), files["A"], files["D"], files["M"]
+    )
 
 
 def log(store: GitStore, full_name: str, before: str, after: str, limit: int = 20) -> list[CommitDetails]:
@@ -245,4 +285,3 @@ def log(store: GitStore, full_name: str, before: str, after: str, limit: int = 2
     spec = [after] if before == ZERO_SHA else [f"{before}..{after}"]
     shas = store._out(full_name, "rev-list", "--reverse", f"--max-count={limit}", *spec).split()
     return [_details(store, full_name, sha) for sha in shas]
-

@@ -20,8 +20,13 @@ T = TypeVar("T")
 class GitHubError(Exception):
     """Raised by handlers; rendered as GitHub's error body."""
 
-    def __init__(self, status: int, message: str, errors: list[Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        errors: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -33,7 +38,9 @@ def not_found() -> GitHubError:
     return GitHubError(404, "Not Found")
 
 
-def invalid(resource: str, field_name: str, code: str = "missing_field", message: str | None = None) -> GitHubError:
+def invalid(
+    resource: str, field_name: str, code: str = "missing_field", message: str | None = None
+) -> GitHubError:
     error: dict[str, Any] = {"resource": resource, "field": field_name, "code": code}
     if message:
         error["message"] = message
@@ -50,17 +57,26 @@ def error_response(exc: GitHubError) -> web.Response:
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     # GitHub answers compact JSON; clients hash and cache these exact bytes.
-    return web.Response(body=json.dumps(data, separators=(",", ":")).encode(), status=status,
-                        content_type="application/json", charset="utf-8", headers=headers)
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
 
 
-def paginate(request: web.Request, items: Sequence[T], max_per_page: int = 100) -> tuple[list[T], dict[str, str]]:
+def paginate(
+    request: web.Request, items: Sequence[T], max_per_page: int = 100
+) -> tuple[list[T], dict[str, str]]:
     """Slice items per `per_page`/`page` and build GitHub's Link header."""
     try:
         per_page = min(max(int(request.query.get("per_page", 30)), 1), max_per_page)
         page = max(int(request.query.get("page", 1)), 1)
     except ValueError as exc:
-        raise GitHubError(422, "Invalid request.\n\nFor 'page' and 'per_page', integers are expected.") from exc
+        raise GitHubError(
+            422, "Invalid request.\n\nFor 'page' and 'per_page', integers are expected."
+        ) from exc
     last = max(math.ceil(len(items) / per_page), 1)
     links = []
 
@@ -71,7 +87,7 @@ def paginate(request: web.Request, items: Sequence[T], max_per_page: int = 100) 
         links += [link(page - 1, "prev"), link(1, "first")]
     if page < last:
         links += [link(page + 1, "next"), link(last, "last")]
-    return list(items[(page - 1) * per_page: page * per_page]), ({"Link": ", ".join(links)} if links else {})
+    return list(items[(page - 1) * per_page : page * per_page]), ({"Link": ", ".join(links)} if links else {})
 
 
 @dataclass
@@ -88,8 +104,10 @@ class RateLimits:
         used += int(count)
         self.windows[key] = (start, used)
         return {
-            "x-ratelimit-limit": str(RATE_LIMIT), "x-ratelimit-remaining": str(max(RATE_LIMIT - used, 0)),
-            "x-ratelimit-reset": str(int(start + 3600)), "x-ratelimit-used": str(used),
+            "x-ratelimit-limit": str(RATE_LIMIT),
+            "x-ratelimit-remaining": str(max(RATE_LIMIT - used, 0)),
+            "x-ratelimit-reset": str(int(start + 3600)),
+            "x-ratelimit-used": str(used),
             "x-ratelimit-resource": "core",
         }
 

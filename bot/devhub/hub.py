@@ -102,7 +102,9 @@ class DevHub:
         try:
             return self.repos[full_name]
         except KeyError:
-            raise DevHubError(f"repository {full_name!r} does not exist; create it with create_repo") from None
+            raise DevHubError(
+                f"repository {full_name!r} does not exist; create it with create_repo"
+            ) from None
 
     def pull(self, full_name: str, number: int) -> Pull:
         try:
@@ -124,8 +126,19 @@ class DevHub:
 
     def reset(self) -> None:
         """Forget all state (fast per-test isolation for a session-wide server)."""
-        for attr in ("users", "apps", "installations", "tokens", "repos", "pulls", "comments", "check_runs",
-                     "deployments", "teams", "_numbers"):
+        for attr in (
+            "users",
+            "apps",
+            "installations",
+            "tokens",
+            "repos",
+            "pulls",
+            "comments",
+            "check_runs",
+            "deployments",
+            "teams",
+            "_numbers",
+        ):
             getattr(self, attr).clear()
         self.reviews.clear()
         self.statuses.clear()
@@ -141,17 +154,30 @@ class DevHub:
         self.contract_violations.extend(problems)
 
     # -- webhooks -----------------------------------------------------------------------------
-    async def emit(self, event: str, payload: dict[str, Any], *, repo: str | None = None,
-                   installation: Installation | None = None, name: str | None = None) -> Delivery | None:
+    async def emit(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        *,
+        repo: str | None = None,
+        installation: Installation | None = None,
+        name: str | None = None,
+    ) -> Delivery | None:
         """Send `event` to the app installed on repo (GitHub sends nothing when no app is installed)."""
         installation = installation or (self.installation_for(repo) if repo else None)
         if installation is None:
             return None
         app = self.apps[installation.app_id]
         # installation events carry the full installation object; every other event a short reference.
-        payload = {"installation": {"id": installation.id, "node_id": render.node_id("I", installation.id)}, **payload}
-        schema = name or (f"{event.replace('_', '-')}-{payload['action'].replace('_', '-')}"
-                          if "action" in payload else event)
+        payload = {
+            "installation": {"id": installation.id, "node_id": render.node_id("I", installation.id)},
+            **payload,
+        }
+        schema = name or (
+            f"{event.replace('_', '-')}-{payload['action'].replace('_', '-')}"
+            if "action" in payload
+            else event
+        )
         self.violation(self.contract.check_webhook(schema, payload))
         return await self.sender.send(self.sender.build(event, payload, "integration", app.id))
 
@@ -162,9 +188,15 @@ class DevHub:
         app = self.apps[app_id] if app_id else next(iter(self.apps.values()))
         now = iso(time.time())
         hook = {
-            "type": "App", "id": self.hook_id, "name": "web", "active": True, "events": render.APP_EVENTS,
+            "type": "App",
+            "id": self.hook_id,
+            "name": "web",
+            "active": True,
+            "events": render.APP_EVENTS,
             "config": {"content_type": "json", "insecure_ssl": "0", "url": self.sender.url or ""},
-            "updated_at": now, "created_at": now, "app_id": app.id,
+            "updated_at": now,
+            "created_at": now,
+            "app_id": app.id,
             "deliveries_url": f"{self.base_url}/app/hook/deliveries",
         }
         payload = {"zen": "Keep it logically awesome.", "hook_id": self.hook_id, "hook": hook}
@@ -172,18 +204,26 @@ class DevHub:
         return await self.sender.send(self.sender.build("ping", payload, "integration", app.id))
 
     def _common(self, full_name: str, sender: Account) -> dict[str, Any]:
-        return {"repository": render.repo(self.repo(full_name), self.urls, open_issues=self._open(full_name)),
-                "sender": render.user(sender, self.urls)}
+        return {
+            "repository": render.repo(self.repo(full_name), self.urls, open_issues=self.open_count(full_name)),
+            "sender": render.user(sender, self.urls),
+        }
 
-    def _open(self, full_name: str) -> int:
+    def open_count(self, full_name: str) -> int:
         return sum(p.state == "open" for p in self.pulls.get(full_name, {}).values())
 
     # -- apps and installations --------------------------------------------------------------
     async def create_app(self, slug: str = "modelship", owner: str = "modelship-org") -> tuple[int, str]:
         """Register a GitHub App; returns (app id, private key PEM) as GitHub's app settings page does."""
         private, public = await asyncio.to_thread(self.keygen)
-        app = App(next_id(), slug, slug.replace("-", " ").title(), self.account(owner, "Organization"), public,
-                  f"Iv1.{next_id():012x}")
+        app = App(
+            next_id(),
+            slug,
+            slug.replace("-", " ").title(),
+            self.account(owner, "Organization"),
+            public,
+            f"Iv1.{next_id():012x}",
+        )
         self.apps[app.id] = app
         self.bot_account(app)
         return app.id, private.decode()
@@ -196,32 +236,54 @@ class DevHub:
         for full_name in repos:
             self.repo(full_name)
         owner = self.account(account, self.users[account].type if account in self.users else "Organization")
-        existing = next((i for i in self.installations.values()
-                         if i.app_id == app.id and i.account.login == account), None)
+        existing = next(
+            (i for i in self.installations.values() if i.app_id == app.id and i.account.login == account),
+            None,
+        )
         sender = self.account(account) if owner.type == "User" else self.account("alice")
         brief = [self._brief(name) for name in repos]
         if existing is None:
             installation = Installation(next_id(), app.id, owner, set(repos))
             self.installations[installation.id] = installation
-            await self.emit("installation", {
-                "action": "created", "installation": render.installation(installation, app, self.urls),
-                "repositories": brief, "requester": None, "sender": render.user(sender, self.urls),
-            }, installation=installation)
+            await self.emit(
+                "installation",
+                {
+                    "action": "created",
+                    "installation": render.installation(installation, app, self.urls),
+                    "repositories": brief,
+                    "requester": None,
+                    "sender": render.user(sender, self.urls),
+                },
+                installation=installation,
+            )
             return installation.id
         added = [b for b in brief if b["full_name"] not in existing.repos]
         existing.repos |= set(repos)
         if added:
-            await self.emit("installation_repositories", {
-                "action": "added", "installation": render.installation(existing, app, self.urls),
-                "repository_selection": "selected", "repositories_added": added, "repositories_removed": [],
-                "requester": None, "sender": render.user(sender, self.urls),
-            }, installation=existing)
+            await self.emit(
+                "installation_repositories",
+                {
+                    "action": "added",
+                    "installation": render.installation(existing, app, self.urls),
+                    "repository_selection": "selected",
+                    "repositories_added": added,
+                    "repositories_removed": [],
+                    "requester": None,
+                    "sender": render.user(sender, self.urls),
+                },
+                installation=existing,
+            )
         return existing.id
 
     def _brief(self, full_name: str) -> dict[str, Any]:
         r = self.repo(full_name)
-        return {"id": r.id, "node_id": render.node_id("R", r.id), "name": r.name, "full_name": r.full_name,
-                "private": r.private}
+        return {
+            "id": r.id,
+            "node_id": render.node_id("R", r.id),
+            "name": r.name,
+            "full_name": r.full_name,
+            "private": r.private,
+        }
 
     def issue_token(self, installation_id: int) -> Token:
         token = Token(new_token(), installation_id, time.time() + TOKEN_LIFETIME)
@@ -235,22 +297,40 @@ class DevHub:
         return self.installations.get(token.installation_id)
 
     # -- repositories and pushes ---------------------------------------------------------------
-    async def create_repo(self, full_name: str, files: Files | None = None, default_branch: str = "main",
-                          private: bool = False, author: str = "alice") -> Repo:
+    async def create_repo(
+        self,
+        full_name: str,
+        files: Files | None = None,
+        default_branch: str = "main",
+        private: bool = False,
+        author: str = "alice",
+    ) -> Repo:
         if full_name in self.repos:
             raise DevHubError(f"repository {full_name!r} already exists")
         owner, _, name = full_name.partition("/")
         if not owner or not name or "/" in name:
             raise DevHubError(f"repository name {full_name!r} must look like owner/name")
-        repo = Repo(next_id(), self.account(owner, self.users[owner].type if owner in self.users else "User"),
-                    name, default_branch, private)
+        repo = Repo(
+            next_id(),
+            self.account(owner, self.users[owner].type if owner in self.users else "User"),
+            name,
+            default_branch,
+            private,
+        )
         await self._git(self.git.init, full_name, default_branch)
         self.repos[full_name] = repo
         self.pulls[full_name] = {}
         self._numbers[full_name] = 0
         if files:
-            await self._git(self.git.commit, full_name, default_branch, _bytes(files), "Initial commit",
-                            self.identity(author), None)
+            await self._git(
+                self.git.commit,
+                full_name,
+                default_branch,
+                _bytes(files),
+                "Initial commit",
+                self.identity(author),
+                None,
+            )
         return repo
 
     async def fork(self, full_name: str, owner: str) -> Repo:
@@ -263,18 +343,29 @@ class DevHub:
     def _copy_refs(self, source: str, target: str) -> None:
         self.git._git(target, "fetch", "--quiet", str(self.git.path(source)), "+refs/heads/*:refs/heads/*")
 
-    async def push(self, full_name: str, branch: str, files: Files, message: str = "Update files",
-                   author: str = "alice", base: str | None = None) -> str:
+    async def push(
+        self,
+        full_name: str,
+        branch: str,
+        files: Files,
+        message: str = "Update files",
+        author: str = "alice",
+        base: str | None = None,
+    ) -> str:
         """Commit files (None deletes) on branch, creating it from base (default branch) if new."""
         repo = self.repo(full_name)
         before = await self._git(self.git.resolve, full_name, f"refs/heads/{branch}")
-        parent = before or await self._git(self.git.resolve, full_name, f"refs/heads/{base or repo.default_branch}")
+        parent = before or await self._git(
+            self.git.resolve, full_name, f"refs/heads/{base or repo.default_branch}"
+        )
         if parent is None and (base or before):
             raise DevHubError(f"branch {base!r} does not exist in {full_name}")
-        sha: str = await self._git(self.git.commit, full_name, branch, _bytes(files), message,
-                                   self.identity(author), parent)
-        await self.pushed(full_name, [RefUpdate(f"refs/heads/{branch}", before or ZERO_SHA, sha)],
-                          self.account(author))
+        sha: str = await self._git(
+            self.git.commit, full_name, branch, _bytes(files), message, self.identity(author), parent
+        )
+        await self.pushed(
+            full_name, [RefUpdate(f"refs/heads/{branch}", before or ZERO_SHA, sha)], self.account(author)
+        )
         return sha
 
     async def pushed(self, full_name: str, updates: list[RefUpdate], pusher: Account) -> None:
@@ -295,26 +386,48 @@ class DevHub:
 
     async def _push_event(self, full_name: str, update: RefUpdate, pusher: Account) -> None:
         repo = self.repo(full_name)
-        commits = [] if update.after == ZERO_SHA else await self._git(log, self.git, full_name, update.before,
-                                                                       update.after)
+        commits = (
+            []
+            if update.after == ZERO_SHA
+            else await self._git(log, self.git, full_name, update.before, update.after)
+        )
 
         def commit_json(c: Any) -> dict[str, Any]:
             person = {"name": c.author_name, "email": c.author_email, "username": c.author_name}
-            return {"id": c.sha, "tree_id": c.tree, "distinct": True, "message": c.message,
-                    "timestamp": iso(c.timestamp).replace("Z", "+00:00"),
-                    "url": f"{self.base_url}/{full_name}/commit/{c.sha}", "author": person, "committer": person,
-                    "added": c.added, "removed": c.removed, "modified": c.modified}
+            return {
+                "id": c.sha,
+                "tree_id": c.tree,
+                "distinct": True,
+                "message": c.message,
+                "timestamp": iso(c.timestamp).replace("Z", "+00:00"),
+                "url": f"{self.base_url}/{full_name}/commit/{c.sha}",
+                "author": person,
+                "committer": person,
+                "added": c.added,
+                "removed": c.removed,
+                "modified": c.modified,
+            }
 
-        repository = render.repo(repo, self.urls, open_issues=self._open(full_name))
+        repository = render.repo(repo, self.urls, open_issues=self.open_count(full_name))
         # Push payloads carry timestamps as integers and the owner with name/email, unlike other events.
-        repository |= {"created_at": int(repo.created_at), "pushed_at": int(repo.pushed_at),
-                       "stargazers": 0, "master_branch": repo.default_branch}
+        repository |= {
+            "created_at": int(repo.created_at),
+            "pushed_at": int(repo.pushed_at),
+            "stargazers": 0,
+            "master_branch": repo.default_branch,
+        }
         repository["owner"] |= {"name": repo.owner.login, "email": None}
         payload = {
-            "ref": update.ref, "before": update.before, "after": update.after,
-            "repository": repository, "pusher": {"name": pusher.login, "email": f"{pusher.login}@users.noreply.devhub"},
-            "sender": render.user(pusher, self.urls), "created": update.before == ZERO_SHA,
-            "deleted": update.after == ZERO_SHA, "forced": False, "base_ref": None,
+            "ref": update.ref,
+            "before": update.before,
+            "after": update.after,
+            "repository": repository,
+            "pusher": {"name": pusher.login, "email": f"{pusher.login}@users.noreply.devhub"},
+            "sender": render.user(pusher, self.urls),
+            "created": update.before == ZERO_SHA,
+            "deleted": update.after == ZERO_SHA,
+            "forced": False,
+            "base_ref": None,
             "compare": f"{self.base_url}/{full_name}/compare/{update.before[:12]}...{update.after[:12]}",
             "commits": [commit_json(c) for c in commits],
             "head_commit": commit_json(commits[-1]) if commits else None,
@@ -333,11 +446,24 @@ class DevHub:
         files = self.git.diff(full_name, p.base_sha, p.head_sha)
         commits = self.git.count_commits(full_name, p.base_sha, p.head_sha)
         mergeable = None if p.merged else self.git.mergeable(full_name, p.base_sha, p.head_sha)
-        return (commits, sum(f.additions for f in files), sum(f.deletions for f in files), len(files)), mergeable
+        return (
+            commits,
+            sum(f.additions for f in files),
+            sum(f.deletions for f in files),
+            len(files),
+        ), mergeable
 
-    async def open_pr(self, full_name: str, head: str, base: str | None = None, title: str = "Update model",
-                      user: str = "alice", body: str | None = None, from_fork: bool = False,
-                      draft: bool = False) -> int:
+    async def open_pr(
+        self,
+        full_name: str,
+        head: str,
+        base: str | None = None,
+        title: str = "Update model",
+        user: str = "alice",
+        body: str | None = None,
+        from_fork: bool = False,
+        draft: bool = False,
+    ) -> int:
         """Open a PR from head (a branch; from_fork=True takes it from user's fork) into base."""
         repo = self.repo(full_name)
         base = base or repo.default_branch
@@ -350,7 +476,19 @@ class DevHub:
         async with self._lock:
             self._numbers[full_name] += 1
             number = self._numbers[full_name]
-        p = Pull(next_id(), number, title, body, self.account(user), head_repo, head, head_sha, base, base_sha, draft)
+        p = Pull(
+            next_id(),
+            number,
+            title,
+            body,
+            self.account(user),
+            head_repo,
+            head,
+            head_sha,
+            base,
+            base_sha,
+            draft,
+        )
         await self._git(self._fetch_head, full_name, p)
         self.pulls[full_name][number] = p
         await self._pull_event(full_name, p, "opened", self.account(user))
@@ -362,10 +500,16 @@ class DevHub:
             self.git._git(full_name, "fetch", "--quiet", str(self.git.path(p.head_repo)), p.head_sha)
         self.git.update_ref(full_name, f"refs/pull/{p.number}/head", p.head_sha)
 
-    async def _pull_event(self, full_name: str, p: Pull, action: str, sender: Account,
-                          extra: dict[str, Any] | None = None) -> None:
-        payload = {"action": action, "number": p.number, **(extra or {}),
-                   "pull_request": await self.pull_json(full_name, p), **self._common(full_name, sender)}
+    async def _pull_event(
+        self, full_name: str, p: Pull, action: str, sender: Account, extra: dict[str, Any] | None = None
+    ) -> None:
+        payload = {
+            "action": action,
+            "number": p.number,
+            **(extra or {}),
+            "pull_request": await self.pull_json(full_name, p),
+            **self._common(full_name, sender),
+        }
         await self.emit("pull_request", payload, repo=full_name)
 
     async def _synchronize(self, full_name: str, p: Pull, after: str, pusher: Account) -> None:
@@ -373,19 +517,31 @@ class DevHub:
         await self._git(self._fetch_head, full_name, p)
         await self._pull_event(full_name, p, "synchronize", pusher, {"before": before, "after": after})
 
-    async def merge_pr(self, full_name: str, number: int, user: str = "alice", method: str = "merge",
-                       title: str | None = None, message: str | None = None) -> str:
+    async def merge_pr(
+        self,
+        full_name: str,
+        number: int,
+        user: str = "alice",
+        method: str = "merge",
+        title: str | None = None,
+        message: str | None = None,
+    ) -> str:
         p = self.pull(full_name, number)
         if p.state != "open":
             raise DevHubError(f"pull request {full_name}#{number} is {p.state}, not open")
         who = self.identity(user)
-        title = title or (f"Merge pull request #{number} from {self.repo(p.head_repo).owner.login}/{p.head_ref}"
-                          if method == "merge" else f"{p.title} (#{number})")
+        title = title or (
+            f"Merge pull request #{number} from {self.repo(p.head_repo).owner.login}/{p.head_ref}"
+            if method == "merge"
+            else f"{p.title} (#{number})"
+        )
         before = await self._git(self.git.resolve, full_name, f"refs/heads/{p.base_ref}")
         full_message = f"{title}\n\n{message or p.title}"
         if method not in ("merge", "squash"):
             raise DevHubError(f"merge method {method!r} is not supported by devhub; use merge or squash")
-        sha = await self._git(self.git.merge, full_name, p.base_ref, p.head_sha, full_message, who, method == "squash")
+        sha = await self._git(
+            self.git.merge, full_name, p.base_ref, p.head_sha, full_message, who, method == "squash"
+        )
         now = time.time()
         p.state, p.merged, p.merge_commit_sha, p.merged_by = "closed", True, sha, self.account(user)
         p.closed_at = p.merged_at = p.updated_at = now
@@ -398,15 +554,21 @@ class DevHub:
         p.state, p.closed_at, p.updated_at = "closed", time.time(), time.time()
         await self._pull_event(full_name, p, "closed", self.account(user))
 
-    async def review(self, full_name: str, number: int, user: str, state: str = "APPROVED", body: str = "") -> int:
+    async def review(
+        self, full_name: str, number: int, user: str, state: str = "APPROVED", body: str = ""
+    ) -> int:
         """Submit a review (APPROVED, CHANGES_REQUESTED or COMMENTED) on the PR's current head."""
         p = self.pull(full_name, number)
         review = Review(next_id(), full_name, number, self.account(user), state, body, p.head_sha)
         self.reviews.append(review)
         review_json = render.review(review, self.repo(full_name), self.urls)
         review_json["state"] = state.lower()
-        payload = {"action": "submitted", "review": review_json,
-                   "pull_request": await self.pull_json(full_name, p), **self._common(full_name, review.user)}
+        payload = {
+            "action": "submitted",
+            "review": review_json,
+            "pull_request": await self.pull_json(full_name, p),
+            **self._common(full_name, review.user),
+        }
         await self.emit("pull_request_review", payload, repo=full_name)
         return review.id
 
@@ -424,26 +586,32 @@ class DevHub:
         self.pull(full_name, number)
         c = Comment(next_id(), full_name, number, self.account(user), body)
         self.comments[c.id] = c
-        await self._comment_event(c, "created", c.user)
+        await self.comment_event(c, "created", c.user)
         return c.id
 
     async def edit_comment(self, comment_id: int, body: str, user: str | None = None) -> None:
         c = self.find_comment(comment_id)
         old, c.body, c.updated_at = c.body, body, time.time()
-        await self._comment_event(c, "edited", self.account(user) if user else c.user,
-                                  {"changes": {"body": {"from": old}}})
+        await self.comment_event(
+            c, "edited", self.account(user) if user else c.user, {"changes": {"body": {"from": old}}}
+        )
 
     async def delete_comment(self, comment_id: int, user: str | None = None) -> None:
         c = self.comments.pop(comment_id)
-        await self._comment_event(c, "deleted", self.account(user) if user else c.user)
+        await self.comment_event(c, "deleted", self.account(user) if user else c.user)
 
-    async def _comment_event(self, c: Comment, action: str, sender: Account, extra: dict[str, Any] | None = None
-                             ) -> None:
+    async def comment_event(
+        self, c: Comment, action: str, sender: Account, extra: dict[str, Any] | None = None
+    ) -> None:
         p = self.pull(c.repo, c.issue_number)
         count = sum(o.repo == c.repo and o.issue_number == c.issue_number for o in self.comments.values())
-        payload = {"action": action, **(extra or {}),
-                   "issue": render.issue_for_pull(p, self.repo(c.repo), self.urls, comments=count),
-                   "comment": render.comment(c, self.repo(c.repo), self.urls), **self._common(c.repo, sender)}
+        payload = {
+            "action": action,
+            **(extra or {}),
+            "issue": render.issue_for_pull(p, self.repo(c.repo), self.urls, comments=count),
+            "comment": render.comment(c, self.repo(c.repo), self.urls),
+            **self._common(c.repo, sender),
+        }
         await self.emit("issue_comment", payload, repo=c.repo)
 
     def react(self, comment_id: int, user: Account, content: str) -> tuple[Reaction, bool]:

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from bot.devhub import render
 from bot.devhub.auth import AuthError, bearer, verify_app_jwt
-from bot.devhub.gitstore import ZERO_SHA, MergeConflict
 from bot.devhub.githttp import RefUpdate
+from bot.devhub.gitstore import ZERO_SHA, MergeConflict
 from bot.devhub.http import GitHubError, invalid, json_response, not_found, paginate
 from bot.devhub.hub import DevHub
 from bot.devhub.model import (
@@ -36,7 +36,16 @@ MAX_COMMENT = 65536
 MAX_SUMMARY = 65535
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")
 CHECK_STATUSES = ("queued", "in_progress", "completed", "waiting", "requested", "pending")
-CONCLUSIONS = ("action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale", "timed_out")
+CONCLUSIONS = (
+    "action_required",
+    "cancelled",
+    "failure",
+    "neutral",
+    "success",
+    "skipped",
+    "stale",
+    "timed_out",
+)
 STATUS_STATES = ("error", "failure", "pending", "success")
 DEPLOY_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
 
@@ -126,8 +135,11 @@ class Rest:
 
     async def list_installations(self, request: web.Request) -> web.Response:
         app = self.app_auth(request)
-        items = [render.installation(i, app, self.hub.urls) for i in self.hub.installations.values()
-                 if i.app_id == app.id]
+        items = [
+            render.installation(i, app, self.hub.urls)
+            for i in self.hub.installations.values()
+            if i.app_id == app.id
+        ]
         page, headers = paginate(request, items)
         return json_response(page, headers=headers)
 
@@ -145,14 +157,21 @@ class Rest:
             raise not_found()
         await body_json(request)
         token = self.hub.issue_token(installation.id)
-        return json_response({
-            "token": token.value, "expires_at": iso(token.expires_at), "permissions": render.APP_PERMISSIONS,
-            "repository_selection": "selected",
-        }, 201)
+        return json_response(
+            {
+                "token": token.value,
+                "expires_at": iso(token.expires_at),
+                "permissions": render.APP_PERMISSIONS,
+                "repository_selection": "selected",
+            },
+            201,
+        )
 
     async def get_repo_installation(self, request: web.Request) -> web.Response:
         app = self.app_auth(request)
-        installation = self.hub.installation_for(f"{request.match_info['owner']}/{request.match_info['repo']}")
+        installation = self.hub.installation_for(
+            f"{request.match_info['owner']}/{request.match_info['repo']}"
+        )
         if installation is None or installation.app_id != app.id:
             raise not_found()
         return json_response(render.installation(installation, app, self.hub.urls))
@@ -161,15 +180,18 @@ class Rest:
         installation = self.installation_auth(request)
         repos = [render.repo(self.hub.repos[n], self.hub.urls) for n in sorted(installation.repos)]
         page, headers = paginate(request, repos)
-        return json_response({"total_count": len(repos), "repositories": page, "repository_selection": "selected"},
-                             headers=headers)
+        return json_response(
+            {"total_count": len(repos), "repositories": page, "repository_selection": "selected"},
+            headers=headers,
+        )
 
     # -- repositories -------------------------------------------------------------------------
     async def get_repo(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
-        return json_response(render.repo(repo, self.hub.urls, open_issues=self.hub._open(repo.full_name))
-                             | {"permissions": {"admin": False, "maintain": False, "push": True, "triage": True,
-                                                "pull": True}})
+        return json_response(
+            render.repo(repo, self.hub.urls, open_issues=self.hub.open_count(repo.full_name))
+            | {"permissions": {"admin": False, "maintain": False, "push": True, "triage": True, "pull": True}}
+        )
 
     async def get_permission(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
@@ -183,8 +205,13 @@ class Rest:
         rank = ("read", "triage", "write", "maintain", "admin")
         level = rank.index(role) if role in rank else -1
         collaborator = render.user(user, self.hub.urls) | {
-            "permissions": {"pull": level >= 0, "triage": level >= 1, "push": level >= 2, "maintain": level >= 3,
-                            "admin": level >= 4},
+            "permissions": {
+                "pull": level >= 0,
+                "triage": level >= 1,
+                "push": level >= 2,
+                "maintain": level >= 3,
+                "admin": level >= 4,
+            },
             "role_name": role,
         }
         return json_response({"permission": legacy, "role_name": role, "user": collaborator})
@@ -203,21 +230,38 @@ class Rest:
         _, repo = self.repo_auth(request)
         state = request.query.get("state", "open")
         head, base = request.query.get("head"), request.query.get("base")
-        pulls = [p for p in sorted(self.hub.pulls[repo.full_name].values(), key=lambda p: -p.number)
-                 if (state == "all" or p.state == state) and (base is None or p.base_ref == base)
-                 and (head is None or f"{self.hub.repos[p.head_repo].owner.login}:{p.head_ref}" == head)]
+        pulls = [
+            p
+            for p in sorted(self.hub.pulls[repo.full_name].values(), key=lambda p: -p.number)
+            if (state == "all" or p.state == state)
+            and (base is None or p.base_ref == base)
+            and (head is None or f"{self.hub.repos[p.head_repo].owner.login}:{p.head_ref}" == head)
+        ]
         page, headers = paginate(request, pulls)
         items = [await self.hub.pull_json(repo.full_name, p) for p in page]
         for item in items:  # the list endpoint returns the simple shape, without merge state or stats
-            for key in ("merged", "mergeable", "rebaseable", "mergeable_state", "merged_by", "comments",
-                        "review_comments", "maintainer_can_modify", "commits", "additions", "deletions",
-                        "changed_files"):
+            for key in (
+                "merged",
+                "mergeable",
+                "rebaseable",
+                "mergeable_state",
+                "merged_by",
+                "comments",
+                "review_comments",
+                "maintainer_can_modify",
+                "commits",
+                "additions",
+                "deletions",
+                "changed_files",
+            ):
                 item.pop(key)
         return json_response(items, headers=headers)
 
     async def get_pull(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
-        return json_response(await self.hub.pull_json(repo.full_name, self._pull(repo, request.match_info["number"])))
+        return json_response(
+            await self.hub.pull_json(repo.full_name, self._pull(repo, request.match_info["number"]))
+        )
 
     async def create_pull(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
@@ -225,10 +269,23 @@ class Rest:
         _require(data, "PullRequest", "head", "base")
         head = str(data["head"]).split(":", 1)[-1]
         for p in self.hub.pulls[repo.full_name].values():
-            if p.state == "open" and p.head_ref == head and p.base_ref == data["base"] and p.head_repo == repo.full_name:
-                raise GitHubError(422, "Validation Failed", [{
-                    "resource": "PullRequest", "code": "custom",
-                    "message": f"A pull request already exists for {repo.owner.login}:{head}."}])
+            if (
+                p.state == "open"
+                and p.head_ref == head
+                and p.base_ref == data["base"]
+                and p.head_repo == repo.full_name
+            ):
+                raise GitHubError(
+                    422,
+                    "Validation Failed",
+                    [
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"A pull request already exists for {repo.owner.login}:{head}.",
+                        }
+                    ],
+                )
         head_sha = await self._resolve(repo, f"refs/heads/{head}")
         base_sha = await self._resolve(repo, f"refs/heads/{data['base']}")
         if head_sha is None:
@@ -236,13 +293,31 @@ class Rest:
         if base_sha is None:
             raise invalid("PullRequest", "base", "invalid")
         if await asyncio.to_thread(self.hub.git.is_ancestor, repo.full_name, head_sha, base_sha):
-            raise GitHubError(422, "Validation Failed", [{
-                "resource": "PullRequest", "code": "custom", "message": f"No commits between {data['base']} and {head}"}])
+            raise GitHubError(
+                422,
+                "Validation Failed",
+                [
+                    {
+                        "resource": "PullRequest",
+                        "code": "custom",
+                        "message": f"No commits between {data['base']} and {head}",
+                    }
+                ],
+            )
         if not data.get("title"):
             raise invalid("PullRequest", "title")
-        number = await self.hub.open_pr(repo.full_name, head, str(data["base"]), str(data["title"]),
-                                        self.actor(installation).login, data.get("body"), draft=bool(data.get("draft")))
-        return json_response(await self.hub.pull_json(repo.full_name, self.hub.pull(repo.full_name, number)), 201)
+        number = await self.hub.open_pr(
+            repo.full_name,
+            head,
+            str(data["base"]),
+            str(data["title"]),
+            self.actor(installation).login,
+            data.get("body"),
+            draft=bool(data.get("draft")),
+        )
+        return json_response(
+            await self.hub.pull_json(repo.full_name, self.hub.pull(repo.full_name, number)), 201
+        )
 
     async def merge_pull(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
@@ -256,8 +331,14 @@ class Rest:
         if method not in ("merge", "squash"):
             raise GitHubError(422, f"Merge method {method} is not supported by devhub (use merge or squash)")
         try:
-            sha = await self.hub.merge_pr(repo.full_name, pull.number, self.actor(installation).login, method,
-                                          data.get("commit_title"), data.get("commit_message"))
+            sha = await self.hub.merge_pr(
+                repo.full_name,
+                pull.number,
+                self.actor(installation).login,
+                method,
+                data.get("commit_title"),
+                data.get("commit_message"),
+            )
         except MergeConflict as exc:
             raise GitHubError(405, "Pull Request is not mergeable") from exc
         return json_response({"sha": sha, "merged": True, "message": "Pull Request successfully merged"})
@@ -267,7 +348,9 @@ class Rest:
         pull = self._pull(repo, request.match_info["number"])
         files = await asyncio.to_thread(self.hub.git.diff, repo.full_name, pull.base_sha, pull.head_sha)
         page, headers = paginate(request, files[:3000])
-        return json_response([render.diff_entry(f, repo, pull.head_sha, self.hub.urls) for f in page], headers=headers)
+        return json_response(
+            [render.diff_entry(f, repo, pull.head_sha, self.hub.urls) for f in page], headers=headers
+        )
 
     async def list_reviews(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
@@ -284,15 +367,24 @@ class Rest:
         state = states.get(data.get("event", "COMMENT"))
         if state is None:
             raise invalid("PullRequestReview", "event", "invalid")
-        review = Review(next_id(), repo.full_name, pull.number, self.actor(installation), state,
-                        data.get("body", ""), data.get("commit_id", pull.head_sha))
+        review = Review(
+            next_id(),
+            repo.full_name,
+            pull.number,
+            self.actor(installation),
+            state,
+            data.get("body", ""),
+            data.get("commit_id", pull.head_sha),
+        )
         self.hub.reviews.append(review)
         return json_response(render.review(review, repo, self.hub.urls))
 
     async def get_issue(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
         pull = self._pull(repo, request.match_info["number"])
-        count = sum(c.repo == repo.full_name and c.issue_number == pull.number for c in self.hub.comments.values())
+        count = sum(
+            c.repo == repo.full_name and c.issue_number == pull.number for c in self.hub.comments.values()
+        )
         return json_response(render.issue_for_pull(pull, repo, self.hub.urls, comments=count))
 
     # -- comments and reactions ---------------------------------------------------------------
@@ -300,9 +392,18 @@ class Rest:
         _require(data, "IssueComment", "body")
         body = str(data["body"])
         if len(body) > MAX_COMMENT:
-            raise GitHubError(422, "Validation Failed", [{
-                "resource": "IssueComment", "code": "custom", "field": "body",
-                "message": f"body is too long (maximum is {MAX_COMMENT} characters)"}])
+            raise GitHubError(
+                422,
+                "Validation Failed",
+                [
+                    {
+                        "resource": "IssueComment",
+                        "code": "custom",
+                        "field": "body",
+                        "message": f"body is too long (maximum is {MAX_COMMENT} characters)",
+                    }
+                ],
+            )
         return body
 
     async def create_comment(self, request: web.Request) -> web.Response:
@@ -311,15 +412,24 @@ class Rest:
         body = self._comment_body(await body_json(request))
         comment = Comment(next_id(), repo.full_name, pull.number, self.actor(installation), body)
         self.hub.comments[comment.id] = comment
-        await self.hub._comment_event(comment, "created", comment.user)
-        return json_response(render.comment(comment, repo, self.hub.urls), 201,
-                             {"Location": f"{self.hub.urls.repo_api(repo.full_name)}/issues/comments/{comment.id}"})
+        await self.hub.comment_event(comment, "created", comment.user)
+        return json_response(
+            render.comment(comment, repo, self.hub.urls),
+            201,
+            {"Location": f"{self.hub.urls.repo_api(repo.full_name)}/issues/comments/{comment.id}"},
+        )
 
     async def list_comments(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
         pull = self._pull(repo, request.match_info["number"])
-        comments = sorted((c for c in self.hub.comments.values()
-                           if c.repo == repo.full_name and c.issue_number == pull.number), key=lambda c: c.id)
+        comments = sorted(
+            (
+                c
+                for c in self.hub.comments.values()
+                if c.repo == repo.full_name and c.issue_number == pull.number
+            ),
+            key=lambda c: c.id,
+        )
         if since := request.query.get("since"):
             comments = [c for c in comments if iso(c.updated_at) >= since]
         page, headers = paginate(request, comments)
@@ -327,7 +437,9 @@ class Rest:
 
     async def get_comment(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
-        return json_response(render.comment(self._comment(repo, request.match_info["comment_id"]), repo, self.hub.urls))
+        return json_response(
+            render.comment(self._comment(repo, request.match_info["comment_id"]), repo, self.hub.urls)
+        )
 
     async def update_comment(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
@@ -336,7 +448,7 @@ class Rest:
         if comment.user.login != self.actor(installation).login:
             raise GitHubError(403, "Resource not accessible by integration")
         old, comment.body, comment.updated_at = comment.body, body, time.time()
-        await self.hub._comment_event(comment, "edited", comment.user, {"changes": {"body": {"from": old}}})
+        await self.hub.comment_event(comment, "edited", comment.user, {"changes": {"body": {"from": old}}})
         return json_response(render.comment(comment, repo, self.hub.urls))
 
     async def delete_comment(self, request: web.Request) -> web.Response:
@@ -367,16 +479,25 @@ class Rest:
         if "conclusion" in data and conclusion is not None:
             status = "completed"  # GitHub completes a run as soon as it gets a conclusion
         if status == "completed" and conclusion is None:
-            raise invalid("CheckRun", "conclusion", "missing_field", "conclusion is required when status is completed")
+            raise invalid(
+                "CheckRun", "conclusion", "missing_field", "conclusion is required when status is completed"
+            )
         output = data.get("output")
         if output is not None:
             if len(output.get("summary") or "") > MAX_SUMMARY:
-                raise invalid("CheckRun", "output.summary", "custom",
-                              f"output.summary is too long (maximum is {MAX_SUMMARY} characters)")
+                raise invalid(
+                    "CheckRun",
+                    "output.summary",
+                    "custom",
+                    f"output.summary is too long (maximum is {MAX_SUMMARY} characters)",
+                )
             if len(output.get("annotations") or []) > 50:
-                raise invalid("CheckRun", "output.annotations", "custom", "at most 50 annotations per request")
+                raise invalid(
+                    "CheckRun", "output.annotations", "custom", "at most 50 annotations per request"
+                )
             run.output = {k: output.get(k) for k in ("title", "summary", "text")} | {
-                "annotations": [*run.output.get("annotations", []), *(output.get("annotations") or [])]}
+                "annotations": [*run.output.get("annotations", []), *(output.get("annotations") or [])]
+            }
         run.status, run.conclusion = status, conclusion
         for key in ("name", "details_url", "external_id"):
             if key in data:
@@ -387,7 +508,11 @@ class Rest:
             run.completed_at = time.time()
 
     def _check_json(self, run: CheckRun, repo: Repo) -> dict[str, Any]:
-        pulls = [p for p in self.hub.pulls[repo.full_name].values() if p.head_sha == run.head_sha and p.state == "open"]
+        pulls = [
+            p
+            for p in self.hub.pulls[repo.full_name].values()
+            if p.head_sha == run.head_sha and p.state == "open"
+        ]
         return render.check_run(run, repo, self.hub.apps[run.app_id], self.hub.urls, pulls)
 
     async def create_check(self, request: web.Request) -> web.Response:
@@ -395,8 +520,12 @@ class Rest:
         data = await body_json(request)
         _require(data, "CheckRun", "name", "head_sha")
         if await self._resolve(repo, str(data["head_sha"])) is None:
-            raise invalid("CheckRun", "head_sha", "invalid", "No commit found for SHA: " + str(data["head_sha"]))
-        run = CheckRun(next_id(), repo.full_name, installation.app_id, str(data["name"]), str(data["head_sha"]))
+            raise invalid(
+                "CheckRun", "head_sha", "invalid", "No commit found for SHA: " + str(data["head_sha"])
+            )
+        run = CheckRun(
+            next_id(), repo.full_name, installation.app_id, str(data["name"]), str(data["head_sha"])
+        )
         self._check_fields(run, data)
         self.hub.check_runs[run.id] = run
         return json_response(self._check_json(run, repo), 201)
@@ -411,7 +540,9 @@ class Rest:
         installation, repo = self.repo_auth(request)
         run = self._run(repo, request.match_info["check_run_id"])
         if run.app_id != installation.app_id:
-            raise GitHubError(403, "Invalid app_id `%d` - check run can only be modified by its creator" % run.app_id)
+            raise GitHubError(
+                403, f"Invalid app_id `{run.app_id}` - check run can only be modified by its creator"
+            )
         self._check_fields(run, await body_json(request))
         return json_response(self._check_json(run, repo))
 
@@ -425,17 +556,24 @@ class Rest:
         if sha is None:
             raise GitHubError(422, "No commit found for SHA: " + request.match_info["ref"])
         name, status = request.query.get("check_name"), request.query.get("status")
-        runs = [r for r in sorted(self.hub.check_runs.values(), key=lambda r: -r.id)
-                if r.repo == repo.full_name and r.head_sha == sha
-                and (name is None or r.name == name) and (status is None or r.status == status)]
+        runs = [
+            r
+            for r in sorted(self.hub.check_runs.values(), key=lambda r: -r.id)
+            if r.repo == repo.full_name
+            and r.head_sha == sha
+            and (name is None or r.name == name)
+            and (status is None or r.status == status)
+        ]
         if request.query.get("filter", "latest") == "latest":
             latest: dict[str, CheckRun] = {}
             for r in runs:
                 latest.setdefault(r.name, r)
             runs = list(latest.values())
         page, headers = paginate(request, runs)
-        return json_response({"total_count": len(runs), "check_runs": [self._check_json(r, repo) for r in page]},
-                             headers=headers)
+        return json_response(
+            {"total_count": len(runs), "check_runs": [self._check_json(r, repo) for r in page]},
+            headers=headers,
+        )
 
     async def create_status(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
@@ -445,8 +583,16 @@ class Rest:
         sha = await self._resolve(repo, request.match_info["sha"])
         if sha is None:
             raise GitHubError(422, "No commit found for SHA: " + request.match_info["sha"])
-        status = Status(next_id(), repo.full_name, sha, data["state"], data.get("context") or "default",
-                        data.get("description"), data.get("target_url"), self.actor(installation))
+        status = Status(
+            next_id(),
+            repo.full_name,
+            sha,
+            data["state"],
+            data.get("context") or "default",
+            data.get("description"),
+            data.get("target_url"),
+            self.actor(installation),
+        )
         self.hub.statuses.append(status)
         return json_response(render.status(status, repo, self.hub.urls), 201)
 
@@ -492,8 +638,11 @@ class Rest:
             raise GitHubError(422, "Object does not exist")
         await asyncio.to_thread(self.hub.git.update_ref, repo.full_name, ref, sha, ZERO_SHA)
         await self.hub.pushed(repo.full_name, [RefUpdate(ref, ZERO_SHA, sha)], self.actor(installation))
-        return json_response(render.git_ref(repo, ref, sha, self.hub.urls), 201,
-                             {"Location": f"{self.hub.urls.repo_api(repo.full_name)}/git/{ref}"})
+        return json_response(
+            render.git_ref(repo, ref, sha, self.hub.urls),
+            201,
+            {"Location": f"{self.hub.urls.repo_api(repo.full_name)}/git/{ref}"},
+        )
 
     async def update_ref(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
@@ -506,7 +655,9 @@ class Rest:
         sha = str(data["sha"])
         if await self._resolve(repo, sha) != sha:
             raise GitHubError(422, "Object does not exist")
-        if not data.get("force") and not await asyncio.to_thread(self.hub.git.is_ancestor, repo.full_name, old, sha):
+        if not data.get("force") and not await asyncio.to_thread(
+            self.hub.git.is_ancestor, repo.full_name, old, sha
+        ):
             raise GitHubError(422, "Update is not a fast forward")
         await asyncio.to_thread(self.hub.git.update_ref, repo.full_name, ref, sha, old)
         await self.hub.pushed(repo.full_name, [RefUpdate(ref, old, sha)], self.actor(installation))
@@ -550,8 +701,16 @@ class Rest:
             except ValueError as exc:
                 raise invalid("Deployment", "payload", "invalid") from exc
         deployment = Deployment(
-            next_id(), repo.full_name, sha, str(data["ref"]), data.get("task") or "deploy", environment, payload,
-            data.get("description"), self.actor(installation), bool(data.get("transient_environment", False)),
+            next_id(),
+            repo.full_name,
+            sha,
+            str(data["ref"]),
+            data.get("task") or "deploy",
+            environment,
+            payload,
+            data.get("description"),
+            self.actor(installation),
+            bool(data.get("transient_environment", False)),
             bool(data.get("production_environment", environment == "production")),
         )
         self.hub.deployments[deployment.id] = deployment
@@ -560,9 +719,12 @@ class Rest:
     async def list_deployments(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
         q = request.query
-        items = [d for d in sorted(self.hub.deployments.values(), key=lambda d: -d.id)
-                 if d.repo == repo.full_name and all(q.get(k) in (None, getattr(d, k))
-                                                     for k in ("sha", "ref", "task", "environment"))]
+        items = [
+            d
+            for d in sorted(self.hub.deployments.values(), key=lambda d: -d.id)
+            if d.repo == repo.full_name
+            and all(q.get(k) in (None, getattr(d, k)) for k in ("sha", "ref", "task", "environment"))
+        ]
         page, headers = paginate(request, items)
         return json_response([render.deployment(d, repo, self.hub.urls) for d in page], headers=headers)
 
@@ -573,9 +735,14 @@ class Rest:
         if data.get("state") not in DEPLOY_STATES:
             raise invalid("DeploymentStatus", "state", "invalid" if "state" in data else "missing_field")
         status = DeploymentStatus(
-            next_id(), data["state"], data.get("description", ""), data.get("environment") or deployment.environment,
-            data.get("target_url", ""), data.get("log_url") or data.get("target_url", ""),
-            data.get("environment_url", ""), self.actor(installation),
+            next_id(),
+            data["state"],
+            data.get("description", ""),
+            data.get("environment") or deployment.environment,
+            data.get("target_url", ""),
+            data.get("log_url") or data.get("target_url", ""),
+            data.get("environment_url", ""),
+            self.actor(installation),
         )
         deployment.statuses.append(status)
         return json_response(render.deployment_status(status, deployment, repo, self.hub.urls), 201)
@@ -584,8 +751,9 @@ class Rest:
         _, repo = self.repo_auth(request)
         deployment = self._deployment(repo, request.match_info["deployment_id"])
         page, headers = paginate(request, list(reversed(deployment.statuses)))
-        return json_response([render.deployment_status(s, deployment, repo, self.hub.urls) for s in page],
-                             headers=headers)
+        return json_response(
+            [render.deployment_status(s, deployment, repo, self.hub.urls) for s in page], headers=headers
+        )
 
     # -- routing ------------------------------------------------------------------------------
     def routes(self, prefix: str = "") -> list[web.RouteDef]:

@@ -46,15 +46,21 @@ async def start(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-    bound = sockets[0].getsockname()[1] if sockets else port
+    bound = runner.addresses[0][1]
     hub.base_url = f"http://{host}:{bound}"
     return RunningDevHub(hub, runner, hub.base_url)
 
 
-async def serve(data_dir: Path, host: str, port: int, webhook_url: str | None, webhook_secret: str | None) -> None:
-    running = await start(data_dir, host=host, port=port, webhook_url=webhook_url, webhook_secret=webhook_secret)
-    print(f"devhub listening on {running.base_url} (REST also at {running.api_url}), data in {data_dir}", flush=True)
+async def serve(
+    data_dir: Path, host: str, port: int, webhook_url: str | None, webhook_secret: str | None
+) -> None:
+    running = await start(
+        data_dir, host=host, port=port, webhook_url=webhook_url, webhook_secret=webhook_secret
+    )
+    print(
+        f"devhub listening on {running.base_url} (REST also at {running.api_url}), data in {data_dir}",
+        flush=True,
+    )
     try:
         await asyncio.Event().wait()
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -105,7 +104,7 @@ class WebhookSender:
         try:
             async with self._session.post(self.url, data=delivery.body, headers=delivery.headers) as response:
                 delivery.attempts.append(Attempt(time.time(), response.status, await response.read()))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             delivery.attempts.append(Attempt(time.time(), None, b"", f"{type(exc).__name__}: {exc}"))
 
     async def close(self) -> None:

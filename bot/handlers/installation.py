@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from gidgethub import routing
 from gidgethub.abc import GitHubAPI
 from gidgethub.sansio import Event
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.context import Services
@@ -14,7 +15,7 @@ from bot.store.base import utcnow
 from bot.store.models import Installation
 
 router = routing.Router()
-TABLE = Installation.__table__
+TABLE = cast(Table, Installation.__table__)
 
 
 def _repo_names(repos: list[dict[str, Any]] | None) -> list[str]:
@@ -34,12 +35,16 @@ async def on_installation(event: Event, gh: GitHubAPI | None, services: Services
     inst = event.data["installation"]
     action = event.data.get("action")
     repos = {"all": inst.get("repository_selection") == "all", "names": _repo_names(event.data.get("repositories"))}
-    await _upsert(services, inst["id"], {
-        "account": inst.get("account", {}).get("login", ""),
-        "repositories": repos,
-        "suspended": action == "suspend",
-        "deleted": action == "deleted",
-    })
+    await _upsert(
+        services,
+        inst["id"],
+        {
+            "account": inst.get("account", {}).get("login", ""),
+            "repositories": repos,
+            "suspended": action == "suspend",
+            "deleted": action == "deleted",
+        },
+    )
 
 
 @router.register("installation_repositories")
@@ -52,7 +57,11 @@ async def on_installation_repositories(event: Event, gh: GitHubAPI | None, servi
     names = set((current or {}).get("names", []))
     names |= set(_repo_names(event.data.get("repositories_added")))
     names -= set(_repo_names(event.data.get("repositories_removed")))
-    await _upsert(services, inst["id"], {
-        "account": inst.get("account", {}).get("login", ""),
-        "repositories": {"all": event.data.get("repository_selection") == "all", "names": sorted(names)},
-    })
+    await _upsert(
+        services,
+        inst["id"],
+        {
+            "account": inst.get("account", {}).get("login", ""),
+            "repositories": {"all": event.data.get("repository_selection") == "all", "names": sorted(names)},
+        },
+    )

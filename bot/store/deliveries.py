@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,7 +27,7 @@ from bot.intake import Delivery, Plan
 from bot.store.models import Delivery as DeliveryRow
 from bot.store.queue import JOBS, job_row
 
-DELIVERIES = DeliveryRow.__table__
+DELIVERIES = cast(Table, DeliveryRow.__table__)
 
 
 @dataclass
@@ -38,8 +38,14 @@ class _Pending:
 
 
 class DeliveryWriter:
-    def __init__(self, engine: AsyncEngine, *, max_attempts: int = 5, max_batch: int = 512,
-                 on_jobs: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_attempts: int = 5,
+        max_batch: int = 512,
+        on_jobs: Callable[[], None] = lambda: None,
+    ) -> None:
         self.engine = engine
         self.max_attempts = max_attempts
         self.max_batch = max_batch
@@ -113,15 +119,40 @@ class DeliveryWriter:
             results = []
             for p in batch:
                 d = p.delivery
-                delivery_id = conn.exec_driver_sql(_SQLITE_DELIVERY, (
-                    d.hook_id, d.guid, d.event, d.action, d.repository, d.installation_id, d.sender,
-                    _sqlite_time(d.received_at), p.plan.outcome, d.body)).scalar()
+                delivery_id = conn.exec_driver_sql(
+                    _SQLITE_DELIVERY,
+                    (
+                        d.hook_id,
+                        d.guid,
+                        d.event,
+                        d.action,
+                        d.repository,
+                        d.installation_id,
+                        d.sender,
+                        _sqlite_time(d.received_at),
+                        p.plan.outcome,
+                        d.body,
+                    ),
+                ).scalar()
                 if delivery_id is not None and (rows := self._job_rows(p, delivery_id)):
-                    conn.exec_driver_sql(_SQLITE_JOB, [
-                        (r["kind"], r["delivery_id"], r["serial_key"], json.dumps(r["payload"]), r["state"],
-                         r["attempts"], r["max_attempts"], _sqlite_time(r["run_after"]),
-                         _sqlite_time(r["created_at"]), _sqlite_time(r["updated_at"]))
-                        for r in rows])
+                    conn.exec_driver_sql(
+                        _SQLITE_JOB,
+                        [
+                            (
+                                r["kind"],
+                                r["delivery_id"],
+                                r["serial_key"],
+                                json.dumps(r["payload"]),
+                                r["state"],
+                                r["attempts"],
+                                r["max_attempts"],
+                                _sqlite_time(r["run_after"]),
+                                _sqlite_time(r["created_at"]),
+                                _sqlite_time(r["updated_at"]),
+                            )
+                            for r in rows
+                        ],
+                    )
                 results.append(delivery_id is not None)
             return results
 
@@ -130,9 +161,16 @@ class DeliveryWriter:
         # ON CONFLICT DO NOTHING: a redelivery of a stored (hook id, GUID) returns no id and creates nothing.
         return (
             self._insert.values(
-                hook_id=d.hook_id, guid=d.guid, event=d.event, action=d.action, repository=d.repository,
-                installation_id=d.installation_id, sender=d.sender, received_at=d.received_at,
-                outcome=plan.outcome, body=d.body,
+                hook_id=d.hook_id,
+                guid=d.guid,
+                event=d.event,
+                action=d.action,
+                repository=d.repository,
+                installation_id=d.installation_id,
+                sender=d.sender,
+                received_at=d.received_at,
+                outcome=plan.outcome,
+                body=d.body,
             )
             .on_conflict_do_nothing(index_elements=["hook_id", "guid"])
             .returning(DELIVERIES.c.id)
@@ -141,8 +179,13 @@ class DeliveryWriter:
     def _job_rows(self, pending: _Pending, delivery_id: int) -> list[dict[str, Any]]:
         d = pending.delivery
         return [
-            job_row(kind, d.serial_key(), delivery_id=delivery_id, max_attempts=self.max_attempts,
-                    payload={"event": d.event, "action": d.action})
+            job_row(
+                kind,
+                d.serial_key(),
+                delivery_id=delivery_id,
+                max_attempts=self.max_attempts,
+                payload={"event": d.event, "action": d.action},
+            )
             for kind in pending.plan.jobs
         ]
 

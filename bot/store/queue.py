@@ -11,16 +11,16 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import Table, and_, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
 from bot.store.base import utcnow
 from bot.store.models import Job
 
-JOBS = Job.__table__
+JOBS = cast(Table, Job.__table__)
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,27 @@ def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 300.0, rng:
     return (rng or random).uniform(step / 2, step)
 
 
-def job_row(kind: str, serial_key: str, *, payload: dict[str, Any] | None = None,
-            delivery_id: int | None = None, max_attempts: int = 5, now: datetime | None = None) -> dict[str, Any]:
+def job_row(
+    kind: str,
+    serial_key: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    delivery_id: int | None = None,
+    max_attempts: int = 5,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     now = now or utcnow()
     return {
-        "kind": kind, "serial_key": serial_key, "payload": payload or {}, "delivery_id": delivery_id,
-        "state": "queued", "attempts": 0, "max_attempts": max_attempts, "run_after": now,
-        "created_at": now, "updated_at": now,
+        "kind": kind,
+        "serial_key": serial_key,
+        "payload": payload or {},
+        "delivery_id": delivery_id,
+        "state": "queued",
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_after": now,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
@@ -101,10 +115,22 @@ class JobQueue:
                 result = await conn.execute(
                     update(JOBS)
                     .where(JOBS.c.id == job_id, _claimable(now), ~_key_busy(now))
-                    .values(state="running", leased_by=worker_id, lease_expires_at=now + self.lease,
-                            attempts=JOBS.c.attempts + 1, updated_at=now)
-                    .returning(JOBS.c.id, JOBS.c.kind, JOBS.c.serial_key, JOBS.c.delivery_id,
-                               JOBS.c.payload, JOBS.c.attempts, JOBS.c.max_attempts)
+                    .values(
+                        state="running",
+                        leased_by=worker_id,
+                        lease_expires_at=now + self.lease,
+                        attempts=JOBS.c.attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(
+                        JOBS.c.id,
+                        JOBS.c.kind,
+                        JOBS.c.serial_key,
+                        JOBS.c.delivery_id,
+                        JOBS.c.payload,
+                        JOBS.c.attempts,
+                        JOBS.c.max_attempts,
+                    )
                 )
                 row = result.first()
                 if row is not None:
@@ -124,26 +150,37 @@ class JobQueue:
 
     async def complete(self, job_id: int, worker_id: str) -> bool:
         now = utcnow()
-        return await self._finish(job_id, worker_id, state="done", finished_at=now, lease_expires_at=None,
-                                  last_error=None)
+        return await self._finish(
+            job_id, worker_id, state="done", finished_at=now, lease_expires_at=None, last_error=None
+        )
 
-    async def fail(self, job: ClaimedJob, worker_id: str, error: str, *, transient: bool,
-                   rng: random.Random | None = None) -> str:
+    async def fail(
+        self, job: ClaimedJob, worker_id: str, error: str, *, transient: bool, rng: random.Random | None = None
+    ) -> str:
         """Record a failure: retry later when transient and attempts remain, else park. Returns the new state."""
         now = utcnow()
         if transient and job.attempts < job.max_attempts:
             delay = backoff_seconds(job.attempts, rng=rng)
-            await self._finish(job.id, worker_id, state="queued", last_error=error[:4000], leased_by=None,
-                               lease_expires_at=None, run_after=now + timedelta(seconds=delay))
+            await self._finish(
+                job.id,
+                worker_id,
+                state="queued",
+                last_error=error[:4000],
+                leased_by=None,
+                lease_expires_at=None,
+                run_after=now + timedelta(seconds=delay),
+            )
             return "queued"
-        await self._finish(job.id, worker_id, state="parked", last_error=error[:4000], lease_expires_at=None,
-                           finished_at=now)
+        await self._finish(
+            job.id, worker_id, state="parked", last_error=error[:4000], lease_expires_at=None, finished_at=now
+        )
         return "parked"
 
     async def release(self, job_id: int, worker_id: str) -> bool:
         """Give a job back without counting the attempt (graceful shutdown)."""
-        return await self._finish(job_id, worker_id, state="queued", leased_by=None, lease_expires_at=None,
-                                  attempts=JOBS.c.attempts - 1)
+        return await self._finish(
+            job_id, worker_id, state="queued", leased_by=None, lease_expires_at=None, attempts=JOBS.c.attempts - 1
+        )
 
     async def heartbeat(self, job_id: int, worker_id: str) -> bool:
         return await self._finish(job_id, worker_id, lease_expires_at=utcnow() + self.lease)
@@ -151,18 +188,32 @@ class JobQueue:
     async def retry_parked(self, job_id: int) -> bool:
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                update(JOBS).where(JOBS.c.id == job_id, JOBS.c.state == "parked")
+                update(JOBS)
+                .where(JOBS.c.id == job_id, JOBS.c.state == "parked")
                 .values(state="queued", attempts=0, run_after=utcnow(), finished_at=None, updated_at=utcnow())
             )
             return bool(result.rowcount)
 
-    async def list(self, states: Sequence[str] = ("queued", "running", "parked"), limit: int = 200) -> list[dict[str, Any]]:
+    async def list(
+        self, states: Sequence[str] = ("queued", "running", "parked"), limit: int = 200
+    ) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(JOBS.c.id, JOBS.c.kind, JOBS.c.serial_key, JOBS.c.state, JOBS.c.attempts,
-                       JOBS.c.max_attempts, JOBS.c.run_after, JOBS.c.lease_expires_at, JOBS.c.last_error,
-                       JOBS.c.created_at)
-                .where(JOBS.c.state.in_(states)).order_by(JOBS.c.id).limit(limit)
+                select(
+                    JOBS.c.id,
+                    JOBS.c.kind,
+                    JOBS.c.serial_key,
+                    JOBS.c.state,
+                    JOBS.c.attempts,
+                    JOBS.c.max_attempts,
+                    JOBS.c.run_after,
+                    JOBS.c.lease_expires_at,
+                    JOBS.c.last_error,
+                    JOBS.c.created_at,
+                )
+                .where(JOBS.c.state.in_(states))
+                .order_by(JOBS.c.id)
+                .limit(limit)
             )
             return [dict(r._mapping) for r in rows]
 

@@ -98,7 +98,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def never_500_on_client_errors(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def never_500_on_client_errors(
+    request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException:

@@ -28,8 +28,9 @@ async def install_app(devhub: RunningDevHub, session: aiohttp.ClientSession, rep
     app_id, key = await hub.create_app()
     installation_id = await hub.install(repo.split("/")[0], [repo])
     gh = GitHubAPI(session, "modelship-test", base_url=devhub.api_url)
-    token = await get_installation_access_token(gh, installation_id=str(installation_id), app_id=str(app_id),
-                                                private_key=key)
+    token = await get_installation_access_token(
+        gh, installation_id=str(installation_id), app_id=str(app_id), private_key=key
+    )
     return Installed(app_id, key, installation_id, token["token"])
 
 

@@ -18,8 +18,11 @@ from tests.devhub.helpers import REPO, client, install_app
 async def test_app_jwt_buys_an_installation_token_that_opens_the_api(devhub: RunningDevHub) -> None:
     async with aiohttp.ClientSession() as session:
         installed = await install_app(devhub, session)
-        app_jwt = jwt.encode({"iat": int(time.time()) - 60, "exp": int(time.time()) + 540, "iss": str(installed.app_id)},
-                             installed.private_key, algorithm="RS256")
+        app_jwt = jwt.encode(
+            {"iat": int(time.time()) - 60, "exp": int(time.time()) + 540, "iss": str(installed.app_id)},
+            installed.private_key,
+            algorithm="RS256",
+        )
         app = await GitHubAPI(session, "test", base_url=devhub.base_url).getitem("/app", jwt=app_jwt)
         repo = await client(devhub, session, installed.token).getitem(f"/repos/{REPO}")
         token = devhub.hub.tokens[installed.token]
@@ -37,15 +40,18 @@ async def test_app_jwt_buys_an_installation_token_that_opens_the_api(devhub: Run
         ({"iat": -700, "exp": -100}, "'Expiration time' claim"),
     ],
 )
-async def test_jwt_outside_githubs_time_rules_is_refused(devhub: RunningDevHub, claims: dict[str, int],
-                                                       message: str) -> None:
+async def test_jwt_outside_githubs_time_rules_is_refused(
+    devhub: RunningDevHub, claims: dict[str, int], message: str
+) -> None:
     app_id, key = await devhub.hub.create_app()
     now = int(time.time())
-    token = jwt.encode({"iat": now + claims["iat"], "exp": now + claims["exp"], "iss": str(app_id)}, key,
-                       algorithm="RS256")
-    async with aiohttp.ClientSession() as session, session.get(
-        f"{devhub.base_url}/app", headers={"Authorization": f"Bearer {token}"}
-    ) as response:
+    token = jwt.encode(
+        {"iat": now + claims["iat"], "exp": now + claims["exp"], "iss": str(app_id)}, key, algorithm="RS256"
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{devhub.base_url}/app", headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
         body = await response.json()
 
     assert response.status == 401
@@ -56,11 +62,18 @@ async def test_jwt_outside_githubs_time_rules_is_refused(devhub: RunningDevHub, 
 async def test_jwt_signed_with_another_key_is_refused(devhub: RunningDevHub) -> None:
     app_id, _ = await devhub.hub.create_app()
     forged_key, _ = generate_key()
-    forged = jwt.encode({"iat": int(time.time()) - 60, "exp": int(time.time()) + 500, "iss": str(app_id)},
-                        forged_key, algorithm="RS256")
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{devhub.base_url}/app/installations/1/access_tokens", headers={"Authorization": f"Bearer {forged}"}
-    ) as response:
+    forged = jwt.encode(
+        {"iat": int(time.time()) - 60, "exp": int(time.time()) + 500, "iss": str(app_id)},
+        forged_key,
+        algorithm="RS256",
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{devhub.base_url}/app/installations/1/access_tokens",
+            headers={"Authorization": f"Bearer {forged}"},
+        ) as response,
+    ):
         assert response.status == 401
         assert (await response.json())["message"] == "A JSON web token could not be decoded"
 

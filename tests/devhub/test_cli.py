@@ -24,15 +24,24 @@ def test_help_names_every_option() -> None:
 
 
 def test_webhook_url_without_a_secret_is_refused() -> None:
-    result = CliRunner().invoke(devhub, ["--webhook-url", "http://127.0.0.1:1/hook"], env={"DEVHUB_WEBHOOK_SECRET": ""})
+    result = CliRunner().invoke(
+        devhub, ["--webhook-url", "http://127.0.0.1:1/hook"], env={"DEVHUB_WEBHOOK_SECRET": ""}
+    )
 
     assert result.exit_code == 2
     assert "--webhook-secret is required" in result.output
 
 
 def test_serves_until_stopped(tmp_path: Path) -> None:
-    command = [sys.executable, "-c", "from bot.devhub.cli import devhub; devhub()", "--port", "0",
-               "--data-dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-c",
+        "from bot.devhub.cli import devhub; devhub()",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path),
+    ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT) as process:
         try:
             assert process.stdout is not None

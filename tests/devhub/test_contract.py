@@ -18,28 +18,36 @@ async def test_an_invalid_request_is_recorded_as_a_violation(devhub: RunningDevH
     async with aiohttp.ClientSession() as session:
         installed = await install_app(devhub, session)
         head = devhub.hub.git.resolve(REPO, "refs/heads/main")
-        async with session.post(f"{devhub.api_url}/repos/{REPO}/check-runs",
-                                headers={"Authorization": f"token {installed.token}"},
-                                json={"name": "x", "head_sha": head, "status": "exploded"}) as response:
+        async with session.post(
+            f"{devhub.api_url}/repos/{REPO}/check-runs",
+            headers={"Authorization": f"token {installed.token}"},
+            json={"name": "x", "head_sha": head, "status": "exploded"},
+        ) as response:
             status = response.status
     violations = list(devhub.hub.contract_violations)
     devhub.hub.contract_violations.clear()  # caught on purpose; do not fail this test at teardown
 
     assert status == 422
-    assert any("request checks/create" in v and "status" in v and "exploded" in v for v in violations), violations
+    assert any("request checks/create" in v and "status" in v and "exploded" in v for v in violations), (
+        violations
+    )
 
 
 async def test_a_call_to_an_endpoint_github_does_not_have_is_a_violation(devhub: RunningDevHub) -> None:
     async with aiohttp.ClientSession() as session:
         installed = await install_app(devhub, session)
-        async with session.get(f"{devhub.api_url}/repos/{REPO}/pulls/1/invented",
-                               headers={"Authorization": f"token {installed.token}"}) as response:
+        async with session.get(
+            f"{devhub.api_url}/repos/{REPO}/pulls/1/invented",
+            headers={"Authorization": f"token {installed.token}"},
+        ) as response:
             status = response.status
     violations = list(devhub.hub.contract_violations)
     devhub.hub.contract_violations.clear()
 
     assert status == 404
-    assert violations == [f"GET /repos/{REPO}/pulls/1/invented: no such operation in GitHub's REST description"]
+    assert violations == [
+        f"GET /repos/{REPO}/pulls/1/invented: no such operation in GitHub's REST description"
+    ]
 
 
 async def test_a_response_missing_a_required_field_is_caught(devhub: RunningDevHub) -> None:
@@ -67,13 +75,20 @@ async def test_a_webhook_payload_off_schema_is_caught(devhub: RunningDevHub) -> 
     del payload["installation"]["account"]
 
     assert shared_contract().check_webhook("installation-created", devhub.hub.deliveries[0].payload) == []
-    assert any("'account' is a required property" in p
-               for p in shared_contract().check_webhook("installation-created", payload))
+    assert any(
+        "'account' is a required property" in p
+        for p in shared_contract().check_webhook("installation-created", payload)
+    )
 
 
 def test_vendored_descriptions_are_small_and_licensed() -> None:
     sizes = {p.name: p.stat().st_size for p in VENDORED.iterdir()}
 
-    assert set(sizes) == {"rest.json", "webhooks.json", "LICENSE-octokit-openapi", "LICENSE-octokit-openapi-webhooks"}
+    assert set(sizes) == {
+        "rest.json",
+        "webhooks.json",
+        "LICENSE-octokit-openapi",
+        "LICENSE-octokit-openapi-webhooks",
+    }
     assert sum(sizes.values()) < 3_000_000
     assert "MIT" in (VENDORED / "LICENSE-octokit-openapi").read_text()

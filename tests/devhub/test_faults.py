@@ -12,9 +12,12 @@ from bot.devhub import Fault, RunningDevHub
 from tests.devhub.helpers import REPO, install_app
 
 
-async def get_repo(devhub: RunningDevHub, session: aiohttp.ClientSession, token: str
-                   ) -> tuple[int, CIMultiDict[str], dict[str, Any]]:
-    async with session.get(f"{devhub.api_url}/repos/{REPO}", headers={"Authorization": f"token {token}"}) as r:
+async def get_repo(
+    devhub: RunningDevHub, session: aiohttp.ClientSession, token: str
+) -> tuple[int, CIMultiDict[str], dict[str, Any]]:
+    async with session.get(
+        f"{devhub.api_url}/repos/{REPO}", headers={"Authorization": f"token {token}"}
+    ) as r:
         return r.status, CIMultiDict(r.headers), await r.json()
 
 
@@ -25,7 +28,11 @@ async def test_server_errors_affect_only_the_next_n_matching_requests(devhub: Ru
         statuses = [(await get_repo(devhub, session, installed.token))[0] for _ in range(3)]
 
     assert statuses == [503, 503, 200]
-    assert [(r.status, r.fault) for r in devhub.hub.faults.log[-3:]] == [(503, "error"), (503, "error"), (200, None)]
+    assert [(r.status, r.fault) for r in devhub.hub.faults.log[-3:]] == [
+        (503, "error"),
+        (503, "error"),
+        (200, None),
+    ]
 
 
 async def test_primary_rate_limit_looks_like_githubs(devhub: RunningDevHub) -> None:

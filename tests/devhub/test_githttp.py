@@ -10,27 +10,34 @@ from pathlib import Path
 import aiohttp
 
 from bot.devhub import RunningDevHub
-from tests.fixtures.devhub import WebhookSink
 from tests.devhub.helpers import REPO, install_app
+from tests.fixtures.devhub import WebhookSink
 
 GIT_ENV = {
-    **os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent",
-    "GIT_AUTHOR_NAME": "bob", "GIT_AUTHOR_EMAIL": "bob@example.com", "GIT_COMMITTER_NAME": "bob",
+    **os.environ,
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "HOME": "/nonexistent",
+    "GIT_AUTHOR_NAME": "bob",
+    "GIT_AUTHOR_EMAIL": "bob@example.com",
+    "GIT_COMMITTER_NAME": "bob",
     "GIT_COMMITTER_EMAIL": "bob@example.com",
 }
 
 
 async def git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(subprocess.run, ["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True,
-                                   text=True, check=False)
+    return await asyncio.to_thread(
+        subprocess.run, ["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=False
+    )
 
 
 def authed(devhub: RunningDevHub, token: str, repo: str = REPO) -> str:
     return devhub.base_url.replace("://", f"://x-access-token:{token}@") + f"/{repo}.git"
 
 
-async def test_clone_and_push_with_an_installation_token(devhub: RunningDevHub, webhook_sink: WebhookSink,
-                                                         tmp_path: Path) -> None:
+async def test_clone_and_push_with_an_installation_token(
+    devhub: RunningDevHub, webhook_sink: WebhookSink, tmp_path: Path
+) -> None:
     async with aiohttp.ClientSession() as session:
         installed = await install_app(devhub, session)
     await devhub.hub.push(REPO, "tune", {"model/params.json": '{"c": 2.0}\n'})
@@ -48,18 +55,24 @@ async def test_clone_and_push_with_an_installation_token(devhub: RunningDevHub, 
     assert devhub.hub.git.resolve(REPO, "refs/heads/tune") == local_head
     assert devhub.hub.pull(REPO, number).head_sha == local_head
     pushes = [h.payload for h in webhook_sink.received if h.event == "push"]
-    syncs = [h.payload for h in webhook_sink.received if h.event == "pull_request" and
-             h.payload["action"] == "synchronize"]
+    syncs = [
+        h.payload
+        for h in webhook_sink.received
+        if h.event == "pull_request" and h.payload["action"] == "synchronize"
+    ]
     assert pushes[-1]["after"] == local_head and pushes[-1]["commits"][0]["message"] == "Retrain with C=4"
     assert pushes[-1]["commits"][0]["modified"] == ["model/params.json"]
     assert syncs[-1]["after"] == local_head and syncs[-1]["number"] == number
 
 
-async def test_push_without_a_valid_token_is_refused_with_basic_challenge(devhub: RunningDevHub,
-                                                                          tmp_path: Path) -> None:
+async def test_push_without_a_valid_token_is_refused_with_basic_challenge(
+    devhub: RunningDevHub, tmp_path: Path
+) -> None:
     async with aiohttp.ClientSession() as session:
         await install_app(devhub, session)
-        async with session.get(f"{devhub.base_url}/{REPO}.git/info/refs?service=git-receive-pack") as response:
+        async with session.get(
+            f"{devhub.base_url}/{REPO}.git/info/refs?service=git-receive-pack"
+        ) as response:
             challenge = response.headers.get("WWW-Authenticate")
             status = response.status
     anonymous_clone = await git("clone", "--quiet", f"{devhub.base_url}/{REPO}.git", str(tmp_path / "anon"))

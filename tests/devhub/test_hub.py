@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 
 from bot.devhub import DevHubError, RunningDevHub
-from tests.fixtures.devhub import WebhookSink
 from tests.devhub.helpers import REPO, install_app
+from tests.fixtures.devhub import WebhookSink
 
 
-async def test_fork_pull_request_head_is_fetchable_from_the_base_repository(devhub: RunningDevHub,
-                                                                            webhook_sink: WebhookSink) -> None:
+async def test_fork_pull_request_head_is_fetchable_from_the_base_repository(
+    devhub: RunningDevHub, webhook_sink: WebhookSink
+) -> None:
     hub = devhub.hub
     async with aiohttp.ClientSession() as session:
         await install_app(devhub, session)
@@ -25,8 +28,9 @@ async def test_fork_pull_request_head_is_fetchable_from_the_base_repository(devh
     assert opened["pull_request"]["author_association"] == "NONE"
 
 
-async def test_comment_lifecycle_sends_created_edited_deleted(devhub: RunningDevHub,
-                                                             webhook_sink: WebhookSink) -> None:
+async def test_comment_lifecycle_sends_created_edited_deleted(
+    devhub: RunningDevHub, webhook_sink: WebhookSink
+) -> None:
     hub = devhub.hub
     async with aiohttp.ClientSession() as session:
         await install_app(devhub, session)
@@ -45,8 +49,9 @@ async def test_comment_lifecycle_sends_created_edited_deleted(devhub: RunningDev
     assert comment_id not in hub.comments
 
 
-async def test_merge_sends_closed_and_push_and_refuses_conflicts(devhub: RunningDevHub,
-                                                                webhook_sink: WebhookSink) -> None:
+async def test_merge_sends_closed_and_push_and_refuses_conflicts(
+    devhub: RunningDevHub, webhook_sink: WebhookSink
+) -> None:
     hub = devhub.hub
     async with aiohttp.ClientSession() as session:
         await install_app(devhub, session)
@@ -72,7 +77,8 @@ async def test_merge_sends_closed_and_push_and_refuses_conflicts(devhub: Running
 async def test_scripted_actions_over_http(devhub: RunningDevHub) -> None:
     base = f"{devhub.base_url}/_devhub/actions"
     async with aiohttp.ClientSession() as session:
-        async def act(name: str, **kwargs: object) -> tuple[int, dict[str, object]]:
+
+        async def act(name: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
             async with session.post(f"{base}/{name}", json=kwargs) as response:
                 return response.status, await response.json()
 
@@ -85,7 +91,7 @@ async def test_scripted_actions_over_http(devhub: RunningDevHub) -> None:
         missing = await act("open_pr", full_name="acme/nope", head="f")
         unknown = await act("explode")
 
-    app_id, key = app["result"]  # type: ignore[misc]
+    app_id, key = app["result"]
     assert app_id in devhub.hub.apps and "BEGIN RSA PRIVATE KEY" in key
     assert devhub.hub.git.read("acme/web", "refs/heads/main", "w.bin") == b"\x00\x01"
     assert devhub.hub.git.read("acme/web", str(pushed["result"]), "README.md") is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import subprocess
 
 import aiohttp
 import pytest
@@ -14,7 +13,9 @@ from tests.devhub.helpers import REPO, client, install_app
 
 
 async def open_pr(devhub: RunningDevHub) -> int:
-    await devhub.hub.push(REPO, "tune", {"model/params.json": '{"c": 2.0}\n', "notes.md": "why\n"}, author="bob")
+    await devhub.hub.push(
+        REPO, "tune", {"model/params.json": '{"c": 2.0}\n', "notes.md": "why\n"}, author="bob"
+    )
     return await devhub.hub.open_pr(REPO, "tune", title="Tune C", user="bob")
 
 
@@ -28,8 +29,12 @@ async def test_comments_paginate_with_githubs_link_header(devhub: RunningDevHub)
         async with session.get(url, headers={"Authorization": f"token {installed.token}"}) as response:
             page = await response.json()
             link = response.headers["Link"]
-        everything = [c["body"] async for c in client(devhub, session, installed.token).getiter(
-            f"/repos/{REPO}/issues/{number}/comments?per_page=2")]
+        everything = [
+            c["body"]
+            async for c in client(devhub, session, installed.token).getiter(
+                f"/repos/{REPO}/issues/{number}/comments?per_page=2"
+            )
+        ]
 
     assert [c["body"] for c in page] == ["comment 2", "comment 3"]
     assert 'page=3>; rel="next"' in link and 'page=1>; rel="prev"' in link and 'rel="last"' in link
@@ -57,8 +62,9 @@ async def test_responses_carry_githubs_rate_limit_headers(devhub: RunningDevHub)
     async with aiohttp.ClientSession() as session:
         installed = await install_app(devhub, session)
         for _ in range(2):
-            async with session.get(f"{devhub.base_url}/repos/{REPO}",
-                                   headers={"Authorization": f"token {installed.token}"}) as response:
+            async with session.get(
+                f"{devhub.base_url}/repos/{REPO}", headers={"Authorization": f"token {installed.token}"}
+            ) as response:
                 headers = response.headers
 
     assert headers["x-ratelimit-limit"] == "5000"
@@ -68,22 +74,28 @@ async def test_responses_carry_githubs_rate_limit_headers(devhub: RunningDevHub)
     assert int(headers["x-ratelimit-reset"]) > 0
 
 
-async def test_pull_request_created_and_merged_over_rest_is_a_real_merge_commit(devhub: RunningDevHub) -> None:
+async def test_pull_request_created_and_merged_over_rest_is_a_real_merge_commit(
+    devhub: RunningDevHub,
+) -> None:
     hub = devhub.hub
     async with aiohttp.ClientSession() as session:
         installed = await install_app(devhub, session)
         gh = client(devhub, session, installed.token)
         await hub.push(REPO, "retrain", {"model/params.json": '{"c": 3.0}\n'})
-        created = await gh.post(f"/repos/{REPO}/pulls", data={"title": "Retrain", "head": "retrain", "base": "main"})
+        created = await gh.post(
+            f"/repos/{REPO}/pulls", data={"title": "Retrain", "head": "retrain", "base": "main"}
+        )
         files = [f async for f in gh.getiter(f"/repos/{REPO}/pulls/{created['number']}/files")]
-        merged = await gh.put(f"/repos/{REPO}/pulls/{created['number']}/merge", data={"merge_method": "merge"})
+        merged = await gh.put(
+            f"/repos/{REPO}/pulls/{created['number']}/merge", data={"merge_method": "merge"}
+        )
         after = await gh.getitem(f"/repos/{REPO}/pulls/{created['number']}")
 
-    parents = subprocess.run(["git", "--git-dir", str(hub.git.path(REPO)), "rev-list", "--parents", "-n1",
-                              merged["sha"]], capture_output=True, text=True, check=True).stdout.split()[1:]
+    parents = hub.git.commit_info(REPO, merged["sha"])[1]
     assert created["user"]["login"] == "modelship[bot]"
     assert [(f["filename"], f["status"], f["additions"], f["deletions"]) for f in files] == [
-        ("model/params.json", "modified", 1, 1)]
+        ("model/params.json", "modified", 1, 1)
+    ]
     assert after["merged"] is True and after["merge_commit_sha"] == merged["sha"]
     assert parents[1] == created["head"]["sha"]
     assert hub.git.read(REPO, "refs/heads/main", "model/params.json") == b'{"c": 3.0}\n'
@@ -110,20 +122,31 @@ async def test_checks_statuses_and_reactions_round_trip(devhub: RunningDevHub) -
         gh = client(devhub, session, installed.token)
         number = await open_pr(devhub)
         head = devhub.hub.pull(REPO, number).head_sha
-        run = await gh.post(f"/repos/{REPO}/check-runs", data={"name": "modelship/review", "head_sha": head,
-                                                                  "status": "in_progress"})
-        await gh.patch(f"/repos/{REPO}/check-runs/{run['id']}",
-                       data={"conclusion": "success", "output": {"title": "Better", "summary": "Δ +0.02"}})
+        run = await gh.post(
+            f"/repos/{REPO}/check-runs",
+            data={"name": "modelship/review", "head_sha": head, "status": "in_progress"},
+        )
+        await gh.patch(
+            f"/repos/{REPO}/check-runs/{run['id']}",
+            data={"conclusion": "success", "output": {"title": "Better", "summary": "Δ +0.02"}},
+        )
         runs = await gh.getitem(f"/repos/{REPO}/commits/tune/check-runs")
-        await gh.post(f"/repos/{REPO}/statuses/{head}", data={"state": "failure", "context": "modelship/guard"})
+        await gh.post(
+            f"/repos/{REPO}/statuses/{head}", data={"state": "failure", "context": "modelship/guard"}
+        )
         combined = await gh.getitem(f"/repos/{REPO}/commits/{head}/status")
         comment_id = await devhub.hub.comment(REPO, number, "/modelship evaluate", "bob")
-        first = await gh.post(f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"})
-        again = await gh.post(f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"})
+        first = await gh.post(
+            f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"}
+        )
+        again = await gh.post(
+            f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"}
+        )
 
     assert run["status"] == "in_progress" and run["pull_requests"][0]["number"] == number
     assert [(r["status"], r["conclusion"], r["output"]["summary"]) for r in runs["check_runs"]] == [
-        ("completed", "success", "Δ +0.02")]
+        ("completed", "success", "Δ +0.02")
+    ]
     assert combined["state"] == "failure" and combined["total_count"] == 1
     assert first["id"] == again["id"]
     assert devhub.hub.comments[comment_id].reactions[0].content == "eyes"
@@ -139,8 +162,10 @@ async def test_contents_refs_and_deployments(devhub: RunningDevHub) -> None:
         main = await gh.getitem(f"/repos/{REPO}/git/ref/heads/main")
         tune = await gh.getitem(f"/repos/{REPO}/git/ref/heads/tune")
         moved = await gh.patch(f"/repos/{REPO}/git/refs/heads/main", data={"sha": tune["object"]["sha"]})
-        deployment = await gh.post(f"/repos/{REPO}/deployments",
-                                   data={"ref": "main", "environment": "staging", "required_contexts": []})
+        deployment = await gh.post(
+            f"/repos/{REPO}/deployments",
+            data={"ref": "main", "environment": "staging", "required_contexts": []},
+        )
         await gh.post(f"/repos/{REPO}/deployments/{deployment['id']}/statuses", data={"state": "success"})
         statuses = await gh.getitem(f"/repos/{REPO}/deployments/{deployment['id']}/statuses")
         listed = await gh.getitem(f"/repos/{REPO}/deployments?environment=staging")

@@ -7,8 +7,8 @@ import gidgethub.sansio
 
 from bot.devhub import RunningDevHub
 from bot.devhub.webhooks import sign
-from tests.fixtures.devhub import WEBHOOK_SECRET, WebhookSink
 from tests.devhub.helpers import REPO, install_app
+from tests.fixtures.devhub import WEBHOOK_SECRET, WebhookSink
 
 
 def test_signature_matches_githubs_published_test_vector() -> None:
@@ -17,8 +17,9 @@ def test_signature_matches_githubs_published_test_vector() -> None:
     assert sha256 == "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
 
 
-async def test_deliveries_carry_hookshot_headers_and_verify_with_gidgethub(devhub: RunningDevHub,
-                                                                           webhook_sink: WebhookSink) -> None:
+async def test_deliveries_carry_hookshot_headers_and_verify_with_gidgethub(
+    devhub: RunningDevHub, webhook_sink: WebhookSink
+) -> None:
     async with aiohttp.ClientSession() as session:
         installed = await install_app(devhub, session)
     await devhub.hub.ping()
@@ -26,10 +27,15 @@ async def test_deliveries_carry_hookshot_headers_and_verify_with_gidgethub(devhu
     await devhub.hub.open_pr(REPO, "tune", user="bob")
 
     hook = webhook_sink.received[-1]
-    event = gidgethub.sansio.Event.from_http({k.lower(): v for k, v in hook.headers.items()}, hook.body,
-                                             secret=WEBHOOK_SECRET)
-    assert webhook_sink.events() == [("installation", "created"), ("ping", None), ("push", None),
-                                     ("pull_request", "opened")]
+    event = gidgethub.sansio.Event.from_http(
+        {k.lower(): v for k, v in hook.headers.items()}, hook.body, secret=WEBHOOK_SECRET
+    )
+    assert webhook_sink.events() == [
+        ("installation", "created"),
+        ("ping", None),
+        ("push", None),
+        ("pull_request", "opened"),
+    ]
     assert event.event == "pull_request" and event.data["pull_request"]["head"]["ref"] == "tune"
     assert hook.headers["User-Agent"].startswith("GitHub-Hookshot/")
     assert hook.headers["Content-Type"] == "application/json"
@@ -40,8 +46,9 @@ async def test_deliveries_carry_hookshot_headers_and_verify_with_gidgethub(devhu
     assert all(d.status == 202 for d in devhub.hub.deliveries)
 
 
-async def test_redelivery_resends_the_same_bytes_with_the_same_guid(devhub: RunningDevHub,
-                                                                    webhook_sink: WebhookSink) -> None:
+async def test_redelivery_resends_the_same_bytes_with_the_same_guid(
+    devhub: RunningDevHub, webhook_sink: WebhookSink
+) -> None:
     async with aiohttp.ClientSession() as session:
         await install_app(devhub, session)
     await devhub.hub.push(REPO, "tune", {"a.txt": "a"})
@@ -50,9 +57,10 @@ async def test_redelivery_resends_the_same_bytes_with_the_same_guid(devhub: Runn
     original = devhub.hub.deliveries[-1]
     webhook_sink.status = 500
 
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{devhub.base_url}/_devhub/deliveries/{original.guid}/redeliver"
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{devhub.base_url}/_devhub/deliveries/{original.guid}/redeliver") as response,
+    ):
         record = await response.json()
 
     first, again = webhook_sink.received[-2:]
@@ -62,8 +70,9 @@ async def test_redelivery_resends_the_same_bytes_with_the_same_guid(devhub: Runn
     assert [a["status"] for a in record["attempts"]] == [202, 500]
 
 
-async def test_nothing_is_sent_for_repositories_without_the_app(devhub: RunningDevHub,
-                                                               webhook_sink: WebhookSink) -> None:
+async def test_nothing_is_sent_for_repositories_without_the_app(
+    devhub: RunningDevHub, webhook_sink: WebhookSink
+) -> None:
     await devhub.hub.create_repo("acme/elsewhere", {"a.txt": "a"})
     await devhub.hub.push("acme/elsewhere", "main", {"b.txt": "b"})
 

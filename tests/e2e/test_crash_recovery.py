@@ -30,8 +30,9 @@ def _free_port() -> int:
 
 
 async def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
     for _ in range(300):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -57,10 +58,18 @@ async def test_sigkill_with_jobs_queued_and_running(devhub: RunningDevHub, tmp_p
     await hub.install("acme", [REPO])
     port = _free_port()
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-    env = {**os.environ, "MODELSHIP_WEBHOOK_SECRET": WEBHOOK_SECRET, "MODELSHIP_GITHUB_APP_ID": str(app_id),
-           "MODELSHIP_GITHUB_PRIVATE_KEY": key, "MODELSHIP_GITHUB_API_URL": devhub.api_url,
-           "MODELSHIP_DATA_DIR": str(tmp_path), "MODELSHIP_DATABASE_URL": db_url, "MODELSHIP_PORT": str(port),
-           "MODELSHIP_JOB_LEASE_SECONDS": "3", "MODELSHIP_WORKERS": "2"}
+    env = {
+        **os.environ,
+        "MODELSHIP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "MODELSHIP_GITHUB_APP_ID": str(app_id),
+        "MODELSHIP_GITHUB_PRIVATE_KEY": key,
+        "MODELSHIP_GITHUB_API_URL": devhub.api_url,
+        "MODELSHIP_DATA_DIR": str(tmp_path),
+        "MODELSHIP_DATABASE_URL": db_url,
+        "MODELSHIP_PORT": str(port),
+        "MODELSHIP_JOB_LEASE_SECONDS": "3",
+        "MODELSHIP_WORKERS": "2",
+    }
     hub.sender.url = f"http://127.0.0.1:{port}/webhooks/github"
     log = tmp_path / "serve.log"
     first = await _serve(env, port, log)
@@ -92,7 +101,10 @@ async def test_sigkill_with_jobs_queued_and_running(devhub: RunningDevHub, tmp_p
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=30)
     for number in numbers:
-        comments = [c for c in hub.comments.values()
-                    if c.repo == REPO and c.issue_number == number and c.user.login == "modelship[bot]"]
+        comments = [
+            c
+            for c in hub.comments.values()
+            if c.repo == REPO and c.issue_number == number and c.user.login == "modelship[bot]"
+        ]
         assert len(comments) == 1, f"PR #{number} has {len(comments)} bot comments"
     assert second.returncode == 0, "SIGTERM drains and exits cleanly"

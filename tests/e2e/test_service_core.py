@@ -13,8 +13,11 @@ REPO = "acme/churn"
 
 async def _bot_comments(devhub: RunningDevHub, number: int) -> list[str]:
     pr = devhub.hub.pull(REPO, number)
-    return [c.body for c in devhub.hub.comments.values()
-            if c.issue_number == pr.number and c.repo == REPO and c.user.login == "modelship[bot]"]
+    return [
+        c.body
+        for c in devhub.hub.comments.values()
+        if c.issue_number == pr.number and c.repo == REPO and c.user.login == "modelship[bot]"
+    ]
 
 
 async def _setup_repo(devhub: RunningDevHub) -> int:

@@ -51,7 +51,9 @@ async def client(service: Service) -> AsyncIterator[TestClient]:
         yield c
 
 
-def signed(event: str, payload: Any, *, guid: str | None = None, raw: bytes | None = None) -> tuple[bytes, dict[str, str]]:
+def signed(
+    event: str, payload: Any, *, guid: str | None = None, raw: bytes | None = None
+) -> tuple[bytes, dict[str, str]]:
     body = raw if raw is not None else json.dumps(payload).encode()
     return body, {
         "X-Hub-Signature-256": signature_for(SECRET.encode(), body),
@@ -62,8 +64,14 @@ def signed(event: str, payload: Any, *, guid: str | None = None, raw: bytes | No
     }
 
 
-PR = {"action": "opened", "number": 1, "pull_request": {"number": 1, "head": {"sha": "a" * 40}, "base": {"ref": "main"}},
-      "repository": {"full_name": "acme/churn"}, "installation": {"id": 7}, "sender": {"login": "alice"}}
+PR = {
+    "action": "opened",
+    "number": 1,
+    "pull_request": {"number": 1, "head": {"sha": "a" * 40}, "base": {"ref": "main"}},
+    "repository": {"full_name": "acme/churn"},
+    "installation": {"id": 7},
+    "sender": {"login": "alice"},
+}
 
 
 async def counts(service: Service) -> tuple[int, int]:
@@ -81,7 +89,12 @@ async def test_a_pull_request_is_stored_with_its_job_then_acknowledged(client: T
         row = (await conn.execute(select(Delivery))).one()
         job = (await conn.execute(select(Job))).one()
     assert (row.event, row.action, row.repository, row.installation_id, row.sender) == (
-        "pull_request", "opened", "acme/churn", 7, "alice")
+        "pull_request",
+        "opened",
+        "acme/churn",
+        7,
+        "alice",
+    )
     assert json.loads(row.body) == PR
     assert (job.kind, job.serial_key, job.delivery_id, job.state) == ("webhook", "acme/churn#1", row.id, "queued")
 
@@ -95,8 +108,10 @@ async def test_ping_is_200_and_creates_no_job(client: TestClient, service: Servi
 
 @pytest.mark.parametrize(
     ("payload", "outcome"),
-    [({**PR, "repository": {"full_name": "evil/repo"}}, "ignored:repo-not-allowed"),
-     ({**PR, "sender": {"login": "modelship[bot]"}}, "ignored:own-event")],
+    [
+        ({**PR, "repository": {"full_name": "evil/repo"}}, "ignored:repo-not-allowed"),
+        ({**PR, "sender": {"login": "modelship[bot]"}}, "ignored:own-event"),
+    ],
 )
 async def test_recorded_but_not_processed(client: TestClient, service: Service, payload: dict, outcome: str) -> None:
     body, h = signed("pull_request", payload)
@@ -126,8 +141,12 @@ def _bad_requests() -> list[tuple[str, bytes, dict[str, str], int]]:
     _, nested_h = signed("pull_request", None, raw=nested)
     return [
         ("no signature", body, {k: v for k, v in good.items() if k != "X-Hub-Signature-256"}, 401),
-        ("sha1 only", body, {**{k: v for k, v in good.items() if k != "X-Hub-Signature-256"},
-                             "X-Hub-Signature": "sha1=" + "0" * 40}, 401),
+        (
+            "sha1 only",
+            body,
+            {**{k: v for k, v in good.items() if k != "X-Hub-Signature-256"}, "X-Hub-Signature": "sha1=" + "0" * 40},
+            401,
+        ),
         ("wrong signature", body, {**good, "X-Hub-Signature-256": "sha256=" + "0" * 64}, 401),
         ("malformed signature", body, {**good, "X-Hub-Signature-256": "sha256=zz"}, 401),
         ("no event", body, {k: v for k, v in good.items() if k != "X-GitHub-Event"}, 400),
@@ -138,7 +157,9 @@ def _bad_requests() -> list[tuple[str, bytes, dict[str, str], int]]:
     ]
 
 
-@pytest.mark.parametrize(("name", "body", "h", "status"), _bad_requests(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("name", "body", "h", "status"), _bad_requests(), ids=lambda v: v if isinstance(v, str) else ""
+)
 async def test_bad_deliveries_get_the_right_status_and_nothing_is_stored(
     client: TestClient, service: Service, name: str, body: bytes, h: dict[str, str], status: int
 ) -> None:
@@ -158,16 +179,31 @@ async def test_a_26_mb_body_is_413_and_nothing_is_stored(client: TestClient, ser
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     headers=st.dictionaries(
-        st.sampled_from(["X-GitHub-Event", "X-GitHub-Delivery", "X-Hub-Signature-256", "Content-Type",
-                         "X-GitHub-Hook-ID", "Content-Length"]),
-        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80)),
-    body=st.one_of(st.binary(max_size=500), st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-        lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4), max_leaves=20,
-    ).map(lambda v: json.dumps(v).encode())),
+        st.sampled_from(
+            [
+                "X-GitHub-Event",
+                "X-GitHub-Delivery",
+                "X-Hub-Signature-256",
+                "Content-Type",
+                "X-GitHub-Hook-ID",
+                "Content-Length",
+            ]
+        ),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
+    ),
+    body=st.one_of(
+        st.binary(max_size=500),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4),
+            max_leaves=20,
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
     sign=st.booleans(),
 )
-async def test_fuzzed_intake_never_answers_5xx(client: TestClient, headers: dict[str, str], body: bytes, sign: bool) -> None:
+async def test_fuzzed_intake_never_answers_5xx(
+    client: TestClient, headers: dict[str, str], body: bytes, sign: bool
+) -> None:
     headers.pop("Content-Length", None)  # the client computes it; a wrong one is a transport error
     if sign:
         headers["X-Hub-Signature-256"] = signature_for(SECRET.encode(), body)
@@ -176,8 +212,12 @@ async def test_fuzzed_intake_never_answers_5xx(client: TestClient, headers: dict
 
 
 async def test_installation_events_become_jobs_even_without_a_repository(client: TestClient, service: Service) -> None:
-    payload = {"action": "created", "installation": {"id": 55, "account": {"login": "acme"}},
-               "repositories": [{"full_name": "acme/churn"}], "sender": {"login": "alice"}}
+    payload = {
+        "action": "created",
+        "installation": {"id": 55, "account": {"login": "acme"}},
+        "repositories": [{"full_name": "acme/churn"}],
+        "sender": {"login": "alice"},
+    }
     body, h = signed("installation", payload)
     assert (await client.post("/webhooks/github", data=body, headers=h)).status == 202
     async with service.services.engine.connect() as conn:

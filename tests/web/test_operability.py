@@ -40,7 +40,9 @@ async def test_readyz_fails_when_the_workers_are_gone(devhub: RunningDevHub, bot
         assert r.status == 503 and "no worker" in (await r.json())["message"]
 
 
-async def test_shutdown_drains_in_flight_jobs_and_releases_the_slow_ones(devhub: RunningDevHub, bot: RunningBot) -> None:
+async def test_shutdown_drains_in_flight_jobs_and_releases_the_slow_ones(
+    devhub: RunningDevHub, bot: RunningBot
+) -> None:
     import asyncio
 
     started = asyncio.Event()
@@ -76,9 +78,22 @@ async def test_jobs_cli_lists_parked_jobs_with_their_error(tmp_path: Path) -> No
     await queue.fail(job, "w", "GitHubBroken: 502 Bad Gateway", transient=False)
     await engine.dispose()
     env = {**os.environ, "MODELSHIP_WEBHOOK_SECRET": "x", "MODELSHIP_DATABASE_URL": url}
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "jobs"], env=env, capture_output=True, text=True,
-                         cwd=ROOT, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "jobs"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "parked" in out and "GitHubBroken: 502 Bad Gateway" in out and "acme/churn#4" in out
-    retry = subprocess.run([sys.executable, "-m", "bot.cli", "jobs", "--retry", str(job.id)], env=env,
-                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    retry = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "jobs", "--retry", str(job.id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert retry.returncode == 0 and f"job {job.id} requeued" in retry.stdout

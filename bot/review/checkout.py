@@ -1,0 +1,77 @@
+"""Fetch a PR's base and head trees from the model repository over git (HTTP, installation token).
+
+The bot never interprets these files beyond reading `.modelship.yml` from the base commit: model and
+data bytes are only handed to the sandbox, mounted read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from bot.github.redact import redact
+
+CONFIG_FILE = ".modelship.yml"
+
+
+class CheckoutError(Exception):
+    """The repository could not be fetched; the message carries no credentials."""
+
+
+@dataclass(frozen=True)
+class Checkout:
+    base_dir: Path
+    head_dir: Path
+    base_config: str | None  # text of .modelship.yml at the base commit, None when absent
+    changed_paths: tuple[str, ...]
+
+
+def _archive(repo: git.Repo, sha: str, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    tar_path = dest.with_suffix(".tar")
+    with tar_path.open("wb") as fh:
+        repo.archive(fh, sha, format="tar")
+    with tarfile.open(tar_path) as tar:
+        # The "data" filter refuses absolute paths, links out of dest and device files from the PR.
+        tar.extractall(dest, filter="data")
+    tar_path.unlink()
+
+
+def _fetch(url: str, cache: Path, refspecs: list[str], base_sha: str, head_sha: str, workdir: Path) -> Checkout:
+    repo = git.Repo(cache) if (cache / "HEAD").exists() else git.Repo.init(cache, bare=True)
+    try:
+        repo.git.fetch("--quiet", "--no-tags", url, *refspecs)
+    except git.GitCommandError as exc:
+        raise CheckoutError(
+            redact(f"git fetch failed: {exc.stderr.strip() or exc}").replace(url, "<repository>")
+        ) from None
+    for sha in (base_sha, head_sha):
+        try:
+            repo.commit(sha)
+        except (ValueError, git.BadName):
+            raise CheckoutError(f"commit {sha[:12]} is not in the fetched refs") from None
+    try:
+        base_config: str | None = repo.git.show(f"{base_sha}:{CONFIG_FILE}")
+    except git.GitCommandError:
+        base_config = None
+    merge_base = repo.git.merge_base(base_sha, head_sha).strip() or base_sha
+    changed = tuple(p for p in repo.git.diff("--name-only", merge_base, head_sha).splitlines() if p)
+    base_dir, head_dir = workdir / "base", workdir / "head"
+    _archive(repo, base_sha, base_dir)
+    _archive(repo, head_sha, head_dir)
+    return Checkout(base_dir, head_dir, base_config, changed)
+
+
+async def fetch_pull_request(
+    url: str, cache: Path, workdir: Path, *, base_ref: str, base_sha: str, head_sha: str, number: int
+) -> Checkout:
+    """Fetch the base branch and refs/pull/N/head (forks included), export both trees under workdir."""
+    refspecs = [
+        f"+refs/heads/{base_ref}:refs/remotes/origin/{base_ref}",
+        f"+refs/pull/{number}/head:refs/remotes/origin/pr/{number}",
+    ]
+    return await asyncio.to_thread(_fetch, url, cache, refspecs, base_sha, head_sha, workdir)
