@@ -12,8 +12,8 @@ from pathlib import Path
 
 import aiohttp
 import click
-from pydantic import SecretStr
 from aiohttp import web
+from pydantic import SecretStr
 
 from bot.devhub import RunningDevHub
 from bot.devhub import start as start_devhub

@@ -29,14 +29,10 @@ HUB_KEY = web.AppKey("devhub", DevHub)
 
 def fault_response(fault: Fault, limits: dict[str, str]) -> web.Response:
     if fault.kind == "error":
-        return error_response(
-            GitHubError(fault.status, "Server Error" if fault.status >= 500 else "Injected error")
-        )
+        return error_response(GitHubError(fault.status, "Server Error" if fault.status >= 500 else "Injected error"))
     if fault.kind == "unprocessable":
         return error_response(
-            GitHubError(
-                422, "Validation Failed", [{"resource": "Fault", "code": "invalid", "field": "injected"}]
-            )
+            GitHubError(422, "Validation Failed", [{"resource": "Fault", "code": "invalid", "field": "injected"}])
         )
     if fault.kind == "rate_limit":
         reset = int(time.time()) + fault.reset_in
@@ -110,9 +106,7 @@ def make_middleware(hub: DevHub) -> Any:
             response.headers.setdefault(name, value)
         response.headers["X-GitHub-Request-Id"] = uuid.uuid4().hex[:20].upper()
         response.headers["X-GitHub-Api-Version-Selected"] = "2022-11-28"
-        body = (
-            response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
-        )
+        body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
         if request.method == "GET" and response.status == 200 and isinstance(response, web.Response):
             etag = etag_of(body)
             response.headers["ETag"] = etag
@@ -120,15 +114,11 @@ def make_middleware(hub: DevHub) -> Any:
                 response = web.Response(
                     status=304,
                     headers={
-                        k: v
-                        for k, v in response.headers.items()
-                        if k.lower() not in ("content-type", "content-length")
+                        k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
                     },
                 )
         if fault_taken is None and response.status != 304:
-            hub.violation(
-                hub.contract.check_response(request.method, path, response.status, _json_or_none(body))
-            )
+            hub.violation(hub.contract.check_response(request.method, path, response.status, _json_or_none(body)))
         hub.faults.record(arrived, request.method, path, response.status, fault)
         return response
 
@@ -160,9 +150,7 @@ def build_app(hub: DevHub) -> web.Application:
     app.add_routes(rest.routes(GHE_PREFIX))
 
     async def unknown(request: web.Request) -> web.Response:
-        return json_response(
-            {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, 404
-        )
+        return json_response({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, 404)
 
     app.router.add_route("*", "/{tail:.*}", unknown)
     return app

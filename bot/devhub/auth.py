@@ -28,9 +28,7 @@ def generate_key() -> tuple[bytes, bytes]:
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, public
 
 
@@ -48,9 +46,7 @@ def verify_app_jwt(token: str, apps: Mapping[int, App], now: float | None = None
         raise AuthError("A JSON web token could not be decoded") from exc
     app = next((a for a in apps.values() if str(issuer) in (str(a.id), a.client_id)), None)
     if app is None:
-        raise AuthError(
-            "Integration not found" if issuer is not None else "'Issuer' claim ('iss') must be an Integer"
-        )
+        raise AuthError("Integration not found" if issuer is not None else "'Issuer' claim ('iss') must be an Integer")
     try:
         claims = jwt.decode(
             token,

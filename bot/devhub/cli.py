@@ -33,13 +33,9 @@ from bot.devhub.server import serve
     envvar="DEVHUB_WEBHOOK_SECRET",
     help="Secret used to sign deliveries (X-Hub-Signature-256).",
 )
-def devhub(
-    host: str, port: int, data_dir: Path | None, webhook_url: str | None, webhook_secret: str | None
-) -> None:
+def devhub(host: str, port: int, data_dir: Path | None, webhook_url: str | None, webhook_secret: str | None) -> None:
     """Run devhub, a local GitHub: REST API, app auth, git hosting and signed webhooks."""
     if webhook_url and not webhook_secret:
-        raise click.UsageError(
-            "--webhook-secret is required with --webhook-url: receivers must verify signatures"
-        )
+        raise click.UsageError("--webhook-secret is required with --webhook-url: receivers must verify signatures")
     with tempfile.TemporaryDirectory(prefix="devhub-") as tmp, contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(data_dir or Path(tmp), host, port, webhook_url, webhook_secret))

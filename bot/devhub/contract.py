@@ -178,9 +178,7 @@ class Contract:
         if hook is None:
             return [f"webhook {name!r}: not in GitHub's webhook description"]
         schema = hook["post"]["requestBody"]["content"]["application/json"]["schema"]
-        return self._errors(
-            self._validator(("hook", name), lambda: schema, oas31=True), payload, f"webhook {name}"
-        )
+        return self._errors(self._validator(("hook", name), lambda: schema, oas31=True), payload, f"webhook {name}")
 
 
 def _parameters(doc: dict[str, Any], op: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -42,10 +42,7 @@ ACTIONS = (
 def _files(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
-    return {
-        path: base64.b64decode(data["base64"]) if isinstance(data, dict) else data
-        for path, data in value.items()
-    }
+    return {path: base64.b64decode(data["base64"]) if isinstance(data, dict) else data for path, data in value.items()}
 
 
 def delivery_json(d: Delivery) -> dict[str, Any]:

@@ -177,9 +177,7 @@ class GitStore:
     def diff(self, full_name: str, base: str, head: str) -> list[FileChange]:
         """Files changed on head since it forked from base (three-dot diff, as the PR files API)."""
         start = self.merge_base(full_name, base, head) or base
-        raw = self._out(
-            full_name, "diff", "--no-renames", "--raw", "--abbrev=40", "--numstat", "-z", start, head
-        )
+        raw = self._out(full_name, "diff", "--no-renames", "--raw", "--abbrev=40", "--numstat", "-z", start, head)
         fields = raw.split("\0")
         changes: dict[str, tuple[str, str, str]] = {}
         counts: dict[str, tuple[int, int]] = {}
@@ -233,9 +231,7 @@ class GitStore:
         for line in filter(None, out.split("\0")):
             meta, name = line.split("\t", 1)
             _, kind, sha, size = meta.split()
-            entries.append(
-                TreeEntry(f"{path}/{name}" if path else name, kind, sha, int(size) if size != "-" else 0)
-            )
+            entries.append(TreeEntry(f"{path}/{name}" if path else name, kind, sha, int(size) if size != "-" else 0))
         return entries
 
     def commit_info(self, full_name: str, sha: str) -> tuple[str, list[str], str]:
@@ -245,10 +241,7 @@ class GitStore:
         return tree, parents.split(), "\n".join(message).strip()
 
     def is_ancestor(self, full_name: str, ancestor: str, descendant: str) -> bool:
-        return (
-            self._git(full_name, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode
-            == 0
-        )
+        return self._git(full_name, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode == 0
 
 
 @dataclass(frozen=True)
@@ -275,9 +268,7 @@ def _details(store: GitStore, full_name: str, sha: str) -> CommitDetails:
     for line in names.splitlines():
         status, _, path = line.partition("\t")
         files.get(status[:1], files["M"]).append(path)
-    return CommitDetails(
-        sha, tree, message.strip(), name, email, int(when), files["A"], files["D"], files["M"]
-    )
+    return CommitDetails(sha, tree, message.strip(), name, email, int(when), files["A"], files["D"], files["M"])
 
 
 def log(store: GitStore, full_name: str, before: str, after: str, limit: int = 20) -> list[CommitDetails]:

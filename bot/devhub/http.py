@@ -38,9 +38,7 @@ def not_found() -> GitHubError:
     return GitHubError(404, "Not Found")
 
 
-def invalid(
-    resource: str, field_name: str, code: str = "missing_field", message: str | None = None
-) -> GitHubError:
+def invalid(resource: str, field_name: str, code: str = "missing_field", message: str | None = None) -> GitHubError:
     error: dict[str, Any] = {"resource": resource, "field": field_name, "code": code}
     if message:
         error["message"] = message
@@ -66,17 +64,13 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def paginate(
-    request: web.Request, items: Sequence[T], max_per_page: int = 100
-) -> tuple[list[T], dict[str, str]]:
+def paginate(request: web.Request, items: Sequence[T], max_per_page: int = 100) -> tuple[list[T], dict[str, str]]:
     """Slice items per `per_page`/`page` and build GitHub's Link header."""
     try:
         per_page = min(max(int(request.query.get("per_page", 30)), 1), max_per_page)
         page = max(int(request.query.get("page", 1)), 1)
     except ValueError as exc:
-        raise GitHubError(
-            422, "Invalid request.\n\nFor 'page' and 'per_page', integers are expected."
-        ) from exc
+        raise GitHubError(422, "Invalid request.\n\nFor 'page' and 'per_page', integers are expected.") from exc
     last = max(math.ceil(len(items) / per_page), 1)
     links = []
 

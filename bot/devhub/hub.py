@@ -102,9 +102,7 @@ class DevHub:
         try:
             return self.repos[full_name]
         except KeyError:
-            raise DevHubError(
-                f"repository {full_name!r} does not exist; create it with create_repo"
-            ) from None
+            raise DevHubError(f"repository {full_name!r} does not exist; create it with create_repo") from None
 
     def pull(self, full_name: str, number: int) -> Pull:
         try:
@@ -174,9 +172,7 @@ class DevHub:
             **payload,
         }
         schema = name or (
-            f"{event.replace('_', '-')}-{payload['action'].replace('_', '-')}"
-            if "action" in payload
-            else event
+            f"{event.replace('_', '-')}-{payload['action'].replace('_', '-')}" if "action" in payload else event
         )
         self.violation(self.contract.check_webhook(schema, payload))
         return await self.sender.send(self.sender.build(event, payload, "integration", app.id))
@@ -355,17 +351,13 @@ class DevHub:
         """Commit files (None deletes) on branch, creating it from base (default branch) if new."""
         repo = self.repo(full_name)
         before = await self._git(self.git.resolve, full_name, f"refs/heads/{branch}")
-        parent = before or await self._git(
-            self.git.resolve, full_name, f"refs/heads/{base or repo.default_branch}"
-        )
+        parent = before or await self._git(self.git.resolve, full_name, f"refs/heads/{base or repo.default_branch}")
         if parent is None and (base or before):
             raise DevHubError(f"branch {base!r} does not exist in {full_name}")
         sha: str = await self._git(
             self.git.commit, full_name, branch, _bytes(files), message, self.identity(author), parent
         )
-        await self.pushed(
-            full_name, [RefUpdate(f"refs/heads/{branch}", before or ZERO_SHA, sha)], self.account(author)
-        )
+        await self.pushed(full_name, [RefUpdate(f"refs/heads/{branch}", before or ZERO_SHA, sha)], self.account(author))
         return sha
 
     async def pushed(self, full_name: str, updates: list[RefUpdate], pusher: Account) -> None:
@@ -387,9 +379,7 @@ class DevHub:
     async def _push_event(self, full_name: str, update: RefUpdate, pusher: Account) -> None:
         repo = self.repo(full_name)
         commits = (
-            []
-            if update.after == ZERO_SHA
-            else await self._git(log, self.git, full_name, update.before, update.after)
+            [] if update.after == ZERO_SHA else await self._git(log, self.git, full_name, update.before, update.after)
         )
 
         def commit_json(c: Any) -> dict[str, Any]:
@@ -539,9 +529,7 @@ class DevHub:
         full_message = f"{title}\n\n{message or p.title}"
         if method not in ("merge", "squash"):
             raise DevHubError(f"merge method {method!r} is not supported by devhub; use merge or squash")
-        sha = await self._git(
-            self.git.merge, full_name, p.base_ref, p.head_sha, full_message, who, method == "squash"
-        )
+        sha = await self._git(self.git.merge, full_name, p.base_ref, p.head_sha, full_message, who, method == "squash")
         now = time.time()
         p.state, p.merged, p.merge_commit_sha, p.merged_by = "closed", True, sha, self.account(user)
         p.closed_at = p.merged_at = p.updated_at = now
@@ -554,9 +542,7 @@ class DevHub:
         p.state, p.closed_at, p.updated_at = "closed", time.time(), time.time()
         await self._pull_event(full_name, p, "closed", self.account(user))
 
-    async def review(
-        self, full_name: str, number: int, user: str, state: str = "APPROVED", body: str = ""
-    ) -> int:
+    async def review(self, full_name: str, number: int, user: str, state: str = "APPROVED", body: str = "") -> int:
         """Submit a review (APPROVED, CHANGES_REQUESTED or COMMENTED) on the PR's current head."""
         p = self.pull(full_name, number)
         review = Review(next_id(), full_name, number, self.account(user), state, body, p.head_sha)

@@ -224,6 +224,14 @@ def _branch(label_repo: Repo, ref: str, sha: str, urls: Urls) -> dict[str, Any]:
     }
 
 
+def _mergeable_state(p: Pull, mergeable: bool | None) -> str:
+    if p.merged or mergeable is None:
+        return "unknown"
+    if not mergeable:
+        return "dirty"
+    return "draft" if p.draft else "clean"
+
+
 def pull(
     p: Pull,
     base: Repo,
@@ -239,10 +247,7 @@ def pull(
     html = f"{urls.web}/{base.full_name}/pull/{p.number}"
     issue = f"{urls.repo_api(base.full_name)}/issues/{p.number}"
     commits, additions, deletions, changed = stats
-    if p.merged or mergeable is None:
-        state = "unknown"
-    else:
-        state = ("draft" if p.draft else "clean") if mergeable else "dirty"
+    state = _mergeable_state(p, mergeable)
     return {
         "url": api,
         "id": p.id,
@@ -468,11 +473,7 @@ def status(s: Status, r: Repo, urls: Urls) -> dict[str, Any]:
 def combined_status(sha: str, statuses: list[Status], r: Repo, urls: Urls) -> dict[str, Any]:
     states = {s.state for s in statuses}
     overall = (
-        "failure"
-        if states & {"failure", "error"}
-        else "pending"
-        if "pending" in states or not statuses
-        else "success"
+        "failure" if states & {"failure", "error"} else "pending" if "pending" in states or not statuses else "success"
     )
     return {
         "state": overall,

@@ -136,9 +136,7 @@ class Rest:
     async def list_installations(self, request: web.Request) -> web.Response:
         app = self.app_auth(request)
         items = [
-            render.installation(i, app, self.hub.urls)
-            for i in self.hub.installations.values()
-            if i.app_id == app.id
+            render.installation(i, app, self.hub.urls) for i in self.hub.installations.values() if i.app_id == app.id
         ]
         page, headers = paginate(request, items)
         return json_response(page, headers=headers)
@@ -169,9 +167,7 @@ class Rest:
 
     async def get_repo_installation(self, request: web.Request) -> web.Response:
         app = self.app_auth(request)
-        installation = self.hub.installation_for(
-            f"{request.match_info['owner']}/{request.match_info['repo']}"
-        )
+        installation = self.hub.installation_for(f"{request.match_info['owner']}/{request.match_info['repo']}")
         if installation is None or installation.app_id != app.id:
             raise not_found()
         return json_response(render.installation(installation, app, self.hub.urls))
@@ -259,9 +255,7 @@ class Rest:
 
     async def get_pull(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
-        return json_response(
-            await self.hub.pull_json(repo.full_name, self._pull(repo, request.match_info["number"]))
-        )
+        return json_response(await self.hub.pull_json(repo.full_name, self._pull(repo, request.match_info["number"])))
 
     async def create_pull(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
@@ -315,9 +309,7 @@ class Rest:
             data.get("body"),
             draft=bool(data.get("draft")),
         )
-        return json_response(
-            await self.hub.pull_json(repo.full_name, self.hub.pull(repo.full_name, number)), 201
-        )
+        return json_response(await self.hub.pull_json(repo.full_name, self.hub.pull(repo.full_name, number)), 201)
 
     async def merge_pull(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
@@ -348,9 +340,7 @@ class Rest:
         pull = self._pull(repo, request.match_info["number"])
         files = await asyncio.to_thread(self.hub.git.diff, repo.full_name, pull.base_sha, pull.head_sha)
         page, headers = paginate(request, files[:3000])
-        return json_response(
-            [render.diff_entry(f, repo, pull.head_sha, self.hub.urls) for f in page], headers=headers
-        )
+        return json_response([render.diff_entry(f, repo, pull.head_sha, self.hub.urls) for f in page], headers=headers)
 
     async def list_reviews(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
@@ -382,9 +372,7 @@ class Rest:
     async def get_issue(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
         pull = self._pull(repo, request.match_info["number"])
-        count = sum(
-            c.repo == repo.full_name and c.issue_number == pull.number for c in self.hub.comments.values()
-        )
+        count = sum(c.repo == repo.full_name and c.issue_number == pull.number for c in self.hub.comments.values())
         return json_response(render.issue_for_pull(pull, repo, self.hub.urls, comments=count))
 
     # -- comments and reactions ---------------------------------------------------------------
@@ -423,11 +411,7 @@ class Rest:
         _, repo = self.repo_auth(request)
         pull = self._pull(repo, request.match_info["number"])
         comments = sorted(
-            (
-                c
-                for c in self.hub.comments.values()
-                if c.repo == repo.full_name and c.issue_number == pull.number
-            ),
+            (c for c in self.hub.comments.values() if c.repo == repo.full_name and c.issue_number == pull.number),
             key=lambda c: c.id,
         )
         if since := request.query.get("since"):
@@ -437,9 +421,7 @@ class Rest:
 
     async def get_comment(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
-        return json_response(
-            render.comment(self._comment(repo, request.match_info["comment_id"]), repo, self.hub.urls)
-        )
+        return json_response(render.comment(self._comment(repo, request.match_info["comment_id"]), repo, self.hub.urls))
 
     async def update_comment(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
@@ -479,9 +461,7 @@ class Rest:
         if "conclusion" in data and conclusion is not None:
             status = "completed"  # GitHub completes a run as soon as it gets a conclusion
         if status == "completed" and conclusion is None:
-            raise invalid(
-                "CheckRun", "conclusion", "missing_field", "conclusion is required when status is completed"
-            )
+            raise invalid("CheckRun", "conclusion", "missing_field", "conclusion is required when status is completed")
         output = data.get("output")
         if output is not None:
             if len(output.get("summary") or "") > MAX_SUMMARY:
@@ -492,9 +472,7 @@ class Rest:
                     f"output.summary is too long (maximum is {MAX_SUMMARY} characters)",
                 )
             if len(output.get("annotations") or []) > 50:
-                raise invalid(
-                    "CheckRun", "output.annotations", "custom", "at most 50 annotations per request"
-                )
+                raise invalid("CheckRun", "output.annotations", "custom", "at most 50 annotations per request")
             run.output = {k: output.get(k) for k in ("title", "summary", "text")} | {
                 "annotations": [*run.output.get("annotations", []), *(output.get("annotations") or [])]
             }
@@ -508,11 +486,7 @@ class Rest:
             run.completed_at = time.time()
 
     def _check_json(self, run: CheckRun, repo: Repo) -> dict[str, Any]:
-        pulls = [
-            p
-            for p in self.hub.pulls[repo.full_name].values()
-            if p.head_sha == run.head_sha and p.state == "open"
-        ]
+        pulls = [p for p in self.hub.pulls[repo.full_name].values() if p.head_sha == run.head_sha and p.state == "open"]
         return render.check_run(run, repo, self.hub.apps[run.app_id], self.hub.urls, pulls)
 
     async def create_check(self, request: web.Request) -> web.Response:
@@ -520,12 +494,8 @@ class Rest:
         data = await body_json(request)
         _require(data, "CheckRun", "name", "head_sha")
         if await self._resolve(repo, str(data["head_sha"])) is None:
-            raise invalid(
-                "CheckRun", "head_sha", "invalid", "No commit found for SHA: " + str(data["head_sha"])
-            )
-        run = CheckRun(
-            next_id(), repo.full_name, installation.app_id, str(data["name"]), str(data["head_sha"])
-        )
+            raise invalid("CheckRun", "head_sha", "invalid", "No commit found for SHA: " + str(data["head_sha"]))
+        run = CheckRun(next_id(), repo.full_name, installation.app_id, str(data["name"]), str(data["head_sha"]))
         self._check_fields(run, data)
         self.hub.check_runs[run.id] = run
         return json_response(self._check_json(run, repo), 201)
@@ -540,9 +510,7 @@ class Rest:
         installation, repo = self.repo_auth(request)
         run = self._run(repo, request.match_info["check_run_id"])
         if run.app_id != installation.app_id:
-            raise GitHubError(
-                403, f"Invalid app_id `{run.app_id}` - check run can only be modified by its creator"
-            )
+            raise GitHubError(403, f"Invalid app_id `{run.app_id}` - check run can only be modified by its creator")
         self._check_fields(run, await body_json(request))
         return json_response(self._check_json(run, repo))
 
@@ -655,9 +623,7 @@ class Rest:
         sha = str(data["sha"])
         if await self._resolve(repo, sha) != sha:
             raise GitHubError(422, "Object does not exist")
-        if not data.get("force") and not await asyncio.to_thread(
-            self.hub.git.is_ancestor, repo.full_name, old, sha
-        ):
+        if not data.get("force") and not await asyncio.to_thread(self.hub.git.is_ancestor, repo.full_name, old, sha):
             raise GitHubError(422, "Update is not a fast forward")
         await asyncio.to_thread(self.hub.git.update_ref, repo.full_name, ref, sha, old)
         await self.hub.pushed(repo.full_name, [RefUpdate(ref, old, sha)], self.actor(installation))

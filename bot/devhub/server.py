@@ -51,12 +51,8 @@ async def start(
     return RunningDevHub(hub, runner, hub.base_url)
 
 
-async def serve(
-    data_dir: Path, host: str, port: int, webhook_url: str | None, webhook_secret: str | None
-) -> None:
-    running = await start(
-        data_dir, host=host, port=port, webhook_url=webhook_url, webhook_secret=webhook_secret
-    )
+async def serve(data_dir: Path, host: str, port: int, webhook_url: str | None, webhook_secret: str | None) -> None:
+    running = await start(data_dir, host=host, port=port, webhook_url=webhook_url, webhook_secret=webhook_secret)
     print(
         f"devhub listening on {running.base_url} (REST also at {running.api_url}), data in {data_dir}",
         flush=True,

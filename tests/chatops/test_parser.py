@@ -252,6 +252,40 @@ def test_anything_inside_a_quote_or_fence_is_ignored(body: str) -> None:
     assert parse(fenced) == []
 
 
+def _reference_command_lines(body: str) -> list[str]:
+    """A plain line-by-line reading of the grammar, to check the regex implementation against."""
+    fence: tuple[str, int] | None = None
+    found = []
+    for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        stripped = line.lstrip(" ")
+        if len(line) - len(stripped) > 3:
+            continue  # indented code, or not a closer
+        if fence is not None:
+            char, length = fence
+            run = len(stripped) - len(stripped.lstrip(char))
+            if run >= length and not stripped[run:].strip(" \t"):
+                fence = None
+            continue
+        for char in "`~":
+            run = len(stripped) - len(stripped.lstrip(char))
+            if run >= 3 and not (char == "`" and "`" in stripped[run:]):
+                fence = (char, run)
+        if fence is not None:
+            continue
+        for prefix in ("/modelship", f"@{SLUG}"):
+            head, after = stripped[: len(prefix)], stripped[len(prefix) : len(prefix) + 1]
+            if head.isascii() and head.lower() == prefix and after in ("", " ", "\t"):
+                found.append(stripped.strip())
+    return found
+
+
+@settings(max_examples=300)
+@given(_MARKDOWNISH)
+def test_the_scanner_agrees_with_a_line_by_line_reading(body: str) -> None:
+    expected = [line if len(line) <= 300 else line[:300] + "…" for line in _reference_command_lines(body)]
+    assert [r.line for r in parse(body)] == expected[: MAX_COMMANDS + 1]
+
+
 def _parse_ms(body: str, runs: int = 7) -> float:
     """Median CPU time of a parse, in milliseconds.
 

@@ -24,9 +24,7 @@ def test_help_names_every_option() -> None:
 
 
 def test_webhook_url_without_a_secret_is_refused() -> None:
-    result = CliRunner().invoke(
-        devhub, ["--webhook-url", "http://127.0.0.1:1/hook"], env={"DEVHUB_WEBHOOK_SECRET": ""}
-    )
+    result = CliRunner().invoke(devhub, ["--webhook-url", "http://127.0.0.1:1/hook"], env={"DEVHUB_WEBHOOK_SECRET": ""})
 
     assert result.exit_code == 2
     assert "--webhook-secret is required" in result.output

@@ -28,9 +28,7 @@ async def test_an_invalid_request_is_recorded_as_a_violation(devhub: RunningDevH
     devhub.hub.contract_violations.clear()  # caught on purpose; do not fail this test at teardown
 
     assert status == 422
-    assert any("request checks/create" in v and "status" in v and "exploded" in v for v in violations), (
-        violations
-    )
+    assert any("request checks/create" in v and "status" in v and "exploded" in v for v in violations), violations
 
 
 async def test_a_call_to_an_endpoint_github_does_not_have_is_a_violation(devhub: RunningDevHub) -> None:
@@ -45,9 +43,7 @@ async def test_a_call_to_an_endpoint_github_does_not_have_is_a_violation(devhub:
     devhub.hub.contract_violations.clear()
 
     assert status == 404
-    assert violations == [
-        f"GET /repos/{REPO}/pulls/1/invented: no such operation in GitHub's REST description"
-    ]
+    assert violations == [f"GET /repos/{REPO}/pulls/1/invented: no such operation in GitHub's REST description"]
 
 
 async def test_a_response_missing_a_required_field_is_caught(devhub: RunningDevHub) -> None:

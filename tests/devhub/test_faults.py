@@ -15,9 +15,7 @@ from tests.devhub.helpers import REPO, install_app
 async def get_repo(
     devhub: RunningDevHub, session: aiohttp.ClientSession, token: str
 ) -> tuple[int, CIMultiDict[str], dict[str, Any]]:
-    async with session.get(
-        f"{devhub.api_url}/repos/{REPO}", headers={"Authorization": f"token {token}"}
-    ) as r:
+    async with session.get(f"{devhub.api_url}/repos/{REPO}", headers={"Authorization": f"token {token}"}) as r:
         return r.status, CIMultiDict(r.headers), await r.json()
 
 

@@ -56,9 +56,7 @@ async def test_clone_and_push_with_an_installation_token(
     assert devhub.hub.pull(REPO, number).head_sha == local_head
     pushes = [h.payload for h in webhook_sink.received if h.event == "push"]
     syncs = [
-        h.payload
-        for h in webhook_sink.received
-        if h.event == "pull_request" and h.payload["action"] == "synchronize"
+        h.payload for h in webhook_sink.received if h.event == "pull_request" and h.payload["action"] == "synchronize"
     ]
     assert pushes[-1]["after"] == local_head and pushes[-1]["commits"][0]["message"] == "Retrain with C=4"
     assert pushes[-1]["commits"][0]["modified"] == ["model/params.json"]
@@ -70,9 +68,7 @@ async def test_push_without_a_valid_token_is_refused_with_basic_challenge(
 ) -> None:
     async with aiohttp.ClientSession() as session:
         await install_app(devhub, session)
-        async with session.get(
-            f"{devhub.base_url}/{REPO}.git/info/refs?service=git-receive-pack"
-        ) as response:
+        async with session.get(f"{devhub.base_url}/{REPO}.git/info/refs?service=git-receive-pack") as response:
             challenge = response.headers.get("WWW-Authenticate")
             status = response.status
     anonymous_clone = await git("clone", "--quiet", f"{devhub.base_url}/{REPO}.git", str(tmp_path / "anon"))

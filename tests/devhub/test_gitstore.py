@@ -21,14 +21,10 @@ def store(tmp_path: Path) -> GitStore:
 
 def test_branch_diff_is_three_dot_and_lists_adds_modifies_and_removals(store: GitStore) -> None:
     base = store.resolve("o/r", "refs/heads/main")
-    head = store.commit(
-        "o/r", "feat", {"a.txt": b"one\ntwo\n", "dir/b.txt": None, "c.bin": b"\0"}, "f", WHO, base
-    )
+    head = store.commit("o/r", "feat", {"a.txt": b"one\ntwo\n", "dir/b.txt": None, "c.bin": b"\0"}, "f", WHO, base)
     store.commit("o/r", "main", {"unrelated.txt": b"u\n"}, "main moves on", WHO, base)
 
-    changes = {
-        c.path: (c.status, c.additions, c.deletions) for c in store.diff("o/r", "refs/heads/main", head)
-    }
+    changes = {c.path: (c.status, c.additions, c.deletions) for c in store.diff("o/r", "refs/heads/main", head)}
 
     assert changes == {"a.txt": ("modified", 1, 0), "dir/b.txt": ("removed", 0, 1), "c.bin": ("added", 0, 0)}
 
@@ -54,6 +50,4 @@ def test_log_lists_pushed_commits_oldest_first_with_their_files(store: GitStore)
 
     commits = log(store, "o/r", first, second)
 
-    assert [(c.sha, c.message, c.added, c.modified) for c in commits] == [
-        (second, "second", ["new.txt"], ["a.txt"])
-    ]
+    assert [(c.sha, c.message, c.added, c.modified) for c in commits] == [(second, "second", ["new.txt"], ["a.txt"])]

@@ -28,9 +28,7 @@ async def test_fork_pull_request_head_is_fetchable_from_the_base_repository(
     assert opened["pull_request"]["author_association"] == "NONE"
 
 
-async def test_comment_lifecycle_sends_created_edited_deleted(
-    devhub: RunningDevHub, webhook_sink: WebhookSink
-) -> None:
+async def test_comment_lifecycle_sends_created_edited_deleted(devhub: RunningDevHub, webhook_sink: WebhookSink) -> None:
     hub = devhub.hub
     async with aiohttp.ClientSession() as session:
         await install_app(devhub, session)

@@ -13,9 +13,7 @@ from tests.devhub.helpers import REPO, client, install_app
 
 
 async def open_pr(devhub: RunningDevHub) -> int:
-    await devhub.hub.push(
-        REPO, "tune", {"model/params.json": '{"c": 2.0}\n', "notes.md": "why\n"}, author="bob"
-    )
+    await devhub.hub.push(REPO, "tune", {"model/params.json": '{"c": 2.0}\n', "notes.md": "why\n"}, author="bob")
     return await devhub.hub.open_pr(REPO, "tune", title="Tune C", user="bob")
 
 
@@ -82,13 +80,9 @@ async def test_pull_request_created_and_merged_over_rest_is_a_real_merge_commit(
         installed = await install_app(devhub, session)
         gh = client(devhub, session, installed.token)
         await hub.push(REPO, "retrain", {"model/params.json": '{"c": 3.0}\n'})
-        created = await gh.post(
-            f"/repos/{REPO}/pulls", data={"title": "Retrain", "head": "retrain", "base": "main"}
-        )
+        created = await gh.post(f"/repos/{REPO}/pulls", data={"title": "Retrain", "head": "retrain", "base": "main"})
         files = [f async for f in gh.getiter(f"/repos/{REPO}/pulls/{created['number']}/files")]
-        merged = await gh.put(
-            f"/repos/{REPO}/pulls/{created['number']}/merge", data={"merge_method": "merge"}
-        )
+        merged = await gh.put(f"/repos/{REPO}/pulls/{created['number']}/merge", data={"merge_method": "merge"})
         after = await gh.getitem(f"/repos/{REPO}/pulls/{created['number']}")
 
     parents = hub.git.commit_info(REPO, merged["sha"])[1]
@@ -131,17 +125,11 @@ async def test_checks_statuses_and_reactions_round_trip(devhub: RunningDevHub) -
             data={"conclusion": "success", "output": {"title": "Better", "summary": "Δ +0.02"}},
         )
         runs = await gh.getitem(f"/repos/{REPO}/commits/tune/check-runs")
-        await gh.post(
-            f"/repos/{REPO}/statuses/{head}", data={"state": "failure", "context": "modelship/guard"}
-        )
+        await gh.post(f"/repos/{REPO}/statuses/{head}", data={"state": "failure", "context": "modelship/guard"})
         combined = await gh.getitem(f"/repos/{REPO}/commits/{head}/status")
         comment_id = await devhub.hub.comment(REPO, number, "/modelship evaluate", "bob")
-        first = await gh.post(
-            f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"}
-        )
-        again = await gh.post(
-            f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"}
-        )
+        first = await gh.post(f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"})
+        again = await gh.post(f"/repos/{REPO}/issues/comments/{comment_id}/reactions", data={"content": "eyes"})
 
     assert run["status"] == "in_progress" and run["pull_requests"][0]["number"] == number
     assert [(r["status"], r["conclusion"], r["output"]["summary"]) for r in runs["check_runs"]] == [
