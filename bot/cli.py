@@ -26,6 +26,7 @@ class LazyGroup(click.Group):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "devhub": ("bot.devhub.cli", "devhub"),
         "demo": ("bot.demo", "demo"),
+        "serve-model": ("pipelines.serve", "serve_model"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -28,7 +28,7 @@ REST_OPERATIONS = words(
     """
     apps/get-authenticated apps/create-installation-access-token apps/get-installation
     apps/list-installations apps/get-repo-installation apps/list-repos-accessible-to-installation
-    repos/get repos/get-commit repos/get-branch
+    repos/get
     pulls/get pulls/list pulls/create pulls/merge pulls/list-files pulls/list-reviews pulls/create-review
     issues/get issues/create-comment issues/list-comments issues/get-comment issues/update-comment
     issues/delete-comment reactions/create-for-issue-comment
@@ -45,10 +45,8 @@ EXTRA_SCHEMAS = ("basic-error", "validation-error", "validation-error-simple")
 
 WEBHOOKS = words(
     """
-    ping push installation-created installation-deleted
-    installation-repositories-added installation-repositories-removed
-    pull-request-opened pull-request-synchronize pull-request-closed pull-request-reopened
-    pull-request-edited pull-request-ready-for-review pull-request-review-submitted
+    ping push installation-created installation-repositories-added
+    pull-request-opened pull-request-synchronize pull-request-closed pull-request-review-submitted
     issue-comment-created issue-comment-edited issue-comment-deleted
     """
 )

@@ -270,10 +270,7 @@ def test_environments_need_a_deploy_repository() -> None:
 
 
 def test_an_unknown_upstream_names_the_environment_and_line() -> None:
-    text = (
-        MINIMAL
-        + "environments:\n  staging: {}\n  production:\n    upstream: stagin\ndeploy: {repository: a/b}\n"
-    )
+    text = MINIMAL + "environments:\n  staging: {}\n  production:\n    upstream: stagin\ndeploy: {repository: a/b}\n"
 
     problem = only_problem(text)
 
@@ -398,14 +395,10 @@ def test_arbitrary_text_never_crashes_the_parser(text: str) -> None:
 @settings(max_examples=100, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(
-            ["version", "models", "sandbox", "paths", "draft", "deploy", "environments", "optimize", "x"]
-        ),
+        st.sampled_from(["version", "models", "sandbox", "paths", "draft", "deploy", "environments", "optimize", "x"]),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-            lambda inner: (
-                st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-            ),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
             max_leaves=10,
         ),
     )
@@ -423,9 +416,7 @@ def test_arbitrary_structures_yield_located_problems(data: dict[str, object]) ->
 def test_the_committed_schema_equals_the_export() -> None:
     committed = json.loads((ROOT / "config" / "modelship.schema.json").read_text())
 
-    assert committed == json_schema(), (
-        "config/modelship.schema.json is stale: run python scripts/export_schema.py"
-    )
+    assert committed == json_schema(), "config/modelship.schema.json is stale: run python scripts/export_schema.py"
 
 
 def test_the_json_schema_accepts_the_example_and_rejects_a_typo() -> None:

@@ -92,9 +92,7 @@ def _command_line(prefix: str) -> re.Pattern[str]:
     return re.compile(rf"(?P<line>{word}(?:{at_line_start})(?=[ \t\n])(?P<rest>[^\n]*+))")
 
 
-def parse_comment(
-    body: str, *, app_slug: str, max_commands: int = MAX_COMMANDS
-) -> list[ParsedCommand | ParseError]:
+def parse_comment(body: str, *, app_slug: str, max_commands: int = MAX_COMMANDS) -> list[ParsedCommand | ParseError]:
     """Every command line of ``body``, in order, as a ``ParsedCommand`` or a ``ParseError``."""
     folded = body.lower()
     prefixes = [p for p in (PREFIX, f"@{app_slug.lower()}") if p in folded]
@@ -112,10 +110,7 @@ def parse_comment(
     for match in matches:
         line = _clip(match["line"].strip(), MAX_LINE)
         if len(results) == max_commands:
-            message = (
-                f"At most {max_commands} commands run per comment; this line and the ones after it "
-                "were ignored."
-            )
+            message = f"At most {max_commands} commands run per comment; this line and the ones after it were ignored."
             results.append(ParseError("too_many_commands", line, message))
             break
         results.append(_parse_line(line, match["rest"]))

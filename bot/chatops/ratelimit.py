@@ -40,9 +40,7 @@ def step(bucket: Bucket | None, now: float, *, capacity: float, per_second: floa
 class RateLimiter:
     """Buckets by user key. Default: a burst of 5 commands, then one every 12 s (5 a minute)."""
 
-    def __init__(
-        self, *, capacity: float = 5.0, per_second: float = 5.0 / 60.0, max_users: int = 10_000
-    ) -> None:
+    def __init__(self, *, capacity: float = 5.0, per_second: float = 5.0 / 60.0, max_users: int = 10_000) -> None:
         if capacity < 1 or per_second <= 0:
             raise ValueError("capacity must be >= 1 and per_second > 0")
         self.capacity = capacity
@@ -54,9 +52,7 @@ class RateLimiter:
         return len(self._buckets)
 
     def check(self, user: str, now: float) -> Verdict:
-        bucket, verdict = step(
-            self._buckets.get(user), now, capacity=self.capacity, per_second=self.per_second
-        )
+        bucket, verdict = step(self._buckets.get(user), now, capacity=self.capacity, per_second=self.per_second)
         self._buckets[user] = bucket
         if len(self._buckets) > self.max_users:
             self._prune(now)

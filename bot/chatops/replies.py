@@ -157,9 +157,7 @@ def new_push_needs_approval(*, old_sha: str, new_sha: str) -> str:
 
 
 def approval_recorded(line: str, *, head_sha: str) -> str:
-    return reply(
-        line, f"Approved commit `{_short(head_sha)}` for sandbox runs. A new push needs a new `ok-to-test`."
-    )
+    return reply(line, f"Approved commit `{_short(head_sha)}` for sandbox runs. A new push needs a new `ok-to-test`.")
 
 
 def stale_approval(line: str, *, requested: str, head_sha: str) -> str:

@@ -107,6 +107,9 @@ class Contract:
         self._validators: dict[tuple[str, str], Validator] = {}
 
     # -- lookup ------------------------------------------------------------------------------
+    def operation_ids(self) -> set[str]:
+        return {op.operation_id for _, op in self._operations}
+
     def operation(self, method: str, path: str) -> Operation | None:
         for regex, op in self._operations:
             if op.method == method and regex.match(path):

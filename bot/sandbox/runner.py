@@ -18,6 +18,7 @@ OUTPUT_DIR = "/out"
 RESULT_FILE = "result.json"
 
 MiB = 1024 * 1024
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PRIVATE_KEY", "CREDENTIAL", "API_KEY")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class SandboxSpec:
         for name in ("cpus", "memory_bytes", "pids_limit", "timeout_s", "scratch_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SandboxSpec.{name} must be positive")
+        for name in self.env:
+            if any(word in name.upper() for word in _SECRET_WORDS):
+                raise ValueError(f"SandboxSpec.env: {name!r} looks like a secret; the sandbox must hold none")
         for mount in self.inputs:
             if not mount.container_path.startswith("/"):
                 raise ValueError(f"input mount target {mount.container_path!r} must be an absolute path")

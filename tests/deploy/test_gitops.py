@@ -244,9 +244,7 @@ async def test_a_protected_environment_gets_one_branch_updated_in_place(
     subprocess.run(["git", "merge-base", "--is-ancestor", first.sha, second.sha], cwd=bare, check=True)
 
 
-async def test_preview_shows_the_diff_without_writing(
-    git_server: GitHttpServer, repo_name: str, workdir: Path
-) -> None:
+async def test_preview_shows_the_diff_without_writing(git_server: GitHttpServer, repo_name: str, workdir: Path) -> None:
     url = git_server.create_repo(repo_name)
     repo = make_repo(git_server, url, workdir)
     path = values_path("staging", "iris")
@@ -261,5 +259,7 @@ async def test_preview_shows_the_diff_without_writing(
 def test_redact_hides_userinfo_and_known_secrets() -> None:
     url = authenticated_url("https://github.com/acme/deploy.git", "ghs_abc/def")
     assert url == "https://x-access-token:ghs_abc%2Fdef@github.com/acme/deploy.git"
-    assert redact(f"fatal: unable to access '{url}'") == "fatal: unable to access 'https://***@github.com/acme/deploy.git'"
+    assert (
+        redact(f"fatal: unable to access '{url}'") == "fatal: unable to access 'https://***@github.com/acme/deploy.git'"
+    )
     assert redact("token ghs_abc in text", "ghs_abc") == "token *** in text"

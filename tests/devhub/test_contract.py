@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import aiohttp
+import pytest
 
-from bot.devhub import RunningDevHub
+from bot.devhub import DevHub, RunningDevHub
 from bot.devhub.contract import shared_contract
+from bot.devhub.rest import Rest
 from tests.devhub.helpers import REPO, install_app
+from tests.fixtures.devhub import assert_contract_kept
 
 VENDORED = Path(__file__).resolve().parents[2] / "bot" / "devhub" / "openapi"
 
@@ -88,3 +92,25 @@ def test_vendored_descriptions_are_small_and_licensed() -> None:
     }
     assert sum(sizes.values()) < 3_000_000
     assert "MIT" in (VENDORED / "LICENSE-octokit-openapi").read_text()
+
+
+def test_every_served_route_is_a_vendored_operation_and_every_operation_is_served(tmp_path: Path) -> None:
+    contract = shared_contract()
+    routes = Rest(DevHub(tmp_path)).routes()
+    served = set()
+    for route in routes:
+        sample = re.sub(r"\{(\w+):\.\+\}", r"\1/x", route.path)
+        sample = re.sub(r"\{(\w+)\}", "1", sample)
+        operation = contract.operation(route.method, sample)
+        assert operation is not None, f"{route.method} {route.path} is not in the vendored description"
+        served.add(operation.operation_id)
+    assert served == contract.operation_ids()
+
+
+def test_a_recorded_violation_fails_the_test_at_teardown(tmp_path: Path) -> None:
+    hub = DevHub(tmp_path)
+    assert_contract_kept(hub)
+    hub.violation(["response 200 to pulls/get: number: 'one' is not of type 'integer'"])
+
+    with pytest.raises(AssertionError, match="breaks GitHub's OpenAPI contract:\n.*'one'"):
+        assert_contract_kept(hub)

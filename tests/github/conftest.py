@@ -109,9 +109,7 @@ class FakeGitHub:
         token = f"ghs_{installation}x{next(self._serial):04d}" + "S" * 30
         self.issued.append((installation, token))
         expires = datetime.datetime.fromtimestamp(self.clock() + self.token_lifetime, datetime.UTC)
-        return web.json_response(
-            {"token": token, "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}, status=201
-        )
+        return web.json_response({"token": token, "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}, status=201)
 
 
 @pytest.fixture(scope="session")

@@ -36,12 +36,8 @@ def test_git_url_refuses_what_is_not_a_repository_name(session, private_key_pem,
         app.git_url("o/r@evil.example/x", "T")
 
 
-@pytest.mark.parametrize(
-    "key", ["", "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----", "public"]
-)
-def test_a_bad_private_key_names_the_settings_and_not_the_key(
-    session, fake_time, public_key_pem, key
-) -> None:
+@pytest.mark.parametrize("key", ["", "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----", "public"])
+def test_a_bad_private_key_names_the_settings_and_not_the_key(session, fake_time, public_key_pem, key) -> None:
     key = public_key_pem if key == "public" else key
     with pytest.raises(ValueError, match="MODELSHIP_GITHUB_PRIVATE_KEY_PATH") as caught:
         make_app(session, key, "http://x", fake_time)
@@ -136,9 +132,7 @@ async def test_a_token_github_stopped_accepting_is_replaced_once(
     assert (await client.getitem("/repos/o/r"))["path"] == "/repos/o/r"
     assert len(github.issued) == 2 and fake_time.sleeps == []
 
-    github.queue(
-        "/repos/o/r", Reply(401, {"message": "Bad credentials"}), Reply(401, {"message": "Bad credentials"})
-    )
+    github.queue("/repos/o/r", Reply(401, {"message": "Bad credentials"}), Reply(401, {"message": "Bad credentials"}))
     with pytest.raises(gidgethub.BadRequest, match="Bad credentials"):
         await client.getitem("/repos/o/r")
     assert len(github.issued) == 3

@@ -12,14 +12,10 @@ from bot.github.client import GitHubClient
 from tests.github.conftest import APP_ID, FakeGitHub, FakeTime, Reply
 
 
-def test_app_jwt_is_rs256_backdated_a_minute_and_lives_nine(
-    private_key_pem: str, public_key_pem: str
-) -> None:
+def test_app_jwt_is_rs256_backdated_a_minute_and_lives_nine(private_key_pem: str, public_key_pem: str) -> None:
     token = make_app_jwt(APP_ID, private_key_pem, now=1_800_000_000.7)
 
-    claims = jwt.decode(
-        token, public_key_pem, algorithms=["RS256"], options={"verify_iat": False, "verify_exp": False}
-    )
+    claims = jwt.decode(token, public_key_pem, algorithms=["RS256"], options={"verify_iat": False, "verify_exp": False})
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
     assert claims == {"iat": 1_799_999_940, "exp": 1_800_000_540, "iss": str(APP_ID)}
 
@@ -29,9 +25,7 @@ def tokens(session, github: FakeGitHub, fake_time: FakeTime, private_key_pem: st
     async def bearer() -> str:
         return f"Bearer {make_app_jwt(APP_ID, private_key_pem, now=fake_time.clock())}"
 
-    app = GitHubClient(
-        session, base_url=github.url, authorizer=bearer, sleep=fake_time.sleep, clock=fake_time.clock
-    )
+    app = GitHubClient(session, base_url=github.url, authorizer=bearer, sleep=fake_time.sleep, clock=fake_time.clock)
     return InstallationTokens(app, clock=fake_time.clock)
 
 

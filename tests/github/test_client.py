@@ -63,9 +63,7 @@ async def test_a_timeout_is_retried(session, github, fake_time) -> None:
     assert (await client.getitem("/repos/o/r"))["path"] == "/repos/o/r"
 
     assert rounded(fake_time.sleeps) == [2]
-    assert (
-        REGISTRY.get_sample_value("github_requests_total", {"method": "GET", "status": "error"}) == errors + 1
-    )
+    assert REGISTRY.get_sample_value("github_requests_total", {"method": "GET", "status": "error"}) == errors + 1
 
 
 async def test_a_dropped_connection_is_retried(session, github, fake_time) -> None:
@@ -101,9 +99,7 @@ async def test_secondary_limit_honours_retry_after(session, github, fake_time, s
     assert [s.method for s in github.seen] == ["POST", "POST"]
 
 
-async def test_secondary_limit_without_retry_after_waits_a_minute_then_doubles(
-    session, github, fake_time
-) -> None:
+async def test_secondary_limit_without_retry_after_waits_a_minute_then_doubles(session, github, fake_time) -> None:
     github.queue("/repos/o/r", Reply(403, SECONDARY), Reply(403, SECONDARY))
     client = make_client(session, github, fake_time)
     client.policy = RetryPolicy(jitter=lambda: 0.0)
@@ -137,10 +133,7 @@ async def test_gives_up_after_max_attempts_with_a_clear_error(session, github, f
         await client.getitem("/repos/o/r")
 
     assert caught.value.status == 502
-    assert (
-        str(caught.value)
-        == f"GitHub GET {github.url}/repos/o/r failed after 3 attempts; last: server error 502"
-    )
+    assert str(caught.value) == f"GitHub GET {github.url}/repos/o/r failed after 3 attempts; last: server error 502"
     assert len(github.seen) == 3
 
 
@@ -149,18 +142,14 @@ async def test_a_wait_beyond_max_wait_fails_fast_naming_the_limit(session, githu
     github.queue("/repos/o/r", Reply(403, {"message": "API rate limit exceeded"}, limited))
     client = make_client(session, github, fake_time, max_wait=900)
 
-    with pytest.raises(
-        GitHubRetriesExhausted, match=r"waiting 3001 s exceeds RetryPolicy.max_wait \(900 s\)"
-    ):
+    with pytest.raises(GitHubRetriesExhausted, match=r"waiting 3001 s exceeds RetryPolicy.max_wait \(900 s\)"):
         await client.getitem("/repos/o/r")
     assert fake_time.sleeps == [] and len(github.seen) == 1
 
 
 async def test_spending_the_last_request_pauses_the_next_one_until_reset(session, github, fake_time) -> None:
     reset = int(fake_time.now) + 30
-    github.queue(
-        "/rate_limit", Reply(200, {}, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
-    )
+    github.queue("/rate_limit", Reply(200, {}, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}))
     client = make_client(session, github, fake_time)
 
     await client.getitem("/rate_limit")

@@ -78,10 +78,7 @@ def test_client_errors_are_not_retried(status: int, body: bytes) -> None:
 
 
 def test_a_success_that_spends_the_quota_pauses_until_reset() -> None:
-    assert (
-        quota_exhausted_until({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1800000100"})
-        == 1_800_000_101
-    )
+    assert quota_exhausted_until({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1800000100"}) == 1_800_000_101
     assert quota_exhausted_until({"x-ratelimit-remaining": "1", "x-ratelimit-reset": "1800000100"}) is None
     assert quota_exhausted_until({}) is None
 

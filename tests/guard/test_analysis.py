@@ -100,9 +100,7 @@ def test_missing_data_never_rolls_back_by_default_however_long_it_lasts() -> Non
         (OnNoData.INCONCLUSIVE, [D.DEGRADED, D.INCONCLUSIVE, D.DEGRADED]),
     ],
 )
-def test_on_no_data_is_the_repositorys_explicit_choice(
-    on_no_data: OnNoData, expected: list[Decision]
-) -> None:
+def test_on_no_data_is_the_repositorys_explicit_choice(on_no_data: OnNoData, expected: list[Decision]) -> None:
     config = CheckConfig(template="error_rate", max=0.02, failure_limit=3, on_no_data=on_no_data)
     assert decisions(config, [BREACH, NO_DATA, BREACH]) == expected
 
@@ -137,9 +135,7 @@ def test_the_state_survives_a_json_round_trip_mid_incident() -> None:
     assert restored == before
     after = analyse(ERROR_RATE, restored, BREACH, now=90.0)
     assert after.decision is D.ROLLBACK
-    again = analyse(
-        ERROR_RATE, CheckState.from_dict(json.loads(json.dumps(after.state.to_dict()))), BREACH, 120.0
-    )
+    again = analyse(ERROR_RATE, CheckState.from_dict(json.loads(json.dumps(after.state.to_dict()))), BREACH, 120.0)
     assert again.decision is D.DEGRADED  # the incident is already open: no second rollback
 
 

@@ -44,9 +44,7 @@ async def traffic(session: aiohttp.ClientSession, servers: list[ModelServer]) ->
 class Watcher:
     """The loop the bot's watcher runs, kept here to the part this package owns: rounds and states."""
 
-    def __init__(
-        self, provider: PrometheusHTTP, deployments: list[Deployment], checks: list[CheckConfig]
-    ) -> None:
+    def __init__(self, provider: PrometheusHTTP, deployments: list[Deployment], checks: list[CheckConfig]) -> None:
         self.provider, self.deployments, self.checks = provider, deployments, checks
         self.templates = load_templates()
         self.states: dict[Deployment, dict[str, CheckState]] = {d: {} for d in deployments}
@@ -149,9 +147,7 @@ async def test_prometheus_down_raises_the_alert_at_the_error_limit_and_never_rol
     assert states["error_rate"].alert_open and "unreachable" in (states["error_rate"].last_error or "")
 
 
-async def test_an_unknown_template_is_an_error_outcome_not_a_crash(
-    prometheus: PrometheusServer, session: Any
-) -> None:
+async def test_an_unknown_template_is_an_error_outcome_not_a_crash(prometheus: PrometheusServer, session: Any) -> None:
     check = CheckConfig(template="accuracy", min=0.9)
     evaluation = await evaluate(
         PrometheusHTTP(prometheus.url, session),
@@ -171,7 +167,5 @@ async def test_checks_in_their_initial_delay_send_no_query(session: aiohttp.Clie
     provider = PrometheusHTTP(f"http://127.0.0.1:{free_port()}", session)
     check = CheckConfig(template="error_rate", max=0.02, initial_delay=60)
     states = {"error_rate": CheckState(first_seen=0.0)}
-    evaluation = await evaluate(
-        provider, load_templates(), Deployment("e", "m", "1"), [check], states, now=30.0
-    )
+    evaluation = await evaluate(provider, load_templates(), Deployment("e", "m", "1"), [check], states, now=30.0)
     assert evaluation.decision is Decision.INCONCLUSIVE and provider.queries == 0

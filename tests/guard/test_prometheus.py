@@ -80,9 +80,7 @@ async def test_a_proxy_error_page_is_an_error(aiohttp_server: Any, session: aioh
     assert result.outcome is Outcome.ERROR and "HTTP 502" in (result.error or "")
 
 
-async def test_a_live_prometheus_is_online(
-    prometheus: PrometheusServer, session: aiohttp.ClientSession
-) -> None:
+async def test_a_live_prometheus_is_online(prometheus: PrometheusServer, session: aiohttp.ClientSession) -> None:
     assert await PrometheusHTTP(prometheus.url, session).is_online() is True
 
 
@@ -91,7 +89,5 @@ async def test_every_shipped_template_is_promql_that_prometheus_accepts(
 ) -> None:
     provider = PrometheusHTTP(prometheus.url, session)
     for name, template in load_templates().items():
-        result = await provider.query(
-            template.render(model="iris", version="1", env="production", window="1m")
-        )
+        result = await provider.query(template.render(model="iris", version="1", env="production", window="1m"))
         assert result.outcome is not Outcome.ERROR, f"{name}: {result.error}"

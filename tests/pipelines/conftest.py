@@ -45,8 +45,7 @@ class ModelRepo:
     def spec(self, name: str, path: str, dataset: str = "data/eval.csv", **extra: Any) -> ModelSpec:
         target = extra.pop("target", TARGET)
         task = extra.pop("task", "classification")
-        return {"name": name, "path": path, "task": task, "dataset": {"path": dataset, "target": target},
-                **extra}  # type: ignore[typeddict-item]
+        return {"name": name, "path": path, "task": task, "dataset": {"path": dataset, "target": target}, **extra}  # type: ignore[typeddict-item]
 
 
 def _split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
@@ -84,7 +86,7 @@ def test_fingerprints_and_latency(model_repo: ModelRepo, lr_result: ModelResult)
 def test_multiclass_uses_macro_headlines_and_no_binary_score(model_repo: ModelRepo, scratch: Path) -> None:
     (result,) = run(model_repo, scratch, model_repo.spec("iris", "models/iris.skops", "data/iris.csv"))
     model = model_repo.estimators["iris"]
-    frame = __import__("pandas").read_csv(model_repo.root / "data/iris.csv")
+    frame = pd.read_csv(model_repo.root / "data/iris.csv")
     X, y = frame.drop(columns=["label"]).to_numpy(), frame["label"].to_numpy()
     assert result["metrics"]["f1"] == pytest.approx(skm.f1_score(y, model.predict(X), average="macro"))
     assert result["metrics"]["roc_auc"] == pytest.approx(
@@ -97,7 +99,7 @@ def test_multiclass_uses_macro_headlines_and_no_binary_score(model_repo: ModelRe
 def test_regression_numbers_equal_sklearn(model_repo: ModelRepo, scratch: Path) -> None:
     spec = model_repo.spec("ridge", "models/ridge.skops", "data/diabetes.csv", target="target", task="regression")
     (result,) = run(model_repo, scratch, spec)
-    frame = __import__("pandas").read_csv(model_repo.root / "data/diabetes.csv")
+    frame = pd.read_csv(model_repo.root / "data/diabetes.csv")
     X, y = frame.drop(columns=["target"]).to_numpy(), frame["target"].to_numpy()
     pred = model_repo.estimators["ridge"].predict(X)
     m = result["metrics"]
@@ -109,9 +111,7 @@ def test_regression_numbers_equal_sklearn(model_repo: ModelRepo, scratch: Path) 
     assert result["predictions"] is not None and result["predictions"]["y_pred"] == pytest.approx(pred)
 
 
-def test_onnx_model_and_parquet_data_give_the_numbers_of_their_sources(
-    model_repo: ModelRepo, scratch: Path
-) -> None:
+def test_onnx_model_and_parquet_data_give_the_numbers_of_their_sources(model_repo: ModelRepo, scratch: Path) -> None:
     onnx_csv, skops_parquet = run(
         model_repo,
         scratch,
@@ -148,14 +148,14 @@ FAILURES: list[tuple[dict[str, Any], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("change", "kind", "names"), FAILURES, ids=[f[1] + "-" + str(i) for i, f in enumerate(FAILURES)])
+@pytest.mark.parametrize(
+    ("change", "kind", "names"), FAILURES, ids=[f[1] + "-" + str(i) for i, f in enumerate(FAILURES)]
+)
 def test_each_failure_has_its_own_kind_and_names_the_cause(
     model_repo: ModelRepo, scratch: Path, change: dict[str, Any], kind: str, names: str
 ) -> None:
     change = dict(change)
-    spec = model_repo.spec(
-        "m", change.pop("path", "models/rf.skops"), change.pop("dataset", "data/eval.csv"), **change
-    )
+    spec = model_repo.spec("m", change.pop("path", "models/rf.skops"), change.pop("dataset", "data/eval.csv"), **change)
     (result,) = run(model_repo, scratch, spec)
     assert result["error"] is not None
     assert result["error"]["kind"] == kind
@@ -184,7 +184,7 @@ def test_the_refused_pickle_is_live_when_allowed(model_repo: ModelRepo, scratch:
     sentinel = tmp_path / "RAN"
     (tmp_path / "models").mkdir()
     shutil.copy(model_repo.root / "data/eval.csv", tmp_path / "eval.csv")
-    (tmp_path / "models/evil.pkl").write_bytes(__import__("pickle").dumps(Sentinel(sentinel)))
+    (tmp_path / "models/evil.pkl").write_bytes(pickle.dumps(Sentinel(sentinel)))
     spec = model_repo.spec("evil", "models/evil.pkl", "eval.csv", allow_pickle=True)
     (result,) = evaluate({"repo_dir": str(tmp_path), "models": [spec]}, scratch)["models"]
     assert sentinel.exists()
@@ -217,15 +217,33 @@ def test_train_command_builds_the_model_in_scratch_not_in_the_checkout(scratch: 
 def test_cli_writes_one_strict_json_document(tmp_path: Path) -> None:
     spec = {
         "repo_dir": str(SAMPLE_REPO),
-        "models": [{"name": "churn", "path": "models/churn.skops", "task": "classification",
-                    "dataset": {"path": "data/eval.csv", "target": "label"}}],
+        "models": [
+            {
+                "name": "churn",
+                "path": "models/churn.skops",
+                "task": "classification",
+                "dataset": {"path": "data/eval.csv", "target": "label"},
+            }
+        ],
         "latency": {"repetitions": 10},
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.evaluate", "--spec", str(tmp_path / "spec.json"),
-         "--out", str(tmp_path / "out/result.json"), "--scratch", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.evaluate",
+            "--spec",
+            str(tmp_path / "spec.json"),
+            "--out",
+            str(tmp_path / "out/result.json"),
+            "--scratch",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     document = json.loads(
@@ -237,13 +255,16 @@ def test_cli_writes_one_strict_json_document(tmp_path: Path) -> None:
 
 def test_cli_reports_an_unreadable_spec_in_the_document(tmp_path: Path) -> None:
     (tmp_path / "spec.json").write_text("{not json")
-    code = main(["--spec", str(tmp_path / "spec.json"), "--out", str(tmp_path / "out.json"), "--scratch", str(tmp_path)])
+    code = main(
+        ["--spec", str(tmp_path / "spec.json"), "--out", str(tmp_path / "out.json"), "--scratch", str(tmp_path)]
+    )
     document = json.loads((tmp_path / "out.json").read_text())
     assert code == 2
     assert document["models"] == [] and document["error"]["kind"] == "invalid_spec"
 
 
 def test_schema_module_imports_nothing_heavy() -> None:
-    probe = "import sys, pipelines.schema; print(sorted(m for m in ('numpy', 'sklearn', 'onnxruntime', 'pandas') if m in sys.modules))"
+    heavy = "('numpy', 'sklearn', 'onnxruntime', 'pandas')"
+    probe = f"import sys, pipelines.schema; print(sorted(m for m in {heavy} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

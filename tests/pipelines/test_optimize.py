@@ -20,7 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def optimized(model_repo: ModelRepo, scratch: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[OptimizationReport, Path]:
+def optimized(
+    model_repo: ModelRepo, scratch: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[OptimizationReport, Path]:
     out_dir = tmp_path_factory.mktemp("optimize-out")
     spec = {
         "repo_dir": str(model_repo.root),
@@ -87,7 +89,9 @@ def test_mlp_int8_is_smaller_than_fp32_and_reports_its_accuracy_delta(
         assert int8["status"] == "ok", int8["reason"]
         assert int8["size_bytes"] is not None and fp32["size_bytes"] is not None
         assert int8["size_bytes"] < fp32["size_bytes"]
-        original_accuracy = float(np.mean(model_repo.estimators["mlp"].predict(model_repo.X.to_numpy()) == model_repo.y))
+        original_accuracy = float(
+            np.mean(model_repo.estimators["mlp"].predict(model_repo.X.to_numpy()) == model_repo.y)
+        )
         assert int8["metric_delta"]["accuracy"] == pytest.approx(int8["metrics"]["accuracy"] - original_accuracy)
         assert int8["parity"] is not None and int8["parity"]["max_abs_prob_diff"] is not None
 
@@ -109,7 +113,9 @@ def test_onnx_models_are_taken_as_they_are(optimized: tuple[OptimizationReport, 
     assert variant(optimized, "rf-onnx", "onnx_optimized")["status"] == "ok"
 
 
-def test_regression_parity_is_the_max_abs_error(optimized: tuple[OptimizationReport, Path], model_repo: ModelRepo) -> None:
+def test_regression_parity_is_the_max_abs_error(
+    optimized: tuple[OptimizationReport, Path], model_repo: ModelRepo
+) -> None:
     fp32 = variant(optimized, "ridge", "onnx_fp32")
     assert fp32["parity"] is not None and fp32["parity"]["label_agreement"] is None
     assert fp32["parity"]["max_abs_error"] is not None and 0 <= fp32["parity"]["max_abs_error"] < 1e-2
@@ -170,20 +176,31 @@ def test_a_variant_breaking_parity_beyond_tolerance_is_never_selected(
         assert "onnx_fp32 breaks parity" in result["chosen"]["reason"]
 
 
-def test_cli_keeps_variant_files_next_to_the_report(tmp_path: Path) -> None:
+def test_cli_keeps_variant_files_next_to_the_report(model_repo: ModelRepo, tmp_path: Path) -> None:
     spec = {
-        "repo_dir": str(REPO_ROOT / "examples/sample-model-repo"),
-        "models": [{"name": "churn", "path": "models/churn.skops", "task": "classification",
-                    "dataset": {"path": "data/eval.csv", "target": "label"}}],
-        "latency": {"repetitions": 10},
+        "repo_dir": str(model_repo.root),
+        "models": [model_repo.spec("lr", "models/lr.skops")],
+        "latency": {"repetitions": 5},
         "optimize": {"quantize": "dynamic", "select": "auto"},
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.optimize", "--spec", str(tmp_path / "spec.json"),
-         "--out", str(out / "optimize.json"), "--scratch", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.optimize",
+            "--spec",
+            str(tmp_path / "spec.json"),
+            "--out",
+            str(out / "optimize.json"),
+            "--scratch",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     document = json.loads((out / "optimize.json").read_text())

@@ -117,9 +117,7 @@ async def test_metrics_count_requests_latency_predictions_and_input_statistics(c
     assert value("modelship_model_predictions_total", label="2") == 1
     assert value("modelship_model_prediction_score_count") == 3
     assert value("modelship_model_input_feature_count_total", feature="0") == 3
-    assert value("modelship_model_input_feature_positive_sum_total", feature="0") == pytest.approx(
-        5.1 + 5.1 + 6.7
-    )
+    assert value("modelship_model_input_feature_positive_sum_total", feature="0") == pytest.approx(5.1 + 5.1 + 6.7)
 
 
 async def test_fault_injection_fails_exactly_the_requested_fraction_with_500(client: Any) -> None:
@@ -130,9 +128,7 @@ async def test_fault_injection_fails_exactly_the_requested_fraction_with_500(cli
     assert (await client.post("/admin/faults", json={"error_rate": 2})).status == 400
 
 
-async def test_without_the_demo_switch_there_is_no_fault_endpoint(
-    aiohttp_client: Any, served: ServedModel
-) -> None:
+async def test_without_the_demo_switch_there_is_no_fault_endpoint(aiohttp_client: Any, served: ServedModel) -> None:
     client = await aiohttp_client(create_app(served))
     assert (await client.post("/admin/faults", json={"error_rate": 1})).status in (404, 405)
 
@@ -168,9 +164,7 @@ def test_importing_the_server_does_not_load_onnxruntime() -> None:
     assert out.split() == ["False", "False"]
 
 
-async def test_a_regressor_answers_values_and_exports_their_distribution(
-    aiohttp_client: Any, tmp_path: Path
-) -> None:
+async def test_a_regressor_answers_values_and_exports_their_distribution(aiohttp_client: Any, tmp_path: Path) -> None:
     path = tmp_path / "line.onnx"
     write_regressor(path)
     model = ServedModel(name="line", version="1", predictor=load_onnx(path))

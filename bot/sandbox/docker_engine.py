@@ -1,0 +1,386 @@
+"""Sandbox backend for the Docker Engine API (Docker, or podman's compatible service).
+
+Every run gets the same hardening, and the container's settings are read back after create: if
+the engine dropped or weakened any control, the container is removed without ever starting.
+The docker SDK blocks, so each call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import Mount as DockerMount
+
+from bot.sandbox.runner import MiB, OUTPUT_DIR, RESULT_FILE, SCRATCH_DIR, Mount, SandboxResult, SandboxSpec
+
+NOBODY = "65534:65534"
+SANDBOX_LABEL = "io.modelship.sandbox"
+# Docker's default capability set; podman reports `cap_drop=ALL` expanded into exactly these.
+DEFAULT_CAPS = frozenset(
+    "AUDIT_WRITE CHOWN DAC_OVERRIDE FOWNER FSETID KILL MKNOD NET_BIND_SERVICE NET_RAW SETFCAP SETGID "
+    "SETPCAP SETUID SYS_CHROOT".split()
+)
+log = logging.getLogger(__name__)
+_REAP_GRACE_S = 10.0  # how long log readers may lag behind the container's exit
+
+
+class SandboxRefused(Exception):
+    """The engine created a container without one of the required controls."""
+
+
+def create_kwargs(spec: SandboxSpec, runtime_mounts: Sequence[Mount], output_dir: Path) -> dict[str, Any]:
+    """The hardened ``containers.create`` arguments for one spec (pure)."""
+    tmpfs_opts = f"rw,nosuid,nodev,noexec,size={spec.scratch_bytes},mode=1777"
+    mounts = [
+        DockerMount(m.container_path, str(m.host_path), type="bind", read_only=True)
+        for m in (*runtime_mounts, *spec.inputs)
+    ]
+    mounts.append(DockerMount(OUTPUT_DIR, str(output_dir), type="bind", read_only=False))
+    kwargs: dict[str, Any] = {
+        "image": spec.image,
+        "command": list(spec.argv),
+        "environment": dict(spec.env),
+        "user": NOBODY,
+        "network_disabled": True,
+        "network_mode": "none",
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "privileged": False,
+        "mem_limit": spec.memory_bytes,
+        "memswap_limit": spec.memory_bytes,  # same as memory: no swap to spill into
+        "nano_cpus": int(spec.cpus * 1e9),
+        "pids_limit": spec.pids_limit,
+        "tmpfs": {"/tmp": tmpfs_opts, SCRATCH_DIR: tmpfs_opts},
+        "mounts": mounts,
+        "labels": {SANDBOX_LABEL: "1"},
+        "detach": True,
+    }
+    if spec.workdir:
+        kwargs["working_dir"] = spec.workdir
+    return kwargs
+
+
+def missing_controls(attrs: Mapping[str, Any], spec: SandboxSpec, output_dir: Path) -> list[str]:
+    """What the created container lacks, read from ``docker inspect`` (pure). Empty means safe."""
+    host = attrs.get("HostConfig") or {}
+    config = attrs.get("Config") or {}
+    problems: list[str] = []
+
+    def want(ok: bool, what: str) -> None:
+        if not ok:
+            problems.append(what)
+
+    want(host.get("NetworkMode") == "none", f"network mode is {host.get('NetworkMode')!r}, not 'none'")
+    want(host.get("ReadonlyRootfs") is True, "root filesystem is not read-only (ReadonlyRootfs)")
+    want(not host.get("Privileged"), "container is privileged")
+    cap_drop = set(host.get("CapDrop") or ())
+    want(
+        not host.get("CapAdd") and ("ALL" in cap_drop or DEFAULT_CAPS <= cap_drop),
+        "capabilities are not all dropped (CapDrop ALL, no CapAdd)",
+    )
+    security = [str(s).replace("=", ":") for s in host.get("SecurityOpt") or ()]
+    want(
+        any(s in ("no-new-privileges", "no-new-privileges:true") for s in security),
+        "no-new-privileges is not set (SecurityOpt)",
+    )
+    want(config.get("User") == NOBODY, f"user is {config.get('User')!r}, not {NOBODY}")
+    want(host.get("Memory") == spec.memory_bytes, f"memory limit is {host.get('Memory')}, not {spec.memory_bytes}")
+    want(
+        host.get("MemorySwap") == spec.memory_bytes,
+        f"memory+swap limit is {host.get('MemorySwap')}, not {spec.memory_bytes}",
+    )
+    want(host.get("PidsLimit") == spec.pids_limit, f"pids limit is {host.get('PidsLimit')}, not {spec.pids_limit}")
+    want(host.get("NanoCpus") == int(spec.cpus * 1e9), f"CPU limit is {host.get('NanoCpus')}, not {spec.cpus}")
+    tmpfs = host.get("Tmpfs") or {}
+    for path in ("/tmp", SCRATCH_DIR):
+        want(f"size={spec.scratch_bytes}" in str(tmpfs.get(path, "")), f"{path} is not a size-capped tmpfs")
+    for mount in attrs.get("Mounts") or ():
+        writable = mount.get("RW", True)
+        if mount.get("Destination") == OUTPUT_DIR:
+            want(mount.get("Source") == str(output_dir), f"{OUTPUT_DIR} is not the run's own output directory")
+        else:
+            want(not writable, f"mount {mount.get('Destination')} is writable")
+    return problems
+
+
+@dataclass
+class _Capture:
+    """One output stream, read with a cap so a flood never sits in memory."""
+
+    cap: int
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    truncated: bool = False
+
+    def feed(self, data: bytes) -> bool:
+        """Keep up to ``cap`` bytes; returns False once the cap is exceeded."""
+        room = self.cap - self.size
+        if len(data) > room:
+            self.chunks.append(data[: max(room, 0)])
+            self.size = self.cap
+            self.truncated = True
+            return False
+        self.chunks.append(data)
+        self.size += len(data)
+        return True
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def read_result(output_dir: Path, cap: int) -> tuple[dict[str, Any] | None, str | None]:
+    """Read ``result.json`` without following links or trusting its size; returns (result, error)."""
+    where = f"{OUTPUT_DIR}/{RESULT_FILE}"
+    dir_fd = os.open(output_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        try:
+            fd = os.open(RESULT_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None, f"the command wrote no {where}"
+        except OSError as exc:  # ELOOP: a symlink, the classic way to read a host file back
+            if os.path.islink(output_dir / RESULT_FILE):
+                return None, f"refused {where}: it is a symbolic link"
+            return None, f"refused {where}: {exc.strerror}"
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"refused {where}: not a regular file"
+        if info.st_size > cap:
+            return None, f"refused {where}: {info.st_size} bytes is over the {_size(cap)} cap"
+        raw = handle.read(cap + 1)
+    if len(raw) > cap:
+        return None, f"refused {where}: over the {_size(cap)} cap"
+    try:
+        document = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return None, f"refused {where}: not valid JSON ({exc})"
+    if not isinstance(document, dict):
+        return None, f"refused {where}: the top level must be a JSON object"
+    return document, None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate keys")
+    return result
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:g} MiB" if n >= MiB else f"{n} bytes"
+
+
+def _last_line(data: bytes) -> str:
+    lines = data.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1][:300] if lines else ""
+
+
+def make_output_dir(root: Path | None) -> Path:
+    """A fresh directory the sandbox user may write to, and nobody else but us can see."""
+    path = Path(tempfile.mkdtemp(prefix="modelship-out-", dir=root))
+    try:
+        os.chown(path, 65534, 65534)
+        path.chmod(0o700)
+    except PermissionError:  # not root: the mount root's own mode is all the container sees
+        path.chmod(0o777)
+    return path
+
+
+class DockerEngineRunner:
+    """``SandboxRunner`` over the Docker Engine API.
+
+    ``runtime_mounts`` are read-only mounts the image needs (the local image's Python; none for the
+    production image); they come from the operator, never from a spec. ``create_overrides`` is
+    merged into the create call (e.g. ``{"runtime": "runsc"}``); anything that weakens a control
+    makes every run refused.
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        *,
+        runtime_mounts: Sequence[Mount] = (),
+        create_overrides: Mapping[str, Any] | None = None,
+        output_root: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._runtime_mounts = tuple(runtime_mounts)
+        self._overrides = dict(create_overrides or {})
+        self._output_root = output_root
+        self._clock = clock
+
+    async def run(self, spec: SandboxSpec) -> SandboxResult:
+        began = self._clock()
+        output_dir = await asyncio.to_thread(make_output_dir, self._output_root)
+        container: Any = None
+        try:
+            try:
+                container = await asyncio.to_thread(self._create, spec, output_dir)
+                problems = missing_controls(container.attrs, spec, output_dir)
+                if problems:
+                    raise SandboxRefused("refused to start the sandbox: " + "; ".join(problems))
+                await asyncio.to_thread(container.start)
+            except (SandboxRefused, docker.errors.DockerException) as exc:
+                return _failed(_engine_error(exc, spec), self._clock() - began)
+            started = self._clock() - began
+            return await self._supervise(container, spec, output_dir, began, started)
+        finally:
+            # Shielded so a cancelled review still removes its container.
+            await asyncio.shield(asyncio.to_thread(_cleanup, container, output_dir))
+
+    def _create(self, spec: SandboxSpec, output_dir: Path) -> Any:
+        kwargs = create_kwargs(spec, self._runtime_mounts, output_dir) | self._overrides
+        container = self._client.containers.create(**kwargs)
+        container.reload()
+        return container
+
+    async def _supervise(
+        self, container: Any, spec: SandboxSpec, output_dir: Path, began: float, started: float
+    ) -> SandboxResult:
+        flooded = threading.Event()
+        stdout, stderr = _Capture(spec.output_cap_bytes), _Capture(spec.output_cap_bytes)
+        readers = [
+            asyncio.create_task(asyncio.to_thread(self._follow, container, "stdout", stdout, flooded)),
+            asyncio.create_task(asyncio.to_thread(self._follow, container, "stderr", stderr, flooded)),
+        ]
+        waiter = asyncio.create_task(asyncio.to_thread(container.wait))
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), spec.timeout_s)
+        except TimeoutError:
+            timed_out = True
+            await asyncio.to_thread(_kill, container)
+            await waiter
+        finally:
+            if not waiter.done():
+                await asyncio.to_thread(_kill, container)
+        duration = self._clock() - began
+        await asyncio.wait(readers, timeout=_REAP_GRACE_S)
+        await asyncio.to_thread(container.reload)
+        state = container.attrs.get("State") or {}
+        exit_code = state.get("ExitCode")
+        oom = bool(state.get("OOMKilled"))
+        result, result_error = (None, None)
+        if not timed_out and not flooded.is_set():
+            result, result_error = await asyncio.to_thread(read_result, output_dir, spec.result_cap_bytes)
+
+        if timed_out:
+            error: str | None = f"timed out after {spec.timeout_s:g} s (sandbox.timeout); the container was killed"
+        elif flooded.is_set():
+            which = "stdout" if stdout.truncated else "stderr"
+            error = f"{which} exceeded the {_size(spec.output_cap_bytes)} output cap; the run was stopped"
+        elif oom or (exit_code == 137 and not timed_out):
+            oom = True
+            error = f"ran out of memory: killed at the {_size(spec.memory_bytes)} limit (sandbox.memory)"
+        elif exit_code != 0:
+            detail = _last_line(stderr.data)
+            error = f"the command exited with code {exit_code}" + (f": {detail}" if detail else "")
+        else:
+            error = result_error
+        return SandboxResult(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            oom_killed=oom,
+            stdout=stdout.data,
+            stderr=stderr.data,
+            stdout_truncated=stdout.truncated,
+            stderr_truncated=stderr.truncated,
+            result=result,
+            error=error,
+            duration_s=duration,
+            container_start_s=started,
+        )
+
+    def _follow(self, container: Any, which: str, capture: _Capture, flooded: threading.Event) -> None:
+        """Stream one of the container's outputs until it exits or floods past the cap."""
+        try:
+            stream = self._client.api.logs(
+                container.id, stdout=which == "stdout", stderr=which == "stderr", stream=True, follow=True
+            )
+        except docker.errors.DockerException as exc:  # gone already: whatever it said is lost
+            log.warning("sandbox: cannot read %s of %s: %s", which, container.short_id, exc)
+            return
+        try:
+            for chunk in _chunks(stream):
+                if not capture.feed(chunk):
+                    flooded.set()
+                    _kill(container)
+                    return
+        finally:
+            stream.close()
+
+
+def _chunks(stream: Any) -> Iterator[bytes]:
+    # The stream ends with an error when the container is removed under it; that is an ordinary end.
+    with contextlib.suppress(docker.errors.DockerException, OSError, ValueError):
+        yield from stream
+
+
+def _kill(container: Any) -> None:
+    with contextlib.suppress(docker.errors.DockerException):
+        container.kill()
+
+
+def _cleanup(container: Any, output_dir: Path) -> None:
+    if container is not None:
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as exc:  # never mask the run's own outcome
+            log.error("sandbox: could not remove container %s: %s", container.short_id, exc)
+    shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def _engine_error(exc: Exception, spec: SandboxSpec) -> str:
+    if isinstance(exc, SandboxRefused):
+        return str(exc)
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return f"sandbox image {spec.image!r} not found: build it (scripts/build-runner-image.sh) or pull it"
+    explanation = getattr(exc, "explanation", None) or str(exc)
+    return f"container engine error: {explanation}"
+
+
+def _failed(error: str, duration: float) -> SandboxResult:
+    return SandboxResult(
+        exit_code=None,
+        timed_out=False,
+        oom_killed=False,
+        stdout=b"",
+        stderr=b"",
+        stdout_truncated=False,
+        stderr_truncated=False,
+        result=None,
+        error=error,
+        duration_s=duration,
+        container_start_s=0.0,
+    )
+
+
+def connect(url: str) -> docker.DockerClient:
+    """A client for ``unix:///…/podman.sock`` or ``unix:///var/run/docker.sock``."""
+    return docker.DockerClient(base_url=url)
