@@ -37,6 +37,7 @@ MAX_CONFIG_BYTES = 256 * 1024
 MAX_YAML_NODES = 20_000
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+_PRINCIPAL = r"^(team:[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?|user:[A-Za-z0-9](-?[A-Za-z0-9])*)$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -104,6 +105,14 @@ ByteSize = Annotated[
 ]
 RepoPath = Annotated[str, AfterValidator(_relative_path)]
 Name = Annotated[str, Field(pattern=_NAME)]
+
+
+_REPOSITORY = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+_PATTERN_HELP = {
+    _NAME: "must start with a letter or digit and use only letters, digits, '.', '_' and '-' (at most 63)",
+    _REPOSITORY: "must be 'owner/name'",
+    _PRINCIPAL: "must be 'team:<slug>' (or 'team:<org>/<slug>') or 'user:<login>'",
+}
 
 
 class _Section(BaseModel):
@@ -215,9 +224,7 @@ class ModelSpec(_Section):
 class Optimize(_Section):
     onnx: bool = Field(default=True, description="Convert to ONNX and benchmark the variants.")
     quantize: Literal["dynamic", "static", "none"] = "dynamic"
-    parity_tolerance: float = Field(
-        default=1e-4, ge=0, description="Max prediction difference to keep parity."
-    )
+    parity_tolerance: float = Field(default=1e-4, ge=0, description="Max prediction difference to keep parity.")
     select: Literal["auto", "original", "fp32", "int8"] = Field(
         default="auto", description="Variant to deploy; auto = fastest that holds parity and passes gates."
     )
@@ -240,26 +247,17 @@ class Check(_Section):
 
 class Guard(_Section):
     interval: Duration = Field(default=30.0, ge=1, description="Time between analyses, e.g. 30s.")
-    initial_delay: Duration = Field(
-        default=60.0, description="Wait after a deploy before the first analysis."
-    )
+    initial_delay: Duration = Field(default=60.0, description="Wait after a deploy before the first analysis.")
     failure_limit: int = Field(default=3, ge=1, description="Consecutive failed analyses before a rollback.")
     on_no_data: Literal["inconclusive", "pass", "fail"] = "inconclusive"
-    consecutive_error_limit: int = Field(
-        default=5, ge=1, description="Prometheus errors in a row before alerting."
-    )
+    consecutive_error_limit: int = Field(default=5, ge=1, description="Prometheus errors in a row before alerting.")
     auto_merge: bool = Field(default=False, description="Merge the rollback PR at once.")
     checks: list[Check] = Field(min_length=1)
 
 
-_PRINCIPAL = r"^(team:[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?|user:[A-Za-z0-9](-?[A-Za-z0-9])*)$"
-
-
 class Environment(_Section):
     auto: bool = Field(default=False, description="Deploy automatically on merge.")
-    via: Literal["commit", "pull_request"] = Field(
-        default="commit", description="Direct commit or deploy-repo PR."
-    )
+    via: Literal["commit", "pull_request"] = Field(default="commit", description="Direct commit or deploy-repo PR.")
     allowed: list[Annotated[str, Field(pattern=_PRINCIPAL)]] = Field(
         default_factory=list, description="Who may deploy: 'team:slug' or 'user:login'; empty = write access."
     )
@@ -271,14 +269,12 @@ class Environment(_Section):
     @model_validator(mode="after")
     def _upstream_needed(self) -> Environment:
         if self.require_healthy_upstream and self.upstream is None:
-            raise _at(
-                "require_healthy_upstream", message="require_healthy_upstream needs upstream: <environment>"
-            )
+            raise _at("require_healthy_upstream", message="require_healthy_upstream needs upstream: <environment>")
         return self
 
 
 class Deploy(_Section):
-    repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name")
+    repository: str = Field(pattern=_REPOSITORY, description="owner/name")
     path_template: str = "environments/{env}/{model}/values.yaml"
 
     @field_validator("path_template")
@@ -559,18 +555,20 @@ def _message(error: Any, loc: Loc) -> str:
         return f"'{loc[-1]}' needs at least {error['ctx']['min_length']} item(s)"
     message = str(error["msg"])
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind == "string_pattern_mismatch" and loc and loc[-1] == "repository":
-        return f"'{error['input']}' must be 'owner/name'"
     if kind == "string_pattern_mismatch":
-        return f"'{error['input']}' has characters that are not allowed ({message.lower()})"
-    if kind in ("literal_error", "bool_parsing", "float_parsing", "int_parsing", "model_type", "list_type"):
-        shown = (
-            repr(error["input"])
-            if not isinstance(error["input"], dict | list)
-            else type(error["input"]).__name__
-        )
-        return f"{message}, got {shown}"
+        pattern = error["ctx"]["pattern"]
+        return f"'{error['input']}' {_PATTERN_HELP.get(pattern, f'must match {pattern}')}"
+    if kind in ("model_type", "dict_type"):
+        return f"'{loc[-1] if loc else 'the file'}' must be a mapping of keys, got {_shown(error['input'])}"
+    if kind == "list_type":
+        return f"'{loc[-1] if loc else 'the file'}' must be a list, got {_shown(error['input'])}"
+    if kind in ("literal_error", "bool_parsing", "float_parsing", "int_parsing", "bool_type", "string_type"):
+        return f"{message}, got {_shown(error['input'])}"
     return message
+
+
+def _shown(value: Any) -> str:
+    return type(value).__name__ if isinstance(value, dict | list) else repr(value)
 
 
 def problems_from(exc: ValidationError, lines: dict[Loc, int]) -> list[ConfigProblem]:

@@ -101,7 +101,8 @@ class WorkerPool:
         logs.job_id.set(job.id)
         runner = self.runners.get(job.kind)
         started = time.monotonic()
-        heartbeat = asyncio.create_task(self._heartbeat(job.id, worker_id))
+        lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(job.id, worker_id, asyncio.current_task(), lost))
         outcome = "done"
         try:
             if runner is None:
@@ -109,8 +110,12 @@ class WorkerPool:
             await runner(job)
             await self.queue.complete(job.id, worker_id)
         except asyncio.CancelledError:
-            outcome = "released"
-            raise
+            if not lost.is_set():
+                outcome = "released"
+                raise
+            # The job was cancelled (superseded) or its lease went to another worker: stop quietly.
+            outcome = "superseded"
+            log.info("job %s (%s) stopped: it was cancelled or its lease was lost", job.id, job.kind)
         except Exception as exc:
             error = redact(f"{type(exc).__name__}: {exc}")
             outcome = await self.queue.fail(job, worker_id, error, transient=is_transient(exc))
@@ -126,8 +131,13 @@ class WorkerPool:
             heartbeat.cancel()
             metrics.JOB_DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
 
-    async def _heartbeat(self, job_id: int, worker_id: str) -> None:
-        interval = max(0.5, self.queue.lease.total_seconds() / 3)
+    async def _heartbeat(
+        self, job_id: int, worker_id: str, task: asyncio.Task[object] | None, lost: asyncio.Event
+    ) -> None:
+        interval = max(0.2, min(5.0, self.queue.lease.total_seconds() / 3))
         while True:
             await asyncio.sleep(interval)
-            await self.queue.heartbeat(job_id, worker_id)
+            if not await self.queue.heartbeat(job_id, worker_id) and task is not None:
+                lost.set()
+                task.cancel()
+                return

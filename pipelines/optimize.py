@@ -54,6 +54,7 @@ from pipelines.timing import bootstrap_interval, mean, measure, p95, percentiles
 
 DEFAULT_TOLERANCE = 1e-4
 CALIBRATION_ROWS = 128
+TIMING_BUDGET_S = 1.0  # per variant, single-row timing; see timing.measure
 
 
 @dataclass
@@ -232,6 +233,7 @@ class ModelOptimizer:
             {m.variant["name"]: (m.batch, len(self.prepared.dataset.features)) for m in measured},
             repetitions,
             max(BATCH_ROUNDS, 10),
+            budget_s=float(self.settings.get("timing_budget_s", TIMING_BUDGET_S)),
         )
         baseline: dict[str, float] = {}
         for m in measured:  # the original comes first, so it is the baseline for every delta
@@ -247,7 +249,7 @@ class ModelOptimizer:
                 "batch_rows_per_s": mean(np.asarray(t.batch_rows_per_s)),
                 "batch_ci_rows_per_s": {"low": blo, "high": bhi},
                 "cold_start_ms": m.cold_start_ms,
-                "repetitions": repetitions,
+                "repetitions": len(t.single_ms),
             }
             metrics = m.quality.metrics | {
                 "latency_p50_ms": p50,

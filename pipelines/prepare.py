@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ def train(spec: ModelSpec, repo_dir: Path, scratch: Path, timeout_s: float | Non
     workdir = scratch / f"train-{safe_name(spec['name'])}"
     shutil.rmtree(workdir, ignore_errors=True)
     shutil.copytree(repo_dir, workdir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    _make_writable(workdir)  # copytree keeps the read-only modes of the mounted checkout
     try:
         done = subprocess.run(
             argv, cwd=workdir, capture_output=True, text=True, timeout=timeout_s, check=False
@@ -53,6 +55,12 @@ def train(spec: ModelSpec, repo_dir: Path, scratch: Path, timeout_s: float | Non
         tail = (done.stdout + done.stderr)[-OUTPUT_TAIL:]
         raise PipelineError("train_failed", f"`{command}` exited with {done.returncode}:\n{tail}")
     return workdir
+
+
+def _make_writable(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
 def prepare(spec: ModelSpec, repo_dir: Path, scratch: Path) -> Prepared:

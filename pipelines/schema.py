@@ -97,6 +97,7 @@ class OptimizeSettings(TypedDict, total=False):
     parity_tolerance: float
     select: Literal["auto", "original", "fp32", "int8"]
     calibration_rows: int
+    timing_budget_s: float  # per variant: stop single-row timing after this much (at least 20 samples)
 
 
 class EvaluateSpec(TypedDict):
@@ -197,7 +198,7 @@ class VariantLatency(TypedDict):
     batch_rows_per_s: float
     batch_ci_rows_per_s: Interval
     cold_start_ms: float
-    repetitions: int
+    repetitions: int  # single-row samples actually taken (a slow variant may stop at its time budget)
 
 
 class Parity(TypedDict):

@@ -16,6 +16,7 @@ import numpy as np
 
 Call = Callable[[Any], object]
 WARMUP = 3
+MIN_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -34,20 +35,32 @@ def measure(
     batches: Mapping[str, tuple[Any, int]],
     repetitions: int,
     batch_rounds: int,
+    budget_s: float | None = None,
 ) -> dict[str, Timings]:
-    """Time every variant; `rows[v]` are prepared single-row inputs, `batches[v]` = (input, row count)."""
+    """Time every variant; `rows[v]` are prepared single-row inputs, `batches[v]` = (input, row count).
+
+    With `budget_s`, a variant whose single-row samples have used up that much time stops being timed
+    once it has MIN_SAMPLES: a slow original must not hold a review hostage, and its p95 is already
+    clear from fewer samples.
+    """
     names = list(calls)
     orders = _rotations(names)
     for name in names:
         for i in range(WARMUP):
             calls[name](rows[name][i % len(rows[name])])
     single: dict[str, list[float]] = {n: [] for n in names}
+    spent_ms: dict[str, float] = dict.fromkeys(names, 0.0)
+    limit_ms = float("inf") if budget_s is None else budget_s * 1000
     for rep in range(repetitions):
         for name in orders[rep % len(orders)]:
+            if spent_ms[name] > limit_ms and len(single[name]) >= MIN_SAMPLES:
+                continue
             row = rows[name][rep % len(rows[name])]
             start = time.perf_counter_ns()
             calls[name](row)
-            single[name].append((time.perf_counter_ns() - start) / 1e6)
+            elapsed = (time.perf_counter_ns() - start) / 1e6
+            single[name].append(elapsed)
+            spent_ms[name] += elapsed
     batch: dict[str, list[float]] = {n: [] for n in names}
     for rnd in range(batch_rounds):
         for name in orders[rnd % len(orders)]:

@@ -19,7 +19,7 @@ def main() -> None:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
             command.revision(cfg, message=message, autogenerate=True)
 
 

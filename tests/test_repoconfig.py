@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -419,6 +421,14 @@ def test_the_committed_schema_equals_the_export() -> None:
     assert committed == json_schema(), "config/modelship.schema.json is stale: run python scripts/export_schema.py"
 
 
+def test_the_export_script_checks_the_committed_schema() -> None:
+    script = ROOT / "scripts" / "export_schema.py"
+
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_json_schema_accepts_the_example_and_rejects_a_typo() -> None:
     validator = jsonschema.Draft202012Validator(json_schema())
 
@@ -432,5 +442,5 @@ def test_the_model_is_frozen() -> None:
     config = parse_repo_config(MINIMAL)
 
     with pytest.raises(Exception, match="frozen"):
-        config.draft = True  # type: ignore[misc]
+        config.draft = True
     assert isinstance(config, RepoConfig)

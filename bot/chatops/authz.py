@@ -158,9 +158,11 @@ def _who_may(rule: EnvironmentRule | None) -> str:
     names = []
     for entry in rule.allowed:
         kind, name = _entry(entry)
-        if kind in ("team", "user") and name:
-            # No "@": a denial should not ping the people it names.
-            names.append(f"{kind} `{name}`")
+        # No "@": a denial should not ping the people it names.
+        if kind == "team" and name:
+            names.append(f"members of team `{name}`")
+        elif kind == "user" and name:
+            names.append(f"the user `{name}`")
     if not names:
         return "nobody: the environment's `allowed` list has no valid entry (`team:<slug>` or `user:<login>`)"
     return f"{_WRITERS} who are also {' or '.join(names)}"

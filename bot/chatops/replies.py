@@ -148,6 +148,16 @@ def fork_waiting(*, head_sha: str, author: str) -> str:
     )
 
 
+def needs_ok_to_test(line: str, *, head_sha: str) -> str:
+    """A sandbox command on an untrusted PR whose head commit nobody has approved yet."""
+    return reply(
+        line,
+        "This pull request comes from a fork or from an author without write access, and commit "
+        f"`{_short(head_sha)}` has not been approved for sandbox runs. Review it, then comment "
+        f"`{PREFIX} ok-to-test {_short(head_sha)}` (needs write access) and run this again.",
+    )
+
+
 def new_push_needs_approval(*, old_sha: str, new_sha: str) -> str:
     return (
         f"New commits were pushed: the `ok-to-test` for `{_short(old_sha)}` does not cover "

@@ -200,9 +200,7 @@ class DeployRepo:
     async def commit_file(self, path: str, edit: Edit, message: str) -> CommitResult:
         return await self.commit({path: edit}, message)
 
-    async def open_or_update_pr_branch(
-        self, branch: str, edits: Mapping[str, Edit], message: str
-    ) -> CommitResult:
+    async def open_or_update_pr_branch(self, branch: str, edits: Mapping[str, Edit], message: str) -> CommitResult:
         """Push ``edits`` to ``branch`` for a pull request against the default branch.
 
         A new branch starts at the default branch head. An existing one (the open PR) is updated in
@@ -269,8 +267,7 @@ class DeployRepo:
                     outages += 1
                     if outages >= self._retry.network_attempts:
                         raise DeployError(
-                            f"deploy repository {self.display_url} is unreachable after {outages} "
-                            f"attempts: {exc}"
+                            f"deploy repository {self.display_url} is unreachable after {outages} attempts: {exc}"
                         ) from None
                     delay = self._retry.delay(outages + 2)
                 log.info("deploy repo %s: retrying in %.2fs", self.display_url, delay)
@@ -304,9 +301,7 @@ class DeployRepo:
         self._push(fetch_url, self.branch)
         return CommitResult(self.branch, sha, changed=True, attempts=1)
 
-    def _branch_once(
-        self, fetch_url: str, branch: str, edits: Mapping[str, Edit], message: str
-    ) -> CommitResult:
+    def _branch_once(self, fetch_url: str, branch: str, edits: Mapping[str, Edit], message: str) -> CommitResult:
         self._fetch(fetch_url)
         base = f"refs/remotes/origin/{self.branch}"
         remote_branch = f"refs/remotes/origin/{branch}"
@@ -316,9 +311,7 @@ class DeployRepo:
             try:
                 self._git("merge", "-q", "--no-edit", "-X", "theirs", base)
             except git.GitCommandError as exc:
-                raise DeployError(
-                    f"cannot bring {branch} up to date with {self.branch}: {self._clean(exc)}"
-                ) from None
+                raise DeployError(f"cannot bring {branch} up to date with {self.branch}: {self._clean(exc)}") from None
         if self._apply(edits):
             self._git("commit", "-q", "--no-verify", "-m", message)
         sha = self._head()

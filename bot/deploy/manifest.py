@@ -131,9 +131,7 @@ def _load(text: str | None) -> tuple[CommentedMap, YAML]:
         return CommentedMap(), yaml
     if not isinstance(data, CommentedMap):
         raise ManifestError([f"values file must hold a mapping at the top, found {type(data).__name__}"])
-    yaml.indent(
-        mapping=_mapping_indent(text), sequence=seq_indent or 2, offset=block_seq_indent or 0
-    )
+    yaml.indent(mapping=_mapping_indent(text), sequence=seq_indent or 2, offset=block_seq_indent or 0)
     return data, yaml
 
 
@@ -334,9 +332,7 @@ def load_values(text: str) -> dict[str, Any]:
     return data
 
 
-def validate_values(
-    text: str, schema: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
-) -> list[str]:
+def validate_values(text: str, schema: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> list[str]:
     """Human-readable schema violations, one per line, each naming the value path and why.
 
     ``defaults`` are the chart's own values.yaml: Helm validates the merged values, so an

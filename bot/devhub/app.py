@@ -18,7 +18,7 @@ from aiohttp import web
 from bot.devhub.control import control_routes
 from bot.devhub.faults import Fault
 from bot.devhub.githttp import RefUpdate, git_http_routes
-from bot.devhub.http import GitHubError, RateLimits, credential_key, error_response, etag_of, json_response
+from bot.devhub.http import GitHubError, credential_key, error_response, etag_of, json_response
 from bot.devhub.hub import DevHub, DevHubError
 from bot.devhub.rest import Rest
 
@@ -71,8 +71,6 @@ def _json_or_none(raw: bytes) -> Any:
 
 
 def make_middleware(hub: DevHub) -> Any:
-    limits = RateLimits()
-
     @web.middleware
     async def github(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/_devhub") or GIT_PATH.match(request.path):
@@ -82,8 +80,10 @@ def make_middleware(hub: DevHub) -> Any:
         raw = await request.read()
         query = dict(request.query)
         fault = hub.faults.take(request.method, path)
-        rate = limits.charge(credential_key(request), count=fault is None or fault.kind != "rate_limit")
+        rate = hub.rate_limits.charge(credential_key(request), count=fault is None or fault.kind != "rate_limit")
         hub.violation(hub.contract.check_request(request.method, path, query, _json_or_none(raw)))
+        if fault is None and hub.rate_limits.exhausted(rate):
+            fault = Fault("rate_limit", reset_in=int(rate["x-ratelimit-reset"]) - int(arrived))
         if fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.delay)
             fault_taken: Fault | None = None

@@ -49,6 +49,19 @@ class TreeEntry:
     size: int
 
 
+@dataclass(frozen=True)
+class CommitDetails:
+    sha: str
+    tree: str
+    message: str
+    author_name: str
+    author_email: str
+    timestamp: int
+    added: list[str]
+    removed: list[str]
+    modified: list[str]
+
+
 class GitStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -75,8 +88,8 @@ class GitStore:
             raise GitError(f"git {' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
         return result
 
-    def _out(self, full_name: str, *args: str, **kwargs: object) -> str:
-        return self._git(full_name, *args, **kwargs).stdout.decode().strip()  # type: ignore[arg-type]
+    def _out(self, full_name: str, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
+        return self._git(full_name, *args, input=input, env=env).stdout.decode().strip()
 
     def init(self, full_name: str, default_branch: str) -> None:
         path = self.path(full_name)
@@ -243,36 +256,25 @@ class GitStore:
     def is_ancestor(self, full_name: str, ancestor: str, descendant: str) -> bool:
         return self._git(full_name, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode == 0
 
+    def details(self, full_name: str, sha: str) -> CommitDetails:
+        out = self._out(full_name, "show", "-s", "--format=%T%x00%an%x00%ae%x00%at%x00%B", sha)
+        tree, name, email, when, message = out.split("\0", 4)
+        # --root lists the files of a first commit; -m splits merges so their files are listed once per parent.
+        names = self._out(
+            full_name, "diff-tree", "--root", "--no-commit-id", "--name-status", "-r", "-m", "--first-parent", sha
+        )
+        files: dict[str, list[str]] = {"A": [], "D": [], "M": []}
+        for line in names.splitlines():
+            status, _, path = line.partition("\t")
+            files.get(status[:1], files["M"]).append(path)
+        return CommitDetails(sha, tree, message.strip(), name, email, int(when), files["A"], files["D"], files["M"])
 
-@dataclass(frozen=True)
-class CommitDetails:
-    sha: str
-    tree: str
-    message: str
-    author_name: str
-    author_email: str
-    timestamp: int
-    added: list[str]
-    removed: list[str]
-    modified: list[str]
+    def log(self, full_name: str, before: str, after: str, limit: int = 20) -> list[CommitDetails]:
+        """Commits reachable from after but not before, oldest first (a push payload's `commits`)."""
+        spec = [after] if before == ZERO_SHA else [f"{before}..{after}"]
+        shas = self._out(full_name, "rev-list", "--reverse", f"--max-count={limit}", *spec).split()
+        return [self.details(full_name, sha) for sha in shas]
 
-
-def _details(store: GitStore, full_name: str, sha: str) -> CommitDetails:
-    out = store._out(full_name, "show", "-s", "--format=%T%x00%an%x00%ae%x00%at%x00%B", sha)
-    tree, name, email, when, message = out.split("\0", 4)
-    # --root lists the files of a first commit; -m splits merges so their files are listed once per parent.
-    names = store._out(
-        full_name, "diff-tree", "--root", "--no-commit-id", "--name-status", "-r", "-m", "--first-parent", sha
-    )
-    files: dict[str, list[str]] = {"A": [], "D": [], "M": []}
-    for line in names.splitlines():
-        status, _, path = line.partition("\t")
-        files.get(status[:1], files["M"]).append(path)
-    return CommitDetails(sha, tree, message.strip(), name, email, int(when), files["A"], files["D"], files["M"])
-
-
-def log(store: GitStore, full_name: str, before: str, after: str, limit: int = 20) -> list[CommitDetails]:
-    """Commits reachable from after but not before, oldest first (a push payload's `commits`)."""
-    spec = [after] if before == ZERO_SHA else [f"{before}..{after}"]
-    shas = store._out(full_name, "rev-list", "--reverse", f"--max-count={limit}", *spec).split()
-    return [_details(store, full_name, sha) for sha in shas]
+    def fetch(self, full_name: str, source: str, *refspecs: str) -> None:
+        """Fetch objects (and refs) from another devhub repository, e.g. a fork."""
+        self._git(full_name, "fetch", "--quiet", str(self.path(source)), *refspecs)

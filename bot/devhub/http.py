@@ -86,9 +86,13 @@ def paginate(request: web.Request, items: Sequence[T], max_per_page: int = 100) 
 
 @dataclass
 class RateLimits:
-    """GitHub's primary rate limit per credential, with an hourly window."""
+    """GitHub's primary rate limit per credential, with an hourly window (lower `limit` in tests)."""
 
+    limit: int = RATE_LIMIT
     windows: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    def exhausted(self, headers: dict[str, str]) -> bool:
+        return int(headers["x-ratelimit-used"]) > self.limit
 
     def charge(self, key: str, count: bool = True) -> dict[str, str]:
         now = time.time()
@@ -98,8 +102,8 @@ class RateLimits:
         used += int(count)
         self.windows[key] = (start, used)
         return {
-            "x-ratelimit-limit": str(RATE_LIMIT),
-            "x-ratelimit-remaining": str(max(RATE_LIMIT - used, 0)),
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(max(self.limit - used, 0)),
             "x-ratelimit-reset": str(int(start + 3600)),
             "x-ratelimit-used": str(used),
             "x-ratelimit-resource": "core",

@@ -18,7 +18,8 @@ from bot.devhub.auth import TOKEN_LIFETIME, generate_key, new_token
 from bot.devhub.contract import Contract, shared_contract
 from bot.devhub.faults import Fault, Faults
 from bot.devhub.githttp import RefUpdate
-from bot.devhub.gitstore import ZERO_SHA, GitStore, Identity, log
+from bot.devhub.gitstore import ZERO_SHA, GitStore, Identity
+from bot.devhub.http import RateLimits
 from bot.devhub.model import (
     PERMISSIONS,
     Account,
@@ -68,6 +69,7 @@ class DevHub:
         self.hook_id = next_id()
         self.sender = WebhookSender(webhook_url, webhook_secret, self.hook_id)
         self.faults = Faults()
+        self.rate_limits = RateLimits()
         self.contract_violations: list[str] = []
         self.users: dict[str, Account] = {}
         self.apps: dict[int, App] = {}
@@ -119,7 +121,8 @@ class DevHub:
     def identity(self, login: str) -> Identity:
         return Identity(login, f"{login}@users.noreply.devhub", int(time.time()))
 
-    async def _git(self, fn: Any, *args: Any) -> Any:
+    async def _off_loop(self, fn: Any, *args: Any) -> Any:
+        # git runs as blocking subprocesses; keep the loop free to serve the requests they may race.
         return await asyncio.to_thread(fn, *args)
 
     def reset(self) -> None:
@@ -142,6 +145,7 @@ class DevHub:
         self.statuses.clear()
         self.sender.deliveries.clear()
         self.faults.clear()
+        self.rate_limits.windows.clear()
         self.contract_violations.clear()
         shutil.rmtree(self.git.root, ignore_errors=True)
 
@@ -313,12 +317,12 @@ class DevHub:
             default_branch,
             private,
         )
-        await self._git(self.git.init, full_name, default_branch)
+        await self._off_loop(self.git.init, full_name, default_branch)
         self.repos[full_name] = repo
         self.pulls[full_name] = {}
         self._numbers[full_name] = 0
         if files:
-            await self._git(
+            await self._off_loop(
                 self.git.commit,
                 full_name,
                 default_branch,
@@ -333,11 +337,11 @@ class DevHub:
         """Fork into owner/<name>, sharing history (so a fork PR's head is fetchable from the base)."""
         base = self.repo(full_name)
         fork = await self.create_repo(f"{owner}/{base.name}", None, base.default_branch, base.private)
-        await self._git(self._copy_refs, full_name, fork.full_name)
+        await self._off_loop(self._copy_refs, full_name, fork.full_name)
         return fork
 
     def _copy_refs(self, source: str, target: str) -> None:
-        self.git._git(target, "fetch", "--quiet", str(self.git.path(source)), "+refs/heads/*:refs/heads/*")
+        self.git.fetch(target, source, "+refs/heads/*:refs/heads/*")
 
     async def push(
         self,
@@ -350,11 +354,12 @@ class DevHub:
     ) -> str:
         """Commit files (None deletes) on branch, creating it from base (default branch) if new."""
         repo = self.repo(full_name)
-        before = await self._git(self.git.resolve, full_name, f"refs/heads/{branch}")
-        parent = before or await self._git(self.git.resolve, full_name, f"refs/heads/{base or repo.default_branch}")
+        before = await self._off_loop(self.git.resolve, full_name, f"refs/heads/{branch}")
+        start = f"refs/heads/{base or repo.default_branch}"
+        parent = before or await self._off_loop(self.git.resolve, full_name, start)
         if parent is None and (base or before):
             raise DevHubError(f"branch {base!r} does not exist in {full_name}")
-        sha: str = await self._git(
+        sha: str = await self._off_loop(
             self.git.commit, full_name, branch, _bytes(files), message, self.identity(author), parent
         )
         await self.pushed(full_name, [RefUpdate(f"refs/heads/{branch}", before or ZERO_SHA, sha)], self.account(author))
@@ -374,13 +379,13 @@ class DevHub:
                     if p.state == "open" and p.head_repo == full_name and p.head_ref == branch:
                         await self._synchronize(other_name, p, update.after, pusher)
                     elif p.state == "open" and other_name == full_name and p.base_ref == branch:
-                        p.base_sha = update.after
+                        p.base_sha, p.mergeable_computed = update.after, False
 
     async def _push_event(self, full_name: str, update: RefUpdate, pusher: Account) -> None:
         repo = self.repo(full_name)
-        commits = (
-            [] if update.after == ZERO_SHA else await self._git(log, self.git, full_name, update.before, update.after)
-        )
+        commits = []
+        if update.after != ZERO_SHA:
+            commits = await self._off_loop(self.git.log, full_name, update.before, update.after)
 
         def commit_json(c: Any) -> dict[str, Any]:
             person = {"name": c.author_name, "email": c.author_email, "username": c.author_name}
@@ -425,10 +430,15 @@ class DevHub:
         await self.emit("push", payload, repo=full_name)
 
     # -- pull requests ------------------------------------------------------------------------
-    async def pull_json(self, full_name: str, p: Pull) -> dict[str, Any]:
+    async def pull_json(self, full_name: str, p: Pull, *, read: bool = False) -> dict[str, Any]:
+        """The pull request as GitHub renders it; `read=True` is a REST GET, which starts (and on the
+        next read reveals) the mergeability computation, so clients see `mergeable: null` first."""
         base = self.repo(full_name)
         head = self.repos.get(p.head_repo, base)
-        stats, mergeable = await self._git(self._pull_stats, full_name, p)
+        stats, mergeable = await self._off_loop(self._pull_stats, full_name, p)
+        if not p.mergeable_computed:
+            mergeable = None
+            p.mergeable_computed = read
         comments = sum(c.repo == full_name and c.issue_number == p.number for c in self.comments.values())
         return render.pull(p, base, head, self.urls, stats=stats, mergeable=mergeable, comments=comments)
 
@@ -459,8 +469,8 @@ class DevHub:
         base = base or repo.default_branch
         head_repo = f"{user}/{repo.name}" if from_fork else full_name
         self.repo(head_repo)
-        head_sha = await self._git(self.git.resolve, head_repo, f"refs/heads/{head}")
-        base_sha = await self._git(self.git.resolve, full_name, f"refs/heads/{base}")
+        head_sha = await self._off_loop(self.git.resolve, head_repo, f"refs/heads/{head}")
+        base_sha = await self._off_loop(self.git.resolve, full_name, f"refs/heads/{base}")
         if head_sha is None or base_sha is None:
             raise DevHubError(f"branch {head if head_sha is None else base!r} does not exist")
         async with self._lock:
@@ -479,7 +489,7 @@ class DevHub:
             base_sha,
             draft,
         )
-        await self._git(self._fetch_head, full_name, p)
+        await self._off_loop(self._fetch_head, full_name, p)
         self.pulls[full_name][number] = p
         await self._pull_event(full_name, p, "opened", self.account(user))
         return number
@@ -487,7 +497,7 @@ class DevHub:
     def _fetch_head(self, full_name: str, p: Pull) -> None:
         # GitHub keeps every PR head (forks included) at refs/pull/N/head in the base repository.
         if p.head_repo != full_name:
-            self.git._git(full_name, "fetch", "--quiet", str(self.git.path(p.head_repo)), p.head_sha)
+            self.git.fetch(full_name, p.head_repo, p.head_sha)
         self.git.update_ref(full_name, f"refs/pull/{p.number}/head", p.head_sha)
 
     async def _pull_event(
@@ -504,7 +514,8 @@ class DevHub:
 
     async def _synchronize(self, full_name: str, p: Pull, after: str, pusher: Account) -> None:
         before, p.head_sha, p.updated_at = p.head_sha, after, time.time()
-        await self._git(self._fetch_head, full_name, p)
+        p.mergeable_computed = False
+        await self._off_loop(self._fetch_head, full_name, p)
         await self._pull_event(full_name, p, "synchronize", pusher, {"before": before, "after": after})
 
     async def merge_pr(
@@ -525,11 +536,12 @@ class DevHub:
             if method == "merge"
             else f"{p.title} (#{number})"
         )
-        before = await self._git(self.git.resolve, full_name, f"refs/heads/{p.base_ref}")
+        before = await self._off_loop(self.git.resolve, full_name, f"refs/heads/{p.base_ref}")
         full_message = f"{title}\n\n{message or p.title}"
         if method not in ("merge", "squash"):
             raise DevHubError(f"merge method {method!r} is not supported by devhub; use merge or squash")
-        sha = await self._git(self.git.merge, full_name, p.base_ref, p.head_sha, full_message, who, method == "squash")
+        squash = method == "squash"
+        sha = await self._off_loop(self.git.merge, full_name, p.base_ref, p.head_sha, full_message, who, squash)
         now = time.time()
         p.state, p.merged, p.merge_commit_sha, p.merged_by = "closed", True, sha, self.account(user)
         p.closed_at = p.merged_at = p.updated_at = now

@@ -90,6 +90,8 @@ class Pull:
     updated_at: float = field(default_factory=time.time)
     closed_at: float | None = None
     merged_at: float | None = None
+    # GitHub computes mergeability in the background after each change: the first read says null.
+    mergeable_computed: bool = False
 
 
 @dataclass

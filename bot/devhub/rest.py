@@ -255,7 +255,8 @@ class Rest:
 
     async def get_pull(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
-        return json_response(await self.hub.pull_json(repo.full_name, self._pull(repo, request.match_info["number"])))
+        pull = self._pull(repo, request.match_info["number"])
+        return json_response(await self.hub.pull_json(repo.full_name, pull, read=True))
 
     async def create_pull(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
@@ -588,7 +589,7 @@ class Rest:
     async def get_ref(self, request: web.Request) -> web.Response:
         _, repo = self.repo_auth(request)
         ref = "refs/" + request.match_info["ref"]
-        sha = self.hub.git.refs(repo.full_name).get(ref)
+        sha = (await asyncio.to_thread(self.hub.git.refs, repo.full_name)).get(ref)
         if sha is None:
             raise not_found()
         return json_response(render.git_ref(repo, ref, sha, self.hub.urls))
@@ -600,7 +601,7 @@ class Rest:
         ref, sha = str(data["ref"]), str(data["sha"])
         if not ref.startswith("refs/") or ref.count("/") < 2:
             raise GitHubError(422, "Reference name must start with 'refs/' and have at least two slashes.")
-        if ref in self.hub.git.refs(repo.full_name):
+        if ref in (await asyncio.to_thread(self.hub.git.refs, repo.full_name)):
             raise GitHubError(422, "Reference already exists")
         if await self._resolve(repo, sha) != sha:
             raise GitHubError(422, "Object does not exist")
@@ -617,7 +618,7 @@ class Rest:
         ref = "refs/" + request.match_info["ref"]
         data = await body_json(request)
         _require(data, "Reference", "sha")
-        old = self.hub.git.refs(repo.full_name).get(ref)
+        old = (await asyncio.to_thread(self.hub.git.refs, repo.full_name)).get(ref)
         if old is None:
             raise GitHubError(422, "Reference does not exist")
         sha = str(data["sha"])

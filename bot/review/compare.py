@@ -70,6 +70,7 @@ MCNEMAR_EXACT_BELOW = 25
 # Elements gathered per bootstrap chunk: bounds memory whatever the number of rows.
 _CHUNK_ELEMENTS = 2_000_000
 _FEW_GROUPS = 64
+_MAX_AUC_CLASSES = 50
 
 
 def higher_is_better(metric: str) -> bool:
@@ -254,9 +255,7 @@ def _optional_list(value: Any, key: str) -> tuple[Any, ...] | None:
 def parse_evaluation(doc: Any, *, name: str = "?", task: str = "classification") -> Evaluation:
     """Read a pipeline result leniently: a malformed document becomes an evaluation error."""
     if not isinstance(doc, Mapping):
-        return Evaluation(
-            name=name, task=task, metrics={}, error="malformed evaluation result: not an object"
-        )
+        return Evaluation(name=name, task=task, metrics={}, error="malformed evaluation result: not an object")
     name = str(doc.get("name") or name)
     task = str(doc.get("task") or task)
     try:
@@ -376,7 +375,7 @@ class _Groups:
         ordered = values[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         membership = None
-        if len(starts) <= _FEW_GROUPS:
+        if len(starts) <= _FEW_GROUPS and len(order) * len(starts) <= _CHUNK_ELEMENTS:
             group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
             membership = np.zeros((len(order), len(starts)))
             membership[order, group] = 1.0
@@ -397,7 +396,7 @@ class _Rows:
     """One side's per-row data, prepared so that any metric is a function of resampling weights.
 
     A bootstrap resample is a row of counts (how often each row was drawn); every metric here is
-    a weighted sum or a weighted confusion matrix, so all metrics share one set of resamples.
+    a weighted sum or built from weighted per-class counts, so all metrics share one set of resamples.
     """
 
     task: str
@@ -405,7 +404,9 @@ class _Rows:
     n_labels: int = 0
     true: IntArray | None = None  # class codes (classification)
     correct: BoolArray | None = None
-    pairs: _Groups | None = None  # rows grouped by (true, predicted) code
+    by_true: _Groups | None = None  # rows grouped by true class: support
+    by_pred: _Groups | None = None  # rows grouped by predicted class: predicted counts
+    by_hit: _Groups | None = None  # rows grouped by class if predicted right, else k: true positives
     scores: FloatArray | None = None  # (n, k) probabilities in label order
     score_groups: tuple[_Groups, ...] | None = None  # rows ordered by each class's score
     values: FloatArray | None = None  # regression targets
@@ -437,9 +438,14 @@ def _encode(evaluation: Evaluation, labels: Sequence[str]) -> _Rows | None:
         k,
         true=true,
         correct=true == pred,
-        pairs=_Groups.of(true * k + pred),
+        by_true=_Groups.of(true),
+        by_pred=_Groups.of(pred),
+        by_hit=_Groups.of(np.where(true == pred, true, k)),
         scores=scores,
-        score_groups=None if scores is None else tuple(_Groups.of(column) for column in scores.T),
+        # One-vs-rest AUC costs a sort and a pass per class: past a few dozen classes, no interval.
+        score_groups=(
+            tuple(_Groups.of(column) for column in scores.T) if scores is not None and k <= _MAX_AUC_CLASSES else None
+        ),
     )
 
 
@@ -480,10 +486,9 @@ def _safe_div(num: FloatArray, den: FloatArray) -> FloatArray:
     return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
 
 
-def _from_confusion(metric: str, cm: FloatArray, present: BoolArray) -> FloatArray | None:
-    tp = np.diagonal(cm, axis1=1, axis2=2)
-    support = cm.sum(axis=2)
-    predicted = cm.sum(axis=1)
+def _from_counts(metric: str, counts: FloatArray, present: BoolArray) -> FloatArray | None:
+    """Classification metrics from per-class counts (batch, 3, k): true positives, support, predicted."""
+    tp, support, predicted = counts[:, 0], counts[:, 1], counts[:, 2]
     total = support.sum(axis=1)
     if metric == "accuracy":
         return _safe_div(tp.sum(axis=1), total)
@@ -501,7 +506,7 @@ def _from_confusion(metric: str, cm: FloatArray, present: BoolArray) -> FloatArr
         return None
     if average == "":
         # Binary scores are about the positive (second) label; multiclass needs an explicit average.
-        return per_class[:, 1] if cm.shape[1] == 2 else None
+        return per_class[:, 1] if counts.shape[2] == 2 else None
     if average == "macro":
         return per_class[:, present].mean(axis=1)
     if average == "weighted":
@@ -552,7 +557,7 @@ def _metric(
             fallback = np.where(ss_res == 0, 1.0, 0.0)
             return np.where(ss_tot > 0, 1 - _safe_div(ss_res, ss_tot), fallback)
         return None
-    assert rows.true is not None and rows.pairs is not None
+    assert rows.true is not None
     if metric in ("roc_auc", "log_loss"):
         if rows.scores is None:
             return None
@@ -560,31 +565,37 @@ def _metric(
             eps = np.finfo(float).eps
             p = np.clip(rows.scores / rows.scores.sum(axis=1, keepdims=True), eps, 1 - eps)
             return (weights @ -np.log(p[np.arange(rows.n), rows.true])) / total
-        assert rows.score_groups is not None
+        if rows.score_groups is None:
+            return None
         if rows.n_labels == 2:
             return _auc(rows.score_groups[1], rows.true == 1, weights)
-        # One-vs-rest, macro averaged over the classes that occur.
-        per_class = [
-            _auc(rows.score_groups[c], rows.true == c, weights) for c in range(rows.n_labels) if present[c]
-        ]
-        return np.mean(per_class, axis=0) if per_class else None
+        # One-vs-rest, macro averaged over the classes in the truth (as scikit-learn's "ovr").
+        assert rows.by_true is not None
+        classes = np.asarray(rows.by_true.keys, dtype=np.intp)
+        per_class = [_auc(rows.score_groups[c], rows.true == c, weights) for c in classes]
+        if not per_class:
+            return None
+        with np.errstate(all="ignore"):
+            # A class a resample happens to miss has no AUC there; average the others.
+            stacked = np.array(per_class)
+            seen = np.isfinite(stacked)
+            return np.where(seen, stacked, 0).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)
     memo = {} if memo is None else memo
-    if "confusion" not in memo:
-        k = rows.n_labels
-        cm = np.zeros((weights.shape[0], k * k))
-        cm[:, np.asarray(rows.pairs.keys, dtype=np.intp)] = rows.pairs.sums(weights)
-        memo["confusion"] = cm.reshape(-1, k, k)
-    return _from_confusion(metric, memo["confusion"], present)
+    if "counts" not in memo:
+        assert rows.by_hit is not None and rows.by_true is not None and rows.by_pred is not None
+        counts = np.zeros((weights.shape[0], 3, rows.n_labels + 1))
+        for i, groups in enumerate((rows.by_hit, rows.by_true, rows.by_pred)):
+            counts[:, i, np.asarray(groups.keys, dtype=np.intp)] = groups.sums(weights)
+        memo["counts"] = counts[:, :, : rows.n_labels]  # drop the "missed" bucket
+    return _from_counts(metric, memo["counts"], present)
 
 
 def _present(*sides: _Rows) -> BoolArray:
     present = np.zeros(max(s.n_labels for s in sides), dtype=bool)
     for side in sides:
-        if side.pairs is not None:
-            k = side.n_labels
-            keys = np.asarray(side.pairs.keys, dtype=np.intp)
-            present[keys // k] = True
-            present[keys % k] = True
+        for groups in (side.by_true, side.by_pred):
+            if groups is not None:
+                present[np.asarray(groups.keys, dtype=np.intp)] = True
     return present
 
 
@@ -629,7 +640,8 @@ def bootstrap_deltas(
     out of the delta; unpaired (different datasets) draws each side independently.
     """
     rng = np.random.default_rng(seed)
-    present = _present(base, head)
+    # Like scikit-learn, each side macro-averages over the labels in its own truth and predictions.
+    present_base, present_head = _present(base), _present(head)
     chunk = max(1, _CHUNK_ELEMENTS // max(base.n, head.n))
     deltas: dict[str, list[FloatArray]] = {m: [] for m in metrics}
     done = 0
@@ -640,8 +652,8 @@ def bootstrap_deltas(
         memo_base: dict[str, FloatArray] = {}
         memo_head: dict[str, FloatArray] = {}
         for metric in list(deltas):
-            head_values = _metric(metric, head, w_head, present, memo_head)
-            base_values = _metric(metric, base, w_base, present, memo_base)
+            head_values = _metric(metric, head, w_head, present_head, memo_head)
+            base_values = _metric(metric, base, w_base, present_base, memo_base)
             if head_values is None or base_values is None:
                 del deltas[metric]
                 continue
@@ -695,13 +707,9 @@ def _gate_results(
             label = f"Δ {metric}" if is_delta else metric
             sign = "≥" if rule.startswith("min") else "≤"
             if status == "head_failed":
-                results.append(
-                    GateResult(metric, rule, threshold, None, "fail", "head model failed to evaluate")
-                )
+                results.append(GateResult(metric, rule, threshold, None, "fail", "head model failed to evaluate"))
             elif is_delta and status == "new":
-                results.append(
-                    GateResult(metric, rule, threshold, None, "skipped", "no base model to compare")
-                )
+                results.append(GateResult(metric, rule, threshold, None, "skipped", "no base model to compare"))
             elif is_delta and status == "base_failed":
                 results.append(
                     GateResult(
@@ -717,9 +725,7 @@ def _gate_results(
                 # Missing data never passes a gate.
                 side = "base or head" if is_delta else "head"
                 results.append(
-                    GateResult(
-                        metric, rule, threshold, None, "fail", f"{metric} was not reported for the {side}"
-                    )
+                    GateResult(metric, rule, threshold, None, "fail", f"{metric} was not reported for the {side}")
                 )
             else:
                 ok = value >= threshold if rule.startswith("min") else value <= threshold
@@ -844,9 +850,7 @@ def compare_model(
             continue
         ci = intervals.get(metric)
         delta = h - b
-        row_note = (
-            None if ci is not None or metric in RELATIVE_NOISE else "no per-row predictions to resample"
-        )
+        row_note = None if ci is not None or metric in RELATIVE_NOISE else "no per-row predictions to resample"
         result_rows.append(
             MetricComparison(
                 metric, b, h, delta, ci, _verdict(metric, b, h, delta, ci), higher_is_better(metric), row_note

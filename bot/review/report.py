@@ -142,18 +142,12 @@ def _plain(value: float | None) -> str:
 
 
 def _chart(model: ModelComparison) -> str:
-    rows = [
-        r
-        for r in model.metrics
-        if r.name not in OPERATIONAL_METRICS and r.base is not None and r.head is not None
-    ]
+    rows = [r for r in model.metrics if r.name not in OPERATIONAL_METRICS and r.base is not None and r.head is not None]
     if not rows:
         return ""
     values = [v for r in rows for v in (r.base, r.head) if v is not None]
     low, high = min(0.0, *values), max(values)
-    axis = (
-        "0 --> 1" if low >= 0 and high <= 1 else f"{_plain(low)} --> {_plain(high * 1.05 if high > 0 else 1)}"
-    )
+    axis = "0 --> 1" if low >= 0 and high <= 1 else f"{_plain(low)} --> {_plain(high * 1.05 if high > 0 else 1)}"
     name = re.sub(r"[^A-Za-z0-9 ._-]", "", model.name)[:40]
     labels = ", ".join(f'"{r.name}"' for r in rows)
     return "\n".join(
@@ -189,9 +183,7 @@ def _per_class(base: Evaluation | None, head: Evaluation | None) -> str:
             for attr in ("precision", "recall", "f1")
         ]
         support = h.support if h else (b.support if b else None)
-        lines.append(
-            f"| {text(label, 60)} | {' | '.join(cells)} | {support if support is not None else '—'} |"
-        )
+        lines.append(f"| {text(label, 60)} | {' | '.join(cells)} | {support if support is not None else '—'} |")
     return "\n".join(lines)
 
 
@@ -266,9 +258,7 @@ def _model_section(model: ModelComparison) -> _Model:
     }[model.status]
     parts = [f"### {code(model.name, 60)} ({model.task}) — {gates_ok}{status}"]
     if model.status == "head_failed":
-        parts.append(
-            f"> ❌ **The head model failed to evaluate:** {text(model.error or 'unknown error', 1000)}"
-        )
+        parts.append(f"> ❌ **The head model failed to evaluate:** {text(model.error or 'unknown error', 1000)}")
     if model.status == "base_failed" and model.base is not None:
         parts.append(
             f"> ⚠️ The base model failed to evaluate ({text(model.base.error or 'unknown error', 500)}); "
@@ -296,11 +286,7 @@ def _model_section(model: ModelComparison) -> _Model:
 def _footer(head_sha: str | None, base_sha: str | None) -> str:
     shas = ""
     if head_sha:
-        shas = (
-            f"Head {code(head_sha[:12])}"
-            + (f" against base {code(base_sha[:12])}" if base_sha else "")
-            + ". "
-        )
+        shas = f"Head {code(head_sha[:12])}" + (f" against base {code(base_sha[:12])}" if base_sha else "") + ". "
     return (
         f"<sub>{shas}Deltas are head − base; intervals are 95% paired bootstrap intervals on the same "
         f"evaluation rows. {_RERUN_HINT}</sub>"
@@ -319,29 +305,31 @@ def fit(body: str, limit: int) -> str:
     budget = limit - len(notice) - 40
     head: list[str] = []
     tail: list[str] = []
-    used = 0
-    # Keep the start (verdict) and the end (hints) alike: alternate taking lines from each side.
+    head_size = tail_size = 0
+    # Keep both the start (the verdict) and the end (the hints): take about two lines from the top
+    # for each one from the bottom, until the next line no longer fits.
     i, j = 0, len(lines) - 1
     while i <= j:
-        take_head = len("\n".join(head)) <= len("\n".join(tail)) * 2
+        take_head = head_size <= tail_size * 2
         line = lines[i] if take_head else lines[j]
-        if used + len(line) + 1 > budget:
+        if head_size + tail_size + len(line) + 1 > budget:
             break
-        used += len(line) + 1
         if take_head:
             head.append(line)
+            head_size += len(line) + 1
             i += 1
         else:
-            tail.insert(0, line)
+            tail.append(line)
+            tail_size += len(line) + 1
             j -= 1
-    top, bottom = "\n".join(head), "\n".join(tail)
+    top, bottom = "\n".join(head), "\n".join(reversed(tail))
     # An odd number of fences means the cut fell inside a code block: close it, reopen after.
     if top.count("```") % 2:
         top += "\n```"
     if bottom.count("```") % 2:
         bottom = "```\n" + bottom
     cut = len(body) - len(top) - len(bottom)
-    result = top + notice.format(n=cut) + bottom
+    result = top + notice.format(n=max(cut, 0)) + bottom
     return result if len(result) <= limit else result[:limit]
 
 
@@ -361,9 +349,7 @@ def _assemble(
         section = _model_section(model)
         parts.append(section.core)
         if fold:
-            parts.append(
-                f"<sub>Details for {code(model.name, 60)} are folded away to fit GitHub's size limit.</sub>"
-            )
+            parts.append(f"<sub>Details for {code(model.name, 60)} are folded away to fit GitHub's size limit.</sub>")
         else:
             parts.append(section.details)
     if optimization:
@@ -422,9 +408,7 @@ def render_check_run(
 # --------------------------------------------------------------------------- other sticky states
 
 
-def render_config_error(
-    problems: Sequence[ConfigProblem], *, path: str = CONFIG_PATH, ref: str | None = None
-) -> str:
+def render_config_error(problems: Sequence[ConfigProblem], *, path: str = CONFIG_PATH, ref: str | None = None) -> str:
     """The sticky comment when the base branch's config is invalid: every problem with key and line."""
     where = f" on {code(ref)}" if ref else ""
     lines = [
@@ -448,13 +432,9 @@ def render_config_error(
     return fit("\n".join(lines) + "\n", COMMENT_LIMIT)
 
 
-def render_config_error_check_run(
-    problems: Sequence[ConfigProblem], *, path: str = CONFIG_PATH
-) -> dict[str, str]:
+def render_config_error_check_run(problems: Sequence[ConfigProblem], *, path: str = CONFIG_PATH) -> dict[str, str]:
     first = problems[0] if problems else None
-    title = f"Invalid {path}" + (
-        f": line {first.line}, {first.key or 'top level'}" if first and first.line else ""
-    )
+    title = f"Invalid {path}" + (f": line {first.line}, {first.key or 'top level'}" if first and first.line else "")
     body = render_config_error(problems, path=path).replace(REVIEW_MARKER + "\n", "", 1)
     return {"title": title[:200], "summary": fit(body, SUMMARY_LIMIT), "text": "", "conclusion": "failure"}
 
@@ -478,3 +458,8 @@ def render_in_progress(*, head_sha: str, models: Sequence[str] = ()) -> str:
         f"{REVIEW_MARKER}\n⏳ **Modelship review: evaluating{what}** on head {code(head_sha[:12])}… "
         "This comment is updated when the results are in.\n"
     )
+
+
+def is_review_comment(body: str | None) -> bool:
+    """Whether a comment is the sticky review comment (also check that the bot wrote it)."""
+    return bool(body) and REVIEW_MARKER in (body or "")

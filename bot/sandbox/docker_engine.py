@@ -26,17 +26,32 @@ import docker
 import docker.errors
 from docker.types import Mount as DockerMount
 
-from bot.sandbox.runner import MiB, OUTPUT_DIR, RESULT_FILE, SCRATCH_DIR, Mount, SandboxResult, SandboxSpec
+from bot.sandbox.runner import OUTPUT_DIR, RESULT_FILE, SCRATCH_DIR, MiB, Mount, SandboxResult, SandboxSpec
 
 NOBODY = "65534:65534"
 SANDBOX_LABEL = "io.modelship.sandbox"
 # Docker's default capability set; podman reports `cap_drop=ALL` expanded into exactly these.
 DEFAULT_CAPS = frozenset(
-    "AUDIT_WRITE CHOWN DAC_OVERRIDE FOWNER FSETID KILL MKNOD NET_BIND_SERVICE NET_RAW SETFCAP SETGID "
-    "SETPCAP SETUID SYS_CHROOT".split()
+    [
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "NET_RAW",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    ]
 )
 log = logging.getLogger(__name__)
-_REAP_GRACE_S = 10.0  # how long log readers may lag behind the container's exit
+_REAP_GRACE_S = 10.0
+_TINY_TMPFS = MiB  # how long log readers may lag behind the container's exit
 
 
 class SandboxRefused(Exception):
@@ -46,6 +61,8 @@ class SandboxRefused(Exception):
 def create_kwargs(spec: SandboxSpec, runtime_mounts: Sequence[Mount], output_dir: Path) -> dict[str, Any]:
     """The hardened ``containers.create`` arguments for one spec (pure)."""
     tmpfs_opts = f"rw,nosuid,nodev,noexec,size={spec.scratch_bytes},mode=1777"
+    # podman adds unsized /run and /var/tmp to read-only containers; nothing needs them, so cap them tiny.
+    tiny = f"rw,nosuid,nodev,noexec,size={_TINY_TMPFS}"
     mounts = [
         DockerMount(m.container_path, str(m.host_path), type="bind", read_only=True)
         for m in (*runtime_mounts, *spec.inputs)
@@ -66,7 +83,7 @@ def create_kwargs(spec: SandboxSpec, runtime_mounts: Sequence[Mount], output_dir
         "memswap_limit": spec.memory_bytes,  # same as memory: no swap to spill into
         "nano_cpus": int(spec.cpus * 1e9),
         "pids_limit": spec.pids_limit,
-        "tmpfs": {"/tmp": tmpfs_opts, SCRATCH_DIR: tmpfs_opts},
+        "tmpfs": {"/tmp": tmpfs_opts, SCRATCH_DIR: tmpfs_opts, "/run": tiny, "/var/tmp": tiny},
         "mounts": mounts,
         "labels": {SANDBOX_LABEL: "1"},
         "detach": True,
@@ -91,7 +108,7 @@ def missing_controls(attrs: Mapping[str, Any], spec: SandboxSpec, output_dir: Pa
     want(not host.get("Privileged"), "container is privileged")
     cap_drop = set(host.get("CapDrop") or ())
     want(
-        not host.get("CapAdd") and ("ALL" in cap_drop or DEFAULT_CAPS <= cap_drop),
+        not host.get("CapAdd") and ("ALL" in cap_drop or cap_drop >= DEFAULT_CAPS),
         "capabilities are not all dropped (CapDrop ALL, no CapAdd)",
     )
     security = [str(s).replace("=", ":") for s in host.get("SecurityOpt") or ()]
@@ -108,8 +125,10 @@ def missing_controls(attrs: Mapping[str, Any], spec: SandboxSpec, output_dir: Pa
     want(host.get("PidsLimit") == spec.pids_limit, f"pids limit is {host.get('PidsLimit')}, not {spec.pids_limit}")
     want(host.get("NanoCpus") == int(spec.cpus * 1e9), f"CPU limit is {host.get('NanoCpus')}, not {spec.cpus}")
     tmpfs = host.get("Tmpfs") or {}
-    for path in ("/tmp", SCRATCH_DIR):
-        want(f"size={spec.scratch_bytes}" in str(tmpfs.get(path, "")), f"{path} is not a size-capped tmpfs")
+    for path, size in (("/tmp", spec.scratch_bytes), (SCRATCH_DIR, spec.scratch_bytes)):
+        want(f"size={size}" in str(tmpfs.get(path, "")), f"{path} is not a size-capped tmpfs")
+    for path in ("/run", "/var/tmp"):
+        want(path not in tmpfs or "size=" in tmpfs[path], f"{path} is an unsized tmpfs")
     for mount in attrs.get("Mounts") or ():
         writable = mount.get("RW", True)
         if mount.get("Destination") == OUTPUT_DIR:
@@ -198,6 +217,24 @@ def _last_line(data: bytes) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def unreadable_inputs(inputs: Sequence[Mount]) -> list[str]:
+    """Inputs the sandbox user cannot open: it is neither their owner nor in their group."""
+    problems = []
+    for mount in inputs:
+        try:
+            mode = mount.host_path.stat().st_mode
+        except OSError as exc:
+            problems.append(f"input {mount.host_path} cannot be mounted: {exc.strerror}")
+            continue
+        need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+        if mode & need != need:
+            problems.append(
+                f"input {mount.host_path} (mode {stat.S_IMODE(mode):o}) is not readable by the sandbox user; "
+                "make it world-readable"
+            )
+    return problems
+
+
 def make_output_dir(root: Path | None) -> Path:
     """A fresh directory the sandbox user may write to, and nobody else but us can see."""
     path = Path(tempfile.mkdtemp(prefix="modelship-out-", dir=root))
@@ -235,11 +272,14 @@ class DockerEngineRunner:
 
     async def run(self, spec: SandboxSpec) -> SandboxResult:
         began = self._clock()
-        output_dir = await asyncio.to_thread(make_output_dir, self._output_root)
-        container: Any = None
+        if problems := unreadable_inputs(spec.inputs):
+            return _failed("; ".join(problems), self._clock() - began)
+        output_dir = make_output_dir(self._output_root)
+        handle = _Handle()
         try:
             try:
-                container = await asyncio.to_thread(self._create, spec, output_dir)
+                handle.pending = True
+                container = await asyncio.to_thread(self._create, spec, output_dir, handle)
                 problems = missing_controls(container.attrs, spec, output_dir)
                 if problems:
                     raise SandboxRefused("refused to start the sandbox: " + "; ".join(problems))
@@ -250,13 +290,16 @@ class DockerEngineRunner:
             return await self._supervise(container, spec, output_dir, began, started)
         finally:
             # Shielded so a cancelled review still removes its container.
-            await asyncio.shield(asyncio.to_thread(_cleanup, container, output_dir))
+            await asyncio.shield(asyncio.to_thread(_cleanup, handle, output_dir))
 
-    def _create(self, spec: SandboxSpec, output_dir: Path) -> Any:
-        kwargs = create_kwargs(spec, self._runtime_mounts, output_dir) | self._overrides
-        container = self._client.containers.create(**kwargs)
-        container.reload()
-        return container
+    def _create(self, spec: SandboxSpec, output_dir: Path, handle: _Handle) -> Any:
+        try:
+            kwargs = create_kwargs(spec, self._runtime_mounts, output_dir) | self._overrides
+            handle.container = self._client.containers.create(**kwargs)
+            handle.container.reload()
+            return handle.container
+        finally:
+            handle.settled.set()
 
     async def _supervise(
         self, container: Any, spec: SandboxSpec, output_dir: Path, began: float, started: float
@@ -275,9 +318,6 @@ class DockerEngineRunner:
             timed_out = True
             await asyncio.to_thread(_kill, container)
             await waiter
-        finally:
-            if not waiter.done():
-                await asyncio.to_thread(_kill, container)
         duration = self._clock() - began
         await asyncio.wait(readers, timeout=_REAP_GRACE_S)
         await asyncio.to_thread(container.reload)
@@ -293,7 +333,9 @@ class DockerEngineRunner:
         elif flooded.is_set():
             which = "stdout" if stdout.truncated else "stderr"
             error = f"{which} exceeded the {_size(spec.output_cap_bytes)} output cap; the run was stopped"
-        elif oom or (exit_code == 137 and not timed_out):
+        elif oom or exit_code == 137:
+            # podman on cgroup v1 never sets OOMKilled; with our own kills ruled out above, the only
+            # SIGKILL left is the kernel's OOM killer (init ignores SIGKILL from inside its namespace).
             oom = True
             error = f"ran out of memory: killed at the {_size(spec.memory_bytes)} limit (sandbox.memory)"
         elif exit_code != 0:
@@ -345,7 +387,19 @@ def _kill(container: Any) -> None:
         container.kill()
 
 
-def _cleanup(container: Any, output_dir: Path) -> None:
+@dataclass
+class _Handle:
+    """The container as soon as the engine made it, even if the run was cancelled meanwhile."""
+
+    pending: bool = False
+    container: Any = None
+    settled: threading.Event = field(default_factory=threading.Event)
+
+
+def _cleanup(handle: _Handle, output_dir: Path) -> None:
+    if handle.pending:  # a create still in flight would otherwise leak its container
+        handle.settled.wait(_REAP_GRACE_S * 6)
+    container = handle.container
     if container is not None:
         try:
             container.remove(force=True, v=True)

@@ -35,6 +35,8 @@ PYTHON_HOME = "/opt/python"
 VENV = "/opt/venv"
 SOURCE_ROOT = "/opt/modelship"
 NOBODY = 65534
+# Bump when the image layout changes so existing local images get rebuilt instead of reused.
+LAYOUT_VERSION = "2"
 
 _LDD_LINE = re.compile(r"^\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
 
@@ -119,7 +121,7 @@ def dockerfile(runtime: LocalRuntime) -> str:
         "ENV " + " ".join(f"{k}={v}" for k, v in env.items()),
         f"WORKDIR {SOURCE_ROOT}",
         f"USER {NOBODY}:{NOBODY}",
-        'LABEL io.modelship.runner="local" io.modelship.python="' + runtime.python_version + '"',
+        "LABEL " + " ".join(f'{k}="{v}"' for k, v in _labels(runtime).items()),
         'CMD ["python", "-c", "import sys; print(sys.version)"]',
     ]
     return "\n".join(lines) + "\n"
@@ -158,14 +160,16 @@ def write_context(runtime: LocalRuntime, libraries: list[str], fileobj: Any) -> 
             for parent in [*_parents(path), path.strip("/")]:
                 if parent and parent not in made:
                     made.add(parent)
-                    _add_dir(tar, f"rootfs/{parent}", 0o1777 if parent in ("tmp",) else 0o755)
+                    # tmpfs mounts copy the mode of the directory they cover
+                    sticky = "/" + parent in ("/tmp", SCRATCH_DIR)
+                    _add_dir(tar, f"rootfs/{parent}", 0o1777 if sticky else 0o755)
 
         for lib in libraries:
             top = "/" + lib.strip("/").split("/")[0]
-            if os.path.islink(top):  # merged /usr: keep /lib -> usr/lib so PT_INTERP paths resolve
-                if top.strip("/") not in made:
-                    made.add(top.strip("/"))
-                    _add_symlink(tar, f"rootfs{top}", os.readlink(top))
+            # merged /usr: keep /lib -> usr/lib so PT_INTERP paths resolve
+            if os.path.islink(top) and top.strip("/") not in made:
+                made.add(top.strip("/"))
+                _add_symlink(tar, f"rootfs{top}", os.readlink(top))
             real_dir = os.path.realpath(os.path.dirname(lib))
             mkdirs(real_dir)
             _add_bytes(tar, f"rootfs{real_dir}/{os.path.basename(lib)}", Path(lib).read_bytes(), 0o755)
@@ -188,10 +192,17 @@ def write_context(runtime: LocalRuntime, libraries: list[str], fileobj: Any) -> 
             tar,
             f"rootfs{VENV}/pyvenv.cfg",
             (
-                f"home = {PYTHON_HOME}/bin\ninclude-system-site-packages = false\n"
-                f"version = {runtime.python_version}\n"
+                f"home = {PYTHON_HOME}/bin\ninclude-system-site-packages = false\nversion = {runtime.python_version}\n"
             ).encode(),
         )
+
+
+def _labels(runtime: LocalRuntime) -> dict[str, str]:
+    return {
+        "io.modelship.runner": "local",
+        "io.modelship.layout": LAYOUT_VERSION,
+        "io.modelship.python": runtime.python_version,
+    }
 
 
 class _Images(Protocol):
@@ -203,10 +214,13 @@ def build_image(images: _Images, runtime: LocalRuntime, tag: str = DEFAULT_TAG, 
     """Build (or reuse) the local runner image; returns its id. ``images`` is ``DockerClient.images``."""
     if not force:
         try:
-            return str(images.get(tag).id)
+            existing = images.get(tag)
         except Exception as exc:  # docker.errors.ImageNotFound; the SDK is not imported here
             if type(exc).__name__ != "ImageNotFound":
                 raise
+        else:
+            if existing.labels | _labels(runtime) == existing.labels:
+                return str(existing.id)
     with tempfile.TemporaryFile() as context:
         write_context(runtime, system_libraries(runtime), context)
         context.seek(0)

@@ -50,7 +50,7 @@ async def migrate(engine: AsyncEngine) -> None:
     def upgrade(sync_conn: Any) -> None:
         cfg = _alembic_config()
         cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)

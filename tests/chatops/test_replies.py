@@ -30,6 +30,7 @@ def all_replies() -> list[str]:
         replies.environment_not_configured("/modelship deploy qa", "qa", ["staging", "production"]),
         replies.rate_limited("/modelship status", actor="mallory", retry_after=11.6),
         replies.fork_waiting(head_sha=HEAD, author="outsider"),
+        replies.needs_ok_to_test("/modelship evaluate", head_sha=HEAD),
         replies.new_push_needs_approval(old_sha=HEAD, new_sha=NEW),
         replies.approval_recorded("/modelship ok-to-test", head_sha=HEAD),
         replies.stale_approval("/modelship ok-to-test 0123456", requested="0123456", head_sha=NEW),

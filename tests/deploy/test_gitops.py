@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.deploy.gitops import DeployError, DeployRepo, RepoLocks, RetryPolicy, authenticated_url, redact
+from bot.deploy.gitops import DeployError, DeployRepo, Edit, RepoLocks, RetryPolicy, authenticated_url, redact
 from bot.deploy.manifest import ModelRef, load_values, plan_deploy, validate_values, values_path
 from tests.deploy.githttp import GitHttpServer, git
 
@@ -31,7 +31,7 @@ def ref(name: str, sequence: int, revision: str | None = None) -> ModelRef:
     )
 
 
-def deploy_edit(model: ModelRef):  # type: ignore[no-untyped-def]
+def deploy_edit(model: ModelRef) -> Edit:
     return lambda text: plan_deploy(text, model, SCHEMA, DEFAULTS).text
 
 

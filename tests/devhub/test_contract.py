@@ -112,5 +112,5 @@ def test_a_recorded_violation_fails_the_test_at_teardown(tmp_path: Path) -> None
     assert_contract_kept(hub)
     hub.violation(["response 200 to pulls/get: number: 'one' is not of type 'integer'"])
 
-    with pytest.raises(AssertionError, match="breaks GitHub's OpenAPI contract:\n.*'one'"):
+    with pytest.raises(AssertionError, match=r"breaks GitHub's OpenAPI contract:\n.*'one'"):
         assert_contract_kept(hub)

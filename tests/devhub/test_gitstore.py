@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.devhub.gitstore import GitStore, Identity, MergeConflict, log
+from bot.devhub.gitstore import GitStore, Identity, MergeConflict
 
 WHO = Identity("alice", "alice@example.com", 1_700_000_000)
 
@@ -48,6 +48,6 @@ def test_log_lists_pushed_commits_oldest_first_with_their_files(store: GitStore)
     assert first is not None
     second = store.commit("o/r", "main", {"a.txt": b"two\n", "new.txt": b"n\n"}, "second", WHO, first)
 
-    commits = log(store, "o/r", first, second)
+    commits = store.log("o/r", first, second)
 
     assert [(c.sha, c.message, c.added, c.modified) for c in commits] == [(second, "second", ["new.txt"], ["a.txt"])]

@@ -180,3 +180,32 @@ async def test_permission_and_team_membership(devhub: RunningDevHub) -> None:
     assert (mallory["permission"], mallory["role_name"]) == ("read", "triage")
     assert (carol["permission"], carol["role_name"]) == ("write", "maintain")
     assert membership["role"] == "maintainer" and membership["state"] == "active"
+
+
+async def test_mergeable_is_null_until_github_has_computed_it(devhub: RunningDevHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        gh = client(devhub, session, installed.token)
+        number = await open_pr(devhub)
+        first = await gh.getitem(f"/repos/{REPO}/pulls/{number}")
+        second = await gh.getitem(f"/repos/{REPO}/pulls/{number}")
+        await devhub.hub.push(REPO, "tune", {"more.txt": "m"})
+        after_push = await gh.getitem(f"/repos/{REPO}/pulls/{number}")
+
+    assert (first["mergeable"], first["mergeable_state"]) == (None, "unknown")
+    assert (second["mergeable"], second["mergeable_state"]) == (True, "clean")
+    assert after_push["mergeable"] is None
+
+
+async def test_spending_the_whole_primary_limit_gets_403_until_reset(devhub: RunningDevHub) -> None:
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        devhub.hub.rate_limits.limit = 2
+        statuses = []
+        for _ in range(3):
+            async with session.get(
+                f"{devhub.api_url}/repos/{REPO}", headers={"Authorization": f"token {installed.token}"}
+            ) as response:
+                statuses.append((response.status, response.headers["x-ratelimit-remaining"]))
+
+    assert statuses == [(200, "1"), (200, "0"), (403, "0")]

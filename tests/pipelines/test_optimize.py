@@ -130,7 +130,7 @@ def test_every_measured_variant_has_intervals_and_interleaved_repetitions(
             if v["status"] != "ok":
                 continue
             lat = v["latency"]
-            assert lat is not None and lat["repetitions"] == 30
+            assert lat is not None and 20 <= lat["repetitions"] <= 30
             assert 0 < lat["p95_ci_ms"]["low"] <= lat["p95_ci_ms"]["high"]
             assert 0 < lat["batch_ci_rows_per_s"]["low"] <= lat["batch_ci_rows_per_s"]["high"]
             assert lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] and lat["cold_start_ms"] > 0

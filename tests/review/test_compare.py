@@ -220,7 +220,9 @@ def test_regression_resamples_equal_sklearn(diabetes: dict[str, Any], metric: st
 
     mine = metric_on_resamples(metric, parse_evaluation(doc), idx)
 
-    np.testing.assert_allclose(mine, [sk_metric(metric, y[i], pred[i], None, []) for i in idx], rtol=1e-9)
+    assert mine is not None
+    expected = np.array([sk_metric(metric, y[i], pred[i], None, []) for i in idx])
+    np.testing.assert_allclose(mine, expected, rtol=1e-9)
 
 
 # --------------------------------------------------------------------------- verdicts and intervals
@@ -238,7 +240,7 @@ def test_a_clearly_better_head_is_better_with_an_interval_around_the_delta(cance
     for name in ("accuracy", "f1", "roc_auc", "log_loss"):
         row = rows[name]
         assert row.delta == pytest.approx(cancer["strong"]["metrics"][name] - cancer["stump"]["metrics"][name])
-        assert row.ci is not None and row.ci.contains(row.delta), name
+        assert row.delta is not None and row.ci is not None and row.ci.contains(row.delta), name
         assert row.verdict == "better", name
     # log loss is lower-is-better: the improvement is a negative delta.
     assert rows["log_loss"].delta is not None and rows["log_loss"].delta < 0
@@ -321,6 +323,37 @@ def test_a_better_regressor_lowers_rmse_and_is_better(diabetes: dict[str, Any]) 
     assert [rows[m].verdict for m in ("mae", "rmse", "r2")] == ["better", "better", "better"]
     assert rows["r2"].ci is not None and rows["r2"].ci.contains(rows["r2"].delta or 0.0)
     assert result.mcnemar is None
+
+
+def test_macro_averages_follow_each_sides_own_labels(iris: dict[str, Any]) -> None:
+    y = iris["y"]
+    # The base never predicts class 2; the head does. Each side averages over its own labels.
+    base_pred = np.where(iris["pred"] == 2, 1, iris["pred"])
+    metrics = ("accuracy", "f1_macro", "recall_macro", "roc_auc")
+    base = evaluation_doc("iris", y, base_pred, iris["proba"], metrics=metrics)
+    head = evaluation_doc("iris", y, iris["pred"], iris["proba"], metrics=metrics)
+
+    result = compare_model(
+        policy(metrics=list(metrics)), parse_evaluation(base), parse_evaluation(head), resamples=RESAMPLES
+    )
+
+    for row in result.metrics[:3]:
+        assert row.delta is not None and row.ci is not None and row.ci.contains(row.delta), row
+    assert [r.verdict for r in result.metrics[:2]] == ["better", "better"]
+    assert result.metrics[3].verdict == "within_noise"  # same scores on both sides
+
+
+def test_hundreds_of_labels_stay_cheap() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 400, 3000)
+    base = evaluation_doc("many", y, np.where(rng.random(3000) < 0.5, y, 0), metrics=("accuracy", "f1_macro"))
+    head = evaluation_doc("many", y, np.where(rng.random(3000) < 0.6, y, 0), metrics=("accuracy", "f1_macro"))
+
+    result = compare_model(
+        policy(metrics=["accuracy", "f1_macro"]), parse_evaluation(base), parse_evaluation(head), resamples=200
+    )
+
+    assert [r.verdict for r in result.metrics[:2]] == ["better", "better"]
 
 
 def test_latency_uses_a_relative_noise_band(cancer: dict[str, Any]) -> None:

@@ -196,7 +196,6 @@ def test_a_new_model_is_labelled_and_its_delta_gates_skipped() -> None:
 
 def test_untrusted_labels_cannot_inject_html_break_tables_or_mention_people() -> None:
     evil = "<img src=x onerror=alert(1)>|@octocat"
-    labels = [evil, "ok"]
     y = [evil, "ok"] * 5
     review = review_of((spec(), doc(y, y, accuracy=1, f1_macro=1), doc(y, y, accuracy=1, f1_macro=1)))
 
@@ -206,7 +205,6 @@ def test_untrusted_labels_cannot_inject_html_break_tables_or_mention_people() ->
     assert "&lt;img src=x onerror=alert(1)&gt;\\|@\u200boctocat" in body
     row = next(line for line in body.splitlines() if line.startswith("| &lt;img") and "→" in line)
     assert len(re.findall(r"(?<!\\)\|", row)) == 6  # 5 cells: the label's pipe is escaped
-    assert labels == [evil, "ok"]
 
 
 def test_text_escaping_makes_markdown_inert() -> None:
@@ -308,7 +306,6 @@ def test_an_invalid_config_comment_names_key_and_line() -> None:
 
     assert body.count(REVIEW_MARKER) == 1
     assert "`.modelship.yml` on `main` is invalid" in body
-    assert "| 4 | `models[0].path` |" in body or "| 3 | `models[0].dataset` |" in body
     assert "| 3 | `models[0].dataset` | 'dataset' is required here: add it |" in body
 
 

@@ -1,0 +1,303 @@
+"""Hardened runs on the real podman service: each probe is contained and reported, the host untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from bot.sandbox.docker_engine import SANDBOX_LABEL, DockerEngineRunner, missing_controls, read_result
+from bot.sandbox.local_image import LocalRuntime
+from bot.sandbox.runner import MiB, Mount, SandboxSpec
+
+pytestmark = pytest.mark.slow
+
+
+def probe(image: str, code: str, **limits: Any) -> SandboxSpec:
+    settings: dict[str, Any] = {"memory_bytes": 256 * MiB, "pids_limit": 64, "timeout_s": 30.0} | limits
+    return SandboxSpec(image=image, argv=("python", "-c", textwrap.dedent(code)), **settings)
+
+
+def labelled_runner(
+    client: docker.DockerClient, runtime: LocalRuntime, **overrides: Any
+) -> tuple[DockerEngineRunner, dict[str, str]]:
+    """A runner whose containers carry a label unique to this test, to look for leftovers."""
+    labels = {SANDBOX_LABEL: "1", "io.modelship.test": uuid.uuid4().hex}
+    runner = DockerEngineRunner(
+        client, runtime_mounts=runtime.mounts(), create_overrides={"labels": labels, **overrides}
+    )
+    return runner, labels
+
+
+def outward_ip() -> str:
+    """The host's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        try:
+            udp.connect(("1.1.1.1", 53))
+        except OSError:
+            return "127.0.0.1"
+        return str(udp.getsockname()[0])
+
+
+def leftovers(client: docker.DockerClient, labels: dict[str, str]) -> list[Any]:
+    selector = [f"{k}={v}" for k, v in labels.items()]
+    return list(client.containers.list(all=True, filters={"label": selector}))
+
+
+async def test_a_run_reads_back_its_result_with_the_ml_stack_importable(sandbox_runner, runner_image, tmp_path):
+    tmp_path.chmod(0o755)  # inputs must be readable by the sandbox user
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    code = """
+        import json, os, sklearn, onnx, onnxruntime, skl2onnx, skops, pandas, numpy
+        rows = pandas.read_csv("/inputs/rows.csv")
+        caps = [l for l in open("/proc/self/status") if l.startswith("CapEff")][0].split()[1]
+        json.dump({"uid": os.getuid(), "sum": int(rows.values.sum()), "caps": caps,
+                   "sklearn": sklearn.__version__}, open("/out/result.json", "w"))
+        print("done")
+    """
+    spec = probe(runner_image, code, inputs=(Mount(tmp_path, "/inputs"),), memory_bytes=1024 * MiB)
+    result = await sandbox_runner.run(spec)
+    assert result.error is None, result.stderr.decode()
+    assert result.exit_code == 0 and result.ok
+    assert result.result is not None
+    assert result.result["uid"] == 65534
+    assert result.result["sum"] == 3
+    assert int(result.result["caps"], 16) == 0
+    assert result.stdout == b"done\n" and not result.stdout_truncated
+    assert 0 < result.container_start_s < result.duration_s
+
+
+async def test_network_access_fails_and_never_reaches_the_host(sandbox_runner, runner_image):
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen()
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    host_ip = outward_ip()
+    code = f"""
+        import socket
+        for ip in ("127.0.0.1", "{host_ip}", "1.1.1.1"):
+            try:
+                socket.create_connection((ip, {port}), timeout=3)
+                print("reached", ip)
+            except OSError as exc:
+                print("blocked", ip, exc.errno)
+        socket.create_connection(("{host_ip}", {port}), timeout=3)
+    """
+    try:
+        result = await sandbox_runner.run(probe(runner_image, code))
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+    assert not result.ok and result.exit_code == 1
+    assert b"reached" not in result.stdout
+    assert "Network is unreachable" in (result.error or "")
+
+
+async def test_writes_outside_scratch_fail_and_inputs_stay_untouched(sandbox_runner, runner_image, tmp_path):
+    tmp_path.chmod(0o755)
+    data = tmp_path / "data.csv"
+    data.write_text("x\n1\n")
+    code = """
+        import errno
+        open("/scratch/ok", "w").write("scratch is writable")
+        open("/tmp/ok", "w").write("tmp is writable")
+        for path in ("/inputs/data.csv", "/opt/modelship/pipelines/evil.py", "/opt/python/evil", "/evil"):
+            try:
+                open(path, "w").write("pwned")
+                print("wrote", path)
+            except OSError as exc:
+                print("refused", path, errno.errorcode[exc.errno])
+        for path in ("/scratch/big", "/var/tmp/big", "/run/big"):
+            try:
+                open(path, "wb").write(b"x" * (8 << 20))
+                print("wrote", path)
+            except OSError as exc:
+                print("full", path, errno.errorcode[exc.errno])
+        open("/evil", "w")
+    """
+    spec = probe(runner_image, code, inputs=(Mount(tmp_path, "/inputs"),), scratch_bytes=4 * MiB)
+    result = await sandbox_runner.run(spec)
+    assert not result.ok and result.exit_code == 1
+    assert b"wrote" not in result.stdout
+    assert result.stdout.count(b"refused") == 4 and result.stdout.count(b"EROFS") == 4
+    assert result.stdout.count(b"ENOSPC") == 3
+    assert "Read-only file system" in (result.error or "")
+    assert data.read_text() == "x\n1\n" and sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
+
+
+async def test_a_fork_bomb_hits_the_pids_limit(sandbox_runner, runner_image):
+    code = """
+        import os, time
+        children = 0
+        try:
+            while True:
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                children += 1
+        except OSError:
+            print("forked", children)
+            raise
+    """
+    result = await sandbox_runner.run(probe(runner_image, code, pids_limit=32))
+    assert not result.ok and not result.timed_out
+    assert "Resource temporarily unavailable" in (result.error or "")
+    forked = int(result.stdout.split()[1])
+    assert 0 < forked < 32
+
+
+async def test_a_memory_bomb_is_oom_killed(sandbox_runner, runner_image):
+    code = """
+        hog = []
+        while True:
+            hog.append(b"x" * (16 << 20))
+    """
+    result = await sandbox_runner.run(probe(runner_image, code, memory_bytes=128 * MiB))
+    assert result.oom_killed and not result.ok
+    assert result.error == "ran out of memory: killed at the 128 MiB limit (sandbox.memory)"
+
+
+async def test_a_long_sleep_is_killed_at_the_timeout(docker_client, local_runtime, runner_image):
+    runner, labels = labelled_runner(docker_client, local_runtime)
+    result = await runner.run(probe(runner_image, "import time; time.sleep(600)", timeout_s=5))
+    assert result.timed_out and not result.ok
+    assert result.error == "timed out after 5 s (sandbox.timeout); the container was killed"
+    assert 5 <= result.duration_s < 15
+    assert leftovers(docker_client, labels) == []
+
+
+async def test_a_stdout_flood_is_capped_and_stopped(sandbox_runner, runner_image):
+    code = """
+        import sys
+        chunk = b"x" * (1 << 20)
+        for _ in range(100):
+            sys.stdout.buffer.write(chunk)
+        open("/out/result.json", "w").write("{}")
+    """
+    result = await sandbox_runner.run(probe(runner_image, code, output_cap_bytes=256 * 1024))
+    assert result.stdout_truncated and len(result.stdout) == 256 * 1024
+    assert set(result.stdout) == {ord("x")}
+    assert result.error == "stdout exceeded the 262144 bytes output cap; the run was stopped"
+    assert result.result is None
+
+
+async def test_a_result_symlinked_to_a_host_file_is_refused(sandbox_runner, runner_image, tmp_path):
+    secret = tmp_path / "host-secret.json"
+    secret.write_text('{"leaked": true}')
+    code = f"import os; os.symlink({str(secret)!r}, '/out/result.json')"
+    result = await sandbox_runner.run(probe(runner_image, code))
+    assert result.exit_code == 0 and result.result is None
+    assert result.error == "refused /out/result.json: it is a symbolic link"
+    assert secret.read_text() == '{"leaked": true}'
+
+
+@pytest.mark.parametrize(
+    ("weakening", "complaint"),
+    [
+        ({"read_only": False}, "root filesystem is not read-only"),
+        ({"cap_drop": None}, "capabilities are not all dropped"),
+        ({"pids_limit": None}, "pids limit is"),
+        ({"user": "0:0"}, "user is '0:0'"),
+    ],
+)
+async def test_a_runner_missing_a_control_refuses_to_start(
+    docker_client, local_runtime, runner_image, weakening, complaint
+):
+    runner, labels = labelled_runner(docker_client, local_runtime, **weakening)
+    code = "open('/out/result.json', 'w').write('{}'); print('ran')"
+    result = await runner.run(probe(runner_image, code))
+    assert result.error is not None and result.error.startswith("refused to start the sandbox: ")
+    assert complaint in result.error
+    assert result.exit_code is None and result.stdout == b"" and result.result is None
+    assert leftovers(docker_client, labels) == []
+
+
+async def test_the_hardened_container_passes_its_own_inspection(docker_client, local_runtime, runner_image, tmp_path):
+    from bot.sandbox.docker_engine import create_kwargs
+
+    spec = probe(runner_image, "pass")
+    container = docker_client.containers.create(**create_kwargs(spec, local_runtime.mounts(), tmp_path))
+    try:
+        assert missing_controls(container.attrs, spec, tmp_path) == []
+        assert missing_controls(container.attrs, probe(runner_image, "pass", pids_limit=65), tmp_path) == [
+            "pids limit is 64, not 65"
+        ]
+    finally:
+        container.remove(force=True)
+
+
+async def test_a_cancelled_run_still_removes_its_container(docker_client, local_runtime, runner_image):
+    runner, labels = labelled_runner(docker_client, local_runtime)
+    task = asyncio.create_task(runner.run(probe(runner_image, "import time; time.sleep(600)")))
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if leftovers(docker_client, labels):
+            break
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)  # the shielded clean-up runs to the end in its thread
+    for _ in range(50):
+        if not leftovers(docker_client, labels):
+            break
+        await asyncio.sleep(0.1)
+    assert leftovers(docker_client, labels) == []
+
+
+async def test_an_input_the_sandbox_user_cannot_read_is_reported_before_any_container(
+    sandbox_runner, runner_image, tmp_path
+):
+    tmp_path.chmod(0o700)
+    result = await sandbox_runner.run(probe(runner_image, "pass", inputs=(Mount(tmp_path, "/inputs"),)))
+    assert result.error == (f"input {tmp_path} (mode 700) is not readable by the sandbox user; make it world-readable")
+
+
+async def test_a_missing_image_is_a_clear_error(sandbox_runner):
+    result = await sandbox_runner.run(probe("modelship-runner:does-not-exist", "pass"))
+    assert result.error is not None
+    assert "modelship-runner:does-not-exist" in result.error
+
+
+# read_result on its own: what the container can leave in /out, without a container.
+
+
+def test_result_over_the_cap_is_refused(tmp_path: Path):
+    (tmp_path / "result.json").write_text(json.dumps({"x": "y" * 100}))
+    assert read_result(tmp_path, 50) == (None, "refused /out/result.json: 109 bytes is over the 50 bytes cap")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ('{"auc": NaN}', "NaN is not JSON"),
+        ('{"a": 1, "a": 2}', "duplicate keys"),
+        ("[1, 2]", "the top level must be a JSON object"),
+        ("{'a': 1}", "not valid JSON"),
+        (b'{"a": "\xff"}', "not valid JSON"),
+    ],
+)
+def test_malformed_results_are_refused(tmp_path: Path, content: str | bytes, reason: str):
+    path = tmp_path / "result.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result, error = read_result(tmp_path, 1024)
+    assert result is None and error is not None and reason in error
+
+
+def test_a_fifo_result_is_refused_without_blocking(tmp_path: Path):
+    import os
+
+    os.mkfifo(tmp_path / "result.json")
+    assert read_result(tmp_path, 1024) == (None, "refused /out/result.json: not a regular file")
+
+
+def test_no_result_is_reported(tmp_path: Path):
+    assert read_result(tmp_path, 1024) == (None, "the command wrote no /out/result.json")
