@@ -82,7 +82,7 @@ class Demo:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         hub.sender.url = f"http://127.0.0.1:{port}/webhooks/github"
         self.echo(f"    bot listening on {hub.sender.url}")
         try:

@@ -168,10 +168,11 @@ _MODEL_SUFFIXES = (".onnx", ".skops", *_PICKLE_SUFFIXES)
 
 class ModelSpec(_Section):
     name: Name = Field(description="Unique model name; used in reports and deploy paths.")
-    path: RepoPath = Field(description="Model file: .onnx or .skops; .joblib/.pkl need allow_pickle: true.")
+    # Declared before path so that the path's check can see it.
     allow_pickle: bool = Field(
         default=False, description="Allow loading pickle/joblib files (runs their code in the sandbox)."
     )
+    path: RepoPath = Field(description="Model file: .onnx or .skops; .joblib/.pkl need allow_pickle: true.")
     task: Literal["classification", "regression"]
     dataset: Dataset
     train: Train | None = None
@@ -204,21 +205,18 @@ class ModelSpec(_Section):
                 raise _at(metric, message=_unknown(metric, allowed, f"gate metric for a {task} model"))
         return value
 
-    @model_validator(mode="after")
-    def _format(self) -> ModelSpec:
-        suffix = PurePosixPath(self.path).suffix.lower()
+    @field_validator("path")
+    @classmethod
+    def _format(cls, value: str, info: ValidationInfo) -> str:
+        suffix = PurePosixPath(value).suffix.lower()
         if suffix not in _MODEL_SUFFIXES:
-            raise _at(
-                "path",
-                message=f"'{self.path}' must end in .onnx or .skops (or .joblib/.pkl with allow_pickle)",
+            raise ValueError(f"'{value}' must end in .onnx or .skops (or .joblib/.pkl with allow_pickle)")
+        if suffix in _PICKLE_SUFFIXES and not info.data.get("allow_pickle", False):
+            raise ValueError(
+                f"'{value}' is a pickle, which runs code when loaded: export the model to .onnx "
+                "or .skops, or set allow_pickle: true on this model"
             )
-        if suffix in _PICKLE_SUFFIXES and not self.allow_pickle:
-            raise _at(
-                "path",
-                message=f"'{self.path}' is a pickle, which runs code when loaded: export the model to .onnx "
-                "or .skops, or set allow_pickle: true on this model",
-            )
-        return self
+        return value
 
 
 class Optimize(_Section):

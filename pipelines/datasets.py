@@ -33,12 +33,8 @@ def read_table(path: Path, display: str) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
     except Exception as exc:
-        raise PipelineError(
-            "dataset_invalid", f"could not read `{display}`: {type(exc).__name__}: {exc}"
-        ) from exc
-    raise PipelineError(
-        "dataset_invalid", f"`{display}`: unsupported dataset format `{suffix}`; use .csv or .parquet"
-    )
+        raise PipelineError("dataset_invalid", f"could not read `{display}`: {type(exc).__name__}: {exc}") from exc
+    raise PipelineError("dataset_invalid", f"`{display}`: unsupported dataset format `{suffix}`; use .csv or .parquet")
 
 
 def load_dataset(path: Path, target: str, task: Task, display: str) -> Dataset:
@@ -51,8 +47,7 @@ def load_dataset(path: Path, target: str, task: Task, display: str) -> Dataset:
         shown = ", ".join(map(str, frame.columns[:20]))
         raise PipelineError(
             "missing_target",
-            f"target column `{target}` is not in `{display}`; its columns are: {shown}. "
-            "Fix `models[].dataset.target`",
+            f"target column `{target}` is not in `{display}`; its columns are: {shown}. Fix `models[].dataset.target`",
         )
     if frame.empty:
         raise PipelineError("dataset_invalid", f"`{display}` has no rows")
@@ -60,9 +55,7 @@ def load_dataset(path: Path, target: str, task: Task, display: str) -> Dataset:
         raise PipelineError("dataset_invalid", f"target column `{target}` in `{display}` has empty values")
     y = frame[target]
     if task == "regression" and not pd.api.types.is_numeric_dtype(y):
-        raise PipelineError(
-            "dataset_invalid", f"task is regression but target column `{target}` is not numeric"
-        )
+        raise PipelineError("dataset_invalid", f"task is regression but target column `{target}` is not numeric")
     features = frame.drop(columns=[target])
     balance = dict(sorted(Counter(label_strings(y.to_numpy())).items())) if task == "classification" else None
     info: DatasetInfo = {

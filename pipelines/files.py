@@ -21,7 +21,5 @@ def resolve_in_repo(repo_dir: Path, relative: str, key: str) -> Path:
     root = repo_dir.resolve()
     candidate = (root / relative).resolve()
     if not candidate.is_relative_to(root):
-        raise PipelineError(
-            "invalid_path", f"`{key}: {relative}` points outside the repository; use a path inside it"
-        )
+        raise PipelineError("invalid_path", f"`{key}: {relative}` points outside the repository; use a path inside it")
     return candidate

@@ -37,9 +37,7 @@ def classification(
     labels = label_order(y_true, y_pred, classes)
     out: dict[str, float] = {"accuracy": skm.accuracy_score(y_true, y_pred)}
     for avg in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=avg, zero_division=0
-        )
+        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=avg, zero_division=0)
         out |= {f"precision_{avg}": p, f"recall_{avg}": r, f"f1_{avg}": f}
     binary = len(labels) == 2
     positive = labels[1] if binary else None

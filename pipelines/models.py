@@ -184,10 +184,7 @@ class OnnxPredictor:
                 raise PipelineError(
                     "dataset_invalid", f"the dataset's feature columns cannot be read as {spec.type}: {exc}"
                 ) from exc
-        return {
-            i.name: frame[[i.name]].to_numpy().astype(_ORT_DTYPES.get(i.type, np.float32))
-            for i in self._inputs
-        }
+        return {i.name: frame[[i.name]].to_numpy().astype(_ORT_DTYPES.get(i.type, np.float32)) for i in self._inputs}
 
     def predict(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         (labels,) = self.session.run([self._label_output], batch)
@@ -243,9 +240,7 @@ def load_model(path: Path, task: Task, allow_pickle: bool, display: str) -> Load
     except PipelineError:
         raise
     except Exception as exc:
-        raise PipelineError(
-            "load_failed", f"could not load `{display}`: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise PipelineError("load_failed", f"could not load `{display}`: {type(exc).__name__}: {exc}") from exc
     return LoadedModel(fmt, SklearnPredictor(estimator, task), estimator, None)
 
 
@@ -257,8 +252,7 @@ def _load_skops(path: Path, display: str) -> Any:
     if rejected:
         raise PipelineError(
             "untrusted_types",
-            f"`{display}` contains types outside scikit-learn and numpy, which are not trusted: "
-            f"{', '.join(rejected)}",
+            f"`{display}` contains types outside scikit-learn and numpy, which are not trusted: {', '.join(rejected)}",
         )
     return sio.load(path, trusted=list(untrusted))
 

@@ -92,9 +92,7 @@ def _timed(action: Callable[[], object]) -> float:
 
 
 class ModelOptimizer:
-    def __init__(
-        self, spec: ModelSpec, settings: OptimizeSettings, prepared: Prepared, out_dir: Path
-    ) -> None:
+    def __init__(self, spec: ModelSpec, settings: OptimizeSettings, prepared: Prepared, out_dir: Path) -> None:
         self.spec = spec
         self.task: Task = spec["task"]
         self.settings = settings
@@ -118,9 +116,7 @@ class ModelOptimizer:
         quality = score(predictor, batch, prepared.dataset, self.task)
 
         def cold() -> None:
-            fresh = load_model(
-                prepared.path, self.task, bool(self.spec.get("allow_pickle")), self.spec["path"]
-            )
+            fresh = load_model(prepared.path, self.task, bool(self.spec.get("allow_pickle")), self.spec["path"])
             fresh.predictor.predict(rows[0])
 
         variant = _variant("original", "ok", None)
@@ -179,18 +175,14 @@ class ModelOptimizer:
     def _derived(self, source: Path | None) -> list[Measured | Variant]:
         if source is None:
             why = "no ONNX model to start from (see onnx_fp32)"
-            return [
-                _variant(n, "not_applicable", why) for n in ("onnx_optimized", "int8_dynamic", "int8_static")
-            ]
+            return [_variant(n, "not_applicable", why) for n in ("onnx_optimized", "int8_dynamic", "int8_static")]
         out: list[Measured | Variant] = []
         target = self.vdir / "onnx_optimized.onnx"
         try:
             quantize.optimize_graph(source, target)
             out.append(self._measure_onnx("onnx_optimized", target))
         except Exception as exc:
-            out.append(
-                _variant("onnx_optimized", "failed", f"ONNX Runtime optimizer: {type(exc).__name__}: {exc}")
-            )
+            out.append(_variant("onnx_optimized", "failed", f"ONNX Runtime optimizer: {type(exc).__name__}: {exc}"))
         mode = self.settings.get("quantize", "both")
         blocked = quantize.not_quantizable_reason(source)
         kinds: tuple[tuple[str, VariantName], ...] = (("dynamic", "int8_dynamic"), ("static", "int8_static"))
@@ -303,9 +295,7 @@ def optimize(spec: OptimizeSpec, out_dir: Path, scratch: Path) -> OptimizationRe
     results: list[ModelOptimization] = []
     for index, entry in enumerate(spec["models"]):
         try:
-            results.append(
-                optimize_model(check_model(entry, index), settings, repo_dir, out_dir, scratch, repetitions)
-            )
+            results.append(optimize_model(check_model(entry, index), settings, repo_dir, out_dir, scratch, repetitions))
         except Exception as exc:  # one model's failure is its own row; the others still run
             row = failed(entry, index, error_info(exc))
             results.append(

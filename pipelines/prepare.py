@@ -46,9 +46,7 @@ def train(spec: ModelSpec, repo_dir: Path, scratch: Path, timeout_s: float | Non
     shutil.copytree(repo_dir, workdir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
     _make_writable(workdir)  # copytree keeps the read-only modes of the mounted checkout
     try:
-        done = subprocess.run(
-            argv, cwd=workdir, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
+        done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PipelineError("train_failed", f"`{command}` could not run: {exc}") from exc
     if done.returncode != 0:

@@ -78,9 +78,7 @@ def quantize_static(source: Path, target: Path, input_name: str, calibration: np
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.chunks: Iterator[np.ndarray] = iter(
-                np.array_split(calibration, max(1, len(calibration) // 32))
-            )
+            self.chunks: Iterator[np.ndarray] = iter(np.array_split(calibration, max(1, len(calibration) // 32)))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             chunk = next(self.chunks, None)

@@ -254,8 +254,7 @@ def _oip_rows(body: dict[str, Any], model: ServedModel) -> np.ndarray:
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise BadRequest(
-            "'inputs' must be a list with exactly one tensor "
-            f"(the model's input {model.predictor.input.name!r})"
+            f"'inputs' must be a list with exactly one tensor (the model's input {model.predictor.input.name!r})"
         )
     tensor = inputs[0]
     datatype = tensor.get("datatype", "FP32")
@@ -294,14 +293,10 @@ async def _predict(app: web.Application, rows: np.ndarray) -> Prediction:
 
 
 @click.command("serve-model")
-@click.option(
-    "--model", "model_path", type=click.Path(path_type=Path), required=True, help="ONNX file to serve."
-)
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True, help="ONNX file to serve.")
 @click.option("--name", required=True, help="Model name (in URLs and metrics).")
 @click.option("--version", "version", required=True, help="Model version (in answers and metrics).")
-@click.option(
-    "--sha256", required=True, help="Expected sha256 of the model file; the server refuses any other."
-)
+@click.option("--sha256", required=True, help="Expected sha256 of the model file; the server refuses any other.")
 @click.option("--env", default="", help="Environment name attached to every metric.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
@@ -341,9 +336,7 @@ def serve_model(
     model = ServedModel(name=name, version=version, env=env, predictor=predictor)
     if faults is not None:
         click.echo("WARNING: fault injection is on (test/demo only): POST /admin/faults", err=True)
-    web.run_app(
-        create_app(model, faults=faults), host=host, port=port, print=lambda line: click.echo(line, err=True)
-    )
+    web.run_app(create_app(model, faults=faults), host=host, port=port, print=lambda line: click.echo(line, err=True))
 
 
 if __name__ == "__main__":

@@ -115,14 +115,10 @@ class OnnxPredictor:
         inputs = session.get_inputs()
         if len(inputs) != 1:
             names = ", ".join(i.name for i in inputs)
-            raise ModelLoadError(
-                f"the model has {len(inputs)} inputs ({names}); the server takes exactly one"
-            )
+            raise ModelLoadError(f"the model has {len(inputs)} inputs ({names}); the server takes exactly one")
         spec = inputs[0]
         if spec.type not in _ONNX_TYPES:
-            raise ModelLoadError(
-                f"input {spec.name!r} has type {spec.type}; the server takes numeric tensors"
-            )
+            raise ModelLoadError(f"input {spec.name!r} has type {spec.type}; the server takes numeric tensors")
         self._session = session
         self._dtype = _ONNX_TYPES[spec.type]
         self.input = TensorSpec(spec.name, OIP_DATATYPES[np.dtype(self._dtype).name], _shape(spec.shape))

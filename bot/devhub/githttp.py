@@ -10,13 +10,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
+import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
+
+@functools.cache
+def http_backend() -> str:
+    """Path of git's CGI, wherever this git keeps its helpers (`git --exec-path`)."""
+    exec_path = subprocess.run(["git", "--exec-path"], capture_output=True, text=True, check=True).stdout.strip()
+    return str(Path(exec_path) / "git-http-backend")
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,7 @@ def git_http_routes(root: Path, authorize: AuthorizeFn, on_push: OnPush | None =
         body = await request.content.read()
         before = await _refs(repo) if write and request.method == "POST" else None
         proc = await asyncio.create_subprocess_exec(
-            HTTP_BACKEND,
+            http_backend(),
             env=env,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -100,9 +100,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                     f"RetryPolicy.max_wait ({self.policy.max_wait:.0f} s), try again later",
                     status=outcome.status,
                 ) from outcome.cause
-            log.warning(
-                "GitHub %s: %s; retry %d in %.1f s", where, redact(wait.reason), attempt, wait.seconds
-            )
+            log.warning("GitHub %s: %s; retry %d in %.1f s", where, redact(wait.reason), attempt, wait.seconds)
             if wait.rate_limited:
                 self._pause_until(self._clock() + wait.seconds)
             else:
@@ -137,9 +135,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     ) -> tuple[int, Mapping[str, str], bytes]:
         if self._authorizer is not None and "authorization" not in headers:
             headers = {**headers, "authorization": await self._authorizer()}
-        async with self._session.request(
-            method, url, headers=headers, data=body, timeout=self._timeout
-        ) as response:
+        async with self._session.request(method, url, headers=headers, data=body, timeout=self._timeout) as response:
             return response.status, response.headers, await response.read()
 
     def _observe(self, method: str, status: int, headers: Mapping[str, str]) -> None:

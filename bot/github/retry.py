@@ -97,9 +97,7 @@ def _is_rate_limited(status: int, headers: Mapping[str, str], body: bytes) -> bo
     )
 
 
-def _rate_limit_wait(
-    headers: Mapping[str, str], *, rate_limit_hits: int, now: float, policy: RetryPolicy
-) -> Wait:
+def _rate_limit_wait(headers: Mapping[str, str], *, rate_limit_hits: int, now: float, policy: RetryPolicy) -> Wait:
     retry_after = _retry_after(headers.get("retry-after"), now)
     if retry_after is not None:
         return Wait(retry_after, f"rate limited, retry-after {retry_after:g} s", rate_limited=True)

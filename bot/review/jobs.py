@@ -44,9 +44,12 @@ async def enqueue_review(conn: AsyncConnection, request: ReviewRequest, *, max_a
     """Cancel superseded reviews of this PR and queue this one, in the caller's transaction."""
     await conn.execute(
         update(JOBS)
-        .where(JOBS.c.serial_key == request.serial_key, JOBS.c.kind == KIND,
-               JOBS.c.state.in_(("queued", "running")))
-        .values(state="cancelled", last_error=f"superseded by {request.trigger} at {request.head_sha[:12]}",
-                finished_at=utcnow(), updated_at=utcnow())
+        .where(JOBS.c.serial_key == request.serial_key, JOBS.c.kind == KIND, JOBS.c.state.in_(("queued", "running")))
+        .values(
+            state="cancelled",
+            last_error=f"superseded by {request.trigger} at {request.head_sha[:12]}",
+            finished_at=utcnow(),
+            updated_at=utcnow(),
+        )
     )
     await enqueue(conn, [job_row(KIND, request.serial_key, payload=asdict(request), max_attempts=max_attempts)])

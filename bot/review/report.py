@@ -55,9 +55,11 @@ def code(value: object, limit: int = 120) -> str:
     return f"`{raw[:limit]}`" if raw else "—"
 
 
-def number(value: float | None) -> str:
+def number(value: float | None, metric: str | None = None) -> str:
     if value is None:
         return "—"
+    if metric in OPERATIONAL_METRICS:  # milliseconds, megabytes, rows/s: two decimals are plenty
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 100:
@@ -65,8 +67,8 @@ def number(value: float | None) -> str:
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
-def signed(value: float | None) -> str:
-    return "—" if value is None else ("+" if value >= 0 else "−") + number(abs(value))
+def signed(value: float | None, metric: str | None = None) -> str:
+    return "—" if value is None else ("+" if value >= 0 else "−") + number(abs(value), metric)
 
 
 def _metric_label(row: MetricComparison) -> str:
@@ -110,9 +112,11 @@ def _metrics_table(model: ModelComparison) -> str:
     for row in model.metrics:
         ci = f"[{signed(row.ci.low)}, {signed(row.ci.high)}]" if row.ci else "—"
         verdict = _VERDICT_ICON[row.verdict]
-        if row.note and row.verdict in ("n/a", "failed"):
+        # A failed or new model says why once, above the table; per-row notes are for the odd metric.
+        if row.note and row.verdict == "n/a" and model.status == "compared":
             verdict += f" ({text(row.note, 80)})"
-        cells = [_metric_label(row), number(row.base), number(row.head), signed(row.delta), ci, verdict]
+        base, head, delta = number(row.base, row.name), number(row.head, row.name), signed(row.delta, row.name)
+        cells = [_metric_label(row), base, head, delta, ci, verdict]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -128,7 +132,7 @@ def _gates_table(gates: Sequence[GateResult]) -> str:
         return "_No gates configured for this model: add `gates:` in `.modelship.yml` to enforce a policy._"
     lines = ["| Gate | Rule | Value | Result |", "|---|---|---:|---|"]
     for gate in gates:
-        value = signed(gate.value) if gate.rule.endswith("delta") else number(gate.value)
+        value = signed(gate.value, gate.metric) if gate.rule.endswith("delta") else number(gate.value, gate.metric)
         result = _GATE_ICON[gate.status]
         if gate.status != "pass":
             result += f" — {text(gate.reason, 160)}"

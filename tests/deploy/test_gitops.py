@@ -1,4 +1,4 @@
-"""DeployRepo against real git over smart HTTP (git http-backend), with GitHub-style token auth."""
+"""DeployRepo against real git over smart HTTP: devhub (the GitHub simulator) with installation tokens."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from bot.deploy.gitops import DeployError, DeployRepo, Edit, RepoLocks, RetryPolicy, authenticated_url, redact
 from bot.deploy.manifest import ModelRef, load_values, plan_deploy, validate_values, values_path
+from tests.deploy.conftest import DeployHub
 from tests.deploy.githttp import GitHttpServer, git
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "charts/model-server/values.schema.json").read_text())
@@ -35,19 +36,18 @@ def deploy_edit(model: ModelRef) -> Edit:
     return lambda text: plan_deploy(text, model, SCHEMA, DEFAULTS).text
 
 
-def make_repo(server: GitHttpServer, url: str, workdir: Path, **kwargs: object) -> DeployRepo:
+def make_repo(hub: DeployHub | GitHttpServer, url: str, workdir: Path, **kwargs: object) -> DeployRepo:
     async def token() -> str:
-        return server.token
+        return hub.token
 
     kwargs.setdefault("retry", RetryPolicy(conflict_attempts=40, base_s=0.02, cap_s=0.5, rng=random.Random(7)))
     return DeployRepo(url, workdir, token=token, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_a_merge_becomes_one_pushed_commit_and_a_redelivery_makes_none(
-    git_server: GitHttpServer, repo_name: str, workdir: Path
+    deploy_hub: DeployHub, workdir: Path
 ) -> None:
-    url = git_server.create_repo(repo_name)
-    repo = make_repo(git_server, url, workdir)
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     path = values_path("staging", "iris")
 
     first = await repo.commit_file(path, deploy_edit(ref("iris", 100)), "deploy iris")
@@ -55,28 +55,23 @@ async def test_a_merge_becomes_one_pushed_commit_and_a_redelivery_makes_none(
 
     assert first.changed and not again.changed
     assert again.sha == first.sha
-    assert git_server.commits(repo_name)[0] == first.sha
-    assert len(git_server.commits(repo_name)) == 2  # seed + one deploy
-    assert "sequence: 100" in git_server.show(repo_name, path)
+    assert deploy_hub.commits() == [first.sha, *deploy_hub.commits()[1:]]
+    assert len(deploy_hub.commits()) == 2  # seed + one deploy
+    assert "sequence: 100" in deploy_hub.show(path)
 
 
-async def test_an_older_version_never_overwrites_a_newer_one(
-    git_server: GitHttpServer, repo_name: str, workdir: Path
-) -> None:
-    url = git_server.create_repo(repo_name)
-    repo = make_repo(git_server, url, workdir)
+async def test_an_older_version_never_overwrites_a_newer_one(deploy_hub: DeployHub, workdir: Path) -> None:
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     path = values_path("prod", "iris")
 
     await repo.commit_file(path, deploy_edit(ref("iris", 200)), "deploy newer")
     late = await repo.commit_file(path, deploy_edit(ref("iris", 150)), "deploy older, delivered late")
 
     assert not late.changed
-    assert "sequence: 200" in git_server.show(repo_name, path)
+    assert "sequence: 200" in deploy_hub.show(path)
 
 
-async def test_comments_in_the_values_file_survive_a_deploy(
-    git_server: GitHttpServer, repo_name: str, workdir: Path
-) -> None:
+async def test_comments_in_the_values_file_survive_a_deploy(deploy_hub: DeployHub, workdir: Path) -> None:
     path = values_path("prod", "iris")
     human = (
         "# Production: owned by the platform team\n"
@@ -89,23 +84,22 @@ async def test_comments_in_the_values_file_survive_a_deploy(
         f"  sha256: '{1:064x}'  # checked by the server at start-up\n"
         "  sequence: 1\n"
     )
-    url = git_server.create_repo(repo_name, {path: human})
-    repo = make_repo(git_server, url, workdir)
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
+    await repo.commit_file(path, lambda _: human, "a human writes the production values")
 
     await repo.commit_file(path, deploy_edit(ref("iris", 300)), "deploy")
 
-    text = git_server.show(repo_name, path)
+    text = deploy_hub.show(path)
     assert text.startswith("# Production: owned by the platform team\nreplicaCount: 3  # SLA needs 3\n")
     assert f"sha256: '{300:064x}'  # checked by the server at start-up" in text
 
 
 async def test_a_push_that_loses_a_race_is_redone_on_the_new_head(
-    git_server: GitHttpServer, repo_name: str, workdir: Path, tmp_path: Path
+    deploy_hub: DeployHub, workdir: Path, tmp_path: Path
 ) -> None:
-    url = git_server.create_repo(repo_name)
-    repo = make_repo(git_server, url, workdir)
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     other = tmp_path / "other"
-    await asyncio.to_thread(git, "clone", "-q", authenticated_url(url, git_server.token), str(other))
+    await asyncio.to_thread(git, "clone", "-q", authenticated_url(deploy_hub.url, deploy_hub.token), str(other))
     raced = False
 
     def edit_while_someone_else_pushes(text: str | None) -> str | None:
@@ -121,17 +115,14 @@ async def test_a_push_that_loses_a_race_is_redone_on_the_new_head(
     result = await repo.commit_file("ours.txt", edit_while_someone_else_pushes, "ours")
 
     assert result.attempts == 2
-    assert set(git_server.files(repo_name)) >= {"ours.txt", "theirs.txt"}
-    assert git_server.commits(repo_name)[0] == result.sha
+    assert set(deploy_hub.files()) >= {"ours.txt", "theirs.txt"}
+    assert deploy_hub.commits()[0] == result.sha
 
 
 @pytest.mark.slow
-async def test_fifty_concurrent_merges_from_racing_clones_all_land(
-    git_server: GitHttpServer, repo_name: str, tmp_path: Path
-) -> None:
-    url = git_server.create_repo(repo_name)
+async def test_fifty_concurrent_merges_from_racing_clones_all_land(deploy_hub: DeployHub, tmp_path: Path) -> None:
     replicas = [  # separate clones and separate locks: like five bot processes, so pushes race
-        make_repo(git_server, url, tmp_path / f"replica-{i}", locks=RepoLocks()) for i in range(5)
+        make_repo(deploy_hub, deploy_hub.url, tmp_path / f"replica-{i}", locks=RepoLocks()) for i in range(5)
     ]
     models = [ref(f"model-{i:02d}", 1000 + i) for i in range(50)]
 
@@ -143,20 +134,20 @@ async def test_fifty_concurrent_merges_from_racing_clones_all_land(
     )
 
     assert all(r.changed for r in results)
-    assert len(git_server.commits(repo_name)) == 51  # seed + 50, none lost
+    assert len(deploy_hub.commits()) == 51  # seed + 50: no lost update
+    assert deploy_hub.first_parent_chain() == deploy_hub.commits()  # linear: every push fast-forwarded
     assert sum(r.attempts for r in results) > 50, "the clones should have raced at least once"
-    updates = git_server.ref_updates(repo_name)
-    for old, new in updates[1:]:  # every update of main was a fast-forward: no force push
-        subprocess.run(["git", "merge-base", "--is-ancestor", old, new], cwd=git_server.bare(repo_name), check=True)
+    updates = deploy_hub.ref_updates()
+    assert len(updates) == 50
+    for old, new in updates:  # no force push: each update of main contains the previous head
+        subprocess.run(["git", "merge-base", "--is-ancestor", old, new], cwd=deploy_hub.bare, check=True)
     for m in models:
-        text = git_server.show(repo_name, values_path("staging", m.name))
+        text = deploy_hub.show(values_path("staging", m.name))
         assert validate_values(text, SCHEMA, DEFAULTS) == []
         assert f"sequence: {m.sequence}" in text
 
 
-async def test_an_unreachable_remote_is_retried_then_fails_clearly_without_leaking_the_token(
-    git_server: GitHttpServer, workdir: Path
-) -> None:
+async def test_an_unreachable_remote_is_retried_then_fails_clearly_without_leaking_the_token(workdir: Path) -> None:
     sleeps: list[float] = []
 
     async def no_sleep(delay: float) -> None:
@@ -176,33 +167,28 @@ async def test_an_unreachable_remote_is_retried_then_fails_clearly_without_leaki
     assert len(sleeps) == 3
 
 
-async def test_an_outage_during_the_push_leaves_nothing_half_written(
-    git_server: GitHttpServer, repo_name: str, workdir: Path
-) -> None:
-    url = git_server.create_repo(repo_name)
+async def test_an_outage_during_the_push_leaves_nothing_half_written(git_server: GitHttpServer, workdir: Path) -> None:
+    url = git_server.create_repo("acme/outage")
     repo = make_repo(git_server, url, workdir, sleep=lambda _: asyncio.sleep(0))
-    before = git_server.commits(repo_name)
-    git_server.fail_receive_pack = True
+    before = git_server.commits("acme/outage")
+    git_server.fail_receive_pack = True  # fetches work, every push gets a 503
     try:
         with pytest.raises(DeployError, match="unreachable"):
             await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
     finally:
         git_server.fail_receive_pack = False
 
-    assert git_server.commits(repo_name) == before
+    assert git_server.commits("acme/outage") == before
     assert git("status", "--porcelain", cwd=workdir) == ""
     assert not (workdir / "a.txt").exists()
+    assert (await repo.commit_file("a.txt", lambda _: "a\n", "lands once the remote is back")).changed
 
 
-async def test_wrong_credentials_fail_at_once_with_an_actionable_message(
-    git_server: GitHttpServer, repo_name: str, workdir: Path
-) -> None:
-    url = git_server.create_repo(repo_name)
-
+async def test_wrong_credentials_fail_at_once_with_an_actionable_message(deploy_hub: DeployHub, workdir: Path) -> None:
     async def token() -> str:
         return "ghs_expired_token"
 
-    repo = DeployRepo(url, workdir, token=token)
+    repo = DeployRepo(deploy_hub.url, workdir, token=token)
     with pytest.raises(DeployError) as failure:
         await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
 
@@ -210,23 +196,19 @@ async def test_wrong_credentials_fail_at_once_with_an_actionable_message(
     assert "ghs_expired_token" not in str(failure.value)
 
 
-async def test_schema_violations_stop_the_commit(git_server: GitHttpServer, repo_name: str, workdir: Path) -> None:
-    url = git_server.create_repo(repo_name)
-    repo = make_repo(git_server, url, workdir)
+async def test_schema_violations_stop_the_commit(deploy_hub: DeployHub, workdir: Path) -> None:
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     bad = ModelRef("iris", "acme/models", "not-a-sha", "models/iris/model.onnx", "f" * 64, sequence=5)
 
     with pytest.raises(ValueError, match=r"model\.revision"):
         await repo.commit_file(values_path("prod", "iris"), deploy_edit(bad), "deploy")
 
-    assert len(git_server.commits(repo_name)) == 1
+    assert len(deploy_hub.commits()) == 1
     assert git("status", "--porcelain", cwd=workdir) == ""
 
 
-async def test_a_protected_environment_gets_one_branch_updated_in_place(
-    git_server: GitHttpServer, repo_name: str, workdir: Path
-) -> None:
-    url = git_server.create_repo(repo_name)
-    repo = make_repo(git_server, url, workdir)
+async def test_a_protected_environment_gets_one_branch_updated_in_place(deploy_hub: DeployHub, workdir: Path) -> None:
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     path = values_path("prod", "iris")
     branch = "modelship/deploy/prod/iris"
 
@@ -236,23 +218,21 @@ async def test_a_protected_environment_gets_one_branch_updated_in_place(
     third = await repo.open_or_update_pr_branch(branch, {path: deploy_edit(ref("iris", 11))}, "deploy 11")
 
     assert first.changed and second.changed and not third.changed
-    assert git_server.branches(repo_name) == ["main", branch]
-    assert "sequence: 11" in git_server.show(repo_name, path, ref=branch)
-    assert git_server.show(repo_name, "README.md", ref=branch) == "# moved on\n"  # base merged in
-    assert path not in git_server.files(repo_name)  # main untouched until the PR merges
-    bare = git_server.bare(repo_name)
-    subprocess.run(["git", "merge-base", "--is-ancestor", first.sha, second.sha], cwd=bare, check=True)
+    assert sorted(deploy_hub.branches()) == sorted(["main", branch])
+    assert "sequence: 11" in deploy_hub.show(path, ref=branch)
+    assert deploy_hub.show("README.md", ref=branch) == "# moved on\n"  # base merged in, no force push
+    assert path not in deploy_hub.files()  # main untouched until the PR merges
+    subprocess.run(["git", "merge-base", "--is-ancestor", first.sha, second.sha], cwd=deploy_hub.bare, check=True)
 
 
-async def test_preview_shows_the_diff_without_writing(git_server: GitHttpServer, repo_name: str, workdir: Path) -> None:
-    url = git_server.create_repo(repo_name)
-    repo = make_repo(git_server, url, workdir)
+async def test_preview_shows_the_diff_without_writing(deploy_hub: DeployHub, workdir: Path) -> None:
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     path = values_path("staging", "iris")
 
     diff = await repo.preview({path: deploy_edit(ref("iris", 7))})
 
     assert f"+++ b/{path}" in diff and "+  sequence: 7" in diff
-    assert len(git_server.commits(repo_name)) == 1
+    assert len(deploy_hub.commits()) == 1
     assert await repo.read(path) is None
 
 

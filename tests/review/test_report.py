@@ -332,3 +332,11 @@ def test_the_in_progress_comment_is_sticky_too() -> None:
     body = render_in_progress(head_sha=HEAD_SHA, models=["churn"])
 
     assert body.startswith(REVIEW_MARKER) and "evaluating `churn`" in body
+
+
+def test_a_metric_missing_on_one_side_says_which() -> None:
+    head = dict(HEAD, metrics={"accuracy": 0.9167})
+
+    body = render_review_comment(review_of((spec(gates={}), BASE, head)))
+
+    assert "| f1_macro ↑ | 0.3333 | — | — | — | ➖ n/a (not reported for the head) |" in body
