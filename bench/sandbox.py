@@ -34,8 +34,8 @@ IMPORT_STACK = "import sklearn, onnxruntime, pandas, numpy; " + WRITE_RESULT
 def row(name: str, totals: list[float], starts: list[float] | None = None) -> str:
     def cell(values: list[float] | None) -> str:
         if not values:
-            return f"{'-':>8} {'-':>8}"
-        return f"{statistics.median(values):8.3f} {max(values):8.3f}"
+            return f"{'-':>9} {'-':>9}"
+        return f"{statistics.median(values):9.3f} {max(values):9.3f}"
 
     return f"{name:<34} {len(totals):>4} {cell(starts)} {cell(totals)}"
 
@@ -86,7 +86,7 @@ def main() -> int:
     stack_starts, stack_totals = asyncio.run(hardened(IMPORT_STACK, max(1, args.runs // 2)))
     client.close()
 
-    print(f"{'scenario':<34} {'runs':>4} {'start p50':>8} {'max':>8} {'total p50':>8} {'max':>8}   (seconds)")
+    print(f"{'scenario':<34} {'runs':>4} {'start p50':>9} {'max':>9} {'total p50':>9} {'max':>9}   (seconds)")
     print(row("host process: python -c pass", host))
     print(row("bare container: python -c pass", bare_runs))
     print(row("hardened: python -c pass", pass_totals, pass_starts))

@@ -57,11 +57,16 @@ def main() -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Run the webhook service: intake at POST /webhooks/github, workers, /healthz, /readyz, /metrics."""
     from bot import logs
+    from bot.service import StartupError
     from bot.service import serve as run
 
     settings = _settings(host=host, port=port)
     logs.configure(settings.log_level)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except StartupError as exc:
+        click.echo(f"modelship: {exc}", err=True)
+        sys.exit(2)
 
 
 @main.command()

@@ -8,14 +8,14 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from bot.github.redact import RedactingFilter, redact
+
 delivery_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("delivery_id", default=None)
 job_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("job_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        from bot.github.redact import redact  # tokens never reach a log line
-
         doc: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -37,6 +37,7 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())  # arguments of a log call are scrubbed before formatting too
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

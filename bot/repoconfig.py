@@ -540,16 +540,16 @@ def _unknown(value: str, allowed: tuple[str, ...] | list[str], what: str) -> str
 
 def _message(error: Any, loc: Loc) -> str:
     kind = error["type"]
-    if kind == "extra_forbidden":
+    if kind == "extra_forbidden" and loc:
         key = str(loc[-1])
         return _unknown(key, _allowed_keys(loc[:-1]), "key here") + " (remove or rename it)"
-    if kind == "missing":
+    if kind == "missing" and loc:
         return f"'{loc[-1]}' is required here: add it"
     if kind == "modelship":
         return str(error["ctx"]["message"])
     if loc == ("version",):
         return f"{error['input']!r} is not a config version Modelship knows: set version: 1"
-    if kind == "too_short":
+    if kind == "too_short" and loc:
         return f"'{loc[-1]}' needs at least {error['ctx']['min_length']} item(s)"
     message = str(error["msg"])
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
@@ -576,8 +576,9 @@ def problems_from(exc: ValidationError, lines: dict[Loc, int]) -> list[ConfigPro
         loc: Loc = tuple(error["loc"])
         if error["type"] == "modelship":
             loc = (*loc, *error["ctx"]["at"])
-        # pydantic names union members and tagged alternatives in the location; users never wrote those.
-        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("function-after",))))
+        # pydantic marks an invalid mapping key with a "[key]" step that users never wrote.
+        if loc and loc[-1] == "[key]":
+            loc = loc[:-1]
         message = _message(error, loc)
         key = dotted(loc)
         if (key, message) in seen:

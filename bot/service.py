@@ -27,6 +27,10 @@ from bot.worker import JobRunner, WorkerPool
 log = logging.getLogger(__name__)
 
 
+class StartupError(Exception):
+    """The service cannot start with these settings; the message names what to fix."""
+
+
 def webhook_runner(services: Services) -> JobRunner:
     """Run a stored delivery through the gidgethub router, authenticated as its installation."""
 
@@ -80,14 +84,20 @@ async def build_service(
 
         key = settings.private_key_pem()
         if settings.github_app_id is None or key is None:
-            raise RuntimeError(
+            await engine.dispose()
+            raise StartupError(
                 "MODELSHIP_GITHUB_APP_ID and MODELSHIP_GITHUB_PRIVATE_KEY_PATH (or _PRIVATE_KEY) are required"
             )
         session = aiohttp.ClientSession()
         closers.append(session.close)
-        github = GitHubApp(
-            app_id=settings.github_app_id, private_key_pem=key, api_url=settings.github_api_url, session=session
-        )
+        try:
+            github = GitHubApp(
+                app_id=settings.github_app_id, private_key_pem=key, api_url=settings.github_api_url, session=session
+            )
+        except ValueError as exc:
+            await session.close()
+            await engine.dispose()
+            raise StartupError(str(exc)) from None
     queue = JobQueue(engine, lease_seconds=settings.job_lease_seconds)
     services = Services(
         engine=engine, queue=queue, github=github, app_slug=settings.github_app_slug, data_dir=settings.data_dir

@@ -385,6 +385,13 @@ def test_the_error_message_lists_every_problem_with_its_file() -> None:
     assert "line 7: bogus:" in str(caught.value)
 
 
+@pytest.mark.parametrize("key", ["0[", "[key]", "a.b", "1"])
+def test_odd_top_level_keys_are_reported_like_any_other(key: str) -> None:
+    problem = only_problem(MINIMAL + f"'{key}': 1\n")
+
+    assert problem.line == 7 and "is not a known key here" in problem.message
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=300))
 def test_arbitrary_text_never_crashes_the_parser(text: str) -> None:

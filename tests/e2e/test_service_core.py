@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
 from sqlalchemy import func, select
 
 from bot.devhub import RunningDevHub
 from bot.store.models import Delivery, Installation, Job
-from tests.fixtures.bot import RunningBot
+from tests.fixtures.bot import RunningBot, start_bot
 
 REPO = "acme/churn"
+
+
+@pytest.fixture
+async def bot(devhub: RunningDevHub, tmp_path: Path, db_url: str) -> AsyncIterator[RunningBot]:
+    """The whole flow on SQLite and on PostgreSQL."""
+    running, runner, session = await start_bot(devhub, tmp_path, db_url)
+    try:
+        yield running
+    finally:
+        await running.service.stop()
+        await runner.cleanup()
+        await session.close()
 
 
 async def _bot_comments(devhub: RunningDevHub, number: int) -> list[str]:

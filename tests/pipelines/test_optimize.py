@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +10,9 @@ import onnxruntime as ort
 import pytest
 
 from pipelines.files import sha256_file
-from pipelines.optimize import optimize
+from pipelines.optimize import main, optimize
 from pipelines.schema import ModelOptimization, OptimizationReport, Variant
 from tests.pipelines.conftest import ModelRepo
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -185,24 +181,8 @@ def test_cli_keeps_variant_files_next_to_the_report(model_repo: ModelRepo, tmp_p
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     out = tmp_path / "out"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.optimize",
-            "--spec",
-            str(tmp_path / "spec.json"),
-            "--out",
-            str(out / "optimize.json"),
-            "--scratch",
-            str(tmp_path),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    args = ["--spec", str(tmp_path / "spec.json"), "--out", str(out / "optimize.json"), "--scratch", str(tmp_path)]
+    assert main(args) == 0
     document = json.loads((out / "optimize.json").read_text())
     chosen = document["models"][0]["chosen"]
     assert document["schema_version"] == 1 and chosen["location"] == "out"
