@@ -8,6 +8,8 @@ SYSTAMP := .modelship/.system-packages
 .PHONY: setup demo test test-quick lint bench clean
 
 setup: $(STAMP) $(SYSTAMP)
+	bash scripts/podman-service.sh >/dev/null
+	bash scripts/build-runner-image.sh
 
 $(SYSTAMP): scripts/setup-system.sh
 	bash scripts/setup-system.sh

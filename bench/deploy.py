@@ -57,7 +57,7 @@ async def deploy(repo: DeployRepo, ref: ModelRef) -> tuple[float, CommitResult]:
     return time.perf_counter() - started, result
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 

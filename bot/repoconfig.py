@@ -577,7 +577,7 @@ def problems_from(exc: ValidationError, lines: dict[Loc, int]) -> list[ConfigPro
         if error["type"] == "modelship":
             loc = (*loc, *error["ctx"]["at"])
         # pydantic marks an invalid mapping key with a "[key]" step that users never wrote.
-        if loc and loc[-1] == "[key]":
+        if loc and loc[-1] == "[key]" and error["type"] != "extra_forbidden":
             loc = loc[:-1]
         message = _message(error, loc)
         key = dotted(loc)

@@ -211,6 +211,8 @@ class ModelOptimizer:
                     rng.permutation(len(data))[: int(self.settings.get("calibration_rows", CALIBRATION_ROWS))]
                 ]
                 quantize.quantize_static(source, target, input_name, sample)
+        except quantize.NothingQuantized as exc:
+            return _variant(name, "not_applicable", str(exc))
         except Exception as exc:
             return _variant(name, "failed", f"{kind} quantization failed: {type(exc).__name__}: {exc}")
         return self._measure_onnx(name, target)

@@ -32,26 +32,35 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "model"
 
 
-def train(spec: ModelSpec, repo_dir: Path, scratch: Path, timeout_s: float | None = None) -> Path:
+def train(spec: ModelSpec, repo_dir: Path, scratch: Path) -> Path:
     """Run the train command in a writable copy of the repository (the checkout is mounted read-only)."""
     train_spec = spec.get("train")
     command = train_spec["command"] if train_spec else ""
-    argv = shlex.split(command)
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise PipelineError("invalid_spec", f"model `{spec['name']}`: `train.command` does not parse: {exc}") from exc
     if not argv:
         raise PipelineError("invalid_spec", f"model `{spec['name']}`: `train.command` is empty")
     if argv[0] in ("python", "python3"):
         argv[0] = sys.executable  # the sandbox PATH may not carry a `python`
     workdir = scratch / f"train-{safe_name(spec['name'])}"
+    # Evaluation and optimization in one process (pipelines.review) train once, not twice.
+    marker = scratch / f"train-{safe_name(spec['name'])}.done"
+    stamp = f"{repo_dir.resolve()}\n{command}"
+    if marker.is_file() and marker.read_text() == stamp and workdir.is_dir():
+        return workdir
     shutil.rmtree(workdir, ignore_errors=True)
     shutil.copytree(repo_dir, workdir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
     _make_writable(workdir)  # copytree keeps the read-only modes of the mounted checkout
     try:
-        done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, check=False)
+    except OSError as exc:  # the sandbox wall clock bounds the run; no timeout of our own
         raise PipelineError("train_failed", f"`{command}` could not run: {exc}") from exc
     if done.returncode != 0:
         tail = (done.stdout + done.stderr)[-OUTPUT_TAIL:]
         raise PipelineError("train_failed", f"`{command}` exited with {done.returncode}:\n{tail}")
+    marker.write_text(stamp)
     return workdir
 
 

@@ -54,9 +54,13 @@ def optimize_graph(source: Path, target: Path) -> None:
     ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
+class NothingQuantized(Exception):
+    """The graph has linear layers, but none the quantizer could take (e.g. double-precision ones)."""
+
+
 def _check_quantized(target: Path) -> None:
     if not op_types(target) & QUANTIZED_OPS:
-        raise RuntimeError("the quantizer left every node in float; nothing was quantized")
+        raise NothingQuantized("the quantizer left every node in float (it only takes float32 MatMul/Gemm weights)")
 
 
 def quantize_dynamic(source: Path, target: Path) -> None:

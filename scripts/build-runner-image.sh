@@ -7,7 +7,7 @@
 #   scripts/build-runner-image.sh --force    # rebuild (e.g. after adding a compiled package)
 #
 # MODELSHIP_DOCKER_URL picks another engine (default: the one scripts/podman-service.sh starts).
-# Production uses docker/runner.Dockerfile instead (needs a registry for python:3.11-slim).
+# Production uses bot/sandbox/runner.Dockerfile instead (needs a registry for python:3.11-slim).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 URL="${MODELSHIP_DOCKER_URL:-$(scripts/podman-service.sh)}"

@@ -23,7 +23,26 @@ chmod 700 "$DIR"
 export CONTAINERS_CONF="$DIR/containers.conf"
 export CONTAINERS_STORAGE_CONF="$DIR/storage.conf"
 
-answers() { curl -fsS --max-time 2 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
+answers() { curl -fsS --max-time 5 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
+# Alive and not a zombie (an exited service nobody reaped must not count).
+running() {
+  local state
+  [ -f "$DIR/service.pid" ] || return 1
+  state="$(ps -o stat= -p "$(cat "$DIR/service.pid")" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [ "${state#Z}" = "$state" ]
+}
+
+# Polls up to $1 times, 0.1 s apart; prints the URL once the service answers.
+await_service() {
+  for _ in $(seq 1 "$1"); do
+    if answers; then
+      echo "$URL"
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
 
 stop() {
   if [ -f "$DIR/service.pid" ]; then
@@ -44,6 +63,13 @@ flock 9
 if answers; then
   echo "$URL"
   exit 0
+fi
+# A live service that is slow to answer (a loaded machine) is never restarted under other users' runs.
+if running; then
+  await_service 300 && exit 0
+  echo "podman-service: pid $(cat "$DIR/service.pid") runs but $SOCK does not answer;" \
+    "restart it with: $0 --stop && $0" >&2
+  exit 1
 fi
 
 # A soft limit above the current one cannot be set without CAP_SYS_RESOURCE: clamp to what we have.
@@ -71,18 +97,11 @@ runroot = "$DIR/run"
 graphroot = "$DIR/storage"
 EOF
 
-stop
 rm -f "$SOCK"
 setsid nohup podman system service --time=0 "$URL" >>"$DIR/service.log" 2>&1 </dev/null 9>&- &
 echo $! >"$DIR/service.pid"
 
-for _ in $(seq 1 100); do
-  if answers; then
-    echo "$URL"
-    exit 0
-  fi
-  sleep 0.1
-done
-echo "podman-service: the service did not answer on $SOCK within 10 s; see $DIR/service.log" >&2
+await_service 300 && exit 0
+echo "podman-service: the service did not answer on $SOCK within 30 s; see $DIR/service.log" >&2
 tail -n 20 "$DIR/service.log" >&2 || true
 exit 1

@@ -1,3 +1,9 @@
 """Session-wide fixtures live in tests/fixtures/ and are shared by every test package."""
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.devhub", "tests.fixtures.bot", "tests.fixtures.prometheus"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.devhub",
+    "tests.fixtures.bot",
+    "tests.fixtures.prometheus",
+    "tests.fixtures.podman",
+]

@@ -451,3 +451,10 @@ def test_the_model_is_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         config.draft = True
     assert isinstance(config, RepoConfig)
+
+
+def test_an_environment_name_with_spaces_is_refused_at_its_line() -> None:
+    problem = only_problem(MINIMAL + "environments:\n  'pro duction': {}\ndeploy: {repository: a/b}\n")
+
+    assert problem.key == "environments.pro duction" and problem.line == 8
+    assert "letters, digits" in problem.message

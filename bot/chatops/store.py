@@ -98,9 +98,7 @@ async def recent(conn: AsyncConnection, repo: str, pr: int, limit: int = 10) -> 
         select(AUDIT).where(AUDIT.c.repo == repo, AUDIT.c.pr == pr).order_by(AUDIT.c.id.desc()).limit(limit)
     )
     entries = [
-        AuditEntry(
-            r.repo, r.pr, r.actor, r.comment_id, r.command, r.line, r.args, r.decision, r.result, r.ok, r.at
-        )
+        AuditEntry(r.repo, r.pr, r.actor, r.comment_id, r.command, r.line, r.args, r.decision, r.result, r.ok, r.at)
         for r in rows
     ]
     return entries[::-1]
@@ -142,9 +140,7 @@ async def unhold(conn: AsyncConnection, repo: str, pr: int) -> bool:
 
 async def held(conn: AsyncConnection, repo: str, pr: int) -> Hold | None:
     row = (
-        await conn.execute(
-            select(HOLDS.c.actor, HOLDS.c.created_at).where(HOLDS.c.repo == repo, HOLDS.c.pr == pr)
-        )
+        await conn.execute(select(HOLDS.c.actor, HOLDS.c.created_at).where(HOLDS.c.repo == repo, HOLDS.c.pr == pr))
     ).first()
     return Hold(*row) if row is not None else None
 
@@ -170,9 +166,9 @@ async def cancel(conn: AsyncConnection, repo: str, pr: int, actor: str) -> list[
     """Mark the PR's queued and running feature jobs cancelled (a running worker stops at its next
     heartbeat); returns them as they were."""
     rows = await conn.execute(
-        select(JOBS.c.id, JOBS.c.kind, JOBS.c.state, JOBS.c.attempts, JOBS.c.last_error, JOBS.c.payload).where(
-            JOBS.c.serial_key == serial_key(repo, pr), JOBS.c.kind != _OWN_KIND, JOBS.c.state.in_(_ACTIVE)
-        )
+        select(JOBS.c.id, JOBS.c.kind, JOBS.c.state, JOBS.c.attempts, JOBS.c.last_error, JOBS.c.payload)
+        .where(JOBS.c.serial_key == serial_key(repo, pr), JOBS.c.kind != _OWN_KIND, JOBS.c.state.in_(_ACTIVE))
+        .order_by(JOBS.c.id)
     )
     found = [_job_view(r) for r in rows]
     if found:

@@ -249,11 +249,11 @@ class DeployRepo:
 
     async def _run(self, attempt: Callable[[str], T]) -> tuple[T, int]:
         async with self._lock:
-            fetch_url = await self._fetch_url()
+            fetch_url = await self._credentials()
             conflicts = outages = 0
             while True:
                 try:
-                    value = await asyncio.to_thread(self._guarded, attempt, fetch_url)
+                    value = await self._in_thread(attempt, fetch_url)
                     return value, conflicts + outages + 1
                 except _Rejected:
                     conflicts += 1
@@ -273,13 +273,22 @@ class DeployRepo:
                 log.info("deploy repo %s: retrying in %.2fs", self.display_url, delay)
                 await self._sleep(delay)
 
-    async def _fetch_url(self) -> str:
+    async def _credentials(self) -> str:
         """Prepare credentials for this operation; returns the URL to fetch from and push to."""
         token = await self._token() if self._token else None
         self._net_env = auth_env(token)
         basic = self._net_env.get("GIT_CONFIG_VALUE_0", "").removeprefix("Authorization: Basic ")
         self._secrets = tuple(s for s in (token, quote(token or "", safe=""), basic) if s)
         return self.url
+
+    async def _in_thread(self, attempt: Callable[[str], T], fetch_url: str) -> T:
+        work = asyncio.ensure_future(asyncio.to_thread(self._guarded, attempt, fetch_url))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: keep holding the lock until it is done with the clone.
+            await asyncio.wait([work])
+            raise
 
     def _guarded(self, attempt: Callable[[str], T], fetch_url: str) -> T:
         """Run one attempt; any failure leaves the clone matching the last fetched remote state."""

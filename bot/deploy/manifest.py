@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
@@ -186,9 +186,15 @@ def current_ref(text: str | None) -> ModelRef | None:
         return None
 
 
-def render_values(existing_text: str | None, ref: ModelRef) -> str:
-    """Write ``ref`` under ``model:``; everything else in the file is left as it was."""
+def render_values(existing_text: str | None, ref: ModelRef, env: str | None = None) -> str:
+    """Write ``ref`` under ``model:``; everything else in the file is left as it was.
+
+    A new file also gets ``environment: <env>`` (the ``env`` label on the server's metrics).
+    """
     data, yaml = _load(existing_text)
+    is_new = existing_text is None or not existing_text.strip()
+    if is_new and env and "environment" not in data:
+        data["environment"] = env
     model = data.get("model")
     if not isinstance(model, CommentedMap):
         model = CommentedMap()
@@ -203,8 +209,7 @@ def render_values(existing_text: str | None, ref: ModelRef) -> str:
         else:
             _insert_after(model, previous, key, value)
         previous = key if key in model else previous
-    header = NEW_FILE_HEADER if existing_text is None or not existing_text.strip() else ""
-    return _dump(data, yaml, header)
+    return _dump(data, yaml, NEW_FILE_HEADER if is_new else "")
 
 
 def _insert_after(mapping: CommentedMap, previous: str | None, key: str, value: Any) -> None:
@@ -237,6 +242,7 @@ def plan_deploy(
     ref: ModelRef,
     schema: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
+    env: str | None = None,
 ) -> Plan:
     """Decide what an auto-deploy writes. Redelivery, stale versions and pins write nothing.
 
@@ -255,7 +261,7 @@ def plan_deploy(
             f"stale: deployed {current.short} (sequence {current.sequence}) is not older than "
             f"{ref.short} (sequence {ref.sequence})",
         )
-    text = render_values(existing_text, replace(ref, pinned=False, pin_reason=""))
+    text = render_values(existing_text, replace(ref, pinned=False, pin_reason=""), env)
     _check(text, schema, defaults)
     return Plan(text, "update")
 
@@ -296,11 +302,6 @@ def _same_version(a: ModelRef, b: ModelRef) -> bool:
         b.sha256,
         b.variant,
     )
-
-
-def plan_edit(plan_for: Callable[[str | None], Plan]) -> Callable[[str | None], str | None]:
-    """Adapt a planner to DeployRepo's edit signature (text in, new text or None out)."""
-    return lambda text: plan_for(text).text
 
 
 # --- validation -------------------------------------------------------------------------------

@@ -20,10 +20,11 @@ Verdict = Literal["better", "worse", "within_noise", "failed", "n/a"]
 GateStatus = Literal["pass", "fail", "skipped"]
 Status = Literal["compared", "new", "head_failed", "base_failed"]
 
-# The metric catalogue is shared with the repository config, which validates names against it.
+# The metric catalogue is shared with the repository config, which validates names against it, and
+# matches what the sandboxed pipeline computes (pipelines/schema.py). For more than two classes the
+# pipeline reports the macro averages as precision / recall / f1.
 CLASSIFICATION_METRICS: tuple[str, ...] = (
     "accuracy",
-    "balanced_accuracy",
     "precision",
     "recall",
     "f1",
@@ -37,12 +38,14 @@ CLASSIFICATION_METRICS: tuple[str, ...] = (
     "log_loss",
 )
 REGRESSION_METRICS: tuple[str, ...] = ("mae", "rmse", "r2", "mape")
-# Measured by the pipeline next to the quality metrics; valid for every task.
+# Measured by the pipeline next to the quality metrics; valid for every task. size_mb (10^6 bytes)
+# is derived from model.size_bytes; the pipeline itself reports model_size_bytes.
 OPERATIONAL_METRICS: tuple[str, ...] = (
     "latency_p50_ms",
     "latency_p95_ms",
     "latency_p99_ms",
-    "throughput_rows_per_s",
+    "batch_rows_per_s",
+    "model_size_bytes",
     "size_mb",
 )
 METRICS_BY_TASK: Mapping[str, tuple[str, ...]] = {
@@ -54,7 +57,17 @@ DEFAULT_METRICS: Mapping[str, tuple[str, ...]] = {
     "regression": ("mae", "rmse", "r2"),
 }
 LOWER_IS_BETTER: frozenset[str] = frozenset(
-    {"log_loss", "mae", "rmse", "mape", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "size_mb"}
+    {
+        "log_loss",
+        "mae",
+        "rmse",
+        "mape",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "model_size_bytes",
+        "size_mb",
+    }
 )
 # Operational numbers have no per-row samples to resample; a relative band stands in for noise.
 # Timings on a shared runner jitter by several percent; a file size is exact.
@@ -62,7 +75,8 @@ RELATIVE_NOISE: Mapping[str, float] = {
     "latency_p50_ms": 0.10,
     "latency_p95_ms": 0.10,
     "latency_p99_ms": 0.10,
-    "throughput_rows_per_s": 0.10,
+    "batch_rows_per_s": 0.10,
+    "model_size_bytes": 0.01,
     "size_mb": 0.01,
 }
 # Below this many discordant pairs the chi-square approximation of McNemar's test is poor.
@@ -278,8 +292,10 @@ def parse_evaluation(doc: Any, *, name: str = "?", task: str = "classification")
             if (value := _float_or_none(latency.get(key))) is not None:
                 metrics.setdefault(metric, value)
         if (value := _float_or_none(latency.get("batch_rows_per_s"))) is not None:
-            metrics.setdefault("throughput_rows_per_s", value)
+            metrics.setdefault("batch_rows_per_s", value)
         if (size := _float_or_none(model.get("size_bytes"))) is not None:
+            metrics.setdefault("model_size_bytes", size)
+        if (size := metrics.get("model_size_bytes")) is not None:
             metrics.setdefault("size_mb", size / 1e6)
         dataset = _mapping(doc, "dataset")
         balance = dataset.get("class_balance")
@@ -465,13 +481,12 @@ def _scores(y_score: tuple[Any, ...] | None, n: int, k: int) -> FloatArray | Non
 
 
 def _class_labels(*evaluations: Evaluation) -> list[str]:
-    labels: set[str] = set()
-    for evaluation in evaluations:
-        labels.update(evaluation.confusion_labels)
-        for values in (evaluation.y_true, evaluation.y_pred):
-            labels.update(str(v) for v in values or ())
-    # Numeric labels sort numerically so that the positive class of {0, 1} is 1, as in scikit-learn.
-    return sorted(labels, key=_label_key)
+    """Label order: the pipeline's (the model's class order, whose second class is the positive one
+    and whose order the probability columns follow), then any other label, sorted."""
+    ordered = dict.fromkeys(label for e in evaluations for label in e.confusion_labels)
+    seen = {str(v) for e in evaluations for values in (e.y_true, e.y_pred) for v in values or ()}
+    # Without the pipeline's order, numbers sort numerically so that {0, 1} has 1 positive.
+    return [*ordered, *sorted(seen - set(ordered), key=_label_key)]
 
 
 def _label_key(label: str) -> tuple[int, float, str]:
@@ -492,9 +507,6 @@ def _from_counts(metric: str, counts: FloatArray, present: BoolArray) -> FloatAr
     total = support.sum(axis=1)
     if metric == "accuracy":
         return _safe_div(tp.sum(axis=1), total)
-    if metric == "balanced_accuracy":
-        seen = support > 0
-        return _safe_div((_safe_div(tp, support) * seen).sum(axis=1), seen.sum(axis=1).astype(float))
     kind, _, average = metric.partition("_")
     if kind == "precision":
         per_class = _safe_div(tp, predicted)
@@ -504,10 +516,9 @@ def _from_counts(metric: str, counts: FloatArray, present: BoolArray) -> FloatAr
         per_class = _safe_div(2 * tp, support + predicted)
     else:
         return None
-    if average == "":
-        # Binary scores are about the positive (second) label; multiclass needs an explicit average.
-        return per_class[:, 1] if counts.shape[2] == 2 else None
-    if average == "macro":
+    if average == "" and counts.shape[2] == 2:
+        return per_class[:, 1]  # binary scores are about the positive (second) label
+    if average in ("", "macro"):  # without a positive label the pipeline reports the macro average
         return per_class[:, present].mean(axis=1)
     if average == "weighted":
         return _safe_div((per_class * support).sum(axis=1), total)
@@ -850,7 +861,13 @@ def compare_model(
             continue
         ci = intervals.get(metric)
         delta = h - b
-        row_note = None if ci is not None or metric in RELATIVE_NOISE else "no per-row predictions to resample"
+        row_note = None
+        if ci is None and metric not in RELATIVE_NOISE:
+            row_note = (
+                "no per-row predictions to resample"
+                if base_rows is None or head_rows is None
+                else "no per-row scores to resample for this metric"
+            )
         result_rows.append(
             MetricComparison(
                 metric, b, h, delta, ci, _verdict(metric, b, h, delta, ci), higher_is_better(metric), row_note
@@ -873,6 +890,29 @@ def compare_model(
         paired=paired,
         dataset_warning=warning,
     )
+
+
+def results_by_model(report: Any, names: Sequence[str]) -> dict[str, Any]:
+    """Index a pipeline report ({schema_version, models: [...], error}) by model name.
+
+    A run that failed as a whole (sandbox timeout, bad spec) gives every model that error, so the
+    comment says why; a model the report does not mention stays absent (a new model, on the base).
+    """
+    if not isinstance(report, Mapping):
+        return {
+            n: {"error": {"kind": "internal_error", "message": "the evaluation report is not an object"}} for n in names
+        }
+    if report.get("schema_version") not in (None, 1):
+        message = f"evaluation report schema_version {report.get('schema_version')!r} is not supported (expected 1)"
+        return {n: {"error": {"kind": "internal_error", "message": message}} for n in names}
+    models = report.get("models")
+    found = {
+        str(doc.get("name")): doc for doc in (models if isinstance(models, list) else []) if isinstance(doc, Mapping)
+    }
+    error = report.get("error")
+    if error and not found:
+        return {n: {"error": error} for n in names}
+    return {n: found[n] for n in names if n in found}
 
 
 def compare_review(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.repoconfig import CONFIG_PATH, ConfigProblem
@@ -208,6 +208,19 @@ def _confusion(side: str, evaluation: Evaluation | None) -> str:
     return "\n".join(lines)
 
 
+def _balance(balance: Mapping[str, float], shown: int = 20) -> str:
+    """Rows per class (the pipeline sends counts) as shares, largest first."""
+    total = sum(balance.values())
+    items = sorted(balance.items(), key=lambda item: -item[1])
+    parts = [
+        f"{text(label, 30)}: {count:g} ({count / total:.1%})" if total > 0 else f"{text(label, 30)}: {count:g}"
+        for label, count in items[:shown]
+    ]
+    if len(items) > shown:
+        parts.append(f"… {len(items) - shown} more")
+    return ", ".join(parts)
+
+
 def _fingerprints(model: ModelComparison) -> str:
     lines = [
         "**Fingerprints**",
@@ -220,11 +233,7 @@ def _fingerprints(model: ModelComparison) -> str:
             lines.append(f"| {side} | — | — | — | — | — | — |")
             continue
         data = evaluation.dataset
-        balance = (
-            ", ".join(f"{text(k, 30)}: {v:.1%}" for k, v in list(data.class_balance.items())[:20])
-            if data and data.class_balance
-            else "—"
-        )
+        balance = _balance(data.class_balance) if data and data.class_balance else "—"
         cells = [
             side,
             code(evaluation.model_sha256, 16) if evaluation.model_sha256 else "—",

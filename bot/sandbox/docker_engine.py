@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import requests
 from docker.types import Mount as DockerMount
 
 from bot.sandbox.runner import OUTPUT_DIR, RESULT_FILE, SCRATCH_DIR, MiB, Mount, SandboxResult, SandboxSpec
@@ -50,12 +51,9 @@ DEFAULT_CAPS = frozenset(
     ]
 )
 log = logging.getLogger(__name__)
-_REAP_GRACE_S = 10.0
-_TINY_TMPFS = MiB  # how long log readers may lag behind the container's exit
-
-
-class SandboxRefused(Exception):
-    """The engine created a container without one of the required controls."""
+T = TypeVar("T")
+_REAP_GRACE_S = 10.0  # how long log readers and a killed container may lag behind
+_TINY_TMPFS = MiB
 
 
 def create_kwargs(spec: SandboxSpec, runtime_mounts: Sequence[Mount], output_dir: Path) -> dict[str, Any]:
@@ -218,7 +216,7 @@ def _last_line(data: bytes) -> str:
 
 
 def unreadable_inputs(inputs: Sequence[Mount]) -> list[str]:
-    """Inputs the sandbox user cannot open: it is neither their owner nor in their group."""
+    """Inputs whose mount root uid 65534 cannot read: it owns nothing on the host and shares no group."""
     problems = []
     for mount in inputs:
         try:
@@ -277,17 +275,15 @@ class DockerEngineRunner:
         output_dir = make_output_dir(self._output_root)
         handle = _Handle()
         try:
-            try:
-                handle.pending = True
-                container = await asyncio.to_thread(self._create, spec, output_dir, handle)
-                problems = missing_controls(container.attrs, spec, output_dir)
-                if problems:
-                    raise SandboxRefused("refused to start the sandbox: " + "; ".join(problems))
-                await asyncio.to_thread(container.start)
-            except (SandboxRefused, docker.errors.DockerException) as exc:
-                return _failed(_engine_error(exc, spec), self._clock() - began)
+            handle.pending = True
+            container = await asyncio.to_thread(self._create, spec, output_dir, handle)
+            if problems := missing_controls(container.attrs, spec, output_dir):
+                return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
+            await asyncio.to_thread(container.start)
             started = self._clock() - began
             return await self._supervise(container, spec, output_dir, began, started)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return _failed(_engine_error(exc, spec), self._clock() - began)
         finally:
             # Shielded so a cancelled review still removes its container.
             await asyncio.shield(asyncio.to_thread(_cleanup, handle, output_dir))
@@ -307,17 +303,17 @@ class DockerEngineRunner:
         flooded = threading.Event()
         stdout, stderr = _Capture(spec.output_cap_bytes), _Capture(spec.output_cap_bytes)
         readers = [
-            asyncio.create_task(asyncio.to_thread(self._follow, container, "stdout", stdout, flooded)),
-            asyncio.create_task(asyncio.to_thread(self._follow, container, "stderr", stderr, flooded)),
+            _in_own_thread(lambda: self._follow(container, "stdout", stdout, flooded)),
+            _in_own_thread(lambda: self._follow(container, "stderr", stderr, flooded)),
         ]
-        waiter = asyncio.create_task(asyncio.to_thread(container.wait))
+        waiter = _in_own_thread(container.wait)
         timed_out = False
         try:
             await asyncio.wait_for(asyncio.shield(waiter), spec.timeout_s)
         except TimeoutError:
             timed_out = True
             await asyncio.to_thread(_kill, container)
-            await waiter
+            await asyncio.wait({waiter}, timeout=_REAP_GRACE_S)
         duration = self._clock() - began
         await asyncio.wait(readers, timeout=_REAP_GRACE_S)
         await asyncio.to_thread(container.reload)
@@ -376,6 +372,32 @@ class DockerEngineRunner:
             stream.close()
 
 
+def _in_own_thread(call: Callable[[], T]) -> asyncio.Future[T]:
+    """Run a call that blocks for the whole run on its own thread: parked in the shared pool
+    (6 workers on 2 cores), a few concurrent runs would starve it, timeouts included."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if future.cancelled():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]
+
+    def target() -> None:
+        try:
+            value, error = call(), None
+        except BaseException as exc:
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name="modelship-sandbox", daemon=True).start()
+    return future
+
+
 def _chunks(stream: Any) -> Iterator[bytes]:
     # The stream ends with an error when the container is removed under it; that is an ordinary end.
     with contextlib.suppress(docker.errors.DockerException, OSError, ValueError):
@@ -411,8 +433,8 @@ def _cleanup(handle: _Handle, output_dir: Path) -> None:
 
 
 def _engine_error(exc: Exception, spec: SandboxSpec) -> str:
-    if isinstance(exc, SandboxRefused):
-        return str(exc)
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"container engine unreachable ({exc.__class__.__name__}); is scripts/podman-service.sh running?"
     if isinstance(exc, docker.errors.ImageNotFound):
         return f"sandbox image {spec.image!r} not found: build it (scripts/build-runner-image.sh) or pull it"
     explanation = getattr(exc, "explanation", None) or str(exc)

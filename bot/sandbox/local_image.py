@@ -9,7 +9,7 @@ bind-mounted read-only at run time (``LocalRuntime.mounts``): they are part of t
 configuration, never of an untrusted spec. Nothing from ``/root`` beyond the interpreter's own
 directory and nothing from ``/etc`` is exposed.
 
-In production use ``docker/runner.Dockerfile`` instead, which needs no mounts.
+In production use ``bot/sandbox/runner.Dockerfile`` instead, which needs no mounts.
 """
 
 from __future__ import annotations

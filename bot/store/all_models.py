@@ -1,4 +1,4 @@
 """Imports every module that defines tables, so Base.metadata is complete (Alembic, tests)."""
 
+import bot.store.chatops_models  # noqa: F401
 from bot.store import models  # noqa: F401
-from bot.store import chatops_models  # noqa: F401

@@ -9,6 +9,8 @@ that changes the flags changes the model and nothing else.
 from __future__ import annotations
 
 import argparse
+import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -18,6 +20,29 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
 HERE = Path(__file__).resolve().parent
+
+
+def reproducible_skops(model: object) -> bytes:
+    """skops bytes that depend only on the model, so the same flags give the same file and sha256.
+
+    skops names objects and array members after id() and stamps the zip with the clock; renumber
+    them in schema order and fix the timestamps. Deflate keeps the repository small (trees ~10x).
+    """
+    source = zipfile.ZipFile(io.BytesIO(sio.dumps(model)))
+    schema = source.read("schema.json").decode()
+    ids = re.compile(r'(?<="__id__": )\d+|\d+(?=\.npy)')
+    number = {old: str(i) for i, old in enumerate(dict.fromkeys(ids.findall(schema)))}
+    schema = ids.sub(lambda m: number[m.group(0)], schema)
+    renamed = {f"{old}.npy": f"{new}.npy" for old, new in number.items()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as target:
+        members = {"schema.json": schema.encode()} | {
+            renamed.get(name, name): source.read(name) for name in source.namelist() if name != "schema.json"
+        }
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            target.writestr(info, members[name], compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return out.getvalue()
 
 
 def main() -> None:
@@ -34,8 +59,7 @@ def main() -> None:
 
     (HERE / "models").mkdir(exist_ok=True)
     (HERE / "data").mkdir(exist_ok=True)
-    # Deflate keeps the sample repository small (trees compress about 10x).
-    sio.dump(model, HERE / "models" / "churn.skops", compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    (HERE / "models" / "churn.skops").write_bytes(reproducible_skops(model))
     evaluation.to_csv(HERE / "data" / "eval.csv", index=False, float_format="%.6g")
     print(f"accuracy on eval: {model.score(evaluation[features].to_numpy(), evaluation['label']):.4f}")
 

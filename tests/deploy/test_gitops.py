@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,28 @@ def test_redact_hides_userinfo_and_known_secrets() -> None:
         redact(f"fatal: unable to access '{url}'") == "fatal: unable to access 'https://***@github.com/acme/deploy.git'"
     )
     assert redact("token ghs_abc in text", "ghs_abc") == "token *** in text"
+
+
+async def test_a_cancelled_deploy_keeps_the_clone_locked_until_its_git_work_ends(
+    deploy_hub: DeployHub, workdir: Path
+) -> None:
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
+    release, entered = threading.Event(), threading.Event()
+
+    def slow_edit(_: str | None) -> str:
+        entered.set()
+        release.wait(10)
+        return "first\n"
+
+    first = asyncio.create_task(repo.commit_file("first.txt", slow_edit, "first"))
+    await asyncio.to_thread(entered.wait, 10)
+    first.cancel()
+    second = asyncio.create_task(repo.commit_file("second.txt", lambda _: "second\n", "second"))
+    await asyncio.sleep(0.2)
+    assert not second.done(), "the second deploy must wait for the first one's thread"
+
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert (await second).changed
+    assert {"first.txt", "second.txt"} <= set(deploy_hub.files())  # git work, once started, completes

@@ -109,10 +109,12 @@ def test_four_space_indentation_and_keys_modelship_does_not_own_are_kept() -> No
     assert after.endswith("extra:\n    - a\n")
 
 
-def test_a_new_file_gets_a_header_and_valid_values() -> None:
-    text = render_values(None, V1)
+def test_a_new_file_gets_a_header_the_environment_and_valid_values() -> None:
+    text = render_values(None, V1, env="staging")
 
     assert text.startswith("# Helm values for charts/model-server")
+    assert load_values(text)["environment"] == "staging"
+    assert "environment" not in load_values(render_values(HUMAN, V2, env="staging")), "only new files get it"
     assert current_ref(text) == V1
     assert validate_values(text, SCHEMA, DEFAULTS) == []
 

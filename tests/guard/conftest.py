@@ -13,13 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import tests.conftest
 from tests.fixtures.prometheus import free_port
 from tests.guard.onnx_model import write_iris_classifier
-
-if "tests.fixtures.prometheus" not in tests.conftest.pytest_plugins:
-    # Until the root conftest registers the plugin, expose its fixture to this package.
-    from tests.fixtures.prometheus import prometheus  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 import skops.io as sio
 from skl2onnx import to_onnx
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipelines.schema import ModelSpec
 from tests.pipelines.custom_estimator import Sentinel, ThresholdClassifier
@@ -91,6 +92,27 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> ModelRepo:
     (root / "models/corrupt.onnx").write_bytes(b"this is not a protobuf")
     (root / "models/model.h5").write_bytes(b"\x89HDF")
     (root / "data/notes.txt").write_text("not a table\n")
+
+    zipmap = to_onnx(estimators["rf"], X.to_numpy(np.float32)[:1])  # default: probabilities as ZipMap dicts
+    (root / "models/rf_zipmap.onnx").write_bytes(zipmap.SerializeToString())
+
+    # Mixed column types through a ColumnTransformer: the ONNX graph gets one input per column.
+    rng = np.random.default_rng(0)
+    mixed = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, 300).astype(float),
+            "plan": rng.choice(["basic", "pro"], 300),
+            "spend": rng.normal(50, 10, 300),
+        }
+    )
+    mixed[TARGET] = ((mixed["plan"] == "pro") ^ (mixed["spend"] > 52)).astype(int)
+    mtrain, mtest = _split(mixed)
+    mtest.to_csv(root / "data/mixed.csv", index=False)
+    columns = ColumnTransformer([("num", StandardScaler(), ["age", "spend"]), ("cat", OneHotEncoder(), ["plan"])])
+    estimators["mixed"] = make_pipeline(columns, LogisticRegression()).fit(
+        mtrain.drop(columns=[TARGET]), mtrain[TARGET]
+    )
+    sio.dump(estimators["mixed"], root / "models/mixed.skops")
 
     # Iris: multiclass.
     iris = load_iris(as_frame=True).frame.rename(columns={"target": TARGET})

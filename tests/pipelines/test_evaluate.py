@@ -128,6 +128,16 @@ def test_onnx_model_and_parquet_data_give_the_numbers_of_their_sources(model_rep
     assert skops_parquet["metrics"]["accuracy"] == pytest.approx(expected)
 
 
+def test_an_onnx_model_with_zipmap_output_scores_like_its_source(model_repo: ModelRepo, scratch: Path) -> None:
+    (result,) = run(model_repo, scratch, model_repo.spec("rf-zipmap", "models/rf_zipmap.onnx"))
+    proba = model_repo.estimators["rf"].predict_proba(model_repo.X.to_numpy())
+    assert result["error"] is None
+    assert result["metrics"]["roc_auc"] == pytest.approx(skm.roc_auc_score(model_repo.y, proba[:, 1]), abs=1e-6)
+    assert result["predictions"] is not None and result["predictions"]["y_score"] == pytest.approx(
+        proba[:, 1], abs=1e-6
+    )
+
+
 FAILURES: list[tuple[dict[str, Any], str, str]] = [
     ({"path": "models/nope.onnx"}, "missing_model", "models/nope.onnx"),
     ({"dataset": "data/nope.csv"}, "missing_dataset", "data/nope.csv"),

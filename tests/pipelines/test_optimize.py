@@ -30,6 +30,7 @@ def optimized(
             model_repo.spec("rf-onnx", "models/rf.onnx"),
             model_repo.spec("ridge", "models/ridge.skops", "data/diabetes.csv", target="target", task="regression"),
             model_repo.spec("missing", "models/nope.skops"),
+            model_repo.spec("mixed", "models/mixed.skops", "data/mixed.csv"),
         ],
         "latency": {"repetitions": 30},
         "optimize": {"onnx": True, "quantize": "both", "parity_tolerance": 1e-4, "select": "auto"},
@@ -187,3 +188,14 @@ def test_cli_keeps_variant_files_next_to_the_report(model_repo: ModelRepo, tmp_p
     chosen = document["models"][0]["chosen"]
     assert document["schema_version"] == 1 and chosen["location"] == "out"
     assert sha256_file(out / chosen["path"]) == chosen["sha256"]
+
+
+def test_a_pipeline_over_mixed_column_types_converts_with_one_input_per_column(
+    optimized: tuple[OptimizationReport, Path],
+) -> None:
+    mixed = model(optimized, "mixed")
+    assert mixed["estimator"] == "Pipeline(ColumnTransformer → LogisticRegression)"
+    fp32 = variant(optimized, "mixed", "onnx_fp32")
+    assert fp32["status"] == "ok" and fp32["parity"] is not None and fp32["parity"]["holds"]
+    for which in ("int8_dynamic", "int8_static"):
+        assert variant(optimized, "mixed", which)["status"] == "not_applicable"

@@ -33,6 +33,7 @@ from bot.review.compare import (
     metric_on_resamples,
     metric_on_rows,
     parse_evaluation,
+    results_by_model,
 )
 
 RESAMPLES = 400  # enough for stable 95% intervals in tests, cheap on a shared 2-core machine
@@ -46,8 +47,6 @@ def sk_metric(metric: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | 
     binary = len(labels) == 2
     if metric == "accuracy":
         return float(skm.accuracy_score(y, pred))
-    if metric == "balanced_accuracy":
-        return float(skm.balanced_accuracy_score(y, pred))
     if metric == "roc_auc":
         assert proba is not None
         return float(skm.roc_auc_score(y, proba[:, 1] if binary else proba, multi_class="ovr", labels=labels))
@@ -64,7 +63,11 @@ def sk_metric(metric: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | 
         return float(fn(y, pred))
     kind, _, average = metric.partition("_")
     fn = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[kind]
-    return float(fn(y, pred, average=average or "binary", zero_division=0))
+    # Like pipelines/metrics.py: with more than two classes the headline numbers are macro averages.
+    default = "binary" if binary else "macro"
+    if (average or default) == "binary":
+        return float(fn(y, pred, average="binary", pos_label=labels[1], zero_division=0))
+    return float(fn(y, pred, average=average or default, zero_division=0))
 
 
 def evaluation_doc(
@@ -81,8 +84,6 @@ def evaluation_doc(
     """A schema_version 1 evaluation document, as pipelines/ writes it."""
     labels = sorted(set(y.tolist()) | set(pred.tolist())) if task == "classification" else []
     wanted = metrics or (CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS)
-    if task == "classification" and len(labels) > 2:
-        wanted = tuple(m for m in wanted if m not in ("precision", "recall", "f1"))
     if proba is None:
         wanted = tuple(m for m in wanted if m not in ("roc_auc", "log_loss"))
     return {
@@ -109,7 +110,9 @@ def evaluation_doc(
         "predictions": {
             "y_true": [str(v) for v in y] if task == "classification" else y.tolist(),
             "y_pred": [str(v) for v in pred] if task == "classification" else pred.tolist(),
-            "y_score": None if proba is None else proba.tolist(),
+            # Binary: the positive class's probability, as the pipeline sends it; the bot also takes
+            # a full (rows, classes) matrix, used here for multiclass.
+            "y_score": None if proba is None else (proba[:, 1] if len(labels) == 2 else proba).tolist(),
         },
         "error": None,
     }
@@ -176,18 +179,30 @@ def test_binary_metrics_recomputed_from_predictions_equal_sklearn(cancer: dict[s
     assert metric_on_rows(metric, evaluation) == pytest.approx(cancer["strong"]["metrics"][metric], abs=1e-12)
 
 
-@pytest.mark.parametrize("metric", [m for m in CLASSIFICATION_METRICS if m not in ("precision", "recall", "f1")])
+@pytest.mark.parametrize("metric", CLASSIFICATION_METRICS)
 def test_multiclass_metrics_recomputed_from_predictions_equal_sklearn(iris: dict[str, Any], metric: str) -> None:
     doc = evaluation_doc("iris", iris["y"], iris["pred"], iris["proba"])
 
     assert metric_on_rows(metric, parse_evaluation(doc)) == pytest.approx(doc["metrics"][metric], abs=1e-12)
 
 
-def test_multiclass_has_no_unaveraged_precision(iris: dict[str, Any]) -> None:
-    doc = evaluation_doc("iris", iris["y"], iris["pred"], iris["proba"])
+def test_multiclass_precision_recall_and_f1_are_the_macro_averages(iris: dict[str, Any]) -> None:
+    evaluation = parse_evaluation(evaluation_doc("iris", iris["y"], iris["pred"], iris["proba"]))
 
-    # A multiclass "precision" is ambiguous without an average: better no interval than a wrong one.
-    assert metric_on_rows("precision", parse_evaluation(doc)) is None
+    for kind in ("precision", "recall", "f1"):
+        assert metric_on_rows(kind, evaluation) == metric_on_rows(f"{kind}_macro", evaluation)
+
+
+def test_the_pipelines_label_order_decides_the_positive_class() -> None:
+    y = np.array(["spam", "ham", "spam", "spam", "ham"])
+    pred = np.array(["spam", "spam", "spam", "ham", "ham"])
+    doc = evaluation_doc("mail", y, pred, metrics=("precision",))
+    # The model's classes were [spam, ham]: ham is the positive (second) class.
+    doc["confusion_matrix"]["labels"] = ["spam", "ham"]
+
+    value = metric_on_rows("precision", parse_evaluation(doc))
+
+    assert value == pytest.approx(skm.precision_score(y, pred, pos_label="ham"))
 
 
 @pytest.mark.parametrize("metric", REGRESSION_METRICS)
@@ -202,7 +217,8 @@ def test_each_resample_equals_sklearn_on_the_resampled_rows(cancer: dict[str, An
     doc = cancer["stump"]
     y = cancer["y"]
     pred = np.array([int(v) for v in doc["predictions"]["y_pred"]])
-    proba = np.array(doc["predictions"]["y_score"])
+    positive = np.array(doc["predictions"]["y_score"])
+    proba = np.column_stack([1 - positive, positive])
     idx = np.random.default_rng(7).integers(0, len(y), size=(5, len(y)))
 
     mine = metric_on_resamples(metric, parse_evaluation(doc), idx)
@@ -341,6 +357,20 @@ def test_macro_averages_follow_each_sides_own_labels(iris: dict[str, Any]) -> No
         assert row.delta is not None and row.ci is not None and row.ci.contains(row.delta), row
     assert [r.verdict for r in result.metrics[:2]] == ["better", "better"]
     assert result.metrics[3].verdict == "within_noise"  # same scores on both sides
+
+
+def test_multiclass_scores_are_optional(iris: dict[str, Any]) -> None:
+    doc = evaluation_doc("iris", iris["y"], iris["pred"], iris["proba"], metrics=("accuracy", "roc_auc"))
+    doc["predictions"]["y_score"] = None  # what the pipeline sends for more than two classes
+
+    result = compare_model(
+        policy(metrics=["accuracy", "roc_auc"]), parse_evaluation(doc), parse_evaluation(doc), resamples=50
+    )
+
+    accuracy, roc_auc = result.metrics[:2]
+    assert accuracy.ci is not None and accuracy.verdict == "within_noise"
+    assert roc_auc.ci is None and roc_auc.verdict == "n/a"
+    assert roc_auc.note == "no per-row scores to resample for this metric"
 
 
 def test_hundreds_of_labels_stay_cheap() -> None:
@@ -625,3 +655,25 @@ def test_the_bot_modules_never_import_ml_libraries() -> None:
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
 
     assert output.strip() == "[]"
+
+
+def test_a_pipeline_report_is_indexed_by_model_name(cancer: dict[str, Any]) -> None:
+    report = {"schema_version": 1, "models": [cancer["strong"]], "error": None}
+
+    assert results_by_model(report, ["churn", "other"]) == {"churn": cancer["strong"]}
+
+
+def test_a_failed_run_gives_every_model_its_error() -> None:
+    report = {"schema_version": 1, "models": [], "error": {"kind": "internal_error", "message": "timed out after 5 s"}}
+
+    review = compare_review([policy()], {}, results_by_model(report, ["churn"]))
+
+    assert review.models[0].status == "head_failed"
+    assert review.models[0].error == "internal_error: timed out after 5 s"
+
+
+@pytest.mark.parametrize("report", [None, [], "x", {"schema_version": 2, "models": []}])
+def test_an_unreadable_report_is_an_error_for_every_model(report: Any) -> None:
+    results = results_by_model(report, ["churn"])
+
+    assert "error" in results["churn"] and parse_evaluation(results["churn"]).error

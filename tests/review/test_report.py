@@ -52,7 +52,7 @@ def doc(
             "sha256": dataset_sha,
             "rows": len(y_true),
             "n_features": 8,
-            "class_balance": {label: 1 / len(labels) for label in labels},
+            "class_balance": {label: y_true.count(label) for label in labels},
         },
         "metrics": {"accuracy": accuracy, "f1_macro": f1_macro},
         "per_class": [{"label": label, "precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 10} for label in labels],
@@ -146,7 +146,7 @@ def test_details_fold_per_class_metrics_confusion_matrices_and_fingerprints(impr
     assert "| yes | 0.8000 → 0.8000 |" in details
     assert "**Confusion matrix — head** (rows: true, columns: predicted)" in details
     assert "| no | 60 | 0 |" in details  # base predicts "yes" for everything
-    assert "`dddddddddddddddd`" in details and "| 120 | 8 |" in details
+    assert "`dddddddddddddddd`" in details and "| 120 | 8 | no: 60 (50.0%), yes: 60 (50.0%) |" in details
 
 
 def test_a_mermaid_bar_chart_compares_base_and_head(improved: ReviewComparison) -> None:

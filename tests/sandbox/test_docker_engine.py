@@ -74,6 +74,12 @@ async def test_a_run_reads_back_its_result_with_the_ml_stack_importable(sandbox_
     assert 0 < result.container_start_s < result.duration_s
 
 
+async def test_concurrent_runs_keep_their_own_results(sandbox_runner, runner_image):
+    code = "import json, sys; json.dump({{'run': {n}}}, open('/out/result.json', 'w'))"
+    results = await asyncio.gather(*(sandbox_runner.run(probe(runner_image, code.format(n=n))) for n in range(3)))
+    assert [r.result for r in results] == [{"run": 0}, {"run": 1}, {"run": 2}]
+
+
 async def test_network_access_fails_and_never_reaches_the_host(sandbox_runner, runner_image):
     listener = socket.socket()
     listener.bind(("0.0.0.0", 0))
@@ -175,6 +181,16 @@ async def test_a_long_sleep_is_killed_at_the_timeout(docker_client, local_runtim
     assert leftovers(docker_client, labels) == []
 
 
+async def test_concurrent_timeouts_fire_on_time(docker_client, local_runtime, runner_image):
+    """Each run blocks on its wait and log streams; those must not starve the shared thread pool."""
+    runner, labels = labelled_runner(docker_client, local_runtime)
+    sleeper = probe(runner_image, "import time; time.sleep(600)", timeout_s=3)
+    results = await asyncio.wait_for(asyncio.gather(*(runner.run(sleeper) for _ in range(4))), 60)
+    assert all(r.timed_out for r in results)
+    assert max(r.duration_s for r in results) < 20
+    assert leftovers(docker_client, labels) == []
+
+
 async def test_a_stdout_flood_is_capped_and_stopped(sandbox_runner, runner_image):
     code = """
         import sys
@@ -265,6 +281,15 @@ async def test_a_missing_image_is_a_clear_error(sandbox_runner):
     result = await sandbox_runner.run(probe("modelship-runner:does-not-exist", "pass"))
     assert result.error is not None
     assert "modelship-runner:does-not-exist" in result.error
+
+
+async def test_an_unreachable_engine_is_a_clear_error(tmp_path):
+    client = docker.DockerClient(base_url=f"unix://{tmp_path}/absent.sock", version="1.41")
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    result = await DockerEngineRunner(client, output_root=outputs).run(SandboxSpec(image="img", argv=("true",)))
+    assert result.error is not None and result.error.startswith("container engine unreachable")
+    assert list(outputs.iterdir()) == []  # the run's output directory is gone too
 
 
 # read_result on its own: what the container can leave in /out, without a container.

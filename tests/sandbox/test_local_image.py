@@ -6,8 +6,7 @@ import io
 import os
 import tarfile
 from pathlib import Path
-
-import docker
+from typing import Any
 
 from bot.sandbox.local_image import DEFAULT_TAG, LocalRuntime, dockerfile, system_libraries, write_context
 
@@ -69,7 +68,7 @@ def test_the_system_libraries_are_the_few_the_venv_links_against(local_runtime: 
     assert len(libraries) < 200
 
 
-def test_the_built_image_is_tagged_and_labelled(docker_client: docker.DockerClient, runner_image: str):
+def test_the_built_image_is_tagged_and_labelled(docker_client: Any, runner_image: str):
     image = docker_client.images.get(runner_image)
     assert runner_image == DEFAULT_TAG
     assert image.labels["io.modelship.runner"] == "local"

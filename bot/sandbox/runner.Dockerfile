@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Production image for the Modelship sandbox: what `python -m pipelines.<entry>` runs in.
 #
-#   docker build -f docker/runner.Dockerfile -t ghcr.io/<org>/modelship-runner:<version> .
+#   docker build -f bot/sandbox/runner.Dockerfile -t ghcr.io/<org>/modelship-runner:<version> .
 #
 # Same layout as the locally built `modelship-runner:local` (bot/sandbox/local_image.py), so the
 # runner treats them alike: /inputs (read-only inputs), /scratch and /tmp (tmpfs the runner caps),
@@ -24,7 +24,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
  && rm -rf /var/lib/apt/lists/*
 
-# Installs `modelship[pipelines]` from this checkout (the .dockerignore next to this file keeps
+# Installs `modelship[pipelines]` from this checkout (runner.Dockerfile.dockerignore next to this file keeps
 # the context to the package sources); use `pip install modelship[pipelines]==X` for a release.
 COPY . /src
 RUN pip install "/src[pipelines]" && rm -rf /src
