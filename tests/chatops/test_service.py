@@ -52,7 +52,7 @@ async def test_one_rate_limiter_serves_every_comment(engine: AsyncEngine, tmp_pa
 
 def test_answers_are_joined_and_reactions_summarised() -> None:
     joined = service._join(["> /modelship help\n\nhelp", "> /modelship hold\n\nheld"])
-    assert joined == "> /modelship help\n\nhelp\n---\n\n> /modelship hold\n\nheld\n"
+    assert joined == "> /modelship help\n\nhelp\n\n---\n\n> /modelship hold\n\nheld\n", "a rule, not a heading"
     assert len(service._join(["x" * 70_000])) == 65_536
     assert service._final_reaction(["rocket", None, "confused"]) == "confused"
     assert service._final_reaction(["rocket", None]) == "rocket"

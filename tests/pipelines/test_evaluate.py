@@ -207,23 +207,7 @@ def test_allowed_pickle_of_a_real_model_evaluates(model_repo: ModelRepo, scratch
     assert result["model"] is not None and result["model"]["format"] == "pickle"
 
 
-def test_train_command_builds_the_model_in_scratch_not_in_the_checkout(scratch: Path) -> None:
-    before = sha256_file(SAMPLE_REPO / "models/churn.skops")
-    spec: ModelSpec = {
-        "name": "churn",
-        "path": "models/churn.skops",
-        "task": "classification",
-        "dataset": {"path": "data/eval.csv", "target": "label"},
-        "train": {"command": "python train.py --trees 3 --depth 2"},
-    }
-    (result,) = evaluate({"repo_dir": str(SAMPLE_REPO), "models": [spec], "latency": {"repetitions": 5}}, scratch)[
-        "models"
-    ]
-    assert result["error"] is None
-    assert result["model"] is not None and result["model"]["sha256"] != before
-    assert sha256_file(SAMPLE_REPO / "models/churn.skops") == before
-
-
+@pytest.mark.slow
 def test_cli_writes_one_strict_json_document(tmp_path: Path) -> None:
     spec = {
         "repo_dir": str(SAMPLE_REPO),
