@@ -1,4 +1,5 @@
 """Imports every module that defines tables, so Base.metadata is complete (Alembic, tests)."""
 
 import bot.store.chatops_models  # noqa: F401
+import bot.store.review_models  # noqa: F401
 from bot.store import models  # noqa: F401

@@ -1,0 +1,59 @@
+"""Review results per PR head and deployments per environment: what deploy and guard build on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bot.store.base import Base, utcnow
+
+
+class Review(Base):
+    """The outcome of reviewing one head commit of a PR (the newest row per PR is current)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (UniqueConstraint("repo", "number", "head_sha", name="uq_reviews_head"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(256))
+    number: Mapped[int]
+    head_sha: Mapped[str] = mapped_column(String(64))
+    base_sha: Mapped[str] = mapped_column(String(64))
+    # success | failure | error | skipped | waiting
+    conclusion: Mapped[str] = mapped_column(String(16))
+    # {"models": {name: {"metrics": {...}, "gates_passed": bool, "model_path": str, "model_sha256": str,
+    #   "variant": str, "variant_sha256": str}}, "comment_id": int, "check_run_id": int}
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Deployment(Base):
+    """One model version written to one environment of the deploy repository (history, newest last)."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (Index("ix_deployments_env_model", "repo", "environment", "model", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(256))  # the model repository
+    environment: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))  # the model repository commit (merge commit)
+    source_pr: Mapped[int | None]
+    deploy_repo: Mapped[str] = mapped_column(String(256))
+    deploy_commit: Mapped[str | None] = mapped_column(String(64))
+    deploy_pr: Mapped[int | None]  # protected environments: the deploy repository PR
+    variant: Mapped[str] = mapped_column(String(32), default="original")
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    actor: Mapped[str] = mapped_column(String(256), default="")
+    # pending | deployed | failed | rolled_back | superseded
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    # healthy | degraded | inconclusive | unknown (written by the guard)
+    health: Mapped[str] = mapped_column(String(16), default="unknown")
+    pinned: Mapped[bool] = mapped_column(default=False)
+    detail: Mapped[str | None] = mapped_column(Text)
+    github_deployment_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
