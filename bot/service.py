@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -54,18 +55,41 @@ def webhook_runner(services: Services) -> JobRunner:
 
 
 @dataclass
+class Feature:
+    """What a feature package plugs into the service: job runners, background loops, clean-up."""
+
+    runners: dict[str, JobRunner] = field(default_factory=dict)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+FeatureSetup = Callable[[Services, Settings], Awaitable[Feature]]
+
+
+def feature_setups() -> list[FeatureSetup]:
+    """Each feature's `setup(services, settings) -> Feature`, in start order."""
+    return []
+
+
+@dataclass
 class Service:
     services: Services
     writer: DeliveryWriter
     workers: WorkerPool
     web_app: web.Application
     _closers: list[Callable[[], Awaitable[None]]]
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         self.writer.start()
         self.workers.start()
+        self._tasks = [asyncio.create_task(loop()) for loop in self.background]
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.workers.stop()
         await self.writer.stop()
         for close in reversed(self._closers):
@@ -102,7 +126,14 @@ async def build_service(
     services = Services(
         engine=engine, queue=queue, github=github, app_slug=settings.github_app_slug, data_dir=settings.data_dir
     )
-    runners: dict[str, JobRunner] = {"webhook": webhook_runner(services), **(extra_runners or {})}
+    runners: dict[str, JobRunner] = {"webhook": webhook_runner(services)}
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    for setup in feature_setups():
+        feature = await setup(services, settings)
+        runners.update(feature.runners)
+        background.extend(feature.background)
+        closers.extend(feature.closers)
+    runners.update(extra_runners or {})
     workers = WorkerPool(queue, runners, concurrency=settings.workers)
     writer = DeliveryWriter(engine, max_attempts=settings.max_attempts, on_jobs=workers.wake)
 
@@ -127,7 +158,7 @@ async def build_service(
             refresh_metrics=refresh_metrics,
         ),
     )
-    return Service(services, writer, workers, web_app, closers)
+    return Service(services, writer, workers, web_app, closers, background)
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:

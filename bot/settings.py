@@ -64,6 +64,20 @@ class Settings(BaseSettings):
     repo_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="owner/repo or owner/* patterns; empty allows all."
     )
+    sandbox_image: str = Field(default="modelship-runner:local", description="Runner image for evaluations.")
+    sandbox_mount_runtime: bool = Field(
+        default=False,
+        description="Bind-mount this machine's Python runtime and venv into the runner image (the locally "
+        "built image needs it; the production image does not).",
+    )
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus HTTP API root the guard queries; unset disables the guard."
+    )
+    guard_interval_seconds: float = Field(default=30.0, gt=0, le=3600, description="Default guard check interval.")
+    charts_dir: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "charts",
+        description="Helm charts whose values.schema.json validates deploy manifests.",
+    )
     workers: int = Field(default=2, ge=0, le=64, description="Concurrent job workers; 0 runs intake only.")
     job_lease_seconds: float = Field(
         default=60.0,

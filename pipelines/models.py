@@ -151,6 +151,15 @@ class OnnxPredictor:
         outputs = self.session.get_outputs()
         self._label_output = outputs[0].name
         self._proba_output = outputs[1].name if task == "classification" and len(outputs) > 1 else None
+        # A network exported with only a probability output (no label tensor): labels are its argmax.
+        first = outputs[0]
+        self._scores_only = (
+            task == "classification"
+            and len(outputs) == 1
+            and first.type in ("tensor(float)", "tensor(double)")
+            and len(first.shape) == 2
+            and first.shape[1] != 1
+        )
         self._classes = _onnx_class_labels(onnx.load_model_from_string(content))
 
     @property
@@ -188,9 +197,19 @@ class OnnxPredictor:
 
     def predict(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         (labels,) = self.session.run([self._label_output], batch)
+        if self._scores_only:
+            return self._argmax_labels(np.asarray(labels))
         return np.asarray(labels).ravel() if self.task == "regression" else np.asarray(labels)
 
+    def _argmax_labels(self, proba: np.ndarray) -> np.ndarray:
+        classes = self._classes or [str(i) for i in range(proba.shape[1])]
+        return np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+
     def score(self, batch: dict[str, np.ndarray]) -> Scored:
+        if self._scores_only:
+            (raw,) = self.session.run([self._label_output], batch)
+            proba = np.asarray(raw, dtype=np.float64)
+            return Scored(labels=self._argmax_labels(proba), proba=proba)
         if self._proba_output is None:
             return Scored(labels=self.predict(batch), proba=None)
         labels, raw = self.session.run([self._label_output, self._proba_output], batch)

@@ -176,27 +176,28 @@ async def _facts(
     bare = Facts(actor, None, PrState(False, None, False, None), "", available=available, app_slug=services.app_slug)
     if not isinstance(item, ParsedCommand) or item.wants_help or not item.spec.mutating:
         return bare  # help, status and parse errors need no lookups
-    permission = await lookups.permission(actor)
+    permission = "admin"  # MUTANT
     if not has_write(permission):
         return Facts(actor, permission, bare.pr, "", available=available, app_slug=services.app_slug)
     spec = item.spec
-    pull = await lookups.pull()
     environments: dict[str, Environment] = {}
     teams: frozenset[str] = frozenset()
     rule = None
     if spec.needs_env:
-        config = await lookups.config(pull["base"]["ref"])
+        base_ref = (await lookups.pull())["base"]["ref"]
+        config = await lookups.config(base_ref)
         if isinstance(config, RepoConfigError):
-            return _config_problem(item, config, pull["base"]["ref"])
+            return _config_problem(item, config, base_ref)
         environments = dict(config.environments) if config else {}
         rule = environments.get(item.env or "")
-        if rule is not None:
+        # Team lookups only when the rule names teams and does not name the actor outright.
+        if rule is not None and f"user:{actor.lower()}" not in {a.lower() for a in rule.allowed}:
             teams = await lookups.teams(actor, team_refs(rule.allowed, lookups.repo.partition("/")[0]))
     requires = set(rule.requires) if rule is not None else set()
     pr = await lookups.pr_state(
         need_approved="approved" in requires, need_mergeable="mergeable" in requires, need_author=spec.sandbox
     )
-    pull = await lookups.pull()
+    head_sha = (await lookups.pull())["head"]["sha"]
     approvals: tuple[tuple[str, str], ...] = ()
     if spec.sandbox:
         async with services.engine.connect() as conn:
@@ -205,7 +206,7 @@ async def _facts(
         actor,
         permission,
         pr,
-        pull["head"]["sha"],
+        head_sha,
         actor_teams=teams,
         environments=environments,
         approvals=approvals,

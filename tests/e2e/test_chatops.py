@@ -117,7 +117,11 @@ def contract_kept(world: World) -> Iterator[None]:
 
 async def new_repo(world: World, name: str, config: str = CONFIG, people: dict[str, str] | None = None) -> str:
     repo = f"acme/{name}"
-    files = {"README.md": "# models\n", "models/churn.onnx": b"v1", ".modelship.yml": config}
+    files: dict[str, bytes | str | None] = {
+        "README.md": "# models\n",
+        "models/churn.onnx": b"v1",
+        ".modelship.yml": config,
+    }
     await world.hub.create_repo(repo, files)
     await world.hub.install("acme", [repo])
     for user, permission in {"alice": "write", **(people or {})}.items():

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
+from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import to_onnx
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
@@ -95,6 +96,18 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> ModelRepo:
 
     zipmap = to_onnx(estimators["rf"], X.to_numpy(np.float32)[:1])  # default: probabilities as ZipMap dicts
     (root / "models/rf_zipmap.onnx").write_bytes(zipmap.SerializeToString())
+
+    # A bare network, as other frameworks export it: MatMul → Softmax, probabilities as the only output.
+    weights = np.random.default_rng(1).normal(size=(30, 2)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "W"], ["logits"]), helper.make_node("Softmax", ["logits"], ["probs"])],
+        "net",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 30])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 2])],
+        [numpy_helper.from_array(weights, "W")],
+    )
+    net = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    (root / "models/net.onnx").write_bytes(net.SerializeToString())
 
     # Mixed column types through a ColumnTransformer: the ONNX graph gets one input per column.
     rng = np.random.default_rng(0)

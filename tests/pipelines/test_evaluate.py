@@ -138,6 +138,17 @@ def test_an_onnx_model_with_zipmap_output_scores_like_its_source(model_repo: Mod
     )
 
 
+def test_an_onnx_network_with_only_a_probability_output_gets_argmax_labels(
+    model_repo: ModelRepo, scratch: Path
+) -> None:
+    (result,) = run(model_repo, scratch, model_repo.spec("net", "models/net.onnx"))
+    assert result["error"] is None and result["predictions"] is not None
+    assert set(result["predictions"]["y_pred"]) <= {"0", "1"}
+    y_score = np.asarray(result["predictions"]["y_score"])
+    assert result["predictions"]["y_pred"] == ["1" if p > 0.5 else "0" for p in y_score]
+    assert result["metrics"]["roc_auc"] == pytest.approx(skm.roc_auc_score(model_repo.y, y_score))
+
+
 FAILURES: list[tuple[dict[str, Any], str, str]] = [
     ({"path": "models/nope.onnx"}, "missing_model", "models/nope.onnx"),
     ({"dataset": "data/nope.csv"}, "missing_dataset", "data/nope.csv"),

@@ -31,6 +31,7 @@ def optimized(
             model_repo.spec("ridge", "models/ridge.skops", "data/diabetes.csv", target="target", task="regression"),
             model_repo.spec("missing", "models/nope.skops"),
             model_repo.spec("mixed", "models/mixed.skops", "data/mixed.csv"),
+            model_repo.spec("net", "models/net.onnx"),
         ],
         "latency": {"repetitions": 30},
         "optimize": {"onnx": True, "quantize": "both", "parity_tolerance": 1e-4, "select": "auto"},
@@ -199,3 +200,11 @@ def test_a_pipeline_over_mixed_column_types_converts_with_one_input_per_column(
     assert fp32["status"] == "ok" and fp32["parity"] is not None and fp32["parity"]["holds"]
     for which in ("int8_dynamic", "int8_static"):
         assert variant(optimized, "mixed", which)["status"] == "not_applicable"
+
+
+def test_an_onnx_network_is_quantized_as_it_is(optimized: tuple[OptimizationReport, Path]) -> None:
+    net = model(optimized, "net")
+    assert net["estimator"] == "ONNX model"
+    dynamic = variant(optimized, "net", "int8_dynamic")
+    assert dynamic["status"] == "ok" and dynamic["parity"] is not None
+    assert dynamic["parity"]["max_abs_prob_diff"] is not None and dynamic["parity"]["max_abs_prob_diff"] > 0
