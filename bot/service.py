@@ -59,7 +59,7 @@ class Feature:
     """What a feature package plugs into the service: job runners, background loops, clean-up."""
 
     runners: dict[str, JobRunner] = field(default_factory=dict)
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
