@@ -9,6 +9,11 @@ one deploy repository, then deploys N different models three ways and prints one
     processes shared the repository (rejected pushes are fetched, re-applied and retried).
 Each deploy is the bot's whole write path: plan the values (ruamel round-trip + schema validation),
 fetch, commit, push. Every run checks that all N commits landed and no update was lost.
+Then the same through the real bot (in-process service, webhooks signed by devhub, durable queue,
+deploy job, GitHub Deployment and PR comment), timed from the merge (devhub sends `pull_request`
+closed) to the deploy commit visible in the deploy repository:
+  - bot sequential: one merge at a time (the end-to-end latency of one merge);
+  - bot burst: N merges back to back (deploy jobs are serialised per deploy repository).
 Run: `.venv/bin/python bench/deploy.py [--merges 50] [--replicas 3]`.
 Targets (issue 6): p95 <= 2 s per deploy and >= 60 serialised deploys per minute.
 """
@@ -24,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any, cast
 
 from bot.deploy.gitops import CommitResult, DeployRepo, RepoLocks, RetryPolicy
 from bot.deploy.manifest import ModelRef, commit_message, load_values, plan_deploy, values_path
@@ -81,10 +87,10 @@ async def scenario(name: str, runs: list[Awaitable[tuple[float, CommitResult]]])
 async def main(merges: int, replicas: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
         work = Path(tmp)
-        running: RunningDevHub = await start(work / "devhub")
+        running: RunningDevHub = await start(work / "devhub", webhook_secret=WEBHOOK_SECRET)
         try:
             hub = running.hub
-            await hub.create_app()
+            app_id, key = await hub.create_app()
             await hub.create_repo("acme/deploy", {"README.md": "# deploy repository\n"})
             token = hub.issue_token(await hub.install("acme", ["acme/deploy"])).value
             url = f"{running.base_url}/acme/deploy.git"
@@ -119,6 +125,8 @@ async def main(merges: int, replicas: int) -> None:
                 ).stdout
             )
             expected = 2 + 3 * merges  # seed + warm-up + three runs
+            bot_rows, bot_lost = await through_the_bot(running, work, app_id, key, merges)
+            rows += bot_rows
         finally:
             await running.stop()
 
@@ -131,7 +139,131 @@ async def main(merges: int, replicas: int) -> None:
             f"{row['max_s']:.3f} | {row['per_min']:.0f} | {row['attempts']} |"
         )
     print(f"\ncommits on main: {count} (expected {expected}; lost updates: {expected - count})")
+    print(f"bot runs: deploy commits missing: {bot_lost}")
     print("targets: p95 <= 2 s for a single deploy (sequential row); >= 60 serialised deploys/min (burst row)")
+
+
+# --------------------------------------------------------------------------- through the real bot
+
+WEBHOOK_SECRET = "bench-secret"
+
+
+def _git(bare: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=bare, capture_output=True, text=True, check=True).stdout
+
+
+def _deployed_prs(bare: Path) -> set[int]:
+    out = _git(bare, "log", "--format=%(trailers:key=Modelship-Source-PR,valueonly)", "main")
+    return {int(line.rsplit("#", 1)[1]) for line in out.split() if "#" in line}
+
+
+async def through_the_bot(
+    running: RunningDevHub, work: Path, app_id: int, key: str, merges: int
+) -> tuple[list[dict[str, object]], int]:
+    """Merge PRs in devhub; the real bot receives the webhooks and commits to the deploy repository."""
+    import aiohttp
+    from aiohttp import web
+
+    from bot.github.app import GitHubApp
+    from bot.service import build_service
+    from bot.settings import Settings
+    from bot.store.queue import ClaimedJob
+
+    hub = running.hub
+    names = [f"m{i:03d}" for i in range(2 * merges)]
+    config = "version: 1\nmodels:\n" + "".join(
+        f"  - name: {n}\n    path: models/{n}.onnx\n    task: classification\n"
+        f"    dataset: {{path: data/{n}.csv, target: label}}\n"
+        for n in names
+    )
+    config += "environments:\n  staging: {auto: true}\ndeploy: {repository: acme/bot-deploy}\n"
+    await hub.create_repo("acme/bot-deploy", {"README.md": "# deploy repository\n"})
+    files: dict[str, str | bytes | None] = {".modelship.yml": config, **{f"models/{n}.onnx": b"v0" for n in names}}
+    await hub.create_repo("acme/models", files)
+    await hub.install("acme", ["acme/models", "acme/bot-deploy"])
+    bare = hub.git.path("acme/bot-deploy")
+
+    settings = Settings(
+        webhook_secret=WEBHOOK_SECRET,  # type: ignore[arg-type]
+        github_app_id=app_id,
+        github_private_key=key,  # type: ignore[arg-type]
+        github_api_url=running.api_url,
+        data_dir=work / "bot",
+        workers=2,
+    )
+    session = aiohttp.ClientSession()
+    service = await build_service(
+        settings, github=GitHubApp(app_id=app_id, private_key_pem=key, api_url=running.api_url, session=session)
+    )
+
+    async def no_review(job: ClaimedJob) -> None:
+        """Reviews need the sandbox; they are not what this measures."""
+
+    cast(dict[str, Any], service.workers.runners)["review"] = no_review
+    service.workers.poll_seconds = 0.02
+    await service.start()
+    runner = web.AppRunner(service.web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    hub.sender.url = f"http://127.0.0.1:{runner.addresses[0][1]}/webhooks/github"
+
+    async def idle() -> None:
+        while True:
+            depth = await service.services.queue.depth()
+            if not depth.get("queued") and not depth.get("running"):
+                return
+            await asyncio.sleep(0.05)
+
+    try:
+        numbers = []
+        for n in names:
+            await hub.push("acme/models", f"update-{n}", {f"models/{n}.onnx": f"{n} v1".encode()})
+            numbers.append(await hub.open_pr("acme/models", f"update-{n}"))
+        await idle()  # PR-opened webhooks handled; now only merges count
+
+        async def watch(merged_at: dict[int, float], landed: dict[int, float], total: int) -> None:
+            while len(landed) < total:
+                now = time.perf_counter()
+                for number in await asyncio.to_thread(_deployed_prs, bare) - landed.keys():
+                    landed[number] = now
+                await asyncio.sleep(0.01)
+
+        rows = []
+        for label, batch, sequential in (
+            ("bot sequential", numbers[:merges], True),
+            ("bot burst", numbers[merges:], False),
+        ):
+            merged_at: dict[int, float] = {}
+            landed: dict[int, float] = {}
+            watcher = asyncio.create_task(watch(merged_at, landed, len(batch)))
+            started = time.perf_counter()
+            for number in batch:
+                merged_at[number] = time.perf_counter()
+                await hub.merge_pr("acme/models", number)
+                while sequential and number not in landed:
+                    await asyncio.sleep(0.005)
+            await asyncio.wait_for(watcher, timeout=600)
+            wall = max(landed.values()) - started
+            latencies = [landed[n] - merged_at[n] for n in batch]
+            rows.append(
+                {
+                    "scenario": label,
+                    "deploys": len(batch),
+                    "p50_s": statistics.median(latencies),
+                    "p95_s": percentile(latencies, 95),
+                    "max_s": max(latencies),
+                    "per_min": len(batch) / wall * 60,
+                    "attempts": "-",
+                }
+            )
+            await idle()
+        lost = 2 * merges - (int(_git(bare, "rev-list", "--count", "main")) - 1)
+        return rows, lost
+    finally:
+        await service.stop()
+        await runner.cleanup()
+        await session.close()
 
 
 if __name__ == "__main__":

@@ -68,7 +68,11 @@ FeatureSetup = Callable[[Services, Settings], Awaitable[Feature]]
 
 def feature_setups() -> list[FeatureSetup]:
     """Each feature's `setup(services, settings) -> Feature`, in start order."""
-    return []
+    from bot.deploy import feature as deploy
+    from bot.guard import service as guard
+    from bot.review import service as review
+
+    return [review.setup, deploy.setup, guard.setup]
 
 
 @dataclass
@@ -135,6 +139,7 @@ async def build_service(
         closers.extend(feature.closers)
     runners.update(extra_runners or {})
     workers = WorkerPool(queue, runners, concurrency=settings.workers)
+    queue.notify = workers.wake
     writer = DeliveryWriter(engine, max_attempts=settings.max_attempts, on_jobs=workers.wake)
 
     def plan(delivery: Delivery) -> Plan:

@@ -82,7 +82,8 @@ class SklearnPredictor:
     def __init__(self, estimator: Any, task: Task) -> None:
         if not hasattr(estimator, "predict"):
             raise PipelineError(
-                "load_failed", f"the file holds a {type(estimator).__name__}, which has no predict() method"
+                "load_failed",
+                f"the file holds an object of type {type(estimator).__name__}, which has no predict() method",
             )
         self.estimator = estimator
         self.task = task

@@ -1,49 +1,50 @@
 """Evaluate and optimize in ONE process, so a review pays the library imports and the container once.
 
-    python -m pipelines.review --spec SPEC.json --out-dir DIR [--scratch DIR] [--no-optimize]
+    python -m pipelines.review --spec SPEC.json --out OUT.json [--scratch DIR] [--no-optimize]
 
-Writes DIR/evaluation.json (EvaluationReport), DIR/optimization.json (OptimizationReport) and the
-variant files under DIR/variants/. Importing scikit-learn, skops and skl2onnx costs seconds; running
-the two steps as separate containers would pay it twice.
+Writes one ReviewReport ({"evaluation": ..., "optimization": ...}) to OUT.json and the variant files
+under variants/ next to it. Importing scikit-learn, skops and skl2onnx costs seconds; running the two
+steps as separate containers would pay that twice, and train the model twice.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-from pathlib import Path
 from typing import cast
 
 from pipelines.errors import PipelineError
-from pipelines.evaluate import evaluate, write_json
+from pipelines.evaluate import cli_args, evaluate, write_json
 from pipelines.optimize import optimize
-from pipelines.schema import SCHEMA_VERSION, OptimizeSpec
+from pipelines.schema import SCHEMA_VERSION, OptimizeSpec, ReviewReport
 from pipelines.spec import read_spec
-
-EVALUATION = "evaluation.json"
-OPTIMIZATION = "optimization.json"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.review")
-    parser.add_argument("--spec", type=Path, required=True)
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--scratch", type=Path, default=None, help="writable directory (default: $TMPDIR)")
-    parser.add_argument("--no-optimize", action="store_true")
-    args = parser.parse_args(argv)
-    scratch: Path = args.scratch or Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
-    tempfile.tempdir = str(scratch)
-    out: Path = args.out_dir
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--no-optimize", action="store_true")
+    extra, rest = flags.parse_known_args(argv)
+    args = cli_args(rest, "python -m pipelines.review")
+    tempfile.tempdir = str(args.scratch)  # the quantizer's calibration writes temporary models
     try:
         spec = read_spec(args.spec)
     except PipelineError as exc:
-        write_json({"schema_version": SCHEMA_VERSION, "models": [], "error": exc.info()}, out / EVALUATION)
+        failed: ReviewReport = {
+            "schema_version": SCHEMA_VERSION,
+            "evaluation": {"schema_version": SCHEMA_VERSION, "models": [], "error": exc.info()},
+            "optimization": None,
+        }
+        write_json(failed, args.out)
         return 2
-    write_json(evaluate(spec, scratch), out / EVALUATION)
-    if not args.no_optimize:
-        write_json(optimize(cast(OptimizeSpec, spec), out, scratch), out / OPTIMIZATION)
+    report: ReviewReport = {
+        "schema_version": SCHEMA_VERSION,
+        "evaluation": evaluate(spec, args.scratch),
+        "optimization": None
+        if extra.no_optimize
+        else optimize(cast(OptimizeSpec, spec), args.out.parent, args.scratch),
+    }
+    write_json(report, args.out)
     return 0
 
 

@@ -245,3 +245,11 @@ class OptimizationReport(TypedDict):
     select: str
     models: list[ModelOptimization]
     error: ErrorInfo | None
+
+
+class ReviewReport(TypedDict):
+    """What `python -m pipelines.review` writes: both steps from one process, in one document."""
+
+    schema_version: int
+    evaluation: EvaluationReport
+    optimization: OptimizationReport | None  # None with --no-optimize or when the spec was unusable

@@ -21,7 +21,9 @@ def parity(
     """Compare a variant's (labels or values, probabilities) with the original's on the same rows.
 
     Regression tolerance is relative to the prediction scale (float32 cannot hold 1e-4 absolute on
-    values in the thousands); classification probabilities are already on [0, 1].
+    values in the thousands); classification probabilities are already on [0, 1]. A label that flips
+    only where the original's top two probabilities tie within the tolerance (a forest's 10-10 vote)
+    is rounding, not a different model, so it does not break parity; any other flip does.
     """
     if task == "regression":
         base = np.asarray(original[0], dtype=float)
@@ -34,11 +36,18 @@ def parity(
             "tolerance": tolerance,
             "holds": err <= bound,
         }
-    agreement = float(np.mean(np.asarray(original[0]) == np.asarray(variant[0]))) if len(original[0]) else 1.0
+    same = np.asarray(original[0]) == np.asarray(variant[0])
+    agreement = float(np.mean(same)) if len(same) else 1.0
     diff: float | None = None
-    if original[1] is not None and variant[1] is not None and original[1].shape == variant[1].shape:
-        diff = float(np.max(np.abs(original[1] - variant[1]))) if original[1].size else 0.0
-    holds = agreement == 1.0 and (diff is None or diff <= tolerance)
+    flips_are_ties = bool(same.all())
+    base_proba, proba = original[1], variant[1]
+    if base_proba is not None and proba is not None and base_proba.shape == proba.shape:
+        diff = float(np.max(np.abs(base_proba - proba))) if base_proba.size else 0.0
+        if base_proba.shape[1] >= 2:
+            top2 = np.sort(base_proba, axis=1)[:, -2:]
+            tied = (top2[:, 1] - top2[:, 0]) <= tolerance
+            flips_are_ties = bool(np.all(same | tied))
+    holds = flips_are_ties and (diff is None or diff <= tolerance)
     return {
         "label_agreement": agreement,
         "max_abs_prob_diff": diff,
@@ -77,8 +86,15 @@ def _p95(variant: Variant) -> float:
 def _why_not(variant: Variant) -> str:
     if variant["status"] != "ok":
         return f"{variant['name']} {variant['status'].replace('_', ' ')}"
-    if not (variant["parity"] and variant["parity"]["holds"]):
-        return f"{variant['name']} breaks parity"
+    parity = variant["parity"]
+    if not (parity and parity["holds"]):
+        if parity is None:
+            return f"{variant['name']} has no parity check"
+        gap = parity["max_abs_prob_diff"] if parity["max_abs_prob_diff"] is not None else parity["max_abs_error"]
+        detail = [f"max |Δ| {gap:.2g} vs tolerance {parity['tolerance']:.2g}"] if gap is not None else []
+        if parity["label_agreement"] is not None and parity["label_agreement"] < 1:
+            detail.append(f"labels agree {parity['label_agreement']:.2%}")
+        return f"{variant['name']} breaks parity ({', '.join(detail)})"
     failed = [g for g, ok in variant["gates"].items() if not ok]
     return f"{variant['name']} fails gate {', '.join(failed)}"
 
@@ -117,6 +133,13 @@ def choose(
         if best["name"] != "original" and original and original["latency"] and best["latency"]:
             ours, theirs = best["latency"]["p95_ms"], original["latency"]["p95_ms"]
             reason += f" (p95 {ours:.3g} ms vs original {theirs:.3g} ms)"
+        skipped = [
+            _why_not(v)
+            for v in candidates
+            if v is not best and v["status"] == "ok" and not eligible(v) and _p95(v) < _p95(best)
+        ]
+        if skipped:
+            reason += "; faster but not eligible: " + "; ".join(skipped)
         if select != "auto":
             reason = f"select: {select} → " + reason
     elif original is not None:

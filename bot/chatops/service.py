@@ -176,7 +176,7 @@ async def _facts(
     bare = Facts(actor, None, PrState(False, None, False, None), "", available=available, app_slug=services.app_slug)
     if not isinstance(item, ParsedCommand) or item.wants_help or not item.spec.mutating:
         return bare  # help, status and parse errors need no lookups
-    permission = "admin"  # MUTANT
+    permission = await lookups.permission(actor)
     if not has_write(permission):
         return Facts(actor, permission, bare.pr, "", available=available, app_slug=services.app_slug)
     spec = item.spec

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.base import utcnow
@@ -67,6 +67,12 @@ class Approval:
 
 def serial_key(repo: str, pr: int) -> str:
     return f"{repo}#{pr}"
+
+
+def _of_pr(repo: str, pr: int) -> Any:
+    """The PR's jobs: its serial key, or a sub-key (``owner/repo#12:review``) a feature may queue under."""
+    key = serial_key(repo, pr)
+    return or_(JOBS.c.serial_key == key, JOBS.c.serial_key.startswith(f"{key}:", autoescape=True))
 
 
 async def record(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> None:
@@ -155,7 +161,7 @@ async def jobs(conn: AsyncConnection, repo: str, pr: int, limit: int = 10) -> li
     """The PR's newest feature jobs (reviews, deploys…), oldest first; webhook deliveries are plumbing."""
     rows = await conn.execute(
         select(JOBS.c.id, JOBS.c.kind, JOBS.c.state, JOBS.c.attempts, JOBS.c.last_error, JOBS.c.payload)
-        .where(JOBS.c.serial_key == serial_key(repo, pr), JOBS.c.kind != _OWN_KIND)
+        .where(_of_pr(repo, pr), JOBS.c.kind != _OWN_KIND)
         .order_by(JOBS.c.id.desc())
         .limit(limit)
     )
@@ -167,7 +173,7 @@ async def cancel(conn: AsyncConnection, repo: str, pr: int, actor: str) -> list[
     heartbeat); returns them as they were."""
     rows = await conn.execute(
         select(JOBS.c.id, JOBS.c.kind, JOBS.c.state, JOBS.c.attempts, JOBS.c.last_error, JOBS.c.payload)
-        .where(JOBS.c.serial_key == serial_key(repo, pr), JOBS.c.kind != _OWN_KIND, JOBS.c.state.in_(_ACTIVE))
+        .where(_of_pr(repo, pr), JOBS.c.kind != _OWN_KIND, JOBS.c.state.in_(_ACTIVE))
         .order_by(JOBS.c.id)
     )
     found = [_job_view(r) for r in rows]

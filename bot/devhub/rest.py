@@ -217,7 +217,7 @@ class Rest:
         org, team, login = (request.match_info[k] for k in ("org", "team_slug", "username"))
         role = self.hub.teams.get((org, team), {}).get(login)
         if role is None:
-            raise not_found()
+            return web.Response(status=404)  # GitHub documents this 404 without a body
         url = f"{self.hub.base_url}/organizations/{self.hub.account(org).id}/team/{team}/memberships/{login}"
         return json_response({"url": url, "role": role, "state": "active"})
 

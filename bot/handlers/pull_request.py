@@ -1,7 +1,4 @@
-"""pull_request events: acknowledge the PR in its sticky status comment.
-
-The review feature replaces the body of this comment with the metric comparison.
-"""
+"""pull_request events: queue a review of the new head (it supersedes any older review of the PR)."""
 
 from __future__ import annotations
 
@@ -10,11 +7,9 @@ from gidgethub.abc import GitHubAPI
 from gidgethub.sansio import Event
 
 from bot.context import Services
-from bot.services.sticky import marker, upsert_sticky
+from bot.review.jobs import ReviewRequest, enqueue_review
 
 router = routing.Router()
-REVIEW_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
-MARK = marker("review")
 
 
 @router.register("pull_request", action="opened")
@@ -22,12 +17,15 @@ MARK = marker("review")
 @router.register("pull_request", action="reopened")
 @router.register("pull_request", action="ready_for_review")
 async def on_pull_request_updated(event: Event, gh: GitHubAPI | None, services: Services) -> None:
-    if gh is None:
+    installation = event.data.get("installation", {}).get("id")
+    if gh is None or installation is None:
         return  # not delivered through an installation: nothing we may act on
     pr = event.data["pull_request"]
-    repo = event.data["repository"]["full_name"]
-    body = (
-        f"{MARK}\n### Modelship\n\nSaw head `{pr['head']['sha'][:12]}` of #{pr['number']} "
-        f"(base `{pr['base']['ref']}`). Evaluation is queued."
+    request = ReviewRequest(
+        repo=event.data["repository"]["full_name"], number=pr["number"], installation_id=installation,
+        head_sha=pr["head"]["sha"], base_sha=pr["base"]["sha"], base_ref=pr["base"]["ref"],
+        trigger="pull_request", actor=event.data.get("sender", {}).get("login", ""),
     )
-    await upsert_sticky(gh, repo, pr["number"], MARK, body, bot_login=services.bot_login)
+    async with services.engine.begin() as conn:
+        await enqueue_review(conn, request)
+    services.queue.notify()

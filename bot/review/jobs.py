@@ -37,7 +37,9 @@ class ReviewRequest:
 
     @property
     def serial_key(self) -> str:
-        return f"{self.repo}#{self.number}"
+        # One running review per PR, but not behind the PR's webhook jobs: `/modelship cancel` must be able
+        # to run (and stop this review) while the review is in progress.
+        return f"{self.repo}#{self.number}:review"
 
 
 async def enqueue_review(conn: AsyncConnection, request: ReviewRequest, *, max_attempts: int = 3) -> None:

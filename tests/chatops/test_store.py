@@ -45,7 +45,7 @@ async def test_cancel_takes_the_prs_feature_jobs_but_never_a_webhook_delivery(en
     running = await JobQueue(engine).claim("w1")
     assert running is not None and running.kind == "review"
     async with engine.begin() as conn:
-        await enqueue(conn, [job_row("deploy", key)])
+        await enqueue(conn, [job_row("deploy", f"{key}:deploy"), job_row("review", f"{key}0")])
         cancelled = await store.cancel(conn, REPO, 1, "alice")
         again = await store.cancel(conn, REPO, 1, "alice")
     assert [(j.kind, j.state, j.trigger) for j in cancelled] == [
@@ -54,10 +54,15 @@ async def test_cancel_takes_the_prs_feature_jobs_but_never_a_webhook_delivery(en
     ]
     assert again == []
     async with engine.connect() as conn:
-        states = dict((await conn.execute(select(Job.kind, Job.state).where(Job.serial_key == key))).all())
-        other = await conn.scalar(select(Job.state).where(Job.serial_key == store.serial_key(REPO, 2)))
+        states = (await conn.execute(select(Job.serial_key, Job.kind, Job.state).order_by(Job.id))).all()
         shown = await store.jobs(conn, REPO, 1)
-    assert states == {"review": "cancelled", "webhook": "queued", "deploy": "cancelled"} and other == "queued"
+    assert [tuple(r) for r in states] == [
+        (key, "review", "cancelled"),
+        (key, "webhook", "queued"),
+        (f"{REPO}#2", "review", "queued"),
+        (f"{key}:deploy", "deploy", "cancelled"),
+        (f"{REPO}#10", "review", "queued"),
+    ]
     assert [j.kind for j in shown] == ["review", "deploy"], "status lists feature jobs, not deliveries"
     assert all(j.last_error == "cancelled by alice" for j in shown)
 

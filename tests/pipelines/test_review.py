@@ -1,4 +1,4 @@
-"""The combined entry point: one process writes both documents and the variant files."""
+"""The combined entry point: one process, one document, the variant files next to it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pipelines.review import main
 from tests.pipelines.conftest import ModelRepo
 
 
-def test_review_writes_evaluation_optimization_and_variants(model_repo: ModelRepo, tmp_path: Path) -> None:
+def test_review_writes_evaluation_and_optimization_in_one_document(model_repo: ModelRepo, tmp_path: Path) -> None:
     spec = {
         "repo_dir": str(model_repo.root),
         "models": [model_repo.spec("lr", "models/lr.skops")],
@@ -19,18 +19,26 @@ def test_review_writes_evaluation_optimization_and_variants(model_repo: ModelRep
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     out = tmp_path / "out"
-    code = main(["--spec", str(tmp_path / "spec.json"), "--out-dir", str(out), "--scratch", str(tmp_path)])
-    evaluation = json.loads((out / "evaluation.json").read_text())
-    optimization = json.loads((out / "optimization.json").read_text())
-    assert code == 0
-    assert evaluation["models"][0]["metrics"]["accuracy"] > 0.9
-    chosen = optimization["models"][0]["chosen"]
+    code = main(["--spec", str(tmp_path / "spec.json"), "--out", str(out / "result.json"), "--scratch", str(tmp_path)])
+    document = json.loads((out / "result.json").read_text())
+    assert code == 0 and document["schema_version"] == 1
+    assert document["evaluation"]["models"][0]["metrics"]["accuracy"] > 0.9
+    chosen = document["optimization"]["models"][0]["chosen"]
     base = out if chosen["location"] == "out" else model_repo.root
     assert sha256_file(base / chosen["path"]) == chosen["sha256"]
 
 
+def test_review_can_skip_optimization(model_repo: ModelRepo, tmp_path: Path) -> None:
+    spec = {"repo_dir": str(model_repo.root), "models": [model_repo.spec("lr", "models/lr.skops")]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    args = ["--spec", str(tmp_path / "spec.json"), "--out", str(tmp_path / "r.json"), "--no-optimize"]
+    assert main(args) == 0
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["optimization"] is None and document["evaluation"]["models"][0]["error"] is None
+
+
 def test_review_with_an_unreadable_spec_reports_it(tmp_path: Path) -> None:
     (tmp_path / "spec.json").write_text("[]")
-    code = main(["--spec", str(tmp_path / "spec.json"), "--out-dir", str(tmp_path / "out")])
+    code = main(["--spec", str(tmp_path / "spec.json"), "--out", str(tmp_path / "r.json")])
     assert code == 2
-    assert json.loads((tmp_path / "out/evaluation.json").read_text())["error"]["kind"] == "invalid_spec"
+    assert json.loads((tmp_path / "r.json").read_text())["evaluation"]["error"]["kind"] == "invalid_spec"

@@ -52,6 +52,12 @@ def test_parity_classification_counts_label_agreement_and_probability_gap() -> N
     assert p["holds"] is False
 
 
+def test_a_label_flip_on_an_exact_tie_is_rounding_not_a_parity_break() -> None:
+    tie = np.array([[0.5, 0.5], [0.9, 0.1]])
+    p = parity("classification", 1e-4, (["0", "0"], tie), (["1", "0"], tie + np.array([[-1e-7, 1e-7], [0, 0]])))
+    assert p["label_agreement"] == 0.5 and p["holds"] is True
+
+
 def test_parity_regression_tolerance_scales_with_the_predictions() -> None:
     big = np.array([1000.0, 2000.0])
     assert parity("regression", 1e-4, (big, None), (big + 0.1, None))["holds"] is True
@@ -95,6 +101,8 @@ def test_a_faster_variant_that_breaks_parity_or_a_gate_is_never_selected() -> No
     ]
     chosen = choose(variants, "auto", "models/m.skops", "abc", original_is_onnx=False)
     assert chosen is not None and chosen["variant"] == "onnx_fp32"
+    assert "faster but not eligible: int8_dynamic breaks parity (" in chosen["reason"]
+    assert "labels agree 90.00%" in chosen["reason"] and "int8_static fails gate accuracy" in chosen["reason"]
 
 
 def test_explicit_int8_falls_back_to_the_original_and_says_why() -> None:

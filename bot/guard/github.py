@@ -1,0 +1,152 @@
+"""The guard's narrow view of GitHub: repository config, deploy-repo git access, pull requests, comments.
+
+``AppGitHub`` answers it with the GitHub App (an installation per repository, looked up in the
+installations table the installation webhooks keep current).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from gidgethub import BadRequest
+from gidgethub.abc import GitHubAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.context import GitHubAppPort
+from bot.deploy.gitops import DeployRepo
+from bot.guard.store import installation_for
+from bot.repoconfig import CONFIG_PATH, ConfigProblem, RepoConfig, RepoConfigError, parse_repo_config
+
+
+class GuardError(Exception):
+    """Something the guard needs from GitHub is missing; the message says what to fix."""
+
+
+@runtime_checkable
+class AppClient(Protocol):
+    """App-level (JWT) access, to find the installation on a repository."""
+
+    async def app_client(self) -> GitHubAPI: ...
+
+
+class GuardGitHub(Protocol):
+    async def read_config(self, repo: str) -> RepoConfig | RepoConfigError | None: ...
+
+    async def deploy_repo(self, full_name: str, workdir: Path) -> DeployRepo: ...
+
+    async def find_open_pr(self, repo: str, branch: str) -> dict[str, Any] | None: ...
+
+    async def open_pr(self, repo: str, branch: str, base: str, title: str, body: str) -> dict[str, Any]: ...
+
+    async def pull(self, repo: str, number: int) -> dict[str, Any]: ...
+
+    async def merge_pr(self, repo: str, number: int, title: str) -> str: ...
+
+    async def comment(self, repo: str, number: int, body: str) -> None: ...
+
+
+class AppGitHub:
+    """GuardGitHub through the GitHub App; repository configs are cached for ``config_ttl`` seconds."""
+
+    def __init__(self, app: GitHubAppPort, engine: AsyncEngine, *, config_ttl: float = 30.0) -> None:
+        self._app = app
+        self._engine = engine
+        self._ttl = config_ttl
+        self._configs: dict[str, tuple[float, RepoConfig | RepoConfigError | None]] = {}
+        self._installations: dict[str, int] = {}
+
+    async def _installation(self, repo: str) -> int:
+        installation = self._installations.get(repo)
+        if installation is None and isinstance(self._app, AppClient):
+            app = await self._app.app_client()
+            try:
+                installation = int((await app.getitem(f"/repos/{repo}/installation"))["id"])
+            except BadRequest as exc:
+                if exc.status_code != 404:
+                    raise
+        if installation is None:
+            # A client without app-level access: the installations the webhooks told us about.
+            installation = await installation_for(self._engine, repo)
+        if installation is None:
+            raise GuardError(
+                f"the GitHub App is not installed on {repo}: install it there (contents and pull requests: write)"
+            )
+        self._installations[repo] = installation
+        return installation
+
+    async def _gh(self, repo: str) -> GitHubAPI:
+        return await self._app.for_installation(await self._installation(repo))
+
+    async def read_config(self, repo: str) -> RepoConfig | RepoConfigError | None:
+        cached = self._configs.get(repo)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        config = await self._read_config(repo)
+        self._configs[repo] = (time.monotonic(), config)
+        return config
+
+    async def _read_config(self, repo: str) -> RepoConfig | RepoConfigError | None:
+        gh = await self._gh(repo)
+        try:
+            # No ref: the default branch, which is where the policy lives.
+            data = await gh.getitem(f"/repos/{repo}/contents/{CONFIG_PATH}")
+        except BadRequest as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        if not isinstance(data, dict) or data.get("type") != "file":
+            return RepoConfigError([ConfigProblem("", None, f"{CONFIG_PATH} must be a file")])
+        try:
+            text = base64.b64decode(data.get("content") or "").decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return RepoConfigError([ConfigProblem("", None, f"{CONFIG_PATH} is not UTF-8 text")])
+        try:
+            return parse_repo_config(text)
+        except RepoConfigError as exc:
+            return exc
+
+    async def deploy_repo(self, full_name: str, workdir: Path) -> DeployRepo:
+        installation = await self._installation(full_name)
+
+        async def token() -> str:
+            return await self._app.installation_token(installation)
+
+        # The token travels in a header set per command (gitops.auth_env), never in the URL.
+        parts = urlsplit(self._app.git_url(full_name, "unused"))
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+        return DeployRepo(url, workdir, token=token)
+
+    async def find_open_pr(self, repo: str, branch: str) -> dict[str, Any] | None:
+        gh = await self._gh(repo)
+        owner = repo.split("/", 1)[0]
+        head = quote(f"{owner}:{branch}", safe="")
+        pulls = await gh.getitem(f"/repos/{repo}/pulls?state=open&head={head}")
+        return pulls[0] if isinstance(pulls, list) and pulls else None
+
+    async def open_pr(self, repo: str, branch: str, base: str, title: str, body: str) -> dict[str, Any]:
+        gh = await self._gh(repo)
+        pull: dict[str, Any] = await gh.post(
+            f"/repos/{repo}/pulls", data={"title": title, "head": branch, "base": base, "body": body}
+        )
+        return pull
+
+    async def pull(self, repo: str, number: int) -> dict[str, Any]:
+        gh = await self._gh(repo)
+        pull: dict[str, Any] = await gh.getitem(f"/repos/{repo}/pulls/{number}")
+        return pull
+
+    async def merge_pr(self, repo: str, number: int, title: str) -> str:
+        gh = await self._gh(repo)
+        result = await gh.put(
+            f"/repos/{repo}/pulls/{number}/merge", data={"merge_method": "merge", "commit_title": title}
+        )
+        return str((result or {}).get("sha", ""))
+
+    async def comment(self, repo: str, number: int, body: str) -> None:
+        gh = await self._gh(repo)
+        await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": body})

@@ -1,0 +1,136 @@
+"""The guard as a feature of the running service: the watcher loop, chat-ops ``rollback`` and status."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from bot.context import Services
+from bot.deploy.manifest import ManifestError, load_values
+from bot.guard.github import AppGitHub
+from bot.guard.prometheus import PrometheusHTTP
+from bot.guard.rollback import RollbackError, RollbackRequest, RollbackResult, Rollbacks
+from bot.guard.status import status_text
+from bot.guard.watcher import Watcher
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.chatops.service import CommandContext, Outcome
+    from bot.service import Feature
+
+log = logging.getLogger(__name__)
+
+GUARD_KEY = "guard"  # Services.extras[...]: Guard
+
+
+@dataclass
+class Guard:
+    rollbacks: Rollbacks
+    watcher: Watcher | None  # None when no Prometheus is configured
+
+    async def status(self, repo: str | None = None) -> str:
+        return await status_text(self.rollbacks.engine, repo)
+
+
+def chart_schema(charts_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The model-server chart's values schema and defaults, to validate a rollback's values."""
+    chart = charts_dir / "model-server"
+    try:
+        schema = json.loads((chart / "values.schema.json").read_text())
+        defaults = load_values((chart / "values.yaml").read_text())
+    except (OSError, ValueError, ManifestError) as exc:
+        log.warning("guard: rollbacks are not validated against %s: %s", chart, exc)
+        return None, None
+    return schema, defaults
+
+
+def render_results(results: Sequence[RollbackResult]) -> str:
+    lines = []
+    for r in results:
+        if r.incident is None:
+            lines.append(r.preview.rstrip())
+            continue
+        i = r.incident
+        again = "" if r.created else " (already in progress: no second PR)"
+        where = f"[#{i.pr_number}]({i.pr_url})" if i.pr_url else "a pull request (not opened yet)"
+        state = {"merged": "merged", "open": "open, waiting for a merge", "closed": "closed"}.get(i.state, i.state)
+        line = (
+            f"Rollback of {i.model} `{i.bad_version[:7]}` -> `{i.target_version[:7]}` in {i.environment}{again}: "
+            f"{where} in {i.deploy_repo}, {state}; the version is pinned."
+        )
+        if i.last_error:
+            line += f" Last error (retried each guard round): {i.last_error}"
+        lines.append(line)
+    return "\n\n".join(lines)
+
+
+async def setup(services: Services, settings: Settings) -> Feature:
+    from bot.service import Feature
+
+    schema, defaults = chart_schema(settings.charts_dir)
+    github = AppGitHub(services.github, services.engine, config_ttl=settings.guard_interval_seconds)
+    rollbacks = Rollbacks(
+        services.engine,
+        github,
+        settings.data_dir / "guard" / "deploy",
+        schema=schema,
+        defaults=defaults,
+        bot_login=services.bot_login,
+    )
+    feature = Feature()
+    watcher = None
+    if settings.prometheus_url:
+        session = aiohttp.ClientSession()
+        feature.closers.append(session.close)
+        watcher = Watcher(
+            services.engine,
+            PrometheusHTTP(settings.prometheus_url, session),
+            rollbacks,
+            default_interval=settings.guard_interval_seconds,
+        )
+        feature.background.append(watcher.run)
+    else:
+        log.info("guard: MODELSHIP_PROMETHEUS_URL is not set, so no deployment is watched (rollback still works)")
+    guard = Guard(rollbacks, watcher)
+    services.extras[GUARD_KEY] = guard
+    _plug_into_chatops(services, guard)
+    return feature
+
+
+def _plug_into_chatops(services: Services, guard: Guard) -> None:
+    from bot.chatops.service import STATUS_KEY, Outcome, register
+
+    async def rollback(ctx: CommandContext) -> Outcome:
+        cmd = ctx.command
+        if cmd.env is None:
+            return Outcome(
+                False, ctx.reply("Say which environment: `/modelship rollback <env> [to <version>]`."), "no env"
+            )
+        request = RollbackRequest(
+            repo=ctx.repo,
+            environment=cmd.env,
+            to=cmd.args.get("version"),
+            actor=ctx.actor,
+            reason=f"/modelship rollback by {ctx.actor} in {ctx.repo}#{ctx.number}",
+            dry_run=cmd.dry_run,
+        )
+        try:
+            results = await guard.rollbacks.request(request)
+        except RollbackError as exc:
+            return Outcome(False, ctx.reply(f"Cannot roll back: {exc}"), f"refused: {exc}"[:200])
+        body = render_results(results)
+        if cmd.dry_run:
+            body = f"Dry run, nothing written:\n\n```diff\n{body}\n```"
+        return Outcome(True, ctx.reply(body), "dry run" if cmd.dry_run else "rollback requested")
+
+    async def section(ctx: CommandContext) -> str:
+        return await guard.status(ctx.repo)
+
+    register(services, "rollback", rollback)
+    services.extras.setdefault(STATUS_KEY, []).append(section)

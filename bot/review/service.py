@@ -1,0 +1,404 @@
+"""The review job: evaluate a PR's base and head models in the sandbox, then keep the sticky comment
+and the `modelship/review` check run up to date.
+
+Order matters for safety: policy is read from the BASE commit through the API before any PR content
+is fetched; nothing from the PR runs unless the PR is trusted or a maintainer approved its head SHA;
+the bot process only moves bytes — models and data are read inside the sandbox alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import fnmatch
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gidgethub
+from gidgethub.abc import GitHubAPI
+
+from bot.context import Services
+from bot.repoconfig import RepoConfig, RepoConfigError, parse_repo_config
+from bot.review import report
+from bot.review.checkout import CONFIG_FILE, fetch_pull_request
+from bot.review.compare import ReviewComparison, compare_review, results_by_model
+from bot.review.jobs import KIND, ReviewRequest
+from bot.review.optimization import render_optimization
+from bot.sandbox.runner import (
+    INPUTS_DIR,
+    OUTPUT_DIR,
+    RESULT_FILE,
+    SCRATCH_DIR,
+    Mount,
+    SandboxResult,
+    SandboxRunner,
+    SandboxSpec,
+)
+from bot.services.sticky import marker, upsert_sticky
+from bot.store.queue import ClaimedJob
+from bot.store.review_models import Review
+
+log = logging.getLogger(__name__)
+
+CHECK_NAME = "modelship/review"
+MARK = marker("review")
+assert MARK == report.REVIEW_MARKER
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    runner: SandboxRunner | None
+    image: str
+    unavailable_reason: str = ""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _make_readable(root: Path) -> None:
+    """The sandbox runs as nobody: give it read access to the exported trees (never write)."""
+    for dirpath, _dirs, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                os.chmod(path, 0o644)
+
+
+def pipeline_spec(config: RepoConfig, repo_dir: str, only: str | None) -> dict[str, Any]:
+    """The spec `pipelines.review` reads inside the sandbox (pipelines.schema.OptimizeSpec)."""
+    models = []
+    for m in config.models:
+        if only and m.name != only:
+            continue
+        gates = {
+            metric: {k: v for k, v in gate.model_dump().items() if v is not None}
+            for metric, gate in m.gates.items()
+            if metric != "size_mb"  # derived by the bot from model.size_bytes
+        }
+        models.append(
+            {
+                "name": m.name,
+                "path": m.path,
+                "task": m.task,
+                "dataset": {"path": m.dataset.path, "target": m.dataset.target},
+                "allow_pickle": m.allow_pickle,
+                "train": {"command": m.train.command} if m.train else None,
+                "metrics": list(m.metrics),
+                "gates": gates,
+            }
+        )
+    opt = config.optimize
+    return {
+        "repo_dir": repo_dir,
+        "models": models,
+        "latency": {"repetitions": 200},
+        "optimize": {
+            "onnx": opt.onnx,
+            "quantize": opt.quantize,
+            "parity_tolerance": opt.parity_tolerance,
+            "select": opt.select,
+        },
+    }
+
+
+def changed_under(paths: list[str], changed: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(f, glob) for f in changed for glob in paths)
+
+
+class ReviewService:
+    def __init__(self, services: Services, sandbox: SandboxConfig) -> None:
+        self.services = services
+        self.sandbox = sandbox
+
+    # ------------------------------------------------------------------ job entry point
+    async def run_job(self, job: ClaimedJob) -> None:
+        request = ReviewRequest.from_payload(job.payload)
+        gh = await self.services.github.for_installation(request.installation_id)
+        await self.review(gh, request, job_id=job.id)
+
+    async def review(self, gh: GitHubAPI, req: ReviewRequest, *, job_id: int) -> None:
+        pr = await gh.getitem(f"/repos/{req.repo}/pulls/{req.number}")
+        if pr["state"] != "open":
+            return  # closed while queued
+        if pr["head"]["sha"] != req.head_sha:
+            return  # a newer push is queued behind us and supersedes this review
+        base_sha = pr["base"]["sha"]
+        config_text = await self._base_config(gh, req.repo, base_sha)
+        if config_text is None:
+            await self._comment(
+                gh,
+                req,
+                f"{MARK}\nℹ️ **Modelship**: no `{CONFIG_FILE}` on the base branch "
+                f"`{pr['base']['ref']}`, so there is nothing to review for head "
+                f"`{req.head_sha[:12]}`. Add one (schema: `config/modelship.schema.json`).\n",
+            )
+            return
+        try:
+            config = parse_repo_config(config_text)
+        except RepoConfigError as exc:
+            await self._comment(gh, req, report.render_config_error(exc.problems, ref=pr["base"]["ref"]))
+            await self._check(gh, req, report.render_config_error_check_run(exc.problems))
+            await self._record(req, base_sha, "failure", {"config_error": [str(p) for p in exc.problems]})
+            return
+        if pr.get("draft") and not config.draft and req.trigger == "pull_request":
+            return
+        if req.trigger == "pull_request":
+            files = [f["filename"] async for f in gh.getiter(f"/repos/{req.repo}/pulls/{req.number}/files")]
+            if not changed_under(config.review_paths, files):
+                return
+        allowed, why = await self._trusted(gh, req, pr)
+        if not allowed:
+            await self._comment(
+                gh,
+                req,
+                why
+                or report.render_waiting_for_approval(
+                    head_sha=req.head_sha, author=pr["user"]["login"], app_slug=self.services.app_slug
+                ),
+            )
+            await self._record(req, base_sha, "waiting", {})
+            return
+        if self.sandbox.runner is None:
+            await self._comment(
+                gh,
+                req,
+                f"{MARK}\n⚠️ **Modelship**: the evaluation sandbox is not configured on "
+                f"this server ({self.sandbox.unavailable_reason}). An operator must set "
+                "`MODELSHIP_CONTAINER_ENGINE_URL`.\n",
+            )
+            return
+        models = [m.name for m in config.models if not req.model or m.name == req.model]
+        check_id = await self._check(gh, req, None)
+        await self._comment(gh, req, report.render_in_progress(head_sha=req.head_sha, models=models))
+        try:
+            comparison, optimization = await self._evaluate(gh, req, pr, config, job_id)
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                self._finish_check(
+                    gh,
+                    req,
+                    check_id,
+                    {
+                        "title": "Superseded",
+                        "summary": "A newer review of this PR replaced this one.",
+                        "text": "",
+                        "conclusion": "cancelled",
+                    },
+                )
+            )
+            raise
+        opt_md = render_optimization(optimization)
+        body = report.render_review_comment(comparison, head_sha=req.head_sha, base_sha=base_sha, optimization=opt_md)
+        comment_id = await self._comment(gh, req, body)
+        await self._finish_check(
+            gh,
+            req,
+            check_id,
+            report.render_check_run(comparison, head_sha=req.head_sha, base_sha=base_sha, optimization=opt_md),
+        )
+        await self._record(
+            req,
+            base_sha,
+            "success" if comparison.passed else "failure",
+            self._summary(comparison, optimization, comment_id, check_id),
+        )
+
+    # ------------------------------------------------------------------ steps
+    async def _base_config(self, gh: GitHubAPI, repo: str, base_sha: str) -> str | None:
+        try:
+            doc = await gh.getitem(f"/repos/{repo}/contents/{CONFIG_FILE}?ref={base_sha}")
+        except gidgethub.BadRequest as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        return base64.b64decode(doc.get("content", "")).decode("utf-8", errors="replace")
+
+    async def _trusted(self, gh: GitHubAPI, req: ReviewRequest, pr: dict[str, Any]) -> tuple[bool, str | None]:
+        from bot.chatops.service import sandbox_allowed
+
+        return await sandbox_allowed(self.services, gh, req.repo, pr)
+
+    async def _evaluate(
+        self, gh: GitHubAPI, req: ReviewRequest, pr: dict[str, Any], config: RepoConfig, job_id: int
+    ) -> tuple[ReviewComparison, dict[str, Any] | None]:
+        data = self.services.data_dir
+        workdir = data / "work" / f"review-{job_id}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        try:
+            token = await self.services.github.installation_token(req.installation_id)
+            url = self.services.github.git_url(req.repo, token)
+            checkout = await fetch_pull_request(
+                url,
+                data / "git" / req.repo.replace("/", "--"),
+                workdir,
+                base_ref=pr["base"]["ref"],
+                base_sha=pr["base"]["sha"],
+                head_sha=req.head_sha,
+                number=req.number,
+            )
+            await asyncio.to_thread(_make_readable, workdir)
+            base_run, head_run = await asyncio.gather(
+                self._run_side(config, checkout.base_dir, req.model, optimize=False),
+                self._run_side(config, checkout.head_dir, req.model, optimize=req.optimize and config.optimize.onnx),
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+        names = [m.name for m in config.models if not req.model or m.name == req.model]
+        policies = [m for m in config.models if m.name in names]
+        base = results_by_model(_evaluation(base_run), names)
+        head = results_by_model(_evaluation(head_run), names)
+        comparison = await asyncio.to_thread(compare_review, policies, base, head)
+        optimization = (head_run.result or {}).get("optimization") if head_run.ok else None
+        return comparison, optimization
+
+    async def _run_side(self, config: RepoConfig, tree: Path, only: str | None, *, optimize: bool) -> SandboxResult:
+        spec_path = tree.parent / f"spec-{tree.name}.json"
+        spec_path.write_text(json.dumps(pipeline_spec(config, f"{INPUTS_DIR}/repo", only)))
+        spec_path.chmod(0o644)
+        argv = [
+            "python",
+            "-m",
+            "pipelines.review",
+            "--spec",
+            f"{INPUTS_DIR}/spec.json",
+            "--out",
+            f"{OUTPUT_DIR}/{RESULT_FILE}",
+            "--scratch",
+            SCRATCH_DIR,
+        ]
+        if not optimize:
+            argv.append("--no-optimize")
+        assert self.sandbox.runner is not None
+        return await self.sandbox.runner.run(
+            SandboxSpec(
+                image=config.sandbox.image or self.sandbox.image,
+                argv=tuple(argv),
+                inputs=(Mount(tree, f"{INPUTS_DIR}/repo"), Mount(spec_path, f"{INPUTS_DIR}/spec.json")),
+                cpus=config.sandbox.cpus,
+                memory_bytes=int(config.sandbox.memory),
+                timeout_s=float(config.sandbox.timeout),
+                env={"HOME": SCRATCH_DIR, "TMPDIR": SCRATCH_DIR, "OMP_NUM_THREADS": "1"},
+            )
+        )
+
+    async def _comment(self, gh: GitHubAPI, req: ReviewRequest, body: str) -> int:
+        return await upsert_sticky(gh, req.repo, req.number, MARK, body, bot_login=self.services.bot_login)
+
+    async def _check(self, gh: GitHubAPI, req: ReviewRequest, output: dict[str, str] | None) -> int:
+        """Create (or find, on a retried job) the check run for this head; complete it when output is given."""
+        existing = await gh.getitem(
+            f"/repos/{req.repo}/commits/{req.head_sha}/check-runs?check_name={CHECK_NAME}&per_page=100"
+        )
+        runs = [r for r in existing.get("check_runs", []) if r.get("name") == CHECK_NAME]
+        if runs:
+            check_id = int(runs[0]["id"])
+            if runs[0].get("status") == "completed" and output is None:
+                await gh.patch(
+                    f"/repos/{req.repo}/check-runs/{check_id}", data={"status": "in_progress", "started_at": _now()}
+                )
+        else:
+            created = await gh.post(
+                f"/repos/{req.repo}/check-runs",
+                data={"name": CHECK_NAME, "head_sha": req.head_sha, "status": "in_progress", "started_at": _now()},
+            )
+            check_id = int(created["id"])
+        if output is not None:
+            await self._finish_check(gh, req, check_id, output)
+        return check_id
+
+    async def _finish_check(self, gh: GitHubAPI, req: ReviewRequest, check_id: int, output: dict[str, str]) -> None:
+        await gh.patch(
+            f"/repos/{req.repo}/check-runs/{check_id}",
+            data={
+                "status": "completed",
+                "conclusion": output["conclusion"],
+                "completed_at": _now(),
+                "output": {"title": output["title"], "summary": output["summary"], "text": output.get("text", "")},
+            },
+        )
+
+    def _summary(
+        self, comparison: ReviewComparison, optimization: dict[str, Any] | None, comment_id: int, check_id: int
+    ) -> dict[str, Any]:
+        chosen = {m["name"]: m.get("chosen") for m in (optimization or {}).get("models", []) if m.get("chosen")}
+        models = {}
+        for model in comparison.models:
+            head = model.head
+            entry: dict[str, Any] = {
+                "status": model.status,
+                "metrics": {r.name: r.head for r in model.metrics if r.head is not None},
+                "gates_passed": all(g.status != "fail" for g in model.gates),
+                "model_path": head.model_path if head else None,
+                "model_sha256": head.model_sha256 if head else None,
+                "variant": "original",
+                "variant_sha256": head.model_sha256 if head else None,
+            }
+            if chosen.get(model.name):
+                entry["variant"] = chosen[model.name]["variant"]
+                entry["variant_sha256"] = chosen[model.name]["sha256"]
+            models[model.name] = entry
+        return {"models": models, "comment_id": comment_id, "check_run_id": check_id}
+
+    async def _record(self, req: ReviewRequest, base_sha: str, conclusion: str, summary: dict[str, Any]) -> None:
+        from sqlalchemy import delete, insert
+
+        async with self.services.engine.begin() as conn:
+            await conn.execute(
+                delete(Review).where(
+                    Review.repo == req.repo, Review.number == req.number, Review.head_sha == req.head_sha
+                )
+            )
+            await conn.execute(
+                insert(Review).values(
+                    repo=req.repo,
+                    number=req.number,
+                    head_sha=req.head_sha,
+                    base_sha=base_sha,
+                    conclusion=conclusion,
+                    summary=summary,
+                )
+            )
+
+
+def _evaluation(run: SandboxResult) -> dict[str, Any]:
+    """The evaluation report of a run, or a report-level error that says why the run failed."""
+    if run.ok and isinstance((run.result or {}).get("evaluation"), dict):
+        return dict(run.result["evaluation"])  # type: ignore[index]
+    return {
+        "schema_version": 1,
+        "models": [],
+        "error": {"kind": "sandbox_failed", "message": run.error or "the sandbox returned no evaluation"},
+    }
+
+
+async def setup(services: Services, settings: Any) -> Any:
+    """Feature hook for bot.service: the `review` job runner and its sandbox."""
+    from bot.service import Feature
+
+    sandbox = make_sandbox(settings)
+    return Feature(runners={KIND: ReviewService(services, sandbox).run_job})
+
+
+def make_sandbox(settings: Any) -> SandboxConfig:
+    if not settings.container_engine_url:
+        return SandboxConfig(None, settings.sandbox_image, "no container engine URL is set")
+    from bot.sandbox.docker_engine import DockerEngineRunner, connect
+
+    mounts: tuple[Mount, ...] = ()
+    if settings.sandbox_mount_runtime:
+        from bot.sandbox.local_image import LocalRuntime
+
+        mounts = LocalRuntime.discover(Path(sys.prefix), Path(__file__).resolve().parents[2]).mounts()
+    return SandboxConfig(
+        DockerEngineRunner(connect(settings.container_engine_url), runtime_mounts=mounts), settings.sandbox_image
+    )

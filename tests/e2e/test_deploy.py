@@ -1,0 +1,440 @@
+"""Deploy end to end: PRs merge in devhub, the real bot commits to a deploy repository over git HTTP.
+
+One devhub and one bot serve the module; every test has its own model and deploy repositories. What
+counts is what landed: commits and files in the deploy repository's bare git, PRs there, GitHub
+Deployments on the model repository, rows in the ``deployments`` table, the comments on the PR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, insert, select, update
+
+from bot.deploy.cli import promote
+from bot.deploy.gitops import RetryPolicy
+from bot.deploy.manifest import current_ref, load_values, parse_trailers, validate_values
+from bot.deploy.service import DeployService, of
+from bot.devhub import DevHub, start
+from bot.store.base import utcnow
+from bot.store.models import Job
+from bot.store.queue import ClaimedJob
+from bot.store.review_models import Deployment, Review
+from tests.fixtures.bot import RunningBot, start_bot
+from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
+
+BOT = "modelship[bot]"
+CHART = Path(__file__).resolve().parents[2] / "charts/model-server"
+SCHEMA = __import__("json").loads((CHART / "values.schema.json").read_text())
+DEFAULTS = load_values((CHART / "values.yaml").read_text())
+STAGING = "environments/staging/churn/values.yaml"
+
+HUMAN_VALUES = """\
+# Staging values for churn: owned by the platform team.
+replicaCount: 1  # one is plenty in staging
+
+model:
+  name: churn  # served as /v2/models/churn
+  repository: acme/old
+  revision: "0000000000000000000000000000000000000000"
+  path: models/churn.onnx
+  sha256: "0000000000000000000000000000000000000000000000000000000000000000"
+  variant: original
+  sequence: 1
+"""
+
+
+def config(deploy_repo: str, environments: str) -> str:
+    return f"""\
+version: 1
+models:
+  - name: churn
+    path: models/churn.onnx
+    task: classification
+    dataset: {{path: data/eval.csv, target: label}}
+environments:
+{environments}
+deploy: {{repository: {deploy_repo}}}
+"""
+
+
+@dataclass
+class World:
+    hub: DevHub
+    bot: RunningBot
+
+    @property
+    def services(self) -> Any:
+        return self.bot.service.services
+
+    @property
+    def deploy(self) -> DeployService:
+        return of(self.services)
+
+
+@pytest.fixture(scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    tmp = tmp_path_factory.mktemp("deploy")
+    running = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
+    bot, runner, session = await start_bot(running, tmp)
+
+    async def no_review(job: ClaimedJob) -> None:
+        """The review runner is another feature (and needs a sandbox); deploys must not wait for it."""
+
+    cast(dict[str, Any], bot.service.workers.runners)["review"] = no_review
+    try:
+        yield World(running.hub, bot)
+    finally:
+        await bot.service.stop()
+        await runner.cleanup()
+        await session.close()
+        await running.stop()
+
+
+@pytest.fixture(autouse=True)
+def contract_kept(world: World) -> Iterator[None]:
+    """Every request the bot made to devhub in the test kept GitHub's OpenAPI contract."""
+    before = len(world.hub.contract_violations)
+    yield
+    assert world.hub.contract_violations[before:] == []
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Repos:
+    model: str
+    deploy: str
+
+
+async def repos(world: World, name: str, environments: str, deploy_files: dict[str, str] | None = None) -> Repos:
+    model, deploy = f"acme/{name}", f"acme/{name}-deploy"
+    await world.hub.create_repo(deploy, {"README.md": "# deploy\n", **(deploy_files or {})})
+    await world.hub.create_repo(
+        model,
+        {
+            "README.md": "# models\n",
+            "models/churn.onnx": b"v0",
+            "data/eval.csv": "a,label\n1,0\n",
+            ".modelship.yml": config(deploy, environments),
+        },
+    )
+    await world.hub.install("acme", [model, deploy])
+    world.hub.set_permission(model, "alice", "write")
+    return Repos(model, deploy)
+
+
+async def settle(world: World, timeout: float = 30.0) -> None:
+    """Wait until no job is running or due soon (retries with backoff count as due)."""
+    await asyncio.sleep(0.2)  # the delivery reaches the intake asynchronously
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    due = (Job.state == "running") | ((Job.state == "queued") & (Job.run_after <= utcnow() + timedelta(seconds=10)))
+    while loop.time() < deadline:
+        async with world.services.engine.connect() as conn:
+            if not await conn.scalar(select(func.count()).select_from(Job).where(due)):
+                return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"jobs still pending after {timeout}s")
+
+
+async def merge(world: World, repo: str, branch: str, content: bytes) -> tuple[int, str]:
+    await world.hub.push(repo, branch, {"models/churn.onnx": content})
+    number = await world.hub.open_pr(repo, branch)
+    sha = await world.hub.merge_pr(repo, number)
+    await settle(world)
+    return number, sha
+
+
+async def say(world: World, repo: str, number: int, body: str) -> str:
+    comment_id = await world.hub.comment(repo, number, body, user="alice")
+    await settle(world)
+    found = [
+        c.body for c in world.hub.comments.values() if c.repo == repo and c.user.login == BOT and c.id > comment_id
+    ]
+    assert found, f"no reply to {body!r}"
+    return found[-1]
+
+
+def git(bare: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=bare, check=True, capture_output=True, text=True).stdout
+
+
+def commits(world: World, repo: str, ref: str = "main") -> list[str]:
+    return git(world.hub.git.path(repo), "rev-list", ref).split()
+
+
+def show(world: World, repo: str, path: str, ref: str = "main") -> str:
+    return git(world.hub.git.path(repo), "show", f"{ref}:{path}")
+
+
+def sticky(world: World, repo: str, number: int) -> str:
+    bodies = [
+        c.body
+        for c in world.hub.comments.values()
+        if c.repo == repo and c.issue_number == number and "<!-- modelship:deploy -->" in c.body
+    ]
+    assert len(bodies) == 1, f"expected one deploy comment, found {len(bodies)}"
+    return bodies[0]
+
+
+async def history(world: World, repo: str) -> list[Any]:
+    async with world.services.engine.connect() as conn:
+        query = select(Deployment).where(Deployment.repo == repo).order_by(Deployment.id)
+        return list((await conn.execute(query)).all())
+
+
+# --------------------------------------------------------------------------- merges
+
+
+async def test_merge_commits_once_and_a_redelivery_writes_nothing(world: World) -> None:
+    r = await repos(world, "merge", "  staging: {auto: true}", {STAGING: HUMAN_VALUES})
+    before = commits(world, r.deploy)
+
+    number, merge_sha = await merge(world, r.model, "new-churn", b"churn v1")
+
+    after = commits(world, r.deploy)
+    assert len(after) == len(before) + 1
+    message = git(world.hub.git.path(r.deploy), "log", "-1", "--format=%B", "main")
+    assert parse_trailers(message) == {
+        "Modelship-Model": "churn",
+        "Modelship-Version": merge_sha,
+        "Modelship-Source-PR": f"{r.model}#{number}",
+        "Modelship-Environment": "staging",
+    }
+    text = show(world, r.deploy, STAGING)
+    assert validate_values(text, SCHEMA, DEFAULTS) == []
+    assert "# one is plenty in staging" in text and "# served as /v2/models/churn" in text
+    ref = current_ref(text)
+    assert ref is not None
+    assert (ref.repository, ref.revision, ref.source_pr) == (r.model, merge_sha, number)
+    assert ref.sha256 == hashlib.sha256(b"churn v1").hexdigest()
+
+    rows = await history(world, r.model)
+    assert [(x.environment, x.state, x.deploy_commit, x.actor) for x in rows] == [
+        ("staging", "deployed", after[0], "alice")
+    ]
+    deployments = [d for d in world.hub.deployments.values() if d.repo == r.model]
+    assert [(d.sha, d.environment) for d in deployments] == [(merge_sha, "staging")]
+    assert [s.state for s in deployments[0].statuses] == ["in_progress", "success"]
+    assert after[0] in deployments[0].statuses[-1].log_url
+    assert after[0] in sticky(world, r.model, number)
+
+    closed = next(d for d in reversed(world.hub.deliveries) if (d.event, d.action) == ("pull_request", "closed"))
+    await world.hub.redeliver(closed.guid)
+    await settle(world)
+    assert commits(world, r.deploy) == after
+    assert len(await history(world, r.model)) == 1
+    assert len([d for d in world.hub.deployments.values() if d.repo == r.model]) == 1
+
+
+async def test_the_review_supplies_sha256_variant_and_metrics(world: World) -> None:
+    r = await repos(world, "reviewed", "  staging: {auto: true}")
+    await world.hub.push(r.model, "tuned", {"models/churn.onnx": b"churn tuned"})
+    number = await world.hub.open_pr(r.model, "tuned")
+    pull = world.hub.pull(r.model, number)
+    digest = hashlib.sha256(b"churn tuned").hexdigest()
+    summary = {
+        "models": {
+            "churn": {
+                "metrics": {"f1": {"base": 0.8, "head": 0.91}},
+                "gates_passed": True,
+                "model_path": "models/churn.onnx",
+                "model_sha256": digest,
+                "variant": "int8",
+                "variant_sha256": "e" * 64,
+            }
+        }
+    }
+    async with world.services.engine.begin() as conn:  # what the review runner stores for this head
+        await conn.execute(
+            insert(Review).values(
+                repo=r.model,
+                number=number,
+                head_sha=pull.head_sha,
+                base_sha=pull.base_sha,
+                conclusion="success",
+                summary=summary,
+            )
+        )
+
+    await world.hub.merge_pr(r.model, number)
+    await settle(world)
+
+    ref = current_ref(show(world, r.deploy, STAGING))
+    assert ref is not None and (ref.sha256, ref.variant) == (digest, "int8")
+    message = git(world.hub.git.path(r.deploy), "log", "-1", "--format=%B", "main")
+    assert "f1: 0.91" in message and "Variant:   int8" in message
+    assert [(x.variant, x.sha256) for x in await history(world, r.model)] == [("int8", digest)]
+
+
+async def test_values_that_violate_the_schema_are_not_committed(world: World) -> None:
+    broken = HUMAN_VALUES.replace("replicaCount: 1", "replicaCount: -3")
+    r = await repos(world, "schema", "  staging: {auto: true}", {STAGING: broken})
+    before = commits(world, r.deploy)
+
+    number, _ = await merge(world, r.model, "bad", b"churn v2")
+
+    assert commits(world, r.deploy) == before
+    body = sticky(world, r.model, number)
+    assert "replicaCount" in body and "-3" in body and "minimum" in body
+    assert [x.state for x in await history(world, r.model)] == ["failed"]
+
+
+async def test_a_pinned_environment_is_not_rolled_forward_until_unpinned(world: World) -> None:
+    pinned = HUMAN_VALUES + "  pinned: true\n  pinReason: rollback after error rate 7%\n"
+    r = await repos(world, "pinned", "  staging: {auto: true}", {STAGING: pinned})
+    before = commits(world, r.deploy)
+
+    number, merge_sha = await merge(world, r.model, "forward", b"churn v3")
+
+    assert commits(world, r.deploy) == before
+    rows = await history(world, r.model)
+    assert [(x.state, x.version) for x in rows] == [("skipped", merge_sha)]
+    assert "pinned" in (rows[0].detail or "") and "pinned" in sticky(world, r.model, number)
+
+    reply = await say(world, r.model, number, "/modelship unpin staging")
+    assert "committed" in reply
+    assert len(commits(world, r.deploy)) == len(before) + 1
+    ref = current_ref(show(world, r.deploy, STAGING))
+    assert ref is not None and not ref.pinned and ref.revision == "0" * 40  # the version stays
+
+    _, second = await merge(world, r.model, "forward-again", b"churn v4")
+    ref = current_ref(show(world, r.deploy, STAGING))
+    assert ref is not None and ref.revision == second
+
+
+async def test_a_protected_environment_gets_one_pr_updated_by_the_next_merge(world: World) -> None:
+    r = await repos(world, "protected", "  production: {auto: true, via: pull_request}")
+    main_before = commits(world, r.deploy)
+
+    _, first = await merge(world, r.model, "one", b"churn v5")
+    _, second = await merge(world, r.model, "two", b"churn v6")
+
+    assert commits(world, r.deploy) == main_before  # nothing lands on main without a review
+    pulls = [p for p in world.hub.pulls[r.deploy].values() if p.state == "open"]
+    assert len(pulls) == 1 and pulls[0].head_ref == "modelship/deploy/production/churn"
+    ref = current_ref(show(world, r.deploy, "environments/production/churn/values.yaml", pulls[0].head_ref))
+    assert ref is not None and ref.revision == second
+    rows = await history(world, r.model)
+    assert [(x.state, x.version, x.deploy_pr) for x in rows] == [
+        ("pending", first, pulls[0].number),
+        ("pending", second, pulls[0].number),
+    ]
+
+
+@pytest.mark.slow
+async def test_an_unreachable_deploy_repository_is_retried_then_reported(world: World) -> None:
+    r = await repos(world, "down", "  staging: {auto: true}")
+    service = world.deploy
+    real_url = service.url_for
+    service.url_for = lambda name: "http://127.0.0.1:9/acme/down-deploy.git" if name == r.deploy else real_url(name)
+    service.retry = RetryPolicy(network_attempts=2, base_s=0.01, cap_s=0.05)
+    try:
+        number, merge_sha = await merge(world, r.model, "unlucky", b"churn v7")
+    finally:
+        service.url_for, service.retry = real_url, None  # type: ignore[method-assign]
+
+    async with world.services.engine.connect() as conn:
+        query = select(Job.attempts, Job.state).where(Job.kind == "deploy").order_by(Job.id.desc()).limit(1)
+        job = (await conn.execute(query)).one()
+    assert tuple(job) == (3, "done")
+    rows = await history(world, r.model)
+    assert [(x.state, x.version) for x in rows] == [("failed", merge_sha)]
+    assert "unreachable" in (rows[0].detail or "")
+    assert "unreachable" in sticky(world, r.model, number)
+    deployments = [d for d in world.hub.deployments.values() if d.repo == r.model]
+    assert [s.state for d in deployments for s in d.statuses] == ["failure"]
+    assert len(commits(world, r.deploy)) == 1  # only the README: nothing half-written
+    status = await say(world, r.model, number, "/modelship status")
+    assert "**Deployments**" in status and "failed" in status and "unreachable" in status
+
+
+# --------------------------------------------------------------------------- chat-ops
+
+
+async def test_promote_copies_the_healthy_upstream_version_and_dry_runs_write_nothing(world: World) -> None:
+    environments = "  staging: {auto: true}\n  production: {upstream: staging, require_healthy_upstream: true}"
+    r = await repos(world, "promote", environments)
+    number, merge_sha = await merge(world, r.model, "ship", b"churn v8")
+    staged = commits(world, r.deploy)
+    assert len(staged) == 2  # README + the staging deploy; production is reached by promotion only
+
+    refused = await say(world, r.model, number, "/modelship promote production")
+    assert "unknown" in refused and "require_healthy_upstream" in refused
+    async with world.services.engine.begin() as conn:  # what the guard writes once staging looks good
+        await conn.execute(update(Deployment).where(Deployment.repo == r.model).values(health="healthy"))
+
+    preview = await say(world, r.model, number, "/modelship promote production --dry-run")
+    assert "+++ b/environments/production/churn/values.yaml" in preview and merge_sha in preview
+    assert commits(world, r.deploy) == staged
+
+    await say(world, r.model, number, "/modelship promote production")
+    assert len(commits(world, r.deploy)) == len(staged) + 1
+    production = current_ref(show(world, r.deploy, "environments/production/churn/values.yaml"))
+    assert production == current_ref(show(world, r.deploy, STAGING))
+    message = git(world.hub.git.path(r.deploy), "log", "-1", "--format=%B", "main")
+    assert message.startswith("promote(production): churn") and "Promoted from staging by alice" in message
+
+
+async def test_deploy_command_ships_the_pr_head_and_its_dry_run_shows_the_diff(world: World) -> None:
+    r = await repos(world, "manual", "  staging: {auto: true}")
+    await world.hub.push(r.model, "candidate", {"models/churn.onnx": b"churn v9"})
+    number = await world.hub.open_pr(r.model, "candidate")
+    await settle(world)
+    head = world.hub.pull(r.model, number).head_sha
+    before = commits(world, r.deploy)
+
+    preview = await say(world, r.model, number, "/modelship deploy staging --dry-run")
+    assert "/dev/null" in preview and head in preview
+    assert commits(world, r.deploy) == before
+
+    reply = await say(world, r.model, number, "/modelship deploy staging --variant int8")
+    assert "committed" in reply
+    ref = current_ref(show(world, r.deploy, STAGING))
+    assert ref is not None and (ref.revision, ref.variant) == (head, "int8")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+async def test_cli_promote_uses_the_same_service(world: World, tmp_path: Path) -> None:
+    r = await repos(world, "cli", "  staging: {auto: true}\n  production: {upstream: staging}")
+    await merge(world, r.model, "ship", b"churn v10")
+    staged = commits(world, r.deploy)
+    settings = world.bot.settings
+    assert settings.github_private_key is not None
+    env = {
+        "MODELSHIP_WEBHOOK_SECRET": "unused-by-the-cli",
+        "MODELSHIP_GITHUB_APP_ID": str(settings.github_app_id),
+        "MODELSHIP_GITHUB_PRIVATE_KEY": settings.github_private_key.get_secret_value(),
+        "MODELSHIP_GITHUB_API_URL": settings.github_api_url,
+        "MODELSHIP_DATA_DIR": str(tmp_path / "cli"),
+        "MODELSHIP_DATABASE_URL": settings.effective_database_url,
+    }
+    runner = CliRunner()
+    args = ["--repo", r.model, "--env", "production"]
+
+    dry = await asyncio.to_thread(runner.invoke, promote, [*args, "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "+++ b/environments/production/churn/values.yaml" in dry.output
+    assert commits(world, r.deploy) == staged
+
+    done = await asyncio.to_thread(runner.invoke, promote, args, env=env)
+    assert done.exit_code == 0, done.output
+    assert len(commits(world, r.deploy)) == len(staged) + 1
+    assert current_ref(show(world, r.deploy, "environments/production/churn/values.yaml")) == current_ref(
+        show(world, r.deploy, STAGING)
+    )
+    rows = await history(world, r.model)
+    assert [(x.environment, x.state) for x in rows] == [("staging", "deployed"), ("production", "deployed")]

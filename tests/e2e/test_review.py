@@ -1,0 +1,123 @@
+"""Review end to end: devhub, real git over HTTP, the real sandbox (podman): one comment, one check run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot.devhub import RunningDevHub
+from bot.store.review_models import Review
+from tests.fixtures.bot import RunningBot, start_bot
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "examples" / "sample-model-repo"
+REPO = "acme/churn-model"
+pytestmark = pytest.mark.slow
+
+
+def sample_files(root: Path = SAMPLE) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def train(tmp_path_factory: pytest.TempPathFactory, trees: int, depth: int) -> bytes:
+    """A different, deterministic model: the sample trained with other flags."""
+    work = tmp_path_factory.mktemp("retrain") / "repo"
+    shutil.copytree(SAMPLE, work)
+    subprocess.run(
+        [sys.executable, "train.py", "--trees", str(trees), "--depth", str(depth)],
+        cwd=work,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return (work / "models" / "churn.skops").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return train(tmp_path_factory, 20, 3)
+
+
+@pytest.fixture(scope="module")
+def retrained_again(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return train(tmp_path_factory, 10, 2)
+
+
+@pytest.fixture
+async def review_bot(
+    devhub: RunningDevHub, tmp_path: Path, podman_url: str, runner_image: str
+) -> AsyncIterator[RunningBot]:
+    running, runner, session = await start_bot(
+        devhub, tmp_path, container_engine_url=podman_url, sandbox_mount_runtime=True, sandbox_image=runner_image
+    )
+    try:
+        yield running
+    finally:
+        await running.service.stop()
+        await runner.cleanup()
+        await session.close()
+
+
+def bot_comments(devhub: RunningDevHub, number: int) -> list[str]:
+    return [
+        c.body
+        for c in devhub.hub.comments.values()
+        if c.repo == REPO and c.issue_number == number and c.user.login == "modelship[bot]"
+    ]
+
+
+def sklearn_accuracy(model_bytes: bytes) -> float:
+    import pandas as pd
+    import skops.io as sio
+    from sklearn.metrics import accuracy_score
+
+    model = sio.loads(model_bytes, trusted=sio.get_untrusted_types(data=model_bytes))
+    frame = pd.read_csv(SAMPLE / "data" / "eval.csv")
+    return float(
+        accuracy_score(frame["label"].astype(str), model.predict(frame.drop(columns="label").to_numpy()).astype(str))
+    )
+
+
+async def test_a_model_pr_gets_one_comment_and_one_check_run_with_sklearns_numbers(
+    devhub: RunningDevHub, review_bot: RunningBot, retrained: bytes, retrained_again: bytes
+) -> None:
+    hub = devhub.hub
+    await hub.create_repo(REPO, sample_files())
+    await hub.install("acme", [REPO])
+    hub.set_permission(REPO, "alice", "write")
+    await hub.push(REPO, "retrain", {"models/churn.skops": retrained}, message="Retrain with 20 trees")
+    number = await hub.open_pr(REPO, "retrain", title="Retrain")
+    await review_bot.idle(timeout=240)
+
+    comments = bot_comments(devhub, number)
+    assert len(comments) == 1, comments
+    body = comments[0]
+    assert "<!-- modelship:review -->" in body and "accuracy" in body and "```mermaid" in body, body
+    head_sha = hub.pull(REPO, number).head_sha
+    runs = [r for r in hub.check_runs.values() if r.head_sha == head_sha and r.name == "modelship/review"]
+    assert len(runs) == 1 and runs[0].status == "completed" and runs[0].conclusion in ("success", "failure")
+
+    async with review_bot.service.services.engine.connect() as conn:
+        review = (await conn.execute(select(Review).where(Review.head_sha == head_sha))).one()
+    churn = review.summary["models"]["churn"]
+    base_bytes = (SAMPLE / "models" / "churn.skops").read_bytes()
+    assert churn["metrics"]["accuracy"] == pytest.approx(sklearn_accuracy(retrained), abs=1e-12)
+    assert f"{sklearn_accuracy(base_bytes):.4f}"[:5] in body  # the base column carries the base model's number
+
+    # A second push edits the same comment (and gets its own check run).
+    await hub.push(REPO, "retrain", {"models/churn.skops": retrained_again}, message="Fewer trees")
+    await review_bot.idle(timeout=240)
+    comments = bot_comments(devhub, number)
+    assert len(comments) == 1
+    new_head = hub.pull(REPO, number).head_sha
+    assert new_head[:12] in comments[0] or new_head[:7] in comments[0]

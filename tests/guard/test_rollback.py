@@ -1,0 +1,134 @@
+"""The rollback path (the watcher, chat-ops and the CLI share it): real devhub, real git, real database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.deploy.manifest import current_ref, plan_deploy
+from bot.devhub import RunningDevHub
+from bot.guard.rollback import RollbackError, RollbackRequest, choose_target
+from bot.guard.service import GUARD_KEY, Guard
+from bot.guard.store import DeploymentView
+from bot.service import Service
+from tests.guard.world import (
+    BRANCH,
+    DEPLOY,
+    MODELS,
+    REF2,
+    V1,
+    V2,
+    VALUES,
+    World,
+    build_world,
+    config,
+    create_app,
+    rows,
+    running_bot,
+)
+
+
+def row(id: int, version: str, state: str = "superseded", health: str = "unknown") -> DeploymentView:
+    return DeploymentView(
+        id, "o/r", "prod", "m", version, None, "o/d", "onnx", "", state, health, False, datetime(2026, 1, 1, tzinfo=UTC)
+    )
+
+
+def test_the_target_is_the_newest_earlier_version_that_ran_healthy() -> None:
+    history = [row(1, "a" * 40, health="healthy"), row(2, "b" * 40, health="healthy"), row(3, "c" * 40, "deployed")]
+    assert choose_target(history, history[-1]).version == "b" * 40
+
+
+def test_versions_seen_degraded_or_rolled_back_are_never_restored() -> None:
+    history = [
+        row(1, "a" * 40, health="inconclusive"),
+        row(2, "b" * 40, "rolled_back", "degraded"),
+        row(3, "d" * 40, health="degraded"),
+        row(4, "c" * 40, "deployed"),
+    ]
+    assert choose_target(history, history[-1]).version == "a" * 40
+
+
+def test_without_any_earlier_version_the_error_says_to_name_one() -> None:
+    only = row(1, "a" * 40, "deployed")
+    with pytest.raises(RollbackError, match="rollback prod to <version>"):
+        choose_target([only], only)
+
+
+def test_an_explicit_version_accepts_a_short_sha_and_names_the_known_ones_when_unknown() -> None:
+    history = [row(1, "a" * 40), row(2, "b" * 40), row(3, "c" * 40, "deployed")]
+    assert choose_target(history, history[-1], "aaaaaaa").id == 1
+    with pytest.raises(RollbackError, match="known versions: bbbbbbb, aaaaaaa"):
+        choose_target(history, history[-1], "1234567")
+    with pytest.raises(RollbackError, match="already runs ccccccc"):
+        choose_target(history, history[-1], "c" * 40)
+
+
+@pytest.fixture
+async def bot(devhub: RunningDevHub, tmp_path: Path) -> AsyncIterator[tuple[Service, World]]:
+    app = await create_app(devhub.hub)
+    async with running_bot(devhub, tmp_path / "bot", app) as service:
+        world = await build_world(devhub.hub, service.services.engine, app, guard_config=config(auto_merge=False))
+        yield service, world
+
+
+def guard_of(service: Service) -> Guard:
+    guard = service.services.extras[GUARD_KEY]
+    assert isinstance(guard, Guard)
+    return guard
+
+
+async def test_a_manual_rollback_opens_one_pinned_pr_and_records_the_merge(bot: tuple[Service, World]) -> None:
+    service, world = bot
+    guard = guard_of(service)
+    [first] = await guard.rollbacks.request(RollbackRequest(MODELS, "production", actor="alice", reason="bad answers"))
+    assert first.created and first.incident is not None and first.incident.state == "open"
+    [pull] = world.rollback_pulls()
+    assert pull.state == "open" and "pinned" in pull.title and "bad answers" in (pull.body or "")
+    proposed = current_ref((world.hub.git.read(DEPLOY, f"refs/heads/{BRANCH}", VALUES) or b"").decode())
+    assert proposed is not None and proposed.revision == V1 and proposed.pinned and "bad answers" in proposed.pin_reason
+    assert proposed.sequence == 1000  # the values V1 was deployed with, from the deploy repository's history
+    [comment] = world.comments_on(2)  # the PR that shipped V2
+    assert "rolled back iris" in comment and first.incident.pr_url and first.incident.pr_url in comment
+
+    [again] = await guard.rollbacks.request(RollbackRequest(MODELS, "production", actor="bob"))
+    assert not again.created and again.incident is not None and again.incident.id == first.incident.id
+    assert len(world.rollback_pulls()) == 1 and len(world.comments_on(2)) == 1
+
+    await world.hub.merge_pr(DEPLOY, pull.number)
+    [merged] = await guard.rollbacks.advance_open()
+    assert merged.state == "merged"
+    by_version = {(r.version, r.state): r for r in await rows(service.services.engine)}
+    assert by_version[(V2, "rolled_back")].health == "degraded"
+    restored = by_version[(V1, "deployed")]
+    assert restored.pinned and restored.deploy_pr == pull.number
+    assert await guard.rollbacks.advance_open() == []  # nothing left to do, nothing done twice
+
+    # Auto-deploy never rolls forward over the pin, even for a newer sequence.
+    main = (world.hub.git.read(DEPLOY, "refs/heads/main", VALUES) or b"").decode()
+    plan = plan_deploy(main, REF2)
+    assert not plan.changed and plan.reason.startswith("pinned")
+    status = await guard.status(MODELS)
+    assert f"`{V1[:7]}` | unknown | yes" in status
+
+
+async def test_a_dry_run_shows_the_diff_and_writes_nothing(bot: tuple[Service, World]) -> None:
+    service, world = bot
+    [result] = await guard_of(service).rollbacks.request(RollbackRequest(MODELS, "production", dry_run=True))
+    assert result.incident is None
+    assert f"-  revision: {V2}" in result.preview and f"+  revision: {V1}" in result.preview
+    assert "+  pinned: true" in result.preview
+    assert world.rollback_pulls() == [] and world.comments_on(2) == []
+    assert [r.state for r in await rows(service.services.engine)] == ["superseded", "deployed"]
+
+
+async def test_rolling_back_an_unknown_environment_or_version_says_what_exists(bot: tuple[Service, World]) -> None:
+    service, _ = bot
+    rollbacks = guard_of(service).rollbacks
+    with pytest.raises(RollbackError, match=r"'staging' is not in .modelship.yml \(environments: production\)"):
+        await rollbacks.request(RollbackRequest(MODELS, "staging"))
+    with pytest.raises(RollbackError, match=f"known versions: {V1[:7]}"):
+        await rollbacks.request(RollbackRequest(MODELS, "production", to="0000000"))
