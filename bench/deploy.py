@@ -222,10 +222,10 @@ async def through_the_bot(
             numbers.append(await hub.open_pr("acme/models", f"update-{n}"))
         await idle()  # PR-opened webhooks handled; now only merges count
 
-        async def watch(merged_at: dict[int, float], landed: dict[int, float], total: int) -> None:
-            while len(landed) < total:
+        async def watch(batch: set[int], landed: dict[int, float]) -> None:
+            while len(landed) < len(batch):
                 now = time.perf_counter()
-                for number in await asyncio.to_thread(_deployed_prs, bare) - landed.keys():
+                for number in (await asyncio.to_thread(_deployed_prs, bare) & batch) - landed.keys():
                     landed[number] = now
                 await asyncio.sleep(0.01)
 
@@ -236,7 +236,7 @@ async def through_the_bot(
         ):
             merged_at: dict[int, float] = {}
             landed: dict[int, float] = {}
-            watcher = asyncio.create_task(watch(merged_at, landed, len(batch)))
+            watcher = asyncio.create_task(watch(set(batch), landed))
             started = time.perf_counter()
             for number in batch:
                 merged_at[number] = time.perf_counter()

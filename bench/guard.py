@@ -8,6 +8,8 @@ pipelines.serve`, versions 1 and 2) under steady traffic, then prints two tables
     the two served versions), so Prometheus does real work.
   - detection: errors injected into version 2 (50 %) -> ROLLBACK decided, against the theoretical
     minimum interval × failure_limit.
+  - detection through the running bot: the real service (watcher loop, database, devhub as GitHub)
+    from the breach to the rollback PR opened in the deploy repository.
 Run: `.venv/bin/python bench/guard.py [--deployments 100] [--rounds 5]`.
 Targets (issue 7): 100 deployments ≤ 5 % of one core at a 30 s interval; detection within one
 interval of interval × failure_limit.
@@ -27,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy import text
 
 # The benchmark reuses the test suite's Prometheus runner and model; run from a checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,6 +40,7 @@ from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.templates import load_templates
 from tests.fixtures.prometheus import PrometheusServer, free_port
 from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier
+from tests.guard.world import V1, V2, build_world, config, running_bot, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,7 +67,7 @@ def start_server(model: Path, sha: str, version: str, logs: Path) -> tuple[str, 
     ]
     command += ["--sha256", sha, "--env", "production", "--port", str(port), "--allow-fault-injection"]
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(logs / f"v{version}.log").open("wb")
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(logs / f"v{version[:7]}.log").open("wb")
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -71,17 +75,13 @@ def start_server(model: Path, sha: str, version: str, logs: Path) -> tuple[str, 
             urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1).close()
             return url, process
         time.sleep(0.1)
-    raise RuntimeError(
-        f"model server v{version} did not start: {(logs / f'v{version}.log').read_text()[-1000:]}"
-    )
+    raise RuntimeError(f"model server v{version} did not start: {(logs / f'v{version[:7]}.log').read_text()[-1000:]}")
 
 
 async def traffic(session: aiohttp.ClientSession, urls: list[str]) -> None:
     while True:
         for url in urls:
-            async with session.post(
-                f"{url}/predict", json={"instances": [IRIS_SETOSA, IRIS_VIRGINICA]}
-            ) as response:
+            async with session.post(f"{url}/predict", json={"instances": [IRIS_SETOSA, IRIS_VIRGINICA]}) as response:
                 await response.read()
         await asyncio.sleep(0.05)
 
@@ -94,7 +94,7 @@ async def cost(prometheus: PrometheusServer, session: aiohttp.ClientSession, n: 
         CheckConfig(template="latency_p95", max=0.05, window="1m"),
         CheckConfig(template="prediction_drift", max=0.2, window="1m"),
     ]
-    deployments = [Deployment("production", "iris", "1" if i % 2 else "2") for i in range(n)]
+    deployments = [Deployment("production", "iris", V1 if i % 2 else V2) for i in range(n)]
     states: list[dict[str, CheckState]] = [{} for _ in deployments]
     assert prometheus.pid is not None
     rows = []
@@ -118,9 +118,7 @@ async def cost(prometheus: PrometheusServer, session: aiohttp.ClientSession, n: 
     mean_cpu = sum(r[1] for r in rows) / len(rows)
     verdict = "meets" if mean_cpu / 30 <= 0.05 else "MISSES"
     share = 100 * mean_cpu / 30
-    print(
-        f"mean bot CPU {mean_cpu * 1000:.1f} ms/round = {share:.2f} % of one core at 30 s ({verdict} ≤ 5 %)"
-    )
+    print(f"mean bot CPU {mean_cpu * 1000:.1f} ms/round = {share:.2f} % of one core at 30 s ({verdict} ≤ 5 %)")
 
 
 async def detection(
@@ -133,14 +131,12 @@ async def detection(
     provider = PrometheusHTTP(prometheus.url, session)
     templates = load_templates()
     check = CheckConfig(template="error_rate", max=0.02, window="5s", failure_limit=failure_limit)
-    deployment = Deployment("production", "iris", "2")
+    deployment = Deployment("production", "iris", V2)
     states: dict[str, CheckState] = {}
 
     async def round_() -> Decision:
         nonlocal states
-        [evaluation] = await evaluate_many(
-            provider, templates, [(deployment, [check], states)], now=time.time()
-        )
+        [evaluation] = await evaluate_many(provider, templates, [(deployment, [check], states)], now=time.time())
         states = evaluation.states
         return evaluation.decision
 
@@ -163,7 +159,55 @@ async def detection(
         await asyncio.sleep(6)  # let the 5 s window forget the errors before the next run
 
 
-async def measure(prometheus: PrometheusServer, urls: list[str], args: argparse.Namespace) -> None:
+async def detection_via_bot(
+    prometheus: PrometheusServer,
+    session: aiohttp.ClientSession,
+    canary: str,
+    interval: float,
+    failure_limit: int,
+    root: Path,
+) -> tuple[float, float]:
+    """Breach -> incident recorded (decided) and -> rollback PR opened, through the real service's watcher loop."""
+    from bot.devhub import start
+    from tests.fixtures.devhub import WEBHOOK_SECRET
+
+    devhub = await start(root / "devhub", webhook_secret=WEBHOOK_SECRET)
+    try:
+        app = await devhub.hub.create_app(slug="modelship")
+        settings = {"prometheus_url": prometheus.url, "guard_interval_seconds": interval}
+        async with running_bot(devhub, root / "bot", app, **settings) as service:
+            engine = service.services.engine
+            guard = config(auto_merge=False, failure_limit=failure_limit, interval=f"{interval:g}s")
+            world = await build_world(devhub.hub, engine, app, guard_config=guard)
+
+            async def healthy() -> bool:
+                async with engine.connect() as conn:
+                    health = await conn.scalar(text("SELECT health FROM deployments WHERE version = :v"), {"v": V2})
+                return health == "healthy"
+
+            await wait_until(healthy, 60)
+            async with session.post(f"{canary}/admin/faults", json={"error_rate": 0.5}) as response:
+                response.raise_for_status()
+            injected = time.monotonic()
+
+            async def decided() -> bool:
+                async with engine.connect() as conn:
+                    return bool(await conn.scalar(text("SELECT count(*) FROM guard_incidents")))
+
+            try:
+                await wait_until(decided, interval * failure_limit + 30, step=0.02)
+                decided_after = time.monotonic() - injected
+                await wait_until(world.rollback_pulls, 30, step=0.02)
+                return decided_after, time.monotonic() - injected
+            finally:
+                async with session.post(f"{canary}/admin/faults", json={"error_rate": 0}) as response:
+                    response.raise_for_status()
+    finally:
+        await devhub.stop()
+        await asyncio.sleep(6)  # let the 5 s window forget the errors before the next run
+
+
+async def measure(prometheus: PrometheusServer, urls: list[str], args: argparse.Namespace, root: Path) -> None:
     async with aiohttp.ClientSession() as session:
         load = asyncio.create_task(traffic(session, urls))
         try:
@@ -181,6 +225,17 @@ async def measure(prometheus: PrometheusServer, urls: list[str], args: argparse.
                 took = await detection(prometheus, session, urls[1], interval, limit)
                 ok = "yes" if took <= interval * limit + interval else "NO"
                 print(f"{interval:>10g} {limit:>14} {interval * limit:>10g} {took:>11.2f} {ok:>18}")
+            print("\nDetection through the running bot: 50 % errors injected -> incident decided -> PR opened")
+            print(
+                f"{'interval s':>10} {'failure_limit':>14} {'minimum s':>10} {'decided s':>10} "
+                f"{'within 1 interval':>18} {'PR opened s':>12}"
+            )
+            for n, (interval, limit) in enumerate(((1.0, 3), (2.0, 3))):
+                decided, opened = await detection_via_bot(
+                    prometheus, session, urls[1], interval, limit, root / f"bot-run-{n}"
+                )
+                ok = "yes" if decided <= interval * limit + interval else "NO"
+                print(f"{interval:>10g} {limit:>14} {interval * limit:>10g} {decided:>10.2f} {ok:>18} {opened:>12.2f}")
         finally:
             load.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -196,10 +251,10 @@ async def main(args: argparse.Namespace) -> None:
         servers: list[tuple[str, subprocess.Popen[bytes]]] = []
         try:
             prometheus.start()
-            servers = [start_server(model, sha, v, root) for v in ("1", "2")]
+            servers = [start_server(model, sha, v, root) for v in (V1, V2)]
             for url, _ in servers:
                 prometheus.add_target(url.removeprefix("http://"))
-            await measure(prometheus, [url for url, _ in servers], args)
+            await measure(prometheus, [url for url, _ in servers], args, root)
         finally:
             for _, process in servers:
                 process.terminate()

@@ -246,6 +246,7 @@ class DeployService:
         self.retry = retry
         self.max_attempts = max_attempts
         self._repos: dict[str, DeployRepo] = {}
+        self._installations: dict[str, int] = {}
 
     # -- collaborators ---------------------------------------------------------------------------
 
@@ -254,6 +255,8 @@ class DeployService:
         return without_credentials(self.services.github.git_url(full_name, "token"))
 
     async def installation_of(self, full_name: str, fallback: int | None = None, *, deploy: bool = True) -> int:
+        if full_name in self._installations:
+            return self._installations[full_name]
         github = self.services.github
         if isinstance(github, AppClient):
             app = await github.app_client()
@@ -267,7 +270,9 @@ class DeployService:
                         "there with contents: write and pull requests: write"
                     ) from None
                 raise
-            return int(found["id"])
+            # An installation id is stable; a reinstall shows up as refused git credentials.
+            self._installations[full_name] = int(found["id"])
+            return self._installations[full_name]
         if fallback is None:
             raise DeployFailure(f"cannot find the app's installation on `{full_name}`")
         return fallback
@@ -380,7 +385,7 @@ class DeployService:
                 return await self._propose(deploy, deploy_name, deploy_installation, target, path, edit, message, plans)
             done = await deploy.commit({path: edit}, message)
         except ManifestError as exc:
-            problems = "\n".join(f"- `{p}`" for p in exc.problems)
+            problems = "\n".join(f"- `{p.replace('`', chr(39))}`" for p in exc.problems)
             detail = (
                 f"the values for `{path}` in `{deploy_name}` would violate the chart's schema "
                 f"(charts/model-server/values.schema.json), so nothing was committed:\n{problems}"
@@ -744,8 +749,12 @@ class DeployService:
         assert config.deploy is not None
         for result in results:
             await self.record(gh, repo, config.deploy.repository, result, actor)
-        if number is not None and any(r.state != "dry-run" for r in results):
-            await self.update_sticky(gh, repo, number)
+        if all(r.state == "dry-run" for r in results):
+            return
+        # The PR that shipped a version hears about it too (a promotion is often asked for elsewhere).
+        shipped = {r.ref.source_pr for r in results if r.ref is not None and r.ref.repository == repo}
+        for pr in sorted(n for n in {number, *shipped} if n is not None):
+            await self.update_sticky(gh, repo, pr)
 
     async def _health(self, repo: str, env: str, ref: ModelRef) -> str:
         async with self.services.engine.connect() as conn:

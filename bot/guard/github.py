@@ -49,6 +49,8 @@ class GuardGitHub(Protocol):
 
     async def comment(self, repo: str, number: int, body: str) -> None: ...
 
+    async def comments(self, repo: str, number: int) -> list[str]: ...
+
 
 class AppGitHub:
     """GuardGitHub through the GitHub App; repository configs are cached for ``config_ttl`` seconds."""
@@ -150,3 +152,9 @@ class AppGitHub:
     async def comment(self, repo: str, number: int, body: str) -> None:
         gh = await self._gh(repo)
         await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": body})
+
+    async def comments(self, repo: str, number: int) -> list[str]:
+        gh = await self._gh(repo)
+        return [
+            str(c.get("body") or "") async for c in gh.getiter(f"/repos/{repo}/issues/{number}/comments?per_page=100")
+        ]

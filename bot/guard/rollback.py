@@ -426,5 +426,9 @@ class Rollbacks:
         async with self.engine.connect() as conn:
             bad = await store.deployment(conn, incident.bad_deployment_id)
         if bad is not None and bad.source_pr:
-            await self.github.comment(incident.repo, bad.source_pr, source_comment(incident))
+            # The marker makes the comment idempotent: a crash between posting it and recording that
+            # we did must not post it twice.
+            mark = f"<!-- modelship:guard-incident:{incident.key} -->"
+            if not any(mark in body for body in await self.github.comments(incident.repo, bad.source_pr)):
+                await self.github.comment(incident.repo, bad.source_pr, f"{source_comment(incident)}\n\n{mark}")
         return await self._set(incident, commented=True)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import fnmatch
-import json
 import logging
-import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,19 +26,11 @@ from bot.context import Services
 from bot.repoconfig import RepoConfig, RepoConfigError, parse_repo_config
 from bot.review import report
 from bot.review.checkout import CONFIG_FILE, fetch_pull_request
-from bot.review.compare import ReviewComparison, compare_review, results_by_model
+from bot.review.compare import ReviewComparison
+from bot.review.evaluation import compare_runs, make_readable, optimization_of, review_sandbox_spec, run_side
 from bot.review.jobs import KIND, ReviewRequest
 from bot.review.optimization import render_optimization
-from bot.sandbox.runner import (
-    INPUTS_DIR,
-    OUTPUT_DIR,
-    RESULT_FILE,
-    SCRATCH_DIR,
-    Mount,
-    SandboxResult,
-    SandboxRunner,
-    SandboxSpec,
-)
+from bot.sandbox.runner import Mount, SandboxResult, SandboxRunner
 from bot.services.sticky import marker, upsert_sticky
 from bot.store.queue import ClaimedJob
 from bot.store.review_models import Review
@@ -61,53 +51,6 @@ class SandboxConfig:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _make_readable(root: Path) -> None:
-    """The sandbox runs as nobody: give it read access to the exported trees (never write)."""
-    for dirpath, _dirs, filenames in os.walk(root):
-        os.chmod(dirpath, 0o755)
-        for name in filenames:
-            path = Path(dirpath) / name
-            if not path.is_symlink():
-                os.chmod(path, 0o644)
-
-
-def pipeline_spec(config: RepoConfig, repo_dir: str, only: str | None) -> dict[str, Any]:
-    """The spec `pipelines.review` reads inside the sandbox (pipelines.schema.OptimizeSpec)."""
-    models = []
-    for m in config.models:
-        if only and m.name != only:
-            continue
-        gates = {
-            metric: {k: v for k, v in gate.model_dump().items() if v is not None}
-            for metric, gate in m.gates.items()
-            if metric != "size_mb"  # derived by the bot from model.size_bytes
-        }
-        models.append(
-            {
-                "name": m.name,
-                "path": m.path,
-                "task": m.task,
-                "dataset": {"path": m.dataset.path, "target": m.dataset.target},
-                "allow_pickle": m.allow_pickle,
-                "train": {"command": m.train.command} if m.train else None,
-                "metrics": list(m.metrics),
-                "gates": gates,
-            }
-        )
-    opt = config.optimize
-    return {
-        "repo_dir": repo_dir,
-        "models": models,
-        "latency": {"repetitions": 200},
-        "optimize": {
-            "onnx": opt.onnx,
-            "quantize": opt.quantize,
-            "parity_tolerance": opt.parity_tolerance,
-            "select": opt.select,
-        },
-    }
 
 
 def changed_under(paths: list[str], changed: list[str]) -> bool:
@@ -246,50 +189,34 @@ class ReviewService:
                 head_sha=req.head_sha,
                 number=req.number,
             )
-            await asyncio.to_thread(_make_readable, workdir)
+            await asyncio.to_thread(make_readable, workdir)
             base_run, head_run = await asyncio.gather(
                 self._run_side(config, checkout.base_dir, req.model, optimize=False),
-                self._run_side(config, checkout.head_dir, req.model, optimize=req.optimize and config.optimize.onnx),
+                self._run_side(
+                    config,
+                    checkout.head_dir,
+                    req.model,
+                    optimize=req.optimize and config.optimize.onnx,
+                    keep_to=self.artifacts(req),
+                ),
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
-        names = [m.name for m in config.models if not req.model or m.name == req.model]
-        policies = [m for m in config.models if m.name in names]
-        base = results_by_model(_evaluation(base_run), names)
-        head = results_by_model(_evaluation(head_run), names)
-        comparison = await asyncio.to_thread(compare_review, policies, base, head)
-        optimization = (head_run.result or {}).get("optimization") if head_run.ok else None
-        return comparison, optimization
+        comparison = await asyncio.to_thread(compare_runs, config, req.model, base_run, head_run)
+        return comparison, optimization_of(head_run)
 
-    async def _run_side(self, config: RepoConfig, tree: Path, only: str | None, *, optimize: bool) -> SandboxResult:
-        spec_path = tree.parent / f"spec-{tree.name}.json"
-        spec_path.write_text(json.dumps(pipeline_spec(config, f"{INPUTS_DIR}/repo", only)))
-        spec_path.chmod(0o644)
-        argv = [
-            "python",
-            "-m",
-            "pipelines.review",
-            "--spec",
-            f"{INPUTS_DIR}/spec.json",
-            "--out",
-            f"{OUTPUT_DIR}/{RESULT_FILE}",
-            "--scratch",
-            SCRATCH_DIR,
-        ]
-        if not optimize:
-            argv.append("--no-optimize")
+    def artifacts(self, req: ReviewRequest) -> Path:
+        """Where a head's optimized variants are kept, so that deploy can ship exactly the chosen file."""
+        return self.services.data_dir / "artifacts" / req.repo.replace("/", "--") / req.head_sha
+
+    async def _run_side(
+        self, config: RepoConfig, tree: Path, only: str | None, *, optimize: bool, keep_to: Path | None = None
+    ) -> SandboxResult:
         assert self.sandbox.runner is not None
-        return await self.sandbox.runner.run(
-            SandboxSpec(
-                image=config.sandbox.image or self.sandbox.image,
-                argv=tuple(argv),
-                inputs=(Mount(tree, f"{INPUTS_DIR}/repo"), Mount(spec_path, f"{INPUTS_DIR}/spec.json")),
-                cpus=config.sandbox.cpus,
-                memory_bytes=int(config.sandbox.memory),
-                timeout_s=float(config.sandbox.timeout),
-                env={"HOME": SCRATCH_DIR, "TMPDIR": SCRATCH_DIR, "OMP_NUM_THREADS": "1"},
-            )
-        )
+        spec = review_sandbox_spec(config, tree, only, optimize=optimize, image=self.sandbox.image)
+        if keep_to is not None:
+            spec = replace(spec, keep="variants", keep_to=keep_to)
+        return await run_side(self.sandbox.runner, spec, side=tree.name)
 
     async def _comment(self, gh: GitHubAPI, req: ReviewRequest, body: str) -> int:
         return await upsert_sticky(gh, req.repo, req.number, MARK, body, bot_login=self.services.bot_login)
@@ -344,8 +271,12 @@ class ReviewService:
                 "variant_sha256": head.model_sha256 if head else None,
             }
             if chosen.get(model.name):
-                entry["variant"] = chosen[model.name]["variant"]
-                entry["variant_sha256"] = chosen[model.name]["sha256"]
+                pick = chosen[model.name]
+                entry["variant"] = pick["variant"]
+                entry["variant_sha256"] = pick["sha256"]
+                if pick.get("location") == "out":
+                    # variants/<model>/<file> under /out, kept under the artifacts directory of this head.
+                    entry["variant_artifact"] = str(Path(pick["path"]).relative_to("variants"))
             models[model.name] = entry
         return {"models": models, "comment_id": comment_id, "check_run_id": check_id}
 
@@ -368,17 +299,6 @@ class ReviewService:
                     summary=summary,
                 )
             )
-
-
-def _evaluation(run: SandboxResult) -> dict[str, Any]:
-    """The evaluation report of a run, or a report-level error that says why the run failed."""
-    if run.ok and isinstance((run.result or {}).get("evaluation"), dict):
-        return dict(run.result["evaluation"])  # type: ignore[index]
-    return {
-        "schema_version": 1,
-        "models": [],
-        "error": {"kind": "sandbox_failed", "message": run.error or "the sandbox returned no evaluation"},
-    }
 
 
 async def setup(services: Services, settings: Any) -> Any:

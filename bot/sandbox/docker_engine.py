@@ -233,6 +233,30 @@ def unreadable_inputs(inputs: Sequence[Mount]) -> list[str]:
     return problems
 
 
+def keep_files(source: Path, dest: Path, cap: int) -> list[Path]:
+    """Copy regular files from the sandbox's output without following links or trusting sizes."""
+    kept: list[Path] = []
+    if source.is_symlink() or not source.is_dir():
+        return kept
+    for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+        for name in filenames:
+            src = Path(dirpath) / name
+            try:
+                fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue  # a symlink or something unreadable: not an artifact
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode) or os.fstat(fh.fileno()).st_size > cap:
+                    continue
+                target = dest / src.relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as out:
+                    shutil.copyfileobj(fh, out)
+                kept.append(target)
+    return kept
+
+
 def make_output_dir(root: Path | None) -> Path:
     """A fresh directory the sandbox user may write to, and nobody else but us can see."""
     path = Path(tempfile.mkdtemp(prefix="modelship-out-", dir=root))
@@ -281,7 +305,10 @@ class DockerEngineRunner:
                 return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
             await asyncio.to_thread(container.start)
             started = self._clock() - began
-            return await self._supervise(container, spec, output_dir, began, started)
+            result = await self._supervise(container, spec, output_dir, began, started)
+            if result.ok and spec.keep and spec.keep_to is not None:
+                await asyncio.to_thread(keep_files, output_dir / spec.keep, spec.keep_to, spec.result_cap_bytes)
+            return result
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             return _failed(_engine_error(exc, spec), self._clock() - began)
         finally:

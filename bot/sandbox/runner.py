@@ -45,6 +45,10 @@ class SandboxSpec:
     result_cap_bytes: int = 64 * MiB
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
+    # Copy the regular files under /out/<keep> back to keep_to after a successful run (symlinks and
+    # files over result_cap_bytes are skipped): how optimized model variants leave the sandbox.
+    keep: str | None = None
+    keep_to: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.argv:

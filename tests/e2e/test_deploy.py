@@ -385,6 +385,8 @@ async def test_promote_copies_the_healthy_upstream_version_and_dry_runs_write_no
     assert production == current_ref(show(world, r.deploy, STAGING))
     message = git(world.hub.git.path(r.deploy), "log", "-1", "--format=%B", "main")
     assert message.startswith("promote(production): churn") and "Promoted from staging by alice" in message
+    body = sticky(world, r.model, number)
+    assert "`production`" in body and "`staging`" in body
 
 
 async def test_deploy_command_ships_the_pr_head_and_its_dry_run_shows_the_diff(world: World) -> None:

@@ -132,8 +132,8 @@ async def test_an_error_rate_breach_rolls_back_to_the_last_healthy_version_and_p
         values = await world.deployed_values()
         assert values is not None and values.revision == V1 and values.pinned
         assert "error_rate" in values.pin_reason
-        await wait_until(lambda: world.comments_on(2), 10)
-        [comment] = world.comments_on(2)
+        await wait_until(lambda: world.rollback_notes(2), 10)
+        [comment] = world.rollback_notes(2)
         assert f"rolled back iris `{V2[:7]}`" in comment and str(pull.number) in comment
 
         assert await restored(engine)
@@ -181,14 +181,14 @@ async def test_one_incident_is_one_pr_across_a_restart_and_a_human_merge_is_reco
     async with running_bot(devhub, data_dir, app, **guard_settings(prometheus)) as service:
         world = await build_world(devhub.hub, service.services.engine, app, guard_config=config(auto_merge=False))
         await wait_until(lambda: world.rollback_pulls(), 30)
-        await wait_until(lambda: world.comments_on(2), 10)
+        await wait_until(lambda: world.rollback_notes(2), 10)
 
     # A new bot on the same database, in the middle of the incident: the breach goes on.
     async with running_bot(devhub, data_dir, app, **guard_settings(prometheus)) as service:
         engine = service.services.engine
         await asyncio.sleep(INTERVAL * (FAILURE_LIMIT + 2))
         [pull] = world.rollback_pulls()
-        assert pull.state == "open" and len(world.comments_on(2)) == 1
+        assert pull.state == "open" and len(world.rollback_notes(2)) == 1
         async with engine.connect() as conn:
             incidents = (await conn.execute(select(GuardIncident.state, GuardIncident.pr_number))).all()
         assert [tuple(i) for i in incidents] == [("open", pull.number)]

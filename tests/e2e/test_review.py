@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,12 @@ async def test_a_model_pr_gets_one_comment_and_one_check_run_with_sklearns_numbe
     base_bytes = (SAMPLE / "models" / "churn.skops").read_bytes()
     assert churn["metrics"]["accuracy"] == pytest.approx(sklearn_accuracy(retrained), abs=1e-12)
     assert f"{sklearn_accuracy(base_bytes):.4f}"[:5] in body  # the base column carries the base model's number
+
+    # The optimization table is in the comment, and the chosen variant's file is kept with its sha256.
+    assert "## Optimization" in body and "ONNX fp32" in body
+    if churn["variant"] != "original":
+        kept = review_bot.settings.data_dir / "artifacts" / REPO.replace("/", "--") / head_sha / churn["variant_artifact"]
+        assert hashlib.sha256(kept.read_bytes()).hexdigest() == churn["variant_sha256"]
 
     # A second push edits the same comment (and gets its own check run).
     await hub.push(REPO, "retrain", {"models/churn.skops": retrained_again}, message="Fewer trees")

@@ -10,9 +10,11 @@ import pytest
 
 from bot.deploy.manifest import current_ref, plan_deploy
 from bot.devhub import RunningDevHub
-from bot.guard.rollback import RollbackError, RollbackRequest, choose_target
+from bot.guard import store
+from bot.guard.rollback import RollbackError, RollbackRequest, Rollbacks, choose_target
 from bot.guard.service import GUARD_KEY, Guard
 from bot.guard.store import DeploymentView
+from bot.repoconfig import RepoConfig
 from bot.service import Service
 from tests.guard.world import (
     BRANCH,
@@ -91,12 +93,12 @@ async def test_a_manual_rollback_opens_one_pinned_pr_and_records_the_merge(bot: 
     proposed = current_ref((world.hub.git.read(DEPLOY, f"refs/heads/{BRANCH}", VALUES) or b"").decode())
     assert proposed is not None and proposed.revision == V1 and proposed.pinned and "bad answers" in proposed.pin_reason
     assert proposed.sequence == 1000  # the values V1 was deployed with, from the deploy repository's history
-    [comment] = world.comments_on(2)  # the PR that shipped V2
+    [comment] = world.rollback_notes(2)  # the PR that shipped V2
     assert "rolled back iris" in comment and first.incident.pr_url and first.incident.pr_url in comment
 
     [again] = await guard.rollbacks.request(RollbackRequest(MODELS, "production", actor="bob"))
     assert not again.created and again.incident is not None and again.incident.id == first.incident.id
-    assert len(world.rollback_pulls()) == 1 and len(world.comments_on(2)) == 1
+    assert len(world.rollback_pulls()) == 1 and len(world.rollback_notes(2)) == 1
 
     await world.hub.merge_pr(DEPLOY, pull.number)
     [merged] = await guard.rollbacks.advance_open()
@@ -121,7 +123,7 @@ async def test_a_dry_run_shows_the_diff_and_writes_nothing(bot: tuple[Service, W
     assert result.incident is None
     assert f"-  revision: {V2}" in result.preview and f"+  revision: {V1}" in result.preview
     assert "+  pinned: true" in result.preview
-    assert world.rollback_pulls() == [] and world.comments_on(2) == []
+    assert world.rollback_pulls() == [] and world.rollback_notes(2) == []
     assert [r.state for r in await rows(service.services.engine)] == ["superseded", "deployed"]
 
 
@@ -132,3 +134,26 @@ async def test_rolling_back_an_unknown_environment_or_version_says_what_exists(b
         await rollbacks.request(RollbackRequest(MODELS, "staging"))
     with pytest.raises(RollbackError, match=f"known versions: {V1[:7]}"):
         await rollbacks.request(RollbackRequest(MODELS, "production", to="0000000"))
+
+
+async def test_an_incident_recorded_before_a_crash_is_opened_once_by_the_next_process(
+    bot: tuple[Service, World],
+) -> None:
+    service, world = bot
+    crashed = guard_of(service).rollbacks
+    config = await crashed.github.read_config(MODELS)
+    assert isinstance(config, RepoConfig)
+    async with service.services.engine.begin() as conn:
+        [current] = await store.current_deployments(conn, MODELS)
+        incident, created = await crashed.open_incident(conn, current, config, trigger="guard", reason="error_rate")
+    assert created and incident.state == "opening" and world.rollback_pulls() == []
+
+    # The process died here. A new one (new objects, same database) picks the incident up once.
+    restarted = Rollbacks(service.services.engine, crashed.github, crashed.workdir.parent / "restarted")
+    [opened] = await restarted.advance_open()
+    [again] = await restarted.advance_open()
+    assert opened.state == again.state == "open" and opened.pr_number == again.pr_number
+    assert len(world.rollback_pulls()) == 1 and len(world.rollback_notes(2)) == 1
+    async with service.services.engine.begin() as conn:
+        _, created_again = await crashed.open_incident(conn, current, config, trigger="guard", reason="error_rate")
+    assert not created_again

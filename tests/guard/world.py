@@ -92,6 +92,10 @@ class World:
     def comments_on(self, number: int) -> list[str]:
         return [c.body for c in self.hub.comments.values() if c.repo == MODELS and c.issue_number == number]
 
+    def rollback_notes(self, number: int) -> list[str]:
+        """The guard's comments on a source PR (the deploy integration keeps its own sticky there)."""
+        return [body for body in self.comments_on(number) if body.startswith("**Modelship rolled back")]
+
     async def deployed_values(self) -> ModelRef | None:
         data = await asyncio.to_thread(self.hub.git.read, DEPLOY, "refs/heads/main", VALUES)
         return current_ref(data.decode() if data is not None else None)
