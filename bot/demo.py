@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,13 +68,15 @@ class Demo:
         app_id, key = await hub.create_app(slug="modelship")
         self.echo(f"    devhub at {devhub.base_url}; GitHub App 'modelship' registered (id {app_id})")
 
-        self.step("Starting the bot (SQLite, 2 workers)")
+        self.step("Starting the bot (SQLite, 2 workers, podman sandbox)")
         settings = Settings(
             webhook_secret=SecretStr(SECRET),
             github_app_id=app_id,
             github_private_key=SecretStr(key),
             github_api_url=devhub.api_url,
             data_dir=self.workdir / "bot",
+            container_engine_url=_podman_url(),
+            sandbox_mount_runtime=True,
         )
         session = aiohttp.ClientSession()
         github = GitHubApp(app_id=app_id, private_key_pem=key, api_url=devhub.api_url, session=session)
@@ -93,36 +97,74 @@ class Demo:
             await session.close()
             await devhub.stop()
 
+    def show_comments(self, devhub: RunningDevHub, number: int, *, since: int = 0) -> int:
+        """Print the PR's comments with an id above ``since``; returns the newest id."""
+        newest = since
+        for comment in sorted(devhub.hub.comments.values(), key=lambda c: c.id):
+            if comment.repo != REPO or comment.issue_number != number or comment.id <= since:
+                continue
+            newest = comment.id
+            self.echo(click.style(f"    @{comment.user.login} (comment {comment.id}):", bold=True))
+            for line in comment.body.splitlines():
+                self.echo(f"    | {line}")
+        return newest
+
     async def flow(self, devhub: RunningDevHub, service: Service) -> None:
         hub = devhub.hub
         self.step(f"Creating {REPO} from examples/sample-model-repo and installing the app")
         await hub.create_repo(REPO, _files(SAMPLE))
+        hub.set_permission(REPO, "alice", "write")
         await hub.install("acme", [REPO])
         await hub.ping()
         await self.wait_idle(service)
         self.show_deliveries(devhub)
 
-        self.step("Opening a pull request that changes the model")
-        changed = SAMPLE / "models"
-        model = next((p for p in sorted(changed.iterdir()) if p.is_file()), None)
-        payload = model.read_bytes() + b"\n" if model else b"retrained\n"
-        name = f"models/{model.name}" if model else "models/churn.skops"
-        await hub.push(REPO, "retrain", {name: payload}, message="Retrain the churn model", author="alice")
+        self.step("Retraining the model with 20 trees of depth 3 (train.py, in a subprocess)")
+        retrained = await asyncio.to_thread(_retrain, self.workdir / "retrain", 20, 3)
+        await hub.push(REPO, "retrain", {"models/churn.skops": retrained}, message="Retrain with 20 trees")
+        self.step("Opening the pull request; the bot evaluates base and head in the sandbox")
         number = await hub.open_pr(REPO, "retrain", title="Retrain the churn model", user="alice")
-        await self.wait_idle(service)
+        with click.progressbar(length=1, label="    reviewing", show_eta=False) as bar:
+            await self.wait_idle(service, limit=600)
+            bar.update(1)
         self.show_deliveries(devhub)
+        self.step(f"The bot's review comment on {REPO}#{number}")
+        seen = self.show_comments(devhub, number)
+        for run in hub.check_runs.values():
+            self.echo(f"    check run {run.name}: {run.status} / {run.conclusion} — {run.output.get('title', '')}")
+
+        self.step("Chat-ops: alice asks for help, then for a re-evaluation")
+        await hub.comment(REPO, number, "/modelship help", user="alice")
+        await hub.comment(REPO, number, "/modelship evaluate", user="alice")
+        await self.wait_idle(service, limit=600)
+        self.show_comments(devhub, number, since=seen)
 
         self.step("Jobs the bot ran")
-        for job in await service.services.queue.list(("done", "parked", "queued", "running")):
-            self.echo(f"    job {job['id']:>3} {job['kind']:8} {job['serial_key']:24} {job['state']}")
-
-        self.step(f"The bot's comment on {REPO}#{number}")
-        for comment in hub.comments.values():
-            if comment.repo == REPO and comment.issue_number == number:
-                self.echo(click.style(f"    @{comment.user.login}:", bold=True))
-                for line in comment.body.splitlines():
-                    self.echo(f"    | {line}")
+        for job in await service.services.queue.list(("done", "parked", "queued", "running", "cancelled")):
+            self.echo(f"    job {job['id']:>3} {job['kind']:8} {job['serial_key']:30} {job['state']}")
         self.step("Demo finished")
+
+
+def _retrain(work: Path, trees: int, depth: int) -> bytes:
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(SAMPLE, work)
+    subprocess.run(
+        [sys.executable, "train.py", "--trees", str(trees), "--depth", str(depth)],
+        cwd=work,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return (work / "models" / "churn.skops").read_bytes()
+
+
+def _podman_url() -> str:
+    """The demo's container engine: this machine's podman service (started if needed)."""
+    script = SAMPLE.parents[1] / "scripts" / "podman-service.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise click.ClickException(f"could not start podman (scripts/podman-service.sh): {done.stderr.strip()}")
+    return done.stdout.strip().splitlines()[-1]
 
 
 @click.command("demo")

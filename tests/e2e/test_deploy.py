@@ -20,6 +20,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, insert, select, update
 
+from bot.chatops.ratelimit import RateLimiter
+from bot.chatops.service import LIMITER_KEY
 from bot.deploy.cli import promote
 from bot.deploy.gitops import RetryPolicy
 from bot.deploy.manifest import current_ref, load_values, parse_trailers, validate_values
@@ -91,6 +93,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         """The review runner is another feature (and needs a sandbox); deploys must not wait for it."""
 
     cast(dict[str, Any], bot.service.workers.runners)["review"] = no_review
+    # Every test comments as alice; the flood limit is chat-ops' own subject.
+    bot.service.services.extras[LIMITER_KEY] = RateLimiter(capacity=10_000, per_second=1_000)
     try:
         yield World(running.hub, bot)
     finally:
@@ -163,6 +167,7 @@ async def say(world: World, repo: str, number: int, body: str) -> str:
         c.body for c in world.hub.comments.values() if c.repo == repo and c.user.login == BOT and c.id > comment_id
     ]
     assert found, f"no reply to {body!r}"
+    print("=====REPLY\n" + found[-1])
     return found[-1]
 
 
@@ -185,6 +190,7 @@ def sticky(world: World, repo: str, number: int) -> str:
         if c.repo == repo and c.issue_number == number and "<!-- modelship:deploy -->" in c.body
     ]
     assert len(bodies) == 1, f"expected one deploy comment, found {len(bodies)}"
+    print("=====STICKY\n" + bodies[0])
     return bodies[0]
 
 

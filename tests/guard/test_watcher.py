@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -43,7 +44,7 @@ class Clock:
 
 
 @contextlib.asynccontextmanager
-async def bot_world(devhub: RunningDevHub, data_dir: Path, **guard: int) -> AsyncIterator[tuple[Service, World]]:
+async def bot_world(devhub: RunningDevHub, data_dir: Path, **guard: Any) -> AsyncIterator[tuple[Service, World]]:
     app = await create_app(devhub.hub)
     async with running_bot(devhub, data_dir, app) as service:
         world = await build_world(devhub.hub, service.services.engine, app, guard_config=config(**guard))

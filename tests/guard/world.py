@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -136,7 +137,7 @@ async def build_world(hub: DevHub, engine: AsyncEngine, app: tuple[int, str], *,
                     created_at=now,
                 )
             )
-            ids.append(int(result.inserted_primary_key[0]))
+            ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
     return World(hub, app[0], app[1], ids[0], ids[1])
 
 
@@ -151,13 +152,13 @@ async def running_bot(
 ) -> AsyncIterator[Service]:
     """The real service for an existing app (so a restarted bot is the same app, on the same database)."""
     settings = Settings(
-        webhook_secret=WEBHOOK_SECRET,
+        webhook_secret=SecretStr(WEBHOOK_SECRET),
         github_app_id=app[0],
-        github_private_key=app[1],
+        github_private_key=SecretStr(app[1]),
         github_api_url=devhub.api_url,
         data_dir=data_dir,
         **overrides,
-    )  # type: ignore[arg-type]
+    )
     session = aiohttp.ClientSession()
     github = GitHubApp(app_id=app[0], private_key_pem=app[1], api_url=devhub.api_url, session=session)
     service = await build_service(settings, github=github)
@@ -171,6 +172,7 @@ async def running_bot(
     try:
         yield service
     finally:
+        devhub.hub.sender.url = None  # nothing left to take deliveries in
         await service.stop()
         await runner.cleanup()
         await session.close()
