@@ -604,9 +604,13 @@ class DeployService:
             except (DeployError, DeployFailure, GitHubException, OSError) as exc:
                 if not last_attempt and not isinstance(exc, DeployFailure):
                     raise TransientError(f"deploy of {target.ref.name} to {target.env} failed: {exc}") from exc
-                detail = f"{exc}" + (
-                    "" if isinstance(exc, DeployFailure) else f" (gave up after {job.attempts} attempts)"
-                )
+                detail = str(exc)
+                if not isinstance(exc, DeployFailure):
+                    detail += (
+                        f" — the deploy job tried {job.attempts} times and gave up; nothing was written. "
+                        f"Once the deploy repository is reachable, comment `/modelship deploy {target.env}` on a PR "
+                        "or merge again"
+                    )
                 result = _failed(target.env, target.ref.name, detail, target.ref)
             # Recorded at once: a later target's failure retries the job, and by then this one is "unchanged".
             await self.record(gh, request.repo, deploy_name, result, request.actor)
@@ -776,6 +780,8 @@ def _not_written(env: str, ref: ModelRef, plans: list[Plan]) -> Result:
     reason = plans[-1].reason if plans else "unchanged"
     if reason == "unchanged":
         return Result(env, ref.name, "unchanged", "", ref)
+    if reason.startswith("pinned"):
+        reason += f" (comment `/modelship unpin {env}`)"
     return Result(env, ref.name, "skipped", reason, ref)
 
 
@@ -871,14 +877,14 @@ def render_status(rows: Iterable[Mapping[str, Any]]) -> str:
         newest[(row["environment"], row["model"])] = row
     lines = ["**Deployments**", ""]
     if not newest:
-        return "\n".join([*lines, "Nothing deployed from this repository yet."])
+        return "\n".join([*lines, "Nothing deployed from this repository yet.", ""])
     lines += ["| Environment | Model | Version | State | Health | Detail |", "| --- | --- | --- | --- | --- | --- |"]
     for (env, model), row in sorted(newest.items()):
         lines.append(
             f"| {cell(env)} | {cell(model)} | `{row['version'][:7]}` | {row['state']} | {row['health']} "
             f"| {cell(row['detail'], 120)} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"  # a blank line ends the table before the next section
 
 
 async def status_rows(services: Services, repo: str) -> list[Any]:

@@ -38,7 +38,7 @@ from bot.review.evaluation import (
     selected_models,
 )
 from bot.review.optimization import render_optimization
-from bot.sandbox.runner import SandboxResult, SandboxRunner
+from bot.sandbox.runner import SandboxResult, SandboxRunner, SandboxSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMATS = ("table", "markdown", "json")
@@ -147,6 +147,22 @@ def make_runner(url: str, image: str) -> SandboxRunner:
 # --------------------------------------------------------------------------- the runs
 
 
+def _summarise_background_errors(progress: Progress) -> None:
+    """A helper thread's failure (e.g. a log stream timing out on a busy engine) does not change the
+    result; say so in one line instead of asyncio's traceback on stderr."""
+
+    def handle(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        progress(f"warning: {context.get('message', 'background error')}" + (f": {exc!r}"[:200] if exc else ""))
+
+    asyncio.get_running_loop().set_exception_handler(handle)
+
+
+async def run_one(runner: SandboxRunner, spec: SandboxSpec, progress: Progress) -> SandboxResult:
+    _summarise_background_errors(progress)
+    return await runner.run(spec)
+
+
 @dataclass(frozen=True)
 class LocalReview:
     base: Side
@@ -169,6 +185,7 @@ async def review(
     progress: Progress,
 ) -> LocalReview:
     """Both sides in the sandbox at once (like the bot), then the comparison."""
+    _summarise_background_errors(progress)
 
     async def side(name: str, tree: Side, with_optimize: bool) -> SandboxResult:
         spec = review_sandbox_spec(config, tree.tree, only, optimize=with_optimize, image=image)
@@ -486,7 +503,7 @@ def optimize_command(repo_path: Path, fmt: str, model: str | None, engine: str |
         export_tree(repo, sha, tree)
         runner = _sandbox(engine, image, say)
         say(f"evaluating and optimizing {', '.join(m.name for m in selected_models(config, model))} in the sandbox")
-        run = asyncio.run(runner.run(review_sandbox_spec(config, tree, model, optimize=True, image=image)))
+        run = asyncio.run(run_one(runner, review_sandbox_spec(config, tree, model, optimize=True, image=image), say))
     say(f"{'done' if run.ok else 'FAILED: ' + str(run.error)} ({run.duration_s:.1f} s)")
     doc = optimization_of(run)
     if fmt == "json":

@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, create_engine, event
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.intake import Delivery, Plan
+from bot.store.db import sqlite_pragmas
 from bot.store.models import Delivery as DeliveryRow
 from bot.store.queue import JOBS, job_row
 
@@ -55,10 +57,9 @@ class DeliveryWriter:
         self._sqlite = engine.dialect.name == "sqlite"
         self._insert = (sqlite if self._sqlite else postgresql).insert(DELIVERIES)
         self._thread: ThreadPoolExecutor | None = None
+        self._sqlite_conn: sqlite3.Connection | None = None
         if self._sqlite:
-            sync_url = engine.url.set(drivername="sqlite")
-            self._sync_engine = create_engine(sync_url, connect_args={"timeout": 30, "check_same_thread": False})
-            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+            self._sqlite_path = str(engine.url.database)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-writer")
 
     def start(self) -> None:
@@ -70,8 +71,10 @@ class DeliveryWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._thread is not None:
+            if self._sqlite_conn is not None:
+                conn, self._sqlite_conn = self._sqlite_conn, None
+                self._thread.submit(conn.close).result()
             self._thread.shutdown(wait=True)
-            self._sync_engine.dispose()
 
     async def store(self, delivery: Delivery, plan: Plan) -> bool:
         """Persist a delivery and its jobs; True if new, False if (hook id, GUID) was already stored."""
@@ -113,13 +116,18 @@ class DeliveryWriter:
             return results
 
     def _write_sync(self, batch: Sequence[_Pending]) -> list[bool]:
-        # Plain driver SQL: building a Core statement per row costs more than SQLite's insert itself.
-        conn: Connection
-        with self._sync_engine.begin() as conn:
-            results = []
+        # Plain sqlite3 on the writer's own thread: building SQLAlchemy statements per row would cost
+        # more than SQLite's insert itself.
+        if self._sqlite_conn is None:
+            self._sqlite_conn = sqlite3.connect(self._sqlite_path, timeout=30, isolation_level=None)
+            sqlite_pragmas(self._sqlite_conn)
+        conn = self._sqlite_conn
+        results = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             for p in batch:
                 d = p.delivery
-                delivery_id = conn.exec_driver_sql(
+                row = conn.execute(
                     _SQLITE_DELIVERY,
                     (
                         d.hook_id,
@@ -133,9 +141,9 @@ class DeliveryWriter:
                         p.plan.outcome,
                         d.body,
                     ),
-                ).scalar()
-                if delivery_id is not None and (rows := self._job_rows(p, delivery_id)):
-                    conn.exec_driver_sql(
+                ).fetchone()
+                if row is not None and (rows := self._job_rows(p, row[0])):
+                    conn.executemany(
                         _SQLITE_JOB,
                         [
                             (
@@ -153,8 +161,12 @@ class DeliveryWriter:
                             for r in rows
                         ],
                     )
-                results.append(delivery_id is not None)
-            return results
+                results.append(row is not None)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
 
     def _delivery_insert(self, pending: _Pending) -> Any:
         d, plan = pending.delivery, pending.plan
@@ -203,9 +215,3 @@ _SQLITE_JOB = (
 def _sqlite_time(value: datetime) -> str:
     """The text form SQLAlchemy's SQLite DateTime stores (UTC), so the queue's comparisons hold."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    from bot.store.db import sqlite_pragmas
-
-    sqlite_pragmas(dbapi_conn)

@@ -167,7 +167,6 @@ async def say(world: World, repo: str, number: int, body: str) -> str:
         c.body for c in world.hub.comments.values() if c.repo == repo and c.user.login == BOT and c.id > comment_id
     ]
     assert found, f"no reply to {body!r}"
-    print("=====REPLY\n" + found[-1])
     return found[-1]
 
 
@@ -190,7 +189,6 @@ def sticky(world: World, repo: str, number: int) -> str:
         if c.repo == repo and c.issue_number == number and "<!-- modelship:deploy -->" in c.body
     ]
     assert len(bodies) == 1, f"expected one deploy comment, found {len(bodies)}"
-    print("=====STICKY\n" + bodies[0])
     return bodies[0]
 
 

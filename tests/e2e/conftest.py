@@ -1,0 +1,164 @@
+"""A review world shared by one test module: devhub, the real bot and the real podman sandbox.
+
+Review end-to-end modules open all their PRs up front and let the bot's workers evaluate them side by
+side; starting a devhub and a bot per test would cost more than the reviews themselves.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bot.devhub import DevHub, RunningDevHub, start
+from bot.devhub.model import CheckRun
+from bot.review.service import ReviewService
+from bot.sandbox.runner import SandboxResult, SandboxRunner, SandboxSpec
+from tests.fixtures.bot import RunningBot, start_bot
+from tests.fixtures.devhub import WEBHOOK_SECRET, assert_contract_kept, shared_key
+
+BOT = "modelship[bot]"
+CHECK = "modelship/review"
+
+
+@dataclass
+class CountingRunner:
+    """The real sandbox runner, remembering every run it was asked for (to prove one never happened)."""
+
+    inner: SandboxRunner
+    runs: list[SandboxSpec] = field(default_factory=list)
+
+    async def run(self, spec: SandboxSpec) -> SandboxResult:
+        self.runs.append(spec)
+        return await self.inner.run(spec)
+
+
+@dataclass
+class ReviewWorld:
+    devhub: RunningDevHub
+    bot: RunningBot
+    sandbox: CountingRunner
+    tmp: Path
+
+    @property
+    def hub(self) -> DevHub:
+        return self.devhub.hub
+
+    async def open_pr(
+        self, repo: str, base: dict[str, bytes], head: dict[str, bytes], *, branch: str = "change"
+    ) -> int:
+        """A repository with `base` on main, and a PR by alice (write access) that pushes `head` on top."""
+        await self.hub.create_repo(repo, base)
+        await self.hub.install(repo.split("/")[0], [repo])
+        self.hub.set_permission(repo, "alice", "write")
+        await self.hub.push(repo, branch, head, message=f"Change {', '.join(head)}")
+        return await self.hub.open_pr(repo, branch, title="Change the model")
+
+    def comments(self, repo: str, number: int) -> list[str]:
+        return [
+            c.body
+            for c in self.hub.comments.values()
+            if c.repo == repo and c.issue_number == number and c.user.login == BOT
+        ]
+
+    def comment(self, repo: str, number: int) -> str:
+        """The one sticky comment (fails when there is none or more than one)."""
+        comments = self.comments(repo, number)
+        assert len(comments) == 1, comments
+        return comments[0]
+
+    def check_runs(self, repo: str, head_sha: str) -> list[CheckRun]:
+        return [r for r in self.hub.check_runs.values() if r.repo == repo and r.head_sha == head_sha and r.name == CHECK]
+
+    def check_run(self, repo: str, number: int) -> CheckRun:
+        """The one check run on the PR's current head."""
+        runs = self.check_runs(repo, self.hub.pull(repo, number).head_sha)
+        assert len(runs) == 1, runs
+        return runs[0]
+
+
+def section(body: str, model: str) -> str:
+    """The part of a review comment about one model (its `### ` heading up to the next one)."""
+    parts = [p for p in body.split("\n### ") if p.startswith(f"`{model}`")]
+    assert len(parts) == 1, f"no single section for model {model!r} in:\n{body}"
+    return parts[0]
+
+
+class _Exec:
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return exec, (self.code,)
+
+
+def pickle_running(code: str) -> bytes:
+    """A pickle that runs `code` the moment it is loaded: what a hostile `.pkl` model looks like."""
+    return pickle.dumps(_Exec(code))
+
+
+def yaml_config(models: list[str], *, sandbox: str = "{cpus: 1, memory: 1g, timeout: 300s}") -> bytes:
+    """A `.modelship.yml` that reviews changes under models/, data/ and probes/, without optimization."""
+    entries = "\n".join(models)
+    return (
+        f'version: 1\npaths: ["models/**", "data/**", "probes/**"]\nsandbox: {sandbox}\n'
+        f"optimize: {{onnx: false}}\nmodels:\n{entries}\n"
+    ).encode()
+
+
+def yaml_model(
+    name: str,
+    *,
+    path: str = "models/model.onnx",
+    dataset: str = "data/eval.csv",
+    target: str = "label",
+    train: str | None = None,
+    allow_pickle: bool = False,
+) -> str:
+    lines = [
+        f"  - name: {name}",
+        f"    path: {path}",
+        "    task: classification",
+        f"    dataset: {{path: {dataset}, target: {target}}}",
+        "    metrics: [accuracy]",
+    ]
+    if allow_pickle:
+        lines.append("    allow_pickle: true")
+    if train:
+        lines.append(f"    train: {{command: {train!r}}}")
+    return "\n".join(lines)
+
+
+TINY_DATA = b"a,b,label\n0.1,1.0,0\n0.9,0.2,1\n0.4,0.5,0\n0.8,0.1,1\n"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def review_world(
+    tmp_path_factory: pytest.TempPathFactory, podman_url: str, runner_image: str
+) -> AsyncIterator[ReviewWorld]:
+    tmp = tmp_path_factory.mktemp("review-world")
+    devhub = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
+    running, runner, session = await start_bot(
+        devhub,
+        tmp,
+        container_engine_url=podman_url,
+        sandbox_mount_runtime=True,
+        sandbox_image=runner_image,
+        workers=4,  # PRs of one module are reviewed side by side
+    )
+    review = running.service.workers.runners["review"].__self__  # type: ignore[attr-defined]
+    assert isinstance(review, ReviewService) and review.sandbox.runner is not None
+    counting = CountingRunner(review.sandbox.runner)
+    review.sandbox = replace(review.sandbox, runner=counting)
+    try:
+        yield ReviewWorld(devhub, running, counting, tmp)
+    finally:
+        await running.service.stop()
+        await runner.cleanup()
+        await session.close()
+        await devhub.stop()
+    assert_contract_kept(devhub.hub)
