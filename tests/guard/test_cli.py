@@ -51,6 +51,7 @@ async def cli(command: str, *args: str, env: dict[str, str]) -> tuple[int, str, 
     return process.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_the_cli_rolls_back_through_the_same_path_and_status_shows_the_result(
     bot: tuple[Service, World, dict[str, str]],
 ) -> None:
@@ -67,6 +68,7 @@ async def test_the_cli_rolls_back_through_the_same_path_and_status_shows_the_res
     assert code == 0 and f"| production | iris | `{V1[:7]}` | unknown | yes |" in out, out
 
 
+@pytest.mark.slow
 async def test_cli_errors_name_what_to_fix(bot: tuple[Service, World, dict[str, str]]) -> None:
     _, _, env = bot
     code, _, err = await cli("rollback", "--repo", MODELS, "--env", "production", "--to", "0000000", env=env)
