@@ -27,6 +27,8 @@ class LazyGroup(click.Group):
         "devhub": ("bot.devhub.cli", "devhub"),
         "demo": ("bot.demo", "demo"),
         "serve-model": ("pipelines.serve", "serve_model"),
+        "status": ("bot.guard.cli", "status"),
+        "rollback": ("bot.guard.cli", "rollback"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -24,7 +24,16 @@ import git
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.deploy.gitops import DeployError, DeployRepo
-from bot.deploy.manifest import ManifestError, ModelRef, commit_message, current_ref, pin, pr_branch_name, values_path
+from bot.deploy.manifest import (
+    DEFAULT_PATH_TEMPLATE,
+    ManifestError,
+    ModelRef,
+    commit_message,
+    current_ref,
+    pin,
+    pr_branch_name,
+    values_path,
+)
 from bot.guard import metrics, store
 from bot.guard.github import GuardError, GuardGitHub
 from bot.guard.store import RAN_STATES, DeploymentView, IncidentView
@@ -171,7 +180,7 @@ class Rollbacks:
         guard = env.guard if env is not None else None
         template = config.deploy.path_template if config.deploy is not None else None
         try:
-            path = values_path(current.environment, current.model, *([template] if template else []))
+            path = values_path(current.environment, current.model, template or DEFAULT_PATH_TEMPLATE)
             branch = pr_branch_name(current.environment, current.model, "rollback")
         except ManifestError as exc:
             raise RollbackError(str(exc)) from None
@@ -254,7 +263,7 @@ class Rollbacks:
                 await store.history(conn, current.repo, current.environment, current.model), current, req.to
             )
         template = config.deploy.path_template if config.deploy is not None else None
-        path = values_path(current.environment, current.model, *([template] if template else []))
+        path = values_path(current.environment, current.model, template or DEFAULT_PATH_TEMPLATE)
         deploy = await self._deploy(current.deploy_repo)
         text = await deploy.read(path)
         ref = await self._target_ref(deploy, path, target, text)

@@ -508,7 +508,7 @@ async def test_status_shows_jobs_hold_approvals_and_the_command_log(world: World
     assert "review (evaluate) | cancelled" in answer and "review (ok-to-test) | done" in answer
     assert "On hold since" in answer and "(by alice)" in answer
     assert f"`{head[:7]}` (current head) by alice" in answer
-    assert "Not available yet: the deploy service has not landed." in answer
+    assert "**Guard**" in answer  # the guard's status section is plugged into `status`
     assert "`/modelship unhold`" in answer and "denied:" in answer
     rows = await audit_rows(world, repo)
     assert [(r.actor, r.command, r.ok) for r in rows] == [

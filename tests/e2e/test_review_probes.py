@@ -183,9 +183,10 @@ async def probed(review_world: ReviewWorld, host: Host) -> AsyncIterator[Probed]
     hog = pickle_running("hog = []\nwhile True:\n    hog.append(b'x' * (16 << 20))\n")
     flood = pickle_running("import os\nfor _ in range(100):\n    os.write(1, b'x' * (1 << 20))\n")
     # At exit, after the pipeline wrote its result, swap the result for a link to a host file.
+    # (exec runs in the unpickler's frame: the callback reaches `os` through __import__, not a local.)
     swap = pickle_running(
-        "import atexit, os\n"
-        "atexit.register(lambda: (os.remove('/out/result.json'), "
+        "import atexit\n"
+        "atexit.register(lambda os=__import__('os'): (os.remove('/out/result.json'), "
         f"os.symlink({str(host.secret)!r}, '/out/result.json')))\n"
     )
     sandbox = "{cpus: 1, memory: 512m, timeout: 300s}"

@@ -1,0 +1,99 @@
+"""The guard's persistence on SQLite and PostgreSQL: what a restarted watcher reads back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.guard import store
+from bot.guard.analysis import CheckState
+from bot.store.models import Installation
+from bot.store.review_models import Deployment
+
+TABLE: Any = Deployment.__table__
+
+
+async def deploy(engine: AsyncEngine, version: str, state: str = "deployed", env: str = "prod") -> int:
+    async with engine.begin() as conn:
+        return await store.insert_deployment(
+            conn,
+            repo="o/m",
+            environment=env,
+            model="iris",
+            version=version,
+            source_pr=None,
+            deploy_repo="o/d",
+            state=state,
+        )
+
+
+async def test_the_current_deployment_is_the_newest_deployed_row_per_environment_and_model(engine: AsyncEngine) -> None:
+    await deploy(engine, "v1", "superseded")
+    v2 = await deploy(engine, "v2")
+    await deploy(engine, "v3", "failed")  # a failed deploy never replaced v2
+    staging = await deploy(engine, "v3", env="staging")
+    async with engine.connect() as conn:
+        current = await store.current_deployments(conn)
+        assert [(d.id, d.environment, d.version) for d in current] == [(v2, "prod", "v2"), (staging, "staging", "v3")]
+        assert [d.version for d in await store.history(conn, "o/m", "prod", "iris")] == ["v1", "v2", "v3"]
+
+
+async def test_states_are_upserted_and_a_redeploy_of_the_same_version_starts_fresh(engine: AsyncEngine) -> None:
+    first = await deploy(engine, "v1")
+    async with engine.begin() as conn:
+        [d] = await store.current_deployments(conn)
+        for failures in (1, 2):
+            await store.save_states(
+                conn, d, [("error_rate", "degraded", "r", CheckState(consecutive_failures=failures))]
+            )
+        stored = await store.load_states(conn, [d])
+    assert stored[first]["error_rate"].state.consecutive_failures == 2
+
+    again = await deploy(engine, "v1")
+    async with engine.connect() as conn:
+        [d] = await store.current_deployments(conn)
+        assert d.id == again and await store.load_states(conn, [d]) == {again: {}}
+
+
+async def test_an_incident_key_is_taken_once(engine: AsyncEngine) -> None:
+    values = {
+        "key": "guard:o/m:prod:iris:1",
+        "repo": "o/m",
+        "environment": "prod",
+        "model": "iris",
+        "bad_version": "v2",
+        "bad_deployment_id": 2,
+        "target_version": "v1",
+        "target_deployment_id": 1,
+        "deploy_repo": "o/d",
+        "values_path": "environments/prod/iris/values.yaml",
+        "branch": "modelship/rollback/prod/iris",
+        "trigger": "guard",
+    }
+    async with engine.begin() as conn:
+        assert await store.create_incident(conn, values)
+        assert not await store.create_incident(conn, {**values, "reason": "again"})
+        [incident] = await store.incidents(conn, open_only=True)
+    assert incident.state == "opening" and incident.is_open
+
+
+async def test_the_installation_of_a_repository_comes_from_the_installation_webhooks(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            Installation.__table__.insert(),  # type: ignore[attr-defined]
+            [
+                {
+                    "id": 1,
+                    "account": "acme",
+                    "repositories": {"all": False, "names": ["acme/models"]},
+                    "deleted": False,
+                },
+                {"id": 2, "account": "beta", "repositories": {"all": True, "names": []}, "deleted": False},
+                {"id": 3, "account": "gone", "repositories": {"all": True, "names": []}, "deleted": True},
+            ],
+        )
+    assert await store.installation_for(engine, "acme/models") == 1
+    assert await store.installation_for(engine, "beta/anything") == 2
+    assert await store.installation_for(engine, "acme/deploy") is None
+    assert await store.installation_for(engine, "gone/x") is None
