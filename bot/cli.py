@@ -28,6 +28,8 @@ class LazyGroup(click.Group):
         "demo": ("bot.demo", "demo"),
         "serve-model": ("pipelines.serve", "serve_model"),
         "status": ("bot.guard.cli", "status"),
+        "eval": ("bot.review.local", "eval_command"),
+        "optimize": ("bot.review.local", "optimize_command"),
         "rollback": ("bot.guard.cli", "rollback"),
     }
 

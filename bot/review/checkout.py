@@ -30,7 +30,8 @@ class Checkout:
     changed_paths: tuple[str, ...]
 
 
-def _archive(repo: git.Repo, sha: str, dest: Path) -> None:
+def export_tree(repo: git.Repo, sha: str, dest: Path) -> None:
+    """`git archive` of one commit into dest."""
     dest.mkdir(parents=True, exist_ok=True)
     tar_path = dest.with_suffix(".tar")
     with tar_path.open("wb") as fh:
@@ -61,8 +62,8 @@ def _fetch(url: str, cache: Path, refspecs: list[str], base_sha: str, head_sha: 
     merge_base = repo.git.merge_base(base_sha, head_sha).strip() or base_sha
     changed = tuple(p for p in repo.git.diff("--name-only", merge_base, head_sha).splitlines() if p)
     base_dir, head_dir = workdir / "base", workdir / "head"
-    _archive(repo, base_sha, base_dir)
-    _archive(repo, head_sha, head_dir)
+    export_tree(repo, base_sha, base_dir)
+    export_tree(repo, head_sha, head_dir)
     return Checkout(base_dir, head_dir, base_config, changed)
 
 

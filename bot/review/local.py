@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +27,7 @@ import git
 
 from bot.repoconfig import RepoConfig, RepoConfigError, parse_repo_config
 from bot.review import report
-from bot.review.checkout import CONFIG_FILE
+from bot.review.checkout import CONFIG_FILE, export_tree
 from bot.review.compare import ModelComparison, ReviewComparison
 from bot.review.evaluation import (
     compare_runs,
@@ -88,15 +87,8 @@ def read_config(repo: git.Repo, sha: str, ref: str) -> RepoConfig:
         raise LocalError(f"{CONFIG_FILE} at {ref} ({sha[:12]}) is invalid:\n{problems}") from None
 
 
-def export_tree(repo: git.Repo, sha: str, dest: Path) -> None:
-    """`git archive` of one commit; the "data" filter refuses links out of dest and device files."""
-    dest.mkdir(parents=True)
-    tar_path = dest.with_suffix(".tar")
-    with tar_path.open("wb") as fh:
-        repo.archive(fh, sha, format="tar")
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(dest, filter="data")
-    tar_path.unlink()
+def _export(repo: git.Repo, sha: str, dest: Path) -> None:
+    export_tree(repo, sha, dest)
     make_readable(dest)
 
 
@@ -467,8 +459,8 @@ def eval_command(
         work.chmod(0o755)
         say(f"exporting trees: base {base_ref} ({base_sha[:12]}), head {head_ref} ({head_sha[:12]})")
         base, head = Side(base_ref, base_sha, work / "base"), Side(head_ref, head_sha, work / "head")
-        export_tree(repo, base_sha, base.tree)
-        export_tree(repo, head_sha, head.tree)
+        _export(repo, base_sha, base.tree)
+        _export(repo, head_sha, head.tree)
         runner = _sandbox(engine, image, say)
         result = asyncio.run(
             review(
@@ -500,7 +492,7 @@ def optimize_command(repo_path: Path, fmt: str, model: str | None, engine: str |
         tree = Path(tmp) / "tree"
         Path(tmp).chmod(0o755)
         say(f"exporting tree: {ref} ({sha[:12]})")
-        export_tree(repo, sha, tree)
+        _export(repo, sha, tree)
         runner = _sandbox(engine, image, say)
         say(f"evaluating and optimizing {', '.join(m.name for m in selected_models(config, model))} in the sandbox")
         run = asyncio.run(run_one(runner, review_sandbox_spec(config, tree, model, optimize=True, image=image), say))

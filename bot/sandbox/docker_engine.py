@@ -343,6 +343,9 @@ class DockerEngineRunner:
             await asyncio.wait({waiter}, timeout=_REAP_GRACE_S)
         duration = self._clock() - began
         await asyncio.wait(readers, timeout=_REAP_GRACE_S)
+        for reader in readers:  # a reader that failed has said so in the log; never leave it unretrieved
+            if reader.done() and not reader.cancelled():
+                reader.exception()
         await asyncio.to_thread(container.reload)
         state = container.attrs.get("State") or {}
         exit_code = state.get("ExitCode")
@@ -386,7 +389,8 @@ class DockerEngineRunner:
             stream = self._client.api.logs(
                 container.id, stdout=which == "stdout", stderr=which == "stderr", stream=True, follow=True
             )
-        except docker.errors.DockerException as exc:  # gone already: whatever it said is lost
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            # Gone already, or the engine too busy to answer: whatever it said is lost, the run goes on.
             log.warning("sandbox: cannot read %s of %s: %s", which, container.short_id, exc)
             return
         try:
@@ -427,7 +431,9 @@ def _in_own_thread(call: Callable[[], T]) -> asyncio.Future[T]:
 
 def _chunks(stream: Any) -> Iterator[bytes]:
     # The stream ends with an error when the container is removed under it; that is an ordinary end.
-    with contextlib.suppress(docker.errors.DockerException, OSError, ValueError):
+    with contextlib.suppress(
+        docker.errors.DockerException, requests.exceptions.RequestException, OSError, ValueError
+    ):
         yield from stream
 
 
