@@ -58,14 +58,21 @@ class DeliveryWriter:
         self._insert = (sqlite if self._sqlite else postgresql).insert(DELIVERIES)
         self._thread: ThreadPoolExecutor | None = None
         self._sqlite_conn: sqlite3.Connection | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
         if self._sqlite:
             self._sqlite_path = str(engine.url.database)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-writer")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="delivery-writer")
+        if self._thread is not None:
+            self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="wal-checkpointer")
 
     async def stop(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,12 +122,24 @@ class DeliveryWriter:
                 results.append(delivery_id is not None)
             return results
 
+    async def _checkpoint_loop(self, every: float = 1.0) -> None:
+        """Fold the WAL into the database file once a second, on the writer's thread, between batches."""
+        assert self._thread is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            if self._sqlite_conn is not None:
+                await loop.run_in_executor(self._thread, self._sqlite_conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+
     def _write_sync(self, batch: Sequence[_Pending]) -> list[bool]:
         # Plain sqlite3 on the writer's own thread: building SQLAlchemy statements per row would cost
         # more than SQLite's insert itself.
         if self._sqlite_conn is None:
             self._sqlite_conn = sqlite3.connect(self._sqlite_path, timeout=30, isolation_level=None)
             sqlite_pragmas(self._sqlite_conn)
+            # A checkpoint inside a commit stalls every request of the batch (it syncs the database
+            # file); the checkpointer task does it between batches instead.
+            self._sqlite_conn.execute("PRAGMA wal_autocheckpoint=0")
         conn = self._sqlite_conn
         results = []
         conn.execute("BEGIN IMMEDIATE")
