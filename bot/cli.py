@@ -29,6 +29,8 @@ class LazyGroup(click.Group):
         "serve-model": ("pipelines.serve", "serve_model"),
         "status": ("bot.guard.cli", "status"),
         "eval": ("bot.review.local", "eval_command"),
+        "deploy": ("bot.deploy.cli", "deploy"),
+        "promote": ("bot.deploy.cli", "promote"),
         "optimize": ("bot.review.local", "optimize_command"),
         "rollback": ("bot.guard.cli", "rollback"),
     }

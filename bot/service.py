@@ -139,7 +139,6 @@ async def build_service(
         closers.extend(feature.closers)
     runners.update(extra_runners or {})
     workers = WorkerPool(queue, runners, concurrency=settings.workers)
-    queue.notify = workers.wake
     writer = DeliveryWriter(engine, max_attempts=settings.max_attempts, on_jobs=workers.wake)
 
     def plan(delivery: Delivery) -> Plan:

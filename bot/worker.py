@@ -130,6 +130,9 @@ class WorkerPool:
         finally:
             heartbeat.cancel()
             metrics.JOB_DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
+            # A job may have queued follow-up jobs (a webhook queues a review or a deploy) or freed its
+            # PR's serial key: let idle workers look now rather than at their next poll.
+            self._wake.set()
 
     async def _heartbeat(
         self, job_id: int, worker_id: str, task: asyncio.Task[object] | None, lost: asyncio.Event

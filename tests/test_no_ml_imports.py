@@ -81,7 +81,8 @@ REVIEW_IN_A_FRESH_PROCESS = textwrap.dedent(
         body = asyncio.run(review(Path(tmp)))
     # Every module of the service, lazy feature modules included, is importable without the ML stack.
     for module in pkgutil.walk_packages(bot.__path__, "bot."):
-        importlib.import_module(module.name)
+        if not module.name.endswith("__main__"):  # entry points run their CLI on import
+            importlib.import_module(module.name)
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
     print(json.dumps({"loaded": loaded, "comment": body}))
     """

@@ -574,24 +574,23 @@ class DeployService:
                     sequence=request.merged_at,
                 )
             except DeployFailure as exc:
-                results += [_failed(env, spec.name, str(exc)) for env, _ in merge_targets(config)]
+                # Recorded against the merge commit, so the failure shows up like any other version's.
+                ref = ModelRef(
+                    spec.name,
+                    request.repo,
+                    request.merge_sha,
+                    spec.path,
+                    "",
+                    "original",
+                    request.merged_at,
+                    request.number,
+                )
+                results += [_failed(env, spec.name, str(exc), ref) for env, _ in merge_targets(config)]
                 continue
             targets += [Target(env, rule, ref, metrics, on_merge=True) for env, rule in merge_targets(config)]
         if await _held(self.services, request.repo, request.number):
-            targets, results = (
-                [],
-                results
-                + [
-                    Result(
-                        t.env,
-                        t.ref.name,
-                        "skipped",
-                        f"the PR is on hold: comment `/modelship unhold`, then `/modelship deploy {t.env}`",
-                        t.ref,
-                    )
-                    for t in targets
-                ],
-            )
+            results += [_on_hold(t) for t in targets]
+            targets = []
         deploy_name = config.deploy.repository
         for result in results:
             await self.record(gh, request.repo, deploy_name, result, request.actor)
@@ -785,6 +784,11 @@ def _not_written(env: str, ref: ModelRef, plans: list[Plan]) -> Result:
     return Result(env, ref.name, "skipped", reason, ref)
 
 
+def _on_hold(target: Target) -> Result:
+    why = f"the PR is on hold: comment `/modelship unhold`, then `/modelship deploy {target.env}`"
+    return Result(target.env, target.ref.name, "skipped", why, target.ref)
+
+
 def _failed(env: str, model: str, detail: str, ref: ModelRef | None = None) -> Result:
     return Result(env, model, "failed", detail, ref)
 
@@ -856,9 +860,11 @@ async def ensure_pull(gh: GitHubAPI, repo: str, branch: str, base: str, message:
 
 
 async def enqueue_merge(conn: AsyncConnection, request: MergeRequest, *, max_attempts: int = 3) -> None:
-    await enqueue(
-        conn, [job_row(KIND, f"deploy:{request.deploy_repo}", payload=asdict(request), max_attempts=max_attempts)]
-    )
+    """Queue the deploy job under the PR's sub-key (``/modelship status`` lists it). Git work on one deploy
+    repository is serialised by DeployRepo's lock, so deploy jobs of different PRs may overlap their
+    GitHub calls; ordering by merge time keeps an older version from overwriting a newer one."""
+    key = f"{request.repo}#{request.number}:deploy"
+    await enqueue(conn, [job_row(KIND, key, payload=asdict(request), max_attempts=max_attempts)])
 
 
 def of(services: Services) -> DeployService:

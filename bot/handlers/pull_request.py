@@ -28,4 +28,3 @@ async def on_pull_request_updated(event: Event, gh: GitHubAPI | None, services: 
     )
     async with services.engine.begin() as conn:
         await enqueue_review(conn, request)
-    services.queue.notify()

@@ -121,9 +121,21 @@ class ReviewService:
             return
         models = [m.name for m in config.models if not req.model or m.name == req.model]
         check_id = await self._check(gh, req, None)
-        await self._comment(gh, req, report.render_in_progress(head_sha=req.head_sha, models=models))
+        # From here on a cancellation (a newer push) can land at any await: each must close the check run.
         try:
+            await self._comment(gh, req, report.render_in_progress(head_sha=req.head_sha, models=models))
             comparison, optimization = await self._evaluate(gh, req, pr, config, job_id)
+            opt_md = render_optimization(optimization)
+            body = report.render_review_comment(
+                comparison, head_sha=req.head_sha, base_sha=base_sha, optimization=opt_md
+            )
+            comment_id = await self._comment(gh, req, body)
+            await self._finish_check(
+                gh,
+                req,
+                check_id,
+                report.render_check_run(comparison, head_sha=req.head_sha, base_sha=base_sha, optimization=opt_md),
+            )
         except asyncio.CancelledError:
             await asyncio.shield(
                 self._finish_check(
@@ -139,15 +151,6 @@ class ReviewService:
                 )
             )
             raise
-        opt_md = render_optimization(optimization)
-        body = report.render_review_comment(comparison, head_sha=req.head_sha, base_sha=base_sha, optimization=opt_md)
-        comment_id = await self._comment(gh, req, body)
-        await self._finish_check(
-            gh,
-            req,
-            check_id,
-            report.render_check_run(comparison, head_sha=req.head_sha, base_sha=base_sha, optimization=opt_md),
-        )
         await self._record(
             req,
             base_sha,

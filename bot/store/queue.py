@@ -8,7 +8,7 @@ crash has its effect once.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -91,8 +91,6 @@ class JobQueue:
     def __init__(self, engine: AsyncEngine, *, lease_seconds: float = 60.0) -> None:
         self.engine = engine
         self.lease = timedelta(seconds=lease_seconds)
-        # Set by the worker pool: called after a commit that added jobs, so idle workers wake at once.
-        self.notify: Callable[[], None] = lambda: None
         self._postgres = engine.dialect.name == "postgresql"
 
     async def claim(self, worker_id: str, *, now: datetime | None = None) -> ClaimedJob | None:

@@ -48,7 +48,7 @@ class Deployment(Base):
     variant: Mapped[str] = mapped_column(String(32), default="original")
     sha256: Mapped[str] = mapped_column(String(64), default="")
     actor: Mapped[str] = mapped_column(String(256), default="")
-    # pending | deployed | failed | rolled_back | superseded
+    # pending | deployed | failed | skipped (pinned, stale, on hold) | rolled_back | superseded
     state: Mapped[str] = mapped_column(String(16), default="pending")
     # healthy | degraded | inconclusive | unknown (written by the guard)
     health: Mapped[str] = mapped_column(String(16), default="unknown")

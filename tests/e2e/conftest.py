@@ -72,7 +72,9 @@ class ReviewWorld:
         return comments[0]
 
     def check_runs(self, repo: str, head_sha: str) -> list[CheckRun]:
-        return [r for r in self.hub.check_runs.values() if r.repo == repo and r.head_sha == head_sha and r.name == CHECK]
+        return [
+            r for r in self.hub.check_runs.values() if r.repo == repo and r.head_sha == head_sha and r.name == CHECK
+        ]
 
     def check_run(self, repo: str, number: int) -> CheckRun:
         """The one check run on the PR's current head."""

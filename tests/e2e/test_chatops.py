@@ -327,7 +327,15 @@ async def test_environment_allow_lists_and_requirements(world: World) -> None:
 async def test_commands_without_a_service_say_what_is_missing(world: World) -> None:
     repo = await new_repo(world, "missing")
     number = await open_pr(world, repo, "b")
-    comment = await say(world, repo, number, "/modelship deploy staging\n/modelship rollback staging to v3", "alice")
+    # A server where the deploy and guard features are not installed.
+    saved = world.services.extras.pop(SERVICES_KEY, None)
+    try:
+        comment = await say(
+            world, repo, number, "/modelship deploy staging\n/modelship rollback staging to v3", "alice"
+        )
+    finally:
+        if saved is not None:
+            world.services.extras[SERVICES_KEY] = saved
     [answer] = replies_after(world, repo, number, comment)
     assert answer.count("This is not available yet") == 2 and "> /modelship rollback staging to v3" in answer
     assert reactions(world, comment) == ["eyes", "confused"]
@@ -482,18 +490,40 @@ async def test_a_flood_is_answered_once(world: World) -> None:
 # --------------------------------------------------------------------------- status, cancel, audit
 
 
-async def test_cancel_stops_the_prs_queued_review(world: World) -> None:
+async def test_cancel_stops_the_prs_running_review(world: World) -> None:
     repo = await new_repo(world, "cancel")
     number = await open_pr(world, repo, "b")
-    # One comment: the review is queued, and cannot start while this PR's comment is being handled.
-    comment = await say(world, repo, number, "/modelship evaluate\n/modelship cancel", "alice")
-    answer = replies_after(world, repo, number, comment)[0]
+    started, finished = asyncio.Event(), []
+    runners = cast(dict[str, Any], world.bot.service.workers.runners)
+    recorder = runners["review"]
+
+    async def slow_review(job: ClaimedJob) -> None:
+        started.set()
+        await asyncio.sleep(30)
+        finished.append(job)
+
+    runners["review"] = slow_review
+    try:
+        await world.hub.comment(repo, number, "/modelship evaluate", user="alice")
+        await asyncio.wait_for(started.wait(), 20)
+        comment = await world.hub.comment(repo, number, "/modelship cancel", user="alice")
+        for _ in range(200):  # the review keeps running, so wait for the reply rather than an idle queue
+            if replies := replies_after(world, repo, number, comment):
+                break
+            await asyncio.sleep(0.05)
+        answer = replies[0]
+        # The running review notices at its next heartbeat (at most 5 s) and stops.
+        for _ in range(100):
+            if not (await world.bot.service.services.queue.depth()).get("running"):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        runners["review"] = recorder
     async with world.services.engine.connect() as conn:
         review = [j for j in await store.jobs(conn, repo, number) if j.trigger == "evaluate"]
     assert [(j.kind, j.state, j.last_error) for j in review] == [("review", "cancelled", "cancelled by alice")]
-    assert "Cancelled 1 job(s)" in answer and f"#{review[0].id} review (evaluate), was queued" in answer
-    ran = [job.payload["trigger"] for job in world.reviews if job.payload["repo"] == repo]
-    assert "evaluate" not in ran, "a cancelled review never ran"
+    assert "Cancelled 1 job(s)" in answer and f"#{review[0].id} review (evaluate), was running" in answer
+    assert finished == [], "the cancelled review was stopped, not run to its end"
 
 
 async def test_status_shows_jobs_hold_approvals_and_the_command_log(world: World) -> None:
@@ -508,7 +538,7 @@ async def test_status_shows_jobs_hold_approvals_and_the_command_log(world: World
     assert "review (evaluate) | cancelled" in answer and "review (ok-to-test) | done" in answer
     assert "On hold since" in answer and "(by alice)" in answer
     assert f"`{head[:7]}` (current head) by alice" in answer
-    assert "**Guard**" in answer  # the guard's status section is plugged into `status`
+    assert "**Deployments**" in answer and "**Guard**" in answer  # sections the features plug into `status`
     assert "`/modelship unhold`" in answer and "denied:" in answer
     rows = await audit_rows(world, repo)
     assert [(r.actor, r.command, r.ok) for r in rows] == [

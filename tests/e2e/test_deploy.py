@@ -318,6 +318,22 @@ async def test_a_pinned_environment_is_not_rolled_forward_until_unpinned(world: 
     assert ref is not None and ref.revision == second
 
 
+async def test_a_held_pr_is_not_deployed_on_merge(world: World) -> None:
+    r = await repos(world, "held", "  staging: {auto: true}")
+    await world.hub.push(r.model, "risky", {"models/churn.onnx": b"churn risky"})
+    number = await world.hub.open_pr(r.model, "risky")
+    await settle(world)
+    await say(world, r.model, number, "/modelship hold")
+    before = commits(world, r.deploy)
+
+    await world.hub.merge_pr(r.model, number)
+    await settle(world)
+
+    assert commits(world, r.deploy) == before
+    assert [x.state for x in await history(world, r.model)] == ["skipped"]
+    assert "on hold" in sticky(world, r.model, number)
+
+
 async def test_a_protected_environment_gets_one_pr_updated_by_the_next_merge(world: World) -> None:
     r = await repos(world, "protected", "  production: {auto: true, via: pull_request}")
     main_before = commits(world, r.deploy)
@@ -362,6 +378,26 @@ async def test_an_unreachable_deploy_repository_is_retried_then_reported(world: 
     assert len(commits(world, r.deploy)) == 1  # only the README: nothing half-written
     status = await say(world, r.model, number, "/modelship status")
     assert "**Deployments**" in status and "failed" in status and "unreachable" in status
+
+
+async def test_a_deploy_repository_without_the_app_fails_at_once_naming_the_key(world: World) -> None:
+    model = "acme/orphan"
+    await world.hub.create_repo(
+        model,
+        {
+            "models/churn.onnx": b"v0",
+            "data/eval.csv": "a,label\n1,0\n",
+            ".modelship.yml": config("acme/nowhere", "  staging: {auto: true}"),
+        },
+    )
+    await world.hub.install("acme", [model])
+
+    number, merge_sha = await merge(world, model, "lost", b"churn v11")
+
+    rows = await history(world, model)
+    assert [(x.state, x.version) for x in rows] == [("failed", merge_sha)]
+    body = sticky(world, model, number)
+    assert "not installed on the deploy repository `acme/nowhere`" in body and "deploy.repository" in body
 
 
 # --------------------------------------------------------------------------- chat-ops

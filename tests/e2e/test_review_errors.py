@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from bot.devhub.faults import Fault
+from bot.review.report import REVIEW_MARKER
 from tests.e2e.conftest import TINY_DATA, ReviewWorld, section, yaml_config, yaml_model
 
 pytestmark = pytest.mark.slow
@@ -25,7 +27,10 @@ CHURN = "models/churn.skops"  # the sample: a random forest on 30 features
 
 
 def sample_data() -> dict[str, bytes]:
-    return {"models/churn.skops": (SAMPLE / CHURN).read_bytes(), "data/eval.csv": (SAMPLE / "data/eval.csv").read_bytes()}
+    return {
+        "models/churn.skops": (SAMPLE / CHURN).read_bytes(),
+        "data/eval.csv": (SAMPLE / "data/eval.csv").read_bytes(),
+    }
 
 
 def narrow(csv: bytes, keep: int) -> bytes:
@@ -127,8 +132,10 @@ async def test_a_new_push_cancels_the_running_review_and_keeps_one_comment(revie
     first = world.hub.pull(repo, number).head_sha
     started = len(world.sandbox.runs)
     await wait_for(
-        lambda: any(r.status == "in_progress" for r in world.check_runs(repo, first))
-        and len(world.sandbox.runs) >= started + 2,
+        lambda: (
+            any(r.status == "in_progress" for r in world.check_runs(repo, first))
+            and len(world.sandbox.runs) >= started + 2
+        ),
         120,
         "the first review to reach the sandbox",
     )
@@ -147,6 +154,24 @@ async def test_a_new_push_cancels_the_running_review_and_keeps_one_comment(revie
     assert f"Head `{second[:12]}`" in body and first[:12] not in body, body
     assert "model file 'models/model.onnx' does not exist" in body
     assert time.monotonic() - pushed < 200, "the superseded 300 s training was not stopped"
+
+
+async def test_a_push_while_the_review_is_still_starting_cancels_its_check_run(review_world: ReviewWorld) -> None:
+    """Superseded between creating its check run and reaching the sandbox, a review still closes it."""
+    world, repo = review_world, "acme/superseded-early"
+    base = {".modelship.yml": yaml_config([yaml_model("tiny")]), "data/eval.csv": TINY_DATA}
+    # GitHub is slow to list the PR's comments: the review is stuck right after creating its check run.
+    world.hub.add_fault(Fault("slow", path=f"^/repos/{repo}/issues/1/comments", method="GET", delay=12.0))
+    number = await world.open_pr(repo, base, {"data/eval.csv": TINY_DATA + b"0.5,0.5,1\n"})
+    first = world.hub.pull(repo, number).head_sha
+    await wait_for(lambda: bool(world.check_runs(repo, first)), 60, "the first review's check run")
+    await world.hub.push(repo, "change", {"data/eval.csv": TINY_DATA + b"0.6,0.4,1\n"}, message="More rows")
+    await world.bot.idle(timeout=240)
+
+    [cancelled] = world.check_runs(repo, first)
+    assert (cancelled.status, cancelled.conclusion) == ("completed", "cancelled")
+    second = world.hub.pull(repo, number).head_sha
+    assert f"Head `{second[:12]}`" in world.comment(repo, number)
 
 
 # --------------------------------------------------------------------------- untrusted PRs
@@ -173,7 +198,9 @@ async def test_a_fork_pr_runs_nothing_until_a_maintainer_says_ok_to_test(review_
     await hub.comment(repo, number, "/modelship ok-to-test", user="alice")
     await world.bot.idle(timeout=300)
     assert len(world.sandbox.runs) == runs_before + 2  # base and head
-    body = world.comment(repo, number)
+    # The sticky comment now holds the evaluation; the command got its own short reply.
+    [body, reply] = sorted(world.comments(repo, number), key=lambda c: REVIEW_MARKER not in c)
+    assert REVIEW_MARKER in body and REVIEW_MARKER not in reply and f"Approved commit `{head[:7]}`" in reply
     assert f"Head `{head[:12]}`" in body and "| accuracy ↑ |" in body, body
     assert "failed to evaluate" not in body
     [run] = world.check_runs(repo, head)
