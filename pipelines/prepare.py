@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def train(spec: ModelSpec, repo_dir: Path, scratch: Path) -> Path:
         raise PipelineError("train_failed", f"`{command}` could not run: {exc}") from exc
     if done.returncode != 0:
         tail = (done.stdout + done.stderr)[-OUTPUT_TAIL:]
-        raise PipelineError("train_failed", f"`{command}` exited with {done.returncode}:\n{tail}")
+        raise PipelineError("train_failed", f"`{command}` {_how_it_ended(done.returncode)}:\n{tail}")
     marker.write_text(stamp)
     return workdir
 
@@ -89,3 +90,16 @@ def prepare(spec: ModelSpec, repo_dir: Path, scratch: Path) -> Prepared:
         "size_bytes": model_path.stat().st_size,
     }
     return Prepared(model=loaded, dataset=dataset, info=info, path=model_path)
+
+
+def _how_it_ended(returncode: int) -> str:
+    """Exit code or signal, in words: a SIGKILL here is the kernel's OOM killer at the sandbox limit."""
+    if returncode >= 0:
+        return f"exited with {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    if -returncode == signal.SIGKILL:
+        return f"was killed ({name}): most likely it ran out of memory at the sandbox.memory limit"
+    return f"was killed by {name}"

@@ -491,5 +491,10 @@ def _failed(error: str, duration: float) -> SandboxResult:
 
 
 def connect(url: str) -> docker.DockerClient:
-    """A client for ``unix:///…/podman.sock`` or ``unix:///var/run/docker.sock``."""
-    return docker.DockerClient(base_url=url)
+    """A client for ``unix:///…/podman.sock`` or ``unix:///var/run/docker.sock``.
+
+    No client-side read timeout: podman answers a log stream only when the container writes, so a
+    container quiet for a minute would otherwise drop its reader (and escape the output cap). Every
+    run is bounded by its own wall-clock timeout instead.
+    """
+    return docker.DockerClient(base_url=url, timeout=None)
