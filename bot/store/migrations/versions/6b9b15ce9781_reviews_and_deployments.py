@@ -4,9 +4,8 @@ Revision ID: 6b9b15ce9781
 Revises: a12734880e98
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "6b9b15ce9781"
 down_revision = "a12734880e98"
