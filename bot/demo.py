@@ -1,31 +1,66 @@
 """`modelship demo`: the whole flow on loopback — devhub (GitHub simulator), the bot, a sample model repo.
 
-Prints each step, every webhook delivery with the bot's answer, the jobs the bot ran and the PR comment.
+Prints each step, every webhook delivery with the bot's answer, the jobs the bot ran and the PR comments;
+then merges the PR (the bot deploys it to staging through a deploy repository), serves two versions
+behind a real Prometheus and breaks the newer one, so the guard rolls it back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
+import hashlib
+import inspect
+import itertools
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import click
 from aiohttp import web
 from pydantic import SecretStr
+from sqlalchemy import select
 
+from bot.demo_processes import Process, Prometheus, free_port, model_server
 from bot.devhub import RunningDevHub
 from bot.devhub import start as start_devhub
 from bot.github.app import GitHubApp
+from bot.guard.service import GUARD_KEY
 from bot.service import Service, build_service
 from bot.settings import Settings
+from bot.store.review_models import Deployment, Review
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-model-repo"
 REPO = "acme/churn-model"
+DEPLOY = "acme/deploy"
+ENV = "staging"
+VALUES = f"environments/{ENV}/churn/values.yaml"
+ROLLBACK_BRANCH = f"modelship/rollback/{ENV}/churn"
 SECRET = "demo-webhook-secret"
+INTERVAL, FAILURE_LIMIT = 1, 3
+
+# What the demo adds to the sample's .modelship.yml: where merged models go, and what guards them there.
+DEPLOY_CONFIG = f"""
+environments:
+  {ENV}:
+    auto: true                      # every merge that changes the model is deployed here
+    guard:
+      interval: {INTERVAL}s
+      initial_delay: 0s
+      failure_limit: {FAILURE_LIMIT}                # 3 bad analyses in a row -> rollback
+      auto_merge: true              # merge the rollback PR at once
+      checks:
+        - {{template: error_rate, max: 0.02, window: 5s}}
+  production:
+    via: pull_request               # reached by `/modelship promote production` only
+    upstream: {ENV}
+deploy: {{repository: {DEPLOY}}}
+"""
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -36,14 +71,28 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
+def _sample_rows(count: int = 4) -> list[list[float]]:
+    """A few evaluation rows (features only), the traffic the model servers get."""
+    with (SAMPLE / "data" / "eval.csv").open() as f:
+        reader = csv.DictReader(f)
+        return [[float(v) for k, v in row.items() if k != "label"] for row in itertools.islice(reader, count)]
+
+
 class Demo:
     def __init__(self, workdir: Path, echo: Callable[[str], None]) -> None:
         self.workdir = workdir
         self.echo = echo
         self.shown = 0
+        self.processes: list[Process] = []
+        self.shown_so_far: list[str] = []
 
     def step(self, text: str) -> None:
         self.echo(click.style(f"\n==> {text}", fg="cyan", bold=True))
+        self.shown_so_far.append(text)
+
+    def quote(self, text: str) -> None:
+        for line in text.rstrip().splitlines():
+            self.echo(f"    | {line}")
 
     def show_deliveries(self, devhub: RunningDevHub) -> None:
         for d in devhub.hub.deliveries[self.shown :]:
@@ -52,6 +101,7 @@ class Demo:
         self.shown = len(devhub.hub.deliveries)
 
     async def wait_idle(self, service: Service, limit: float = 120) -> None:
+        await asyncio.sleep(0.5)  # a delivery reaches the bot's queue asynchronously
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while loop.time() < deadline:
@@ -62,13 +112,25 @@ class Demo:
         raise click.ClickException(f"the bot did not finish its jobs within {limit:.0f}s: {depth}")
 
     async def run(self) -> None:
+        self.step("Starting Prometheus (1 s scrapes) for the guard")
+        prometheus = Prometheus(self.workdir / "prometheus")
+        self.processes.append(prometheus.process)
+        try:
+            await asyncio.to_thread(prometheus.process.start)
+            self.echo(f"    Prometheus at {prometheus.url}")
+            await self.with_devhub(prometheus)
+        finally:
+            for process in reversed(self.processes):
+                await asyncio.to_thread(process.stop)
+
+    async def with_devhub(self, prometheus: Prometheus) -> None:
         self.step("Starting devhub, the local GitHub simulator")
         devhub = await start_devhub(self.workdir / "devhub", webhook_secret=SECRET)
         hub = devhub.hub
         app_id, key = await hub.create_app(slug="modelship")
         self.echo(f"    devhub at {devhub.base_url}; GitHub App 'modelship' registered (id {app_id})")
 
-        self.step("Starting the bot (SQLite, 2 workers, podman sandbox)")
+        self.step("Starting the bot (SQLite, 2 workers, podman sandbox, guard every second)")
         settings = Settings(
             webhook_secret=SecretStr(SECRET),
             github_app_id=app_id,
@@ -77,6 +139,8 @@ class Demo:
             data_dir=self.workdir / "bot",
             container_engine_url=_podman_url(),
             sandbox_mount_runtime=True,
+            prometheus_url=prometheus.url,
+            guard_interval_seconds=INTERVAL,
         )
         session = aiohttp.ClientSession()
         github = GitHubApp(app_id=app_id, private_key_pem=key, api_url=devhub.api_url, session=session)
@@ -90,26 +154,49 @@ class Demo:
         hub.sender.url = f"http://127.0.0.1:{port}/webhooks/github"
         self.echo(f"    bot listening on {hub.sender.url}")
         try:
-            await self.flow(devhub, service)
+            await self.flow(devhub, service, prometheus)
         finally:
+            hub.sender.url = None  # nothing left to take deliveries
             await service.stop()
             await runner.cleanup()
             await session.close()
             await devhub.stop()
 
-    def show_comments(self, devhub: RunningDevHub, number: int, *, since: int = 0) -> int:
+    def show_comments(
+        self, devhub: RunningDevHub, number: int, *, since: int = 0, only: Callable[[str], bool] | None = None
+    ) -> int:
         """Print the PR's comments with an id above ``since``; returns the newest id."""
         newest = since
         for comment in sorted(devhub.hub.comments.values(), key=lambda c: c.id):
             if comment.repo != REPO or comment.issue_number != number or comment.id <= since:
                 continue
             newest = comment.id
+            if only is not None and not only(comment.body):
+                continue
             self.echo(click.style(f"    @{comment.user.login} (comment {comment.id}):", bold=True))
-            for line in comment.body.splitlines():
-                self.echo(f"    | {line}")
+            self.quote(comment.body)
         return newest
 
-    async def flow(self, devhub: RunningDevHub, service: Service) -> None:
+    def show_check_runs(self, devhub: RunningDevHub, head_sha: str) -> None:
+        for run in devhub.hub.check_runs.values():
+            if run.head_sha == head_sha:
+                self.echo(f"    check run {run.name}: {run.status} / {run.conclusion} — {run.output.get('title', '')}")
+
+    async def open_reviewed_pr(
+        self, devhub: RunningDevHub, service: Service, branch: str, trees: int, depth: int, title: str
+    ) -> int:
+        self.step(f"Retraining the model with {trees} trees of depth {depth} (train.py, in a subprocess)")
+        retrained = await asyncio.to_thread(_retrain, self.workdir / "retrain", trees, depth)
+        await devhub.hub.push(REPO, branch, {"models/churn.skops": retrained}, message=title)
+        self.step("Opening the pull request; the bot evaluates base and head in the sandbox")
+        number = await devhub.hub.open_pr(REPO, branch, title=title, user="alice")
+        with click.progressbar(length=1, label="    reviewing", show_eta=False) as bar:
+            await self.wait_idle(service, limit=600)
+            bar.update(1)
+        self.show_deliveries(devhub)
+        return number
+
+    async def flow(self, devhub: RunningDevHub, service: Service, prometheus: Prometheus) -> None:
         hub = devhub.hub
         self.step(f"Creating {REPO} from examples/sample-model-repo and installing the app")
         await hub.create_repo(REPO, _files(SAMPLE))
@@ -119,19 +206,21 @@ class Demo:
         await self.wait_idle(service)
         self.show_deliveries(devhub)
 
-        self.step("Retraining the model with 20 trees of depth 3 (train.py, in a subprocess)")
-        retrained = await asyncio.to_thread(_retrain, self.workdir / "retrain", 20, 3)
-        await hub.push(REPO, "retrain", {"models/churn.skops": retrained}, message="Retrain with 20 trees")
-        self.step("Opening the pull request; the bot evaluates base and head in the sandbox")
-        number = await hub.open_pr(REPO, "retrain", title="Retrain the churn model", user="alice")
-        with click.progressbar(length=1, label="    reviewing", show_eta=False) as bar:
-            await self.wait_idle(service, limit=600)
-            bar.update(1)
+        self.step(f"GitOps: creating the deploy repository {DEPLOY} and adding environments to .modelship.yml")
+        await hub.create_repo(DEPLOY, {"README.md": "# Deploy repository\n\nHelm values, written by Modelship.\n"})
+        await hub.install("acme", [DEPLOY])
+        config = (SAMPLE / ".modelship.yml").read_text() + DEPLOY_CONFIG
+        await hub.push(REPO, "main", {".modelship.yml": config}, message="Deploy merged models to staging")
+        self.echo("    pushed to main, .modelship.yml now ends with:")
+        self.quote(DEPLOY_CONFIG.strip("\n"))
+        await self.wait_idle(service)
         self.show_deliveries(devhub)
+
+        number = await self.open_reviewed_pr(devhub, service, "retrain", 20, 3, "Retrain the churn model")
         self.step(f"The bot's review comment on {REPO}#{number}")
         seen = self.show_comments(devhub, number)
-        for run in hub.check_runs.values():
-            self.echo(f"    check run {run.name}: {run.status} / {run.conclusion} — {run.output.get('title', '')}")
+        head1 = hub.pull(REPO, number).head_sha
+        self.show_check_runs(devhub, head1)
 
         self.step("Chat-ops: alice asks for help, then for a re-evaluation")
         await hub.comment(REPO, number, "/modelship help", user="alice")
@@ -139,10 +228,165 @@ class Demo:
         await self.wait_idle(service, limit=600)
         self.show_comments(devhub, number, since=seen)
 
-        self.step("Jobs the bot ran")
-        for job in await service.services.queue.list(("done", "parked", "queued", "running", "cancelled")):
-            self.echo(f"    job {job['id']:>3} {job['kind']:8} {job['serial_key']:30} {job['state']}")
-        self.step("Demo finished")
+        v1 = await self.merge_and_show_deploy(devhub, service, number, full=True)
+
+        self.step(f"Serving v1 ({v1[:7]}) with the ONNX variant the review chose; traffic starts")
+        servers: list[str] = []
+        await self.serve(prometheus, await self.onnx_of(service, head1), v1, servers)
+        async with traffic(servers) as client:
+            healthy = await self.wait_health(service, v1, "healthy", 45)
+            self.echo(f"    guard verdict for v1 in {ENV}: {healthy}")
+
+            number2 = await self.open_reviewed_pr(devhub, service, "retrain-v2", 40, 4, "Retrain with 40 trees")
+            head2 = hub.pull(REPO, number2).head_sha
+            self.show_check_runs(devhub, head2)
+            self.show_comments(devhub, number2, only=lambda body: False)
+            v2 = await self.merge_and_show_deploy(devhub, service, number2, full=False)
+
+            self.step(f"Serving v2 ({v2[:7]}) next to v1; the guard watches it")
+            v2_url = await self.serve(prometheus, await self.onnx_of(service, head2), v2, servers)
+            healthy = await self.wait_health(service, v2, "healthy", 45)
+            self.echo(f"    guard verdict for v2 in {ENV}: {healthy}")
+
+            self.step("Breaking v2: half of its requests now fail (POST /admin/faults)")
+            async with client.post(f"{v2_url}/admin/faults", json={"error_rate": 0.5}) as response:
+                self.echo(f"    fault injection: {response.status} {await response.text()}")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            pull = await wait_for(lambda: _rollback_pull(devhub), 60, "the guard's rollback PR")
+            self.echo(f"    rollback PR {DEPLOY}#{pull.number} opened {loop.time() - started:.1f}s after the breach")
+            await wait_for(lambda: pull.merged, 30, "the rollback PR to be merged (auto_merge: true)")
+            self.echo("    merged by the bot (auto_merge: true)")
+            await self.show_rollback(devhub, service, pull, number2)
+
+    async def merge_and_show_deploy(self, devhub: RunningDevHub, service: Service, number: int, *, full: bool) -> str:
+        hub = devhub.hub
+        self.step(f"Merging {REPO}#{number}: the bot deploys the model to {ENV} in {DEPLOY}")
+        merge_sha = await hub.merge_pr(REPO, number, user="alice")
+        await self.wait_idle(service)
+        self.show_deliveries(devhub)
+        bare = hub.git.path(DEPLOY)
+        self.echo(click.style("    deploy commit in acme/deploy:", bold=True))
+        self.quote(await asyncio.to_thread(_git, bare, "show", "--stat", *(["-p"] if full else []), "main"))
+        for d in hub.deployments.values():
+            if d.repo == REPO and d.sha == merge_sha:
+                states = " -> ".join(s.state for s in d.statuses)
+                self.echo(f"    GitHub Deployment {d.id} to {d.environment}: {states}  {d.statuses[-1].log_url}")
+        self.echo("    the bot's deploy comment on the PR:")
+        self.show_comments(devhub, number, only=lambda body: "<!-- modelship:deploy -->" in body)
+        return merge_sha
+
+    async def onnx_of(self, service: Service, head_sha: str) -> Path:
+        """The ONNX file the review kept for ``head_sha``: the chosen variant, else any ONNX variant."""
+        root = service.services.data_dir / "artifacts" / REPO.replace("/", "--") / head_sha
+        async with service.services.engine.connect() as conn:
+            query = select(Review.summary).where(Review.repo == REPO, Review.head_sha == head_sha)
+            summaries = list((await conn.execute(query.order_by(Review.id.desc()))).scalars())
+        kept = [str(s.get("models", {}).get("churn", {}).get("variant_artifact") or "") for s in summaries]
+        candidates = [root / k for k in kept if k.endswith(".onnx")] + sorted(root.rglob("*.onnx"))
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise click.ClickException(f"the review kept no ONNX variant under {root}")
+        return found
+
+    async def serve(self, prometheus: Prometheus, onnx: Path, version: str, servers: list[str]) -> str:
+        port = free_port()
+        digest = hashlib.sha256(await asyncio.to_thread(onnx.read_bytes)).hexdigest()
+        server = model_server(
+            onnx,
+            name="churn",
+            version=version,
+            sha256=digest,
+            env=ENV,
+            port=port,
+            log=self.workdir / "servers" / f"{version[:7]}.log",
+        )
+        self.processes.append(server)
+        await asyncio.to_thread(server.start)
+        prometheus.add_target(f"127.0.0.1:{port}")
+        url = f"http://127.0.0.1:{port}"
+        servers.append(url)
+        self.echo(f"    {onnx.name} (sha256 {digest[:12]}) served at {url}, scraped by Prometheus")
+        return url
+
+    async def wait_health(self, service: Service, version: str, wanted: str, limit: float) -> str:
+        async def health() -> str:
+            async with service.services.engine.connect() as conn:
+                query = select(Deployment.health).where(Deployment.repo == REPO, Deployment.version == version)
+                return str((await conn.execute(query.order_by(Deployment.id.desc()))).scalars().first())
+
+        with contextlib.suppress(TimeoutError):
+            await wait_for(lambda: _equals(health(), wanted), limit, f"{version[:7]} to be {wanted}")
+        return await health()
+
+    async def show_rollback(self, devhub: RunningDevHub, service: Service, pull: Any, source: int) -> None:
+        hub = devhub.hub
+        self.step(f"The rollback PR {DEPLOY}#{pull.number}: {pull.title}")
+        self.quote(pull.body or "")
+        self.step(f"The guard's comment on the source PR {REPO}#{source}")
+        await wait_for(lambda: _rolled_back_note(devhub, source), 30, "the guard's comment on the source PR")
+        self.show_comments(devhub, source, only=lambda body: body.startswith("**Modelship rolled back"))
+        self.step(f"{VALUES} in {DEPLOY} now: v1 again, pinned")
+        values = await asyncio.to_thread(hub.git.read, DEPLOY, "refs/heads/main", VALUES)
+        self.quote((values or b"").decode())
+        self.step("`modelship status`")
+        self.quote(await service.services.extras[GUARD_KEY].status(REPO))
+
+
+async def wait_for(check: Callable[[], Any], limit: float, what: str) -> Any:
+    """Await ``check()`` (sync or async) until it returns something truthy, which is returned."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"waited {limit:g}s for {what}")
+
+
+async def _equals(value: Any, wanted: str) -> bool:
+    return bool(await value == wanted)
+
+
+def _rollback_pull(devhub: RunningDevHub) -> Any:
+    return next((p for p in devhub.hub.pulls.get(DEPLOY, {}).values() if p.head_ref == ROLLBACK_BRANCH), None)
+
+
+def _rolled_back_note(devhub: RunningDevHub, number: int) -> bool:
+    return any(
+        c.repo == REPO and c.issue_number == number and c.body.startswith("**Modelship rolled back")
+        for c in devhub.hub.comments.values()
+    )
+
+
+@contextlib.asynccontextmanager
+async def traffic(servers: list[str]) -> AsyncIterator[aiohttp.ClientSession]:
+    """Steady prediction requests to every server in ``servers`` (which grows as versions start)."""
+    body = {"instances": _sample_rows()}
+    async with aiohttp.ClientSession() as session:
+
+        async def loop() -> None:
+            while True:
+                for url in list(servers):
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.post(f"{url}/predict", json=body) as response:
+                            await response.read()
+                await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield session
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _git(bare: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=bare, check=True, capture_output=True, text=True).stdout
 
 
 def _retrain(work: Path, trees: int, depth: int) -> bytes:

@@ -144,9 +144,7 @@ class CheckConfig:
             "consecutive_error_limit",
             "name",
         }
-        problems = [
-            f"{where}.{k}: unknown key (known: {', '.join(sorted(known))})" for k in data if k not in known
-        ]
+        problems = [f"{where}.{k}: unknown key (known: {', '.join(sorted(known))})" for k in data if k not in known]
         kwargs: dict[str, Any] = {}
         if not isinstance(data.get("template"), str):
             problems.append(f"{where}.template: name one of the server's PromQL templates, e.g. error_rate")
@@ -177,9 +175,7 @@ class CheckConfig:
             try:
                 kwargs["on_no_data"] = OnNoData(data["on_no_data"])
             except ValueError:
-                problems.append(
-                    f"{where}.on_no_data: must be inconclusive, pass or fail, got {data['on_no_data']!r}"
-                )
+                problems.append(f"{where}.on_no_data: must be inconclusive, pass or fail, got {data['on_no_data']!r}")
         if "name" in data:
             kwargs["name"] = str(data["name"])
         if problems:

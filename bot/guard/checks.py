@@ -51,9 +51,7 @@ class Evaluation:
 def render(template: QueryTemplate | None, check: CheckConfig, deployment: Deployment) -> str:
     if template is None:
         raise TemplateError(f"no PromQL template named {check.template!r} on this server")
-    return template.render(
-        model=deployment.model, version=deployment.version, env=deployment.env, window=check.window
-    )
+    return template.render(model=deployment.model, version=deployment.version, env=deployment.env, window=check.window)
 
 
 async def evaluate(

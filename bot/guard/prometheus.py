@@ -79,13 +79,9 @@ class PrometheusHTTP:
                 try:
                     body = await response.json(content_type=None)
                 except ValueError:
-                    return QueryResult.failed(
-                        f"Prometheus at {self._base} answered HTTP {response.status}, not JSON"
-                    )
+                    return QueryResult.failed(f"Prometheus at {self._base} answered HTTP {response.status}, not JSON")
         except TimeoutError:
-            return QueryResult.failed(
-                f"Prometheus at {self._base} did not answer within {self._timeout.total:g}s"
-            )
+            return QueryResult.failed(f"Prometheus at {self._base} did not answer within {self._timeout.total:g}s")
         except aiohttp.ClientError as exc:
             return QueryResult.failed(f"Prometheus at {self._base} is unreachable: {exc}")
         return parse_response(body)

@@ -44,9 +44,7 @@ class QueryTemplate:
         values = {**self.defaults, **extra, "window": window}
         for key, value in values.items():
             if key in ("window", *self.defaults) and not DURATION_RE.match(value):
-                raise TemplateError(
-                    f"{key} {value!r} of template {self.name!r} is not a duration like 30s, 5m or 1h"
-                )
+                raise TemplateError(f"{key} {value!r} of template {self.name!r} is not a duration like 30s, 5m or 1h")
         values |= {"model": _literal(model), "version": _literal(version), "env": _literal(env)}
         missing = self.placeholders - values.keys()
         if missing:
@@ -95,7 +93,5 @@ def parse_template(text: str, *, source: str = "<template>") -> QueryTemplate:
     )
     unknown = template.placeholders - {*IDENTITY, "window", *template.defaults}
     if unknown:
-        raise TemplateError(
-            f"{source}: unknown placeholders {', '.join(sorted(unknown))}; declare them in defaults"
-        )
+        raise TemplateError(f"{source}: unknown placeholders {', '.join(sorted(unknown))}; declare them in defaults")
     return template

@@ -22,9 +22,14 @@ async def on_pull_request_updated(event: Event, gh: GitHubAPI | None, services: 
         return  # not delivered through an installation: nothing we may act on
     pr = event.data["pull_request"]
     request = ReviewRequest(
-        repo=event.data["repository"]["full_name"], number=pr["number"], installation_id=installation,
-        head_sha=pr["head"]["sha"], base_sha=pr["base"]["sha"], base_ref=pr["base"]["ref"],
-        trigger="pull_request", actor=event.data.get("sender", {}).get("login", ""),
+        repo=event.data["repository"]["full_name"],
+        number=pr["number"],
+        installation_id=installation,
+        head_sha=pr["head"]["sha"],
+        base_sha=pr["base"]["sha"],
+        base_ref=pr["base"]["ref"],
+        trigger="pull_request",
+        actor=event.data.get("sender", {}).get("login", ""),
     )
     async with services.engine.begin() as conn:
         await enqueue_review(conn, request)

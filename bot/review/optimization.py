@@ -96,7 +96,10 @@ def render_optimization(report: Mapping[str, Any] | None) -> str | None:
             )
         if model.get("chosen"):
             c = model["chosen"]
-            rows += ["", f"Chosen: **{_NAMES.get(c['variant'], c['variant'])}** "
-                     f"(`sha256:{c['sha256'][:12]}`) — {text(c.get('reason', ''), 300)}"]
+            rows += [
+                "",
+                f"Chosen: **{_NAMES.get(c['variant'], c['variant'])}** "
+                f"(`sha256:{c['sha256'][:12]}`) — {text(c.get('reason', ''), 300)}",
+            ]
         sections.append("\n".join(rows))
     return "\n\n".join(sections) or None

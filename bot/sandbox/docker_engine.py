@@ -431,9 +431,7 @@ def _in_own_thread(call: Callable[[], T]) -> asyncio.Future[T]:
 
 def _chunks(stream: Any) -> Iterator[bytes]:
     # The stream ends with an error when the container is removed under it; that is an ordinary end.
-    with contextlib.suppress(
-        docker.errors.DockerException, requests.exceptions.RequestException, OSError, ValueError
-    ):
+    with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException, OSError, ValueError):
         yield from stream
 
 

@@ -118,7 +118,9 @@ async def test_a_model_pr_gets_one_comment_and_one_check_run_with_sklearns_numbe
     # The optimization table is in the comment, and the chosen variant's file is kept with its sha256.
     assert "## Optimization" in body and "ONNX fp32" in body
     if churn["variant"] != "original":
-        kept = review_bot.settings.data_dir / "artifacts" / REPO.replace("/", "--") / head_sha / churn["variant_artifact"]
+        kept = (
+            review_bot.settings.data_dir / "artifacts" / REPO.replace("/", "--") / head_sha / churn["variant_artifact"]
+        )
         assert hashlib.sha256(kept.read_bytes()).hexdigest() == churn["variant_sha256"]
 
     # A second push edits the same comment (and gets its own check run).

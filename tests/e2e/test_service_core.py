@@ -79,7 +79,9 @@ async def test_a_redelivery_creates_no_second_job(devhub: RunningDevHub, bot: Ru
         await hub.redeliver(opened.guid)
     await bot.idle()
     async with bot.service.services.engine.connect() as conn:
-        jobs = await conn.scalar(select(func.count()).select_from(Job).where(Job.serial_key == f"{REPO}#1", Job.kind == "webhook"))
+        jobs = await conn.scalar(
+            select(func.count()).select_from(Job).where(Job.serial_key == f"{REPO}#1", Job.kind == "webhook")
+        )
     assert jobs == 1
 
 
