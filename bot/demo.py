@@ -13,6 +13,7 @@ import csv
 import hashlib
 import inspect
 import itertools
+import logging
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.demo_processes import Process, Prometheus, free_port, model_server
+from bot.demo_processes import Process, ProcessError, Prometheus, free_port, model_server
 from bot.devhub import RunningDevHub
 from bot.devhub import start as start_devhub
 from bot.github.app import GitHubApp
@@ -97,8 +98,21 @@ class Demo:
     def show_deliveries(self, devhub: RunningDevHub) -> None:
         for d in devhub.hub.deliveries[self.shown :]:
             event = f"{d.event}.{d.action}" if d.action else d.event
-            self.echo(f"    webhook {event:<28} {d.guid[:8]}  -> bot answered {d.status}")
+            answers = " then ".join(str(a.status) for a in d.attempts)
+            again = "  (redelivered)" if len(d.attempts) > 1 else ""
+            self.echo(f"    webhook {event:<28} {d.guid[:8]}  -> bot answered {answers}{again}")
         self.shown = len(devhub.hub.deliveries)
+
+    async def settle(self, devhub: RunningDevHub, service: Service, limit: float = 120) -> None:
+        """Wait for the bot's jobs, then print the new deliveries; one the bot failed to take (5xx) is
+        redelivered once, as GitHub's "Redeliver" button would (the bot deduplicates by GUID)."""
+        await self.wait_idle(service, limit)
+        failed = [d for d in devhub.hub.deliveries[self.shown :] if d.status is None or d.status >= 500]
+        for delivery in failed:
+            await devhub.hub.redeliver(delivery.guid)
+        if failed:
+            await self.wait_idle(service, limit)
+        self.show_deliveries(devhub)
 
     async def wait_idle(self, service: Service, limit: float = 120) -> None:
         await asyncio.sleep(0.5)  # a delivery reaches the bot's queue asynchronously
@@ -191,9 +205,8 @@ class Demo:
         self.step("Opening the pull request; the bot evaluates base and head in the sandbox")
         number = await devhub.hub.open_pr(REPO, branch, title=title, user="alice")
         with click.progressbar(length=1, label="    reviewing", show_eta=False) as bar:
-            await self.wait_idle(service, limit=600)
+            await self.settle(devhub, service, limit=600)
             bar.update(1)
-        self.show_deliveries(devhub)
         return number
 
     async def flow(self, devhub: RunningDevHub, service: Service, prometheus: Prometheus) -> None:
@@ -203,8 +216,7 @@ class Demo:
         hub.set_permission(REPO, "alice", "write")
         await hub.install("acme", [REPO])
         await hub.ping()
-        await self.wait_idle(service)
-        self.show_deliveries(devhub)
+        await self.settle(devhub, service)
 
         self.step(f"GitOps: creating the deploy repository {DEPLOY} and adding environments to .modelship.yml")
         await hub.create_repo(DEPLOY, {"README.md": "# Deploy repository\n\nHelm values, written by Modelship.\n"})
@@ -213,8 +225,7 @@ class Demo:
         await hub.push(REPO, "main", {".modelship.yml": config}, message="Deploy merged models to staging")
         self.echo("    pushed to main, .modelship.yml now ends with:")
         self.quote(DEPLOY_CONFIG.strip("\n"))
-        await self.wait_idle(service)
-        self.show_deliveries(devhub)
+        await self.settle(devhub, service)
 
         number = await self.open_reviewed_pr(devhub, service, "retrain", 20, 3, "Retrain the churn model")
         self.step(f"The bot's review comment on {REPO}#{number}")
@@ -225,7 +236,7 @@ class Demo:
         self.step("Chat-ops: alice asks for help, then for a re-evaluation")
         await hub.comment(REPO, number, "/modelship help", user="alice")
         await hub.comment(REPO, number, "/modelship evaluate", user="alice")
-        await self.wait_idle(service, limit=600)
+        await self.settle(devhub, service, limit=600)
         self.show_comments(devhub, number, since=seen)
 
         v1 = await self.merge_and_show_deploy(devhub, service, number, full=True)
@@ -240,7 +251,7 @@ class Demo:
             number2 = await self.open_reviewed_pr(devhub, service, "retrain-v2", 40, 4, "Retrain with 40 trees")
             head2 = hub.pull(REPO, number2).head_sha
             self.show_check_runs(devhub, head2)
-            self.show_comments(devhub, number2, only=lambda body: False)
+            self.show_chosen_variant(devhub, number2)
             v2 = await self.merge_and_show_deploy(devhub, service, number2, full=False)
 
             self.step(f"Serving v2 ({v2[:7]}) next to v1; the guard watches it")
@@ -257,23 +268,49 @@ class Demo:
             self.echo(f"    rollback PR {DEPLOY}#{pull.number} opened {loop.time() - started:.1f}s after the breach")
             await wait_for(lambda: pull.merged, 30, "the rollback PR to be merged (auto_merge: true)")
             self.echo("    merged by the bot (auto_merge: true)")
-            await self.show_rollback(devhub, service, pull, number2)
+            await self.show_rollback(devhub, service, pull, number2, v1)
+
+        self.step("Jobs the bot ran")
+        for job in await service.services.queue.list(("done", "parked", "queued", "running", "cancelled")):
+            self.echo(f"    job {job['id']:>3} {job['kind']:8} {job['serial_key']:30} {job['state']}")
+
+        self.step("Demo finished: what you saw")
+        for line in (
+            f"{REPO}#{number}: reviewed in the podman sandbox (base/head metrics, gates, ONNX variants); "
+            "chat-ops /modelship help and /modelship evaluate",
+            f"merging it deployed {v1[:7]} to {ENV} through GitOps: a commit with trailers in {DEPLOY}, "
+            "a GitHub Deployment, the bot's deploy comment",
+            f"{REPO}#{number2} deployed {v2[:7]} the same way; pipelines.serve served both versions, "
+            "Prometheus scraped them, the guard judged them healthy",
+            f"50% errors injected into {v2[:7]}: after {FAILURE_LIMIT} failed checks the guard opened and merged "
+            f"{DEPLOY}#{pull.number} (evidence, PromQL, Mermaid chart), restored {v1[:7]} pinned "
+            f"and told {REPO}#{number2}",
+        ):
+            self.echo(f"    - {line}")
+
+    def show_chosen_variant(self, devhub: RunningDevHub, number: int) -> None:
+        for comment in devhub.hub.comments.values():
+            if comment.repo == REPO and comment.issue_number == number:
+                for line in comment.body.splitlines():
+                    if line.startswith("Chosen:"):
+                        self.echo(f"    review: {line}")
 
     async def merge_and_show_deploy(self, devhub: RunningDevHub, service: Service, number: int, *, full: bool) -> str:
         hub = devhub.hub
         self.step(f"Merging {REPO}#{number}: the bot deploys the model to {ENV} in {DEPLOY}")
         merge_sha = await hub.merge_pr(REPO, number, user="alice")
-        await self.wait_idle(service)
-        self.show_deliveries(devhub)
+        await self.settle(devhub, service)
         bare = hub.git.path(DEPLOY)
         self.echo(click.style("    deploy commit in acme/deploy:", bold=True))
         self.quote(await asyncio.to_thread(_git, bare, "show", "--stat", *(["-p"] if full else []), "main"))
-        for d in hub.deployments.values():
-            if d.repo == REPO and d.sha == merge_sha:
-                states = " -> ".join(s.state for s in d.statuses)
-                self.echo(f"    GitHub Deployment {d.id} to {d.environment}: {states}  {d.statuses[-1].log_url}")
+        deployments = [d for d in hub.deployments.values() if d.repo == REPO and d.sha == merge_sha]
+        for d in deployments:
+            states = " -> ".join(s.state for s in d.statuses)
+            self.echo(f"    GitHub Deployment {d.id} to {d.environment}: {states}  {d.statuses[-1].log_url}")
         self.echo("    the bot's deploy comment on the PR:")
         self.show_comments(devhub, number, only=lambda body: "<!-- modelship:deploy -->" in body)
+        if not any(d.statuses and d.statuses[-1].state == "success" for d in deployments):
+            raise click.ClickException(f"the bot did not deploy {REPO}#{number} to {ENV}; its comment says why")
         return merge_sha
 
     async def onnx_of(self, service: Service, head_sha: str) -> Path:
@@ -319,7 +356,9 @@ class Demo:
             await wait_for(lambda: _equals(health(), wanted), limit, f"{version[:7]} to be {wanted}")
         return await health()
 
-    async def show_rollback(self, devhub: RunningDevHub, service: Service, pull: Any, source: int) -> None:
+    async def show_rollback(
+        self, devhub: RunningDevHub, service: Service, pull: Any, source: int, restored: str
+    ) -> None:
         hub = devhub.hub
         self.step(f"The rollback PR {DEPLOY}#{pull.number}: {pull.title}")
         self.quote(pull.body or "")
@@ -329,7 +368,8 @@ class Demo:
         self.step(f"{VALUES} in {DEPLOY} now: v1 again, pinned")
         values = await asyncio.to_thread(hub.git.read, DEPLOY, "refs/heads/main", VALUES)
         self.quote((values or b"").decode())
-        self.step("`modelship status`")
+        self.step("`modelship status` (the guard watches the restored version)")
+        await self.wait_health(service, restored, "healthy", 20)
         self.quote(await service.services.extras[GUARD_KEY].status(REPO))
 
 
@@ -424,6 +464,11 @@ def demo(workdir: Path) -> None:
     from bot import logs
 
     logs.configure("WARNING")
+    # The guard logs each rollback as a warning; the demo prints the rollback itself, more readably.
+    logging.getLogger("bot.guard.rollback").setLevel(logging.ERROR)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    asyncio.run(Demo(workdir.resolve(), click.echo).run())
+    try:
+        asyncio.run(Demo(workdir.resolve(), click.echo).run())
+    except (ProcessError, TimeoutError) as exc:
+        raise click.ClickException(f"{exc} (logs under {workdir})") from exc

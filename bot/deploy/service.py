@@ -66,6 +66,13 @@ DEPLOYMENTS = cast(Table, Deployment.__table__)
 REVIEWS = cast(Table, Review.__table__)
 
 
+# What `/modelship deploy --variant fp32|int8` accepts among the variants the optimizer produces.
+VARIANT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "fp32": ("onnx_fp32", "onnx_optimized"),
+    "int8": ("int8_dynamic", "int8_static"),
+}
+
+
 class DeployFailure(Exception):
     """A deploy cannot go ahead; the message is safe to show users and names what to fix."""
 
@@ -323,13 +330,25 @@ class DeployService:
             if data is None:
                 raise DeployFailure(f"`{spec.path}` (model `{spec.name}`) does not exist at {revision[:7]}")
             sha256 = hashlib.sha256(data).hexdigest()
+        chosen = str(reviewed.get("variant") or "original") if variant is None else variant
+        if chosen != "original":
+            # The server loads the variant file, so the pinned hash must be the variant's own: only the
+            # variant the review kept (and hashed) can ship. `--variant fp32|int8` names its family.
+            kept = str(reviewed.get("variant") or "")
+            matches = kept == chosen or kept in VARIANT_FAMILIES.get(chosen, ())
+            if not matches or not reviewed.get("variant_sha256"):
+                raise DeployFailure(
+                    f"no reviewed `{chosen}` variant of model `{spec.name}` at {revision[:7]}: comment "
+                    "`/modelship optimize` to produce it, or deploy `--variant original`"
+                )
+            chosen, sha256 = kept, reviewed["variant_sha256"]
         ref = ModelRef(
             name=spec.name,
             repository=repo,
             revision=revision,
             path=spec.path,
             sha256=str(sha256),
-            variant=variant or str(reviewed.get("variant") or "original"),
+            variant=chosen,
             sequence=sequence,
             source_pr=number,
         )

@@ -129,7 +129,13 @@ class DeliveryWriter:
         while True:
             await asyncio.sleep(every)
             if self._sqlite_conn is not None:
-                await loop.run_in_executor(self._thread, self._sqlite_conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                await loop.run_in_executor(self._thread, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        if self._sqlite_conn is not None:
+            # Read the pragma's row: a cursor left open keeps a statement in progress, and the next
+            # COMMIT on this connection would fail.
+            self._sqlite_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _write_sync(self, batch: Sequence[_Pending]) -> list[bool]:
         # Plain sqlite3 on the writer's own thread: building SQLAlchemy statements per row would cost

@@ -255,7 +255,7 @@ async def test_the_review_supplies_sha256_variant_and_metrics(world: World) -> N
                 "gates_passed": True,
                 "model_path": "models/churn.onnx",
                 "model_sha256": digest,
-                "variant": "int8",
+                "variant": "int8_dynamic",
                 "variant_sha256": "e" * 64,
             }
         }
@@ -276,10 +276,11 @@ async def test_the_review_supplies_sha256_variant_and_metrics(world: World) -> N
     await settle(world)
 
     ref = current_ref(show(world, r.deploy, STAGING))
-    assert ref is not None and (ref.sha256, ref.variant) == (digest, "int8")
+    # The pinned hash is the variant file's, not the source model's: the server loads the variant.
+    assert ref is not None and (ref.sha256, ref.variant) == ("e" * 64, "int8_dynamic")
     message = git(world.hub.git.path(r.deploy), "log", "-1", "--format=%B", "main")
     assert "f1: 0.91" in message and "Variant:   int8" in message
-    assert [(x.variant, x.sha256) for x in await history(world, r.model)] == [("int8", digest)]
+    assert [(x.variant, x.sha256) for x in await history(world, r.model)] == [("int8_dynamic", "e" * 64)]
 
 
 async def test_values_that_violate_the_schema_are_not_committed(world: World) -> None:
@@ -441,10 +442,13 @@ async def test_deploy_command_ships_the_pr_head_and_its_dry_run_shows_the_diff(w
     assert "/dev/null" in preview and head in preview
     assert commits(world, r.deploy) == before
 
-    reply = await say(world, r.model, number, "/modelship deploy staging --variant int8")
+    refused = await say(world, r.model, number, "/modelship deploy staging --variant int8")
+    assert "no reviewed `int8` variant" in refused and commits(world, r.deploy) == before
+
+    reply = await say(world, r.model, number, "/modelship deploy staging --variant original")
     assert "committed" in reply
     ref = current_ref(show(world, r.deploy, STAGING))
-    assert ref is not None and (ref.revision, ref.variant) == (head, "int8")
+    assert ref is not None and (ref.revision, ref.variant) == (head, "original")
 
 
 # --------------------------------------------------------------------------- command line
