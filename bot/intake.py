@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 from bot.store.base import utcnow
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class WebhookRejected(Exception):
@@ -34,7 +36,7 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
     if not header:
         raise WebhookRejected(401, "missing X-Hub-Signature-256 header (SHA-1 signatures are not accepted)")
     algo, _, digest = header.partition("=")
-    if algo != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+    if algo != "sha256" or not _HEX64.fullmatch(digest):
         raise WebhookRejected(401, "malformed X-Hub-Signature-256: expected 'sha256=<64 hex digits>'")
     if not hmac.compare_digest(signature_for(secret, body), "sha256=" + digest.lower()):
         raise WebhookRejected(401, "signature does not match: check the webhook secret")

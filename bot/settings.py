@@ -5,7 +5,10 @@ Only the entry point (bot.cli) builds a Settings; everything else receives the v
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -155,9 +158,14 @@ class Settings(BaseSettings):
         return None
 
     def repo_allowed(self, full_name: str) -> bool:
-        from fnmatch import fnmatchcase
+        return self._allowlist_pattern is None or bool(self._allowlist_pattern.match(full_name))
 
-        return not self.repo_allowlist or any(fnmatchcase(full_name, pat) for pat in self.repo_allowlist)
+    @functools.cached_property
+    def _allowlist_pattern(self) -> re.Pattern[str] | None:
+        # Checked on every delivery: one compiled pattern instead of fnmatch per entry.
+        if not self.repo_allowlist:
+            return None
+        return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.repo_allowlist))
 
 
 def load_settings(**overrides: Any) -> Settings:
