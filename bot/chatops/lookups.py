@@ -6,18 +6,17 @@ commands in one comment cost one round of requests.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import quote
 
 import aiohttp
-from gidgethub import BadRequest, GitHubException
+from gidgethub import GitHubException
 from gidgethub.abc import GitHubAPI
 
 from bot.chatops.authz import Permission, PrState
-from bot.repoconfig import CONFIG_PATH, ConfigProblem, RepoConfig, RepoConfigError, parse_repo_config
+from bot.repoconfig import RepoConfig, RepoConfigError
+from bot.services.repo_config import read_repo_config
 
 _KNOWN: tuple[Permission, ...] = ("admin", "maintain", "write", "triage", "read", "none")
 _LOOKUP_ERRORS = (GitHubException, aiohttp.ClientError, asyncio.TimeoutError)
@@ -128,22 +127,7 @@ class PrLookups:
         return self._config[ref]
 
     async def _read_config(self, ref: str) -> RepoConfig | RepoConfigError | None:
-        try:
-            data = await self.gh.getitem(f"/repos/{self.repo}/contents/{CONFIG_PATH}?ref={quote(ref, safe='')}")
-        except BadRequest as exc:
-            if exc.status_code == 404:
-                return None
-            raise
-        if not isinstance(data, dict) or data.get("type") != "file":
-            return RepoConfigError([ConfigProblem("", None, f"{CONFIG_PATH} must be a file")])
-        try:
-            text = base64.b64decode(data.get("content") or "").decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return RepoConfigError([ConfigProblem("", None, f"{CONFIG_PATH} is not UTF-8 text")])
-        try:
-            return parse_repo_config(text)
-        except RepoConfigError as exc:
-            return exc
+        return await read_repo_config(self.gh, self.repo, ref)
 
     async def pr_state(self, *, need_approved: bool, need_mergeable: bool, need_author: bool) -> PrState:
         pull = await self.pull(need_mergeable=need_mergeable)

@@ -6,8 +6,6 @@ installations table the installation webhooks keep current).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -20,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.context import GitHubAppPort
 from bot.deploy.gitops import DeployRepo
 from bot.guard.store import installation_for
-from bot.repoconfig import CONFIG_PATH, ConfigProblem, RepoConfig, RepoConfigError, parse_repo_config
+from bot.repoconfig import RepoConfig, RepoConfigError
+from bot.services.repo_config import read_repo_config
 
 
 class GuardError(Exception):
@@ -93,24 +92,8 @@ class AppGitHub:
         return config
 
     async def _read_config(self, repo: str) -> RepoConfig | RepoConfigError | None:
-        gh = await self._gh(repo)
-        try:
-            # No ref: the default branch, which is where the policy lives.
-            data = await gh.getitem(f"/repos/{repo}/contents/{CONFIG_PATH}")
-        except BadRequest as exc:
-            if exc.status_code == 404:
-                return None
-            raise
-        if not isinstance(data, dict) or data.get("type") != "file":
-            return RepoConfigError([ConfigProblem("", None, f"{CONFIG_PATH} must be a file")])
-        try:
-            text = base64.b64decode(data.get("content") or "").decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return RepoConfigError([ConfigProblem("", None, f"{CONFIG_PATH} is not UTF-8 text")])
-        try:
-            return parse_repo_config(text)
-        except RepoConfigError as exc:
-            return exc
+        # No ref: the default branch, which is where the policy lives.
+        return await read_repo_config(await self._gh(repo), repo)
 
     async def deploy_repo(self, full_name: str, workdir: Path) -> DeployRepo:
         installation = await self._installation(full_name)

@@ -9,7 +9,6 @@ the bot process only moves bytes — models and data are read inside the sandbox
 from __future__ import annotations
 
 import asyncio
-import base64
 import fnmatch
 import logging
 import shutil
@@ -19,11 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot.context import Services
-from bot.repoconfig import RepoConfig, RepoConfigError, parse_repo_config
+from bot.repoconfig import RepoConfig, RepoConfigError
 from bot.review import report
 from bot.review.checkout import CONFIG_FILE, fetch_pull_request
 from bot.review.compare import ReviewComparison
@@ -31,6 +29,7 @@ from bot.review.evaluation import compare_runs, make_readable, optimization_of, 
 from bot.review.jobs import KIND, ReviewRequest
 from bot.review.optimization import render_optimization
 from bot.sandbox.runner import Mount, SandboxResult, SandboxRunner
+from bot.services.repo_config import read_repo_config
 from bot.services.sticky import marker, upsert_sticky
 from bot.store.queue import ClaimedJob
 from bot.store.review_models import Review
@@ -75,8 +74,8 @@ class ReviewService:
         if pr["head"]["sha"] != req.head_sha:
             return  # a newer push is queued behind us and supersedes this review
         base_sha = pr["base"]["sha"]
-        config_text = await self._base_config(gh, req.repo, base_sha)
-        if config_text is None:
+        config = await read_repo_config(gh, req.repo, base_sha)
+        if config is None:
             await self._comment(
                 gh,
                 req,
@@ -85,12 +84,10 @@ class ReviewService:
                 f"`{req.head_sha[:12]}`. Add one (schema: `config/modelship.schema.json`).\n",
             )
             return
-        try:
-            config = parse_repo_config(config_text)
-        except RepoConfigError as exc:
-            await self._comment(gh, req, report.render_config_error(exc.problems, ref=pr["base"]["ref"]))
-            await self._check(gh, req, report.render_config_error_check_run(exc.problems))
-            await self._record(req, base_sha, "failure", {"config_error": [str(p) for p in exc.problems]})
+        if isinstance(config, RepoConfigError):
+            await self._comment(gh, req, report.render_config_error(config.problems, ref=pr["base"]["ref"]))
+            await self._check(gh, req, report.render_config_error_check_run(config.problems))
+            await self._record(req, base_sha, "failure", {"config_error": [str(p) for p in config.problems]})
             return
         if pr.get("draft") and not config.draft and req.trigger == "pull_request":
             return
@@ -159,15 +156,6 @@ class ReviewService:
         )
 
     # ------------------------------------------------------------------ steps
-    async def _base_config(self, gh: GitHubAPI, repo: str, base_sha: str) -> str | None:
-        try:
-            doc = await gh.getitem(f"/repos/{repo}/contents/{CONFIG_FILE}?ref={base_sha}")
-        except gidgethub.BadRequest as exc:
-            if exc.status_code == 404:
-                return None
-            raise
-        return base64.b64decode(doc.get("content", "")).decode("utf-8", errors="replace")
-
     async def _trusted(self, gh: GitHubAPI, req: ReviewRequest, pr: dict[str, Any]) -> tuple[bool, str | None]:
         from bot.chatops.service import sandbox_allowed
 
