@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/modelship demo
 
-test: setup
+test: setup lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-quick: setup
@@ -32,6 +32,7 @@ test-quick: setup
 
 lint: setup
 	$(BIN)/ruff check bot pipelines tests bench scripts
+	$(BIN)/ruff format --check bot pipelines tests bench scripts
 	$(BIN)/mypy
 
 bench: setup
