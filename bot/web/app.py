@@ -97,22 +97,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@web.middleware
-async def never_500_on_client_errors(
-    request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("unhandled error serving %s %s", request.method, request.path)
-        return _reply(500, "internal error")
-
-
 def create_web_app(intake: Intake, health: Health) -> web.Application:
     # Slightly over 25 MB so that the 413 comes from our check with a clear message.
-    app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[never_500_on_client_errors])
+    app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
     app[INTAKE] = intake
     app[HEALTH] = health
     app.router.add_post("/webhooks/github", receive_github_webhook)
