@@ -64,7 +64,8 @@ deploy: {{repository: {DEPLOY}}}
 """
 
 
-def _files(root: Path) -> dict[str, bytes]:
+def sample_files(root: Path = SAMPLE) -> dict[str, bytes]:
+    """A directory's files as devhub.create_repo takes them (the sample model repository by default)."""
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
@@ -200,7 +201,7 @@ class Demo:
         self, devhub: RunningDevHub, service: Service, branch: str, trees: int, depth: int, title: str
     ) -> int:
         self.step(f"Retraining the model with {trees} trees of depth {depth} (train.py, in a subprocess)")
-        retrained = await asyncio.to_thread(_retrain, self.workdir / "retrain", trees, depth)
+        retrained = await asyncio.to_thread(retrain_sample, self.workdir / "retrain", trees, depth)
         await devhub.hub.push(REPO, branch, {"models/churn.skops": retrained}, message=title)
         self.step("Opening the pull request; the bot evaluates base and head in the sandbox")
         number = await devhub.hub.open_pr(REPO, branch, title=title, user="alice")
@@ -212,7 +213,7 @@ class Demo:
     async def flow(self, devhub: RunningDevHub, service: Service, prometheus: Prometheus) -> None:
         hub = devhub.hub
         self.step(f"Creating {REPO} from examples/sample-model-repo and installing the app")
-        await hub.create_repo(REPO, _files(SAMPLE))
+        await hub.create_repo(REPO, sample_files())
         hub.set_permission(REPO, "alice", "write")
         await hub.install("acme", [REPO])
         await hub.ping()
@@ -429,7 +430,9 @@ def _git(bare: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=bare, check=True, capture_output=True, text=True).stdout
 
 
-def _retrain(work: Path, trees: int, depth: int) -> bytes:
+def retrain_sample(work: Path, trees: int, depth: int) -> bytes:
+    """Train the sample model with other flags in a copy at ``work`` (a subprocess: this process never
+    imports scikit-learn); returns the deterministic model bytes."""
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(SAMPLE, work)
     subprocess.run(

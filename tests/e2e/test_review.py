@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from bot.demo import retrain_sample, sample_files
 from bot.devhub import RunningDevHub
 from bot.store.review_models import Review
 from tests.fixtures.bot import RunningBot, start_bot
@@ -22,26 +20,9 @@ REPO = "acme/churn-model"
 pytestmark = pytest.mark.slow
 
 
-def sample_files(root: Path = SAMPLE) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
-    }
-
-
 def train(tmp_path_factory: pytest.TempPathFactory, trees: int, depth: int) -> bytes:
     """A different, deterministic model: the sample trained with other flags."""
-    work = tmp_path_factory.mktemp("retrain") / "repo"
-    shutil.copytree(SAMPLE, work)
-    subprocess.run(
-        [sys.executable, "train.py", "--trees", str(trees), "--depth", str(depth)],
-        cwd=work,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return (work / "models" / "churn.skops").read_bytes()
+    return retrain_sample(tmp_path_factory.mktemp("retrain") / "repo", trees, depth)
 
 
 @pytest.fixture(scope="module")
