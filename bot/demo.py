@@ -463,7 +463,7 @@ def _podman_url() -> str:
     help="Where devhub's repositories and the bot's database are kept (wiped first).",
 )
 def demo(workdir: Path) -> None:
-    """Run the whole flow locally: GitHub simulator, bot, sample model repository, a pull request."""
+    """Run the whole loop locally: review, chat-ops, deploy and a guard rollback (see docs/demo.md)."""
     from bot import logs
 
     logs.configure("WARNING")
