@@ -233,8 +233,13 @@ def _insert_after(mapping: CommentedMap, previous: str | None, key: str, value: 
 
 
 def is_newer(current: ModelRef | None, candidate: ModelRef) -> bool:
-    """True when ``candidate`` may replace ``current``: nothing deployed, or a strictly later merge."""
-    return current is None or candidate.sequence > current.sequence
+    """True when ``candidate`` may replace ``current``: nothing deployed, or a strictly later merge.
+
+    Merge times have one-second resolution; two merges in the same second are ordered by PR number.
+    """
+    if current is None or candidate.sequence > current.sequence:
+        return True
+    return candidate.sequence == current.sequence and (candidate.source_pr or 0) > (current.source_pr or 0)
 
 
 def plan_deploy(

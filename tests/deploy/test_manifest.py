@@ -135,9 +135,12 @@ def test_an_older_version_never_overwrites_a_newer_one() -> None:
     same_time = plan_deploy(deployed, replace(V1, sequence=V2.sequence))
 
     assert late.text is None and late.reason.startswith("stale: deployed 2222222")
-    assert same_time.text is None, "a tie keeps what is deployed"
+    assert same_time.text is None, "a merge in the same second from an earlier PR keeps what is deployed"
     assert is_newer(None, V1) and is_newer(current_ref(render_values(None, V1)), V2)
     assert not is_newer(V2, V1)
+    # Merge times have one-second resolution: in the same second, the later PR number wins.
+    assert is_newer(V2, replace(V2, revision="3" * 40, source_pr=43))
+    assert not is_newer(V2, replace(V2, revision="3" * 40, source_pr=41))
 
 
 def test_a_rollback_pins_the_old_version_and_auto_deploy_respects_the_pin_until_unpinned() -> None:
