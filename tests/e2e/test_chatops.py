@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 
 from bot.chatops import store
 from bot.chatops.ratelimit import RateLimiter
@@ -24,7 +24,7 @@ from bot.store.base import utcnow
 from bot.store.chatops_models import ChatopsApproval, ChatopsAudit, ChatopsHold
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob, job_row
-from tests.fixtures.bot import RunningBot, start_bot
+from tests.fixtures.bot import RunningBot, settle_jobs, start_bot
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 
 BOT = "modelship[bot]"
@@ -129,15 +129,7 @@ async def open_pr(world: World, repo: str, branch: str, *, user: str = "alice") 
 
 async def settle(world: World, timeout: float = 20.0) -> None:
     """Wait until no job is running or due (the matrix parks future-dated sentinel jobs in the queue)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    due = (Job.state == "running") | ((Job.state == "queued") & (Job.run_after <= utcnow() + timedelta(seconds=5)))
-    while loop.time() < deadline:
-        async with world.services.engine.connect() as conn:
-            if not await conn.scalar(select(func.count()).select_from(Job).where(due)):
-                return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"jobs still pending after {timeout}s")
+    await settle_jobs(world.services.engine, horizon=5, timeout=timeout)
 
 
 async def say(world: World, repo: str, number: int, body: str, user: str) -> int:

@@ -12,13 +12,12 @@ import hashlib
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 
 from bot.chatops.ratelimit import RateLimiter
 from bot.chatops.service import LIMITER_KEY
@@ -27,11 +26,10 @@ from bot.deploy.gitops import RetryPolicy
 from bot.deploy.manifest import current_ref, load_values, parse_trailers, validate_values
 from bot.deploy.service import DeployService, of
 from bot.devhub import DevHub, start
-from bot.store.base import utcnow
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob
 from bot.store.review_models import Deployment, Review
-from tests.fixtures.bot import RunningBot, start_bot
+from tests.fixtures.bot import RunningBot, settle_jobs, start_bot
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 
 BOT = "modelship[bot]"
@@ -141,15 +139,7 @@ async def repos(world: World, name: str, environments: str, deploy_files: dict[s
 async def settle(world: World, timeout: float = 30.0) -> None:
     """Wait until no job is running or due soon (retries with backoff count as due)."""
     await asyncio.sleep(0.2)  # the delivery reaches the intake asynchronously
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    due = (Job.state == "running") | ((Job.state == "queued") & (Job.run_after <= utcnow() + timedelta(seconds=10)))
-    while loop.time() < deadline:
-        async with world.services.engine.connect() as conn:
-            if not await conn.scalar(select(func.count()).select_from(Job).where(due)):
-                return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"jobs still pending after {timeout}s")
+    await settle_jobs(world.services.engine, horizon=10, timeout=timeout)
 
 
 async def merge(world: World, repo: str, branch: str, content: bytes) -> tuple[int, str]:
