@@ -53,7 +53,7 @@ DEFAULT_CAPS = frozenset(
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _REAP_GRACE_S = 10.0  # how long log readers and a killed container may lag behind
-_EXIT_POLL_S = 0.1  # how often a running container's state is read (see _wait_exited)
+_EXIT_POLL_S = 0.1  # how often a running container's state is read (see wait_exited)
 _TINY_TMPFS = MiB
 
 
@@ -334,7 +334,7 @@ class DockerEngineRunner:
             _in_own_thread(lambda: self._follow(container, "stdout", stdout, flooded)),
             _in_own_thread(lambda: self._follow(container, "stderr", stderr, flooded)),
         ]
-        waiter = _in_own_thread(lambda: _wait_exited(container))
+        waiter = _in_own_thread(lambda: wait_exited(container))
         timed_out = False
         try:
             await asyncio.wait_for(asyncio.shield(waiter), spec.timeout_s)
@@ -430,13 +430,14 @@ def _in_own_thread(call: Callable[[], T]) -> asyncio.Future[T]:
     return future
 
 
-def _wait_exited(container: Any) -> None:
+def wait_exited(container: Any) -> None:
     """Block until the container has stopped running.
 
-    Polls inspect rather than calling the engine's /wait: podman's /wait (4.3 here; containers/podman
-    #18150) spins a core for as long as it waits, which on a 2-core runner halved the speed of the
-    very sandbox it waited on (a review's two runs took 2x their CPU time). Inspect every 100 ms costs
-    the engine about 4 % of a core and adds at most 100 ms to a run.
+    Polls inspect rather than calling the engine's /wait: podman's compat /wait before 4.5 polls every
+    microsecond (containers/podman#18149), spinning a core for as long as it waits; on a 2-core
+    runner that halved the speed of the very sandbox it waited on (a review's two runs took twice
+    their CPU time). Inspect every 100 ms costs the engine about 4 % of a core and adds at most
+    100 ms to a run.
     """
     while True:
         container.reload()
