@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 JobRunner = Callable[[ClaimedJob], Awaitable[None]]
 
 
+_MIN_HEARTBEAT_GAP_S = 0.2
+
+
 class WorkerPool:
     def __init__(
         self,
@@ -40,10 +43,16 @@ class WorkerPool:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}
+        self._recheck = asyncio.Event()  # replaced on every set, so each heartbeat sees the poke once
 
     def wake(self) -> None:
         """Called when new jobs were committed, so idle workers claim them without waiting a poll."""
         self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs this process is running, including cancelled ones that have not reached a heartbeat yet."""
+        return len(self._inflight)
 
     @property
     def alive(self) -> int:
@@ -131,16 +140,22 @@ class WorkerPool:
             heartbeat.cancel()
             metrics.JOB_DURATION.labels(job.kind, outcome).observe(time.monotonic() - started)
             # A job may have queued follow-up jobs (a webhook queues a review or a deploy) or freed its
-            # PR's serial key: let idle workers look now rather than at their next poll.
+            # PR's serial key: let idle workers look now rather than at their next poll. It may also
+            # have cancelled a running job (a push supersedes a review): its heartbeat looks now, so
+            # the old review stops and frees the sandbox instead of running for another interval.
             self._wake.set()
+            self._recheck.set()
+            self._recheck = asyncio.Event()
 
     async def _heartbeat(
         self, job_id: int, worker_id: str, task: asyncio.Task[object] | None, lost: asyncio.Event
     ) -> None:
         interval = max(0.2, min(5.0, self.queue.lease.total_seconds() / 3))
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recheck.wait(), interval)
             if not await self.queue.heartbeat(job_id, worker_id) and task is not None:
                 lost.set()
                 task.cancel()
                 return
+            await asyncio.sleep(_MIN_HEARTBEAT_GAP_S)  # a burst of finished jobs is one look, not hundreds
