@@ -359,7 +359,7 @@ async def run_cancel(ctx: CommandContext) -> Outcome:
     if not cancelled:
         return Outcome(True, ctx.reply("Nothing to cancel: this PR has no queued or running jobs."), "nothing")
     listed = "\n".join(f"- #{j.id} {j.kind}{f' ({j.trigger})' if j.trigger else ''}, was {j.state}" for j in cancelled)
-    body = f"Cancelled {len(cancelled)} job(s); a running one stops at its next heartbeat:\n\n{listed}"
+    body = f"Cancelled {len(cancelled)} job(s); a running one stops within seconds:\n\n{listed}"
     return Outcome(True, ctx.reply(body), f"cancelled {', '.join(f'#{j.id}' for j in cancelled)}")
 
 

@@ -169,8 +169,8 @@ async def jobs(conn: AsyncConnection, repo: str, pr: int, limit: int = 10) -> li
 
 
 async def cancel(conn: AsyncConnection, repo: str, pr: int, actor: str) -> list[JobView]:
-    """Mark the PR's queued and running feature jobs cancelled (a running worker stops at its next
-    heartbeat); returns them as they were."""
+    """Mark the PR's queued and running feature jobs cancelled (a running worker stops when the
+    cancelling job ends, or at its next heartbeat in another process); returns them as they were."""
     rows = await conn.execute(
         select(JOBS.c.id, JOBS.c.kind, JOBS.c.state, JOBS.c.attempts, JOBS.c.last_error, JOBS.c.payload)
         .where(_of_pr(repo, pr), JOBS.c.kind != _OWN_KIND, JOBS.c.state.in_(_ACTIVE))

@@ -1,7 +1,8 @@
 """The review job: what a pull_request event, `/modelship evaluate` or `ok-to-test` enqueues.
 
-A newer review of the same PR supersedes older ones: they are cancelled (a running one notices at its
-next heartbeat and stops), so a new push never waits behind an evaluation of a stale head.
+A newer review of the same PR supersedes older ones: they are cancelled (a running one in this process
+stops as soon as the job that cancelled it ends; one in another process at its next heartbeat), so a
+new push never waits behind an evaluation of a stale head.
 """
 
 from __future__ import annotations

@@ -504,7 +504,7 @@ async def test_cancel_stops_the_prs_running_review(world: World) -> None:
                 break
             await asyncio.sleep(0.05)
         answer = replies[0]
-        # The running review notices at its next heartbeat (at most 5 s) and stops.
+        # The running review stops once the cancelling job ends (at the latest at its 5 s heartbeat).
         for _ in range(100):
             if not (await world.bot.service.services.queue.depth()).get("running"):
                 break
