@@ -29,7 +29,7 @@ REST_OPERATIONS = words(
     apps/get-authenticated apps/create-installation-access-token apps/get-installation
     apps/list-installations apps/get-repo-installation apps/list-repos-accessible-to-installation
     repos/get
-    pulls/get pulls/list pulls/create pulls/merge pulls/list-files pulls/list-reviews pulls/create-review
+    pulls/get pulls/list pulls/create pulls/update pulls/merge pulls/list-files pulls/list-reviews pulls/create-review
     issues/get issues/create-comment issues/list-comments issues/get-comment issues/update-comment
     issues/delete-comment reactions/create-for-issue-comment
     checks/create checks/update checks/get checks/list-for-ref
@@ -46,7 +46,7 @@ EXTRA_SCHEMAS = ("basic-error", "validation-error", "validation-error-simple")
 WEBHOOKS = words(
     """
     ping push installation-created installation-repositories-added
-    pull-request-opened pull-request-synchronize pull-request-closed pull-request-review-submitted
+    pull-request-opened pull-request-synchronize pull-request-edited pull-request-closed pull-request-review-submitted
     issue-comment-created issue-comment-edited issue-comment-deleted
     """
 )

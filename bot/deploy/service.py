@@ -858,15 +858,19 @@ async def read_text(gh: GitHubAPI, repo: str, path: str, ref: str) -> str | None
 
 
 async def ensure_pull(gh: GitHubAPI, repo: str, branch: str, base: str, message: str) -> int | None:
-    """The open PR for ``branch`` in the deploy repository, opened if there is none (None: no diff)."""
+    """The open PR for ``branch`` in the deploy repository, opened (or retitled) from ``message``; None: no diff."""
     owner = repo.split("/", 1)[0]
+    title, _, rest = message.partition("\n")
+    body = rest.strip() or title
     async for pull in gh.getiter(f"/repos/{repo}/pulls?state=open&head={quote(f'{owner}:{branch}', safe='')}"):
-        return int(pull["number"])
-    title, _, body = message.partition("\n")
+        number = int(pull["number"])
+        # The branch now carries a newer version: the PR must say so too, not only its latest commit.
+        if pull.get("title") != title or (pull.get("body") or "") != body:
+            await gh.patch(f"/repos/{repo}/pulls/{number}", data={"title": title, "body": body})
+        return number
     try:
         created = await gh.post(
-            f"/repos/{repo}/pulls",
-            data={"title": title, "head": branch, "base": base, "body": body.strip() or title},
+            f"/repos/{repo}/pulls", data={"title": title, "head": branch, "base": base, "body": body}
         )
     except BadRequest as exc:
         if exc.status_code == 422 and "No commits between" in f"{exc} {getattr(exc, 'errors', '')}":

@@ -549,6 +549,20 @@ class DevHub:
         await self.pushed(full_name, [RefUpdate(f"refs/heads/{p.base_ref}", before, sha)], self.account(user))
         return sha
 
+    async def edit_pr(
+        self, full_name: str, number: int, user: str, *, title: str | None = None, body: str | None = None
+    ) -> None:
+        """Change a PR's title and body; `pull_request.edited` lists what changed (nothing changed: no event)."""
+        p = self.pull(full_name, number)
+        changes: dict[str, Any] = {}
+        if title is not None and title != p.title:
+            changes["title"], p.title = {"from": p.title}, title
+        if body is not None and body != (p.body or ""):
+            changes["body"], p.body = {"from": p.body or ""}, body
+        if changes:
+            p.updated_at = time.time()
+            await self._pull_event(full_name, p, "edited", self.account(user), {"changes": changes})
+
     async def close_pr(self, full_name: str, number: int, user: str = "alice") -> None:
         p = self.pull(full_name, number)
         p.state, p.closed_at, p.updated_at = "closed", time.time(), time.time()

@@ -312,6 +312,22 @@ class Rest:
         )
         return json_response(await self.hub.pull_json(repo.full_name, self.hub.pull(repo.full_name, number)), 201)
 
+    async def update_pull(self, request: web.Request) -> web.Response:
+        installation, repo = self.repo_auth(request)
+        pull = self._pull(repo, request.match_info["number"])
+        data = await body_json(request)
+        if "base" in data and data["base"] != pull.base_ref:
+            raise GitHubError(422, "devhub does not change a pull request's base branch")
+        if data.get("state") == "open" and pull.state == "closed":
+            raise GitHubError(422, "devhub does not reopen pull requests")
+        if "title" in data and not data["title"]:
+            raise invalid("PullRequest", "title")
+        who = self.actor(installation).login
+        await self.hub.edit_pr(repo.full_name, pull.number, who, title=data.get("title"), body=data.get("body"))
+        if data.get("state") == "closed" and pull.state == "open":
+            await self.hub.close_pr(repo.full_name, pull.number, who)
+        return json_response(await self.hub.pull_json(repo.full_name, pull))
+
     async def merge_pull(self, request: web.Request) -> web.Response:
         installation, repo = self.repo_auth(request)
         pull = self._pull(repo, request.match_info["number"])
@@ -738,6 +754,7 @@ class Rest:
             ("GET", f"{r}/pulls", self.list_pulls),
             ("POST", f"{r}/pulls", self.create_pull),
             ("GET", f"{r}/pulls/{{number}}", self.get_pull),
+            ("PATCH", f"{r}/pulls/{{number}}", self.update_pull),
             ("PUT", f"{r}/pulls/{{number}}/merge", self.merge_pull),
             ("GET", f"{r}/pulls/{{number}}/files", self.list_files),
             ("GET", f"{r}/pulls/{{number}}/reviews", self.list_reviews),

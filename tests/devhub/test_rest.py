@@ -6,7 +6,7 @@ import base64
 
 import aiohttp
 import pytest
-from gidgethub import InvalidField, ValidationError
+from gidgethub import BadRequest, InvalidField, ValidationError
 
 from bot.devhub import RunningDevHub
 from tests.devhub.helpers import REPO, client, install_app
@@ -93,6 +93,27 @@ async def test_pull_request_created_and_merged_over_rest_is_a_real_merge_commit(
     assert after["merged"] is True and after["merge_commit_sha"] == merged["sha"]
     assert parents[1] == created["head"]["sha"]
     assert hub.git.read(REPO, "refs/heads/main", "model/params.json") == b'{"c": 3.0}\n'
+
+
+async def test_a_pull_request_edited_over_rest_says_what_changed(devhub: RunningDevHub) -> None:
+    hub = devhub.hub
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        gh = client(devhub, session, installed.token)
+        number = await open_pr(devhub)
+        edited = await gh.patch(f"/repos/{REPO}/pulls/{number}", data={"title": "Tune C to 2", "body": "Why: recall"})
+        await gh.patch(f"/repos/{REPO}/pulls/{number}", data={"title": "Tune C to 2"})  # no change, no event
+        with pytest.raises(BadRequest) as rebase:
+            await gh.patch(f"/repos/{REPO}/pulls/{number}", data={"base": "release"})
+        closed = await gh.patch(f"/repos/{REPO}/pulls/{number}", data={"state": "closed"})
+
+    events = [d.payload for d in hub.sender.deliveries if d.event == "pull_request" and d.action != "opened"]
+    assert (edited["title"], edited["body"], edited["state"]) == ("Tune C to 2", "Why: recall", "open")
+    assert [e["action"] for e in events] == ["edited", "closed"]
+    assert events[0]["changes"] == {"title": {"from": "Tune C"}, "body": {"from": ""}}
+    assert rebase.value.status_code == 422 and "base branch" in str(rebase.value)
+    assert closed["state"] == "closed" and hub.pull(REPO, number).state == "closed"
+    assert hub.contract_violations == []
 
 
 async def test_validation_errors_are_githubs_422(devhub: RunningDevHub) -> None:

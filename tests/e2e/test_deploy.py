@@ -337,6 +337,11 @@ async def test_a_protected_environment_gets_one_pr_updated_by_the_next_merge(wor
     assert len(pulls) == 1 and pulls[0].head_ref == "modelship/deploy/production/churn"
     ref = current_ref(show(world, r.deploy, "environments/production/churn/values.yaml", pulls[0].head_ref))
     assert ref is not None and ref.revision == second
+    # The PR's title and body describe the version its branch now carries, not the one it opened with.
+    assert second[:7] in pulls[0].title and first[:7] not in pulls[0].title, pulls[0].title
+    assert f"Modelship-Version: {second}" in (pulls[0].body or "")
+    edited = [d for d in world.hub.sender.deliveries if d.event == "pull_request" and d.action == "edited"]
+    assert edited, "GitHub sends pull_request.edited when the title changes"
     rows = await history(world, r.model)
     assert [(x.state, x.version, x.deploy_pr) for x in rows] == [
         ("pending", first, pulls[0].number),
