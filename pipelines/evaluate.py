@@ -179,6 +179,14 @@ def write_json(document: object, out: Path) -> None:
     out.write_text(json.dumps(document, allow_nan=False, indent=1))
 
 
+def exit_now(code: int) -> None:
+    """Leave without the interpreter's teardown: unloading scikit-learn, pandas and ONNX Runtime takes
+    ~0.5 s, on a review's critical path. Only after every output file was written and closed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def cli_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--spec", type=Path, required=True)
@@ -200,4 +208,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

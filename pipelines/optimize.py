@@ -9,7 +9,6 @@ failure is a row in the report, never a failed run.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from pipelines.evaluate import (
     Quality,
     cli_args,
     error_info,
+    exit_now,
     failed,
     score,
     single_rows,
@@ -331,4 +331,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

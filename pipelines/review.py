@@ -10,12 +10,11 @@ steps as separate containers would pay that twice, and train the model twice.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from typing import cast
 
 from pipelines.errors import PipelineError
-from pipelines.evaluate import cli_args, evaluate, write_json
+from pipelines.evaluate import cli_args, evaluate, exit_now, write_json
 from pipelines.optimize import optimize
 from pipelines.schema import SCHEMA_VERSION, OptimizeSpec, ReviewReport
 from pipelines.spec import read_spec
@@ -49,4 +48,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
