@@ -184,12 +184,15 @@ async def probed(review_world: ReviewWorld, host: Host) -> AsyncIterator[Probed]
     world = review_world
     hog = pickle_running("hog = []\nwhile True:\n    hog.append(b'x' * (16 << 20))\n")
     flood = pickle_running("import os\nfor _ in range(100):\n    os.write(1, b'x' * (1 << 20))\n")
-    # At exit, after the pipeline wrote its result, swap the result for a link to a host file.
-    # (exec runs in the unpickler's frame: the callback reaches `os` through __import__, not a local.)
+    # At exit, after the pipeline wrote its result, swap the result for a link to a host file, however
+    # the process leaves: through os._exit (the pipelines skip the interpreter's teardown) or atexit.
+    # (exec runs in the unpickler's frame: callbacks get what they need as defaults, not closures.)
     swap = pickle_running(
         "import atexit\n"
-        "atexit.register(lambda os=__import__('os'): (os.remove('/out/result.json'), "
-        f"os.symlink({str(host.secret)!r}, '/out/result.json')))\n"
+        "swap = lambda os=__import__('os'): (os.remove('/out/result.json'), "
+        f"os.symlink({str(host.secret)!r}, '/out/result.json'))\n"
+        "atexit.register(swap)\n"
+        "__import__('os')._exit = lambda code, swap=swap, real=__import__('os')._exit: (swap(), real(code))\n"
     )
     sandbox = "{cpus: 1, memory: 512m, timeout: 300s}"
     pickled = {"path": "models/model.pkl", "allow_pickle": True}
