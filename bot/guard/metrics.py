@@ -40,3 +40,4 @@ ROUND_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 QUERIES = Counter("modelship_guard_queries_total", "PromQL queries the guard sent")
+LEADING = Gauge("modelship_guard_leading", "1 while this process holds the watcher lease (one replica watches)")

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.guard.analysis import CheckState
 from bot.store.base import utcnow
-from bot.store.guard_models import GuardCheckState, GuardIncident
+from bot.store.guard_models import GuardCheckState, GuardIncident, GuardLease
 from bot.store.models import Installation
 from bot.store.review_models import Deployment as DeploymentRow
 
@@ -210,6 +210,37 @@ async def save_states(
             index_elements=["repo", "environment", "model", "version", "check_key"], set_=values
         )
         await conn.execute(stmt)
+
+
+# --------------------------------------------------------------------------- leadership
+
+
+async def take_lease(conn: AsyncConnection, name: str, holder: str, ttl_s: float, now: datetime | None = None) -> bool:
+    """Hold or renew the lease ``name`` for ``ttl_s``; False while another holder's lease is unexpired.
+
+    One conditional UPDATE (PostgreSQL re-checks its WHERE on the locked row, so two replicas racing
+    for an expired lease cannot both win), else an INSERT that loses quietly to a concurrent one.
+    """
+    now = now or utcnow()
+    until = now + timedelta(seconds=ttl_s)
+    table = cast(Table, GuardLease.__table__)
+    renewed = await conn.execute(
+        update(table)
+        .where(table.c.name == name, or_(table.c.holder == holder, table.c.expires_at <= now))
+        .values(holder=holder, expires_at=until)
+    )
+    if renewed.rowcount:
+        return True
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    inserted = await conn.execute(
+        dialect.insert(table).values(name=name, holder=holder, expires_at=until).on_conflict_do_nothing()
+    )
+    return bool(inserted.rowcount)
+
+
+async def drop_lease(conn: AsyncConnection, name: str, holder: str) -> None:
+    table = cast(Table, GuardLease.__table__)
+    await conn.execute(delete(table).where(table.c.name == name, table.c.holder == holder))
 
 
 # --------------------------------------------------------------------------- incidents

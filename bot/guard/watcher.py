@@ -1,14 +1,17 @@
 """The guard's watcher: each interval, evaluate every current deployment's checks, persist, act.
 
 A round reads everything it needs from the database (current deployments, stored check states,
-open incidents), so a restarted bot continues with the same counts and the same incidents. The
-decision itself is bot.guard.analysis (pure); this module is the loop around it.
+open incidents), so a restarted bot continues with the same counts and the same incidents. With
+several replicas on one database only the holder of the watcher lease runs rounds. The decision
+itself is bot.guard.analysis (pure); this module is the loop around it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,12 +72,16 @@ def is_due(states: Mapping[str, CheckState], interval: float, now: float) -> boo
     return not checked or now - max(checked) >= interval - min(0.25, interval / 10)
 
 
+LEASE = "guard-watcher"
+
+
 @dataclass
 class Round:
     evaluations: list[Evaluation] = field(default_factory=list)
     incidents: list[IncidentView] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # repository -> why it was not watched
     next_in: float = 30.0  # seconds until the next deployment is due
+    leading: bool = True  # False: another replica holds the watcher lease, this round did nothing
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,8 @@ class Watcher:
         templates: Mapping[str, QueryTemplate] | None = None,
         default_interval: float = 30.0,
         clock: Callable[[], float] = time.time,
+        holder: str | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         self.engine = engine
         self.provider = provider
@@ -104,26 +113,45 @@ class Watcher:
         self.default_interval = default_interval
         self.clock = clock
         self.rounds = 0
+        # The host (a pod's name), not the process: a bot restarted in place takes its lease straight back.
+        self.holder = holder or socket.gethostname()
+        # Renewed every round (at most default_interval apart): a dead leader is replaced within ~3 rounds.
+        self.lease_ttl = lease_ttl if lease_ttl is not None else 3 * default_interval
 
     async def run(self) -> None:
         """Forever: a round, then sleep until the next deployment is due (a failed round is logged)."""
-        log.info("guard watcher started (default interval %.3gs)", self.default_interval)
-        while True:
-            started = time.monotonic()
-            wait = self.default_interval
-            try:
-                with metrics.ROUND_SECONDS.time():
-                    done = await self.round()
-                wait = done.next_in
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("guard: watcher round failed; next round in %.3gs", wait)
-            await asyncio.sleep(max(0.05, wait - (time.monotonic() - started)))
+        log.info("guard watcher started (default interval %.3gs, as %s)", self.default_interval, self.holder)
+        try:
+            while True:
+                started = time.monotonic()
+                wait = self.default_interval
+                try:
+                    with metrics.ROUND_SECONDS.time():
+                        done = await self.round()
+                    wait = done.next_in
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("guard: watcher round failed; next round in %.3gs", wait)
+                await asyncio.sleep(max(0.05, wait - (time.monotonic() - started)))
+        finally:  # cancelled at shutdown
+            await asyncio.shield(self._resign())
+
+    async def _resign(self) -> None:
+        """On shutdown, hand the lease back so another replica watches from its next round."""
+        with contextlib.suppress(Exception):
+            async with self.engine.begin() as conn:
+                await store.drop_lease(conn, LEASE, self.holder)
+        metrics.LEADING.set(0)
 
     async def round(self) -> Round:
         now = self.clock()
         report = Round(next_in=self.default_interval)
+        async with self.engine.begin() as conn:
+            report.leading = await store.take_lease(conn, LEASE, self.holder, self.lease_ttl)
+        metrics.LEADING.set(1 if report.leading else 0)
+        if not report.leading:
+            return report  # another replica watches; look again in an interval, in case it died
         async with self.engine.connect() as conn:
             current = await store.current_deployments(conn)
             stored = await store.load_states(conn, current)

@@ -74,3 +74,15 @@ class GuardIncident(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class GuardLease(Base):
+    """Which bot process runs the watcher: with several replicas on one database exactly one leads, so
+    breaches are counted once and Prometheus is asked once. The holder renews every round; a lease
+    left to expire (the leader died) is taken by the next replica that looks."""
+
+    __tablename__ = "guard_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[datetime]

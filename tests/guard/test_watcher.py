@@ -52,7 +52,14 @@ async def bot_world(devhub: RunningDevHub, data_dir: Path, **guard: Any) -> Asyn
 
 
 def watcher(
-    service: Service, url: str, session: aiohttp.ClientSession, clock: Clock, **templates: QueryTemplate
+    service: Service,
+    url: str,
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    *,
+    holder: str | None = None,
+    lease_ttl: float | None = None,
+    **templates: QueryTemplate,
 ) -> Watcher:
     guard = service.services.extras[GUARD_KEY]
     assert isinstance(guard, Guard)
@@ -62,6 +69,8 @@ def watcher(
         guard.rollbacks,
         templates={**load_templates(), **templates},
         clock=clock,
+        holder=holder,
+        lease_ttl=lease_ttl,
     )
 
 
@@ -106,6 +115,34 @@ async def test_prometheus_down_is_an_error_then_an_alert_and_never_a_rollback(
         status = await service.services.extras[GUARD_KEY].status(MODELS)
         assert "ALERT: acme/models production iris `error_rate`: 4 failed queries in a row" in status
         assert "unreachable" in status and "Open incidents**\n\nNone." in status
+
+
+async def test_with_several_replicas_one_watches_until_it_stops_or_its_lease_expires(
+    devhub: RunningDevHub, tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    async with bot_world(devhub, tmp_path / "bot") as (service, _):
+        clock, down = Clock(), f"http://127.0.0.1:{free_port()}"
+        a = watcher(service, down, session, clock, holder="pod-a", lease_ttl=60)
+        b = watcher(service, down, session, clock, holder="pod-b", lease_ttl=0.5)
+
+        first, second = await a.round(), await b.round()
+        assert first.leading and len(first.evaluations) == 1
+        assert not second.leading and second.evaluations == []  # no second count, no second query
+
+        running = asyncio.create_task(a.run())
+        await asyncio.sleep(0.2)
+        running.cancel()  # a shut down leader hands its lease back at once
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        clock.now += 1.0
+        taken = await b.round()
+        assert taken.leading and len(taken.evaluations) == 1
+
+        # pod-b dies without resigning: pod-a waits for its lease (0.5 s) to expire, then takes over.
+        clock.now += 1.0
+        assert not (await a.round()).leading
+        await asyncio.sleep(0.6)
+        assert (await a.round()).leading
 
 
 @pytest.mark.parametrize(
