@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.guard import store
 from bot.guard.analysis import CheckState
+from bot.store.base import utcnow
 from bot.store.models import Installation
 from bot.store.review_models import Deployment
 
@@ -97,3 +100,21 @@ async def test_the_installation_of_a_repository_comes_from_the_installation_webh
     assert await store.installation_for(engine, "beta/anything") == 2
     assert await store.installation_for(engine, "acme/deploy") is None
     assert await store.installation_for(engine, "gone/x") is None
+
+
+async def test_one_of_many_replicas_racing_for_the_watcher_lease_gets_it(engine: AsyncEngine) -> None:
+    async def take(holder: str, ttl: float = 30.0, now: datetime | None = None) -> bool:
+        async with engine.begin() as conn:
+            return await store.take_lease(conn, "guard-watcher", holder, ttl, now)
+
+    won = list(await asyncio.gather(*[take(f"pod-{i}") for i in range(8)]))
+    assert won.count(True) == 1, won
+    leader = f"pod-{won.index(True)}"
+    assert await take(leader)  # the holder renews
+    assert not await take("pod-late")
+    later = utcnow() + timedelta(seconds=31)  # the leader stopped renewing
+    racing = list(await asyncio.gather(*[take(f"pod-{i}", now=later) for i in range(8)]))
+    assert racing.count(True) == 1, racing
+    async with engine.begin() as conn:
+        await store.drop_lease(conn, "guard-watcher", f"pod-{racing.index(True)}")
+    assert await take("pod-late")
