@@ -77,7 +77,7 @@ def registry(services: Services) -> dict[str, CommandService]:
 def limiter(services: Services) -> RateLimiter:
     found = services.extras.get(LIMITER_KEY)
     if not isinstance(found, RateLimiter):
-        found = services.extras[LIMITER_KEY] = RateLimiter()
+        found = services.extras[LIMITER_KEY] = RateLimiter(store.SqlBuckets(services.engine))
     return found
 
 
@@ -94,7 +94,7 @@ class _Answer:
 
 
 async def handle_comment(
-    payload: dict[str, Any], gh: GitHubAPI, services: Services, *, now: Callable[[], float] = time.monotonic
+    payload: dict[str, Any], gh: GitHubAPI, services: Services, *, now: Callable[[], float] = time.time
 ) -> None:
     """Run the commands of a new PR comment (the caller has applied ``filters.ignore_reason``)."""
     comment, repo = payload["comment"], payload["repository"]["full_name"]
@@ -108,14 +108,14 @@ async def handle_comment(
     audit = _Audit(repo, number, actor, comment["id"])
     reactions = f"/repos/{repo}/issues/comments/{comment['id']}/reactions"
     rate_limiter = limiter(services)
-    verdict = rate_limiter.check(actor.lower(), now())
+    verdict = await rate_limiter.check(actor.lower(), now())
     if verdict is Verdict.DENY:
         # The flood was answered once already; answering again would make the bot the flood.
         await audit.save(services, [(i, _skipped("rate limited (already told)")) for i in items])
         return
     await gh.post(reactions, data={"content": "eyes"})
     if verdict is Verdict.DENY_AND_NOTIFY:
-        wait = rate_limiter.retry_after(actor.lower(), now())
+        wait = await rate_limiter.retry_after(actor.lower(), now())
         body = replies.rate_limited(items[0].line, actor=actor, retry_after=wait)
         await audit.save(services, [(i, _skipped("rate limited")) for i in items])
         await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": body})

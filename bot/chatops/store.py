@@ -14,13 +14,15 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.chatops.ratelimit import Bucket
 from bot.store.base import utcnow
-from bot.store.chatops_models import ChatopsApproval, ChatopsAudit, ChatopsHold
+from bot.store.chatops_models import ChatopsApproval, ChatopsAudit, ChatopsHold, ChatopsRateBucket
 from bot.store.queue import JOBS
 
 AUDIT = cast(Table, ChatopsAudit.__table__)
 APPROVALS = cast(Table, ChatopsApproval.__table__)
 HOLDS = cast(Table, ChatopsHold.__table__)
+BUCKETS = cast(Table, ChatopsRateBucket.__table__)
 
 # The webhook job that is running this very command shares the PR's serial key: never list or cancel it.
 _OWN_KIND = "webhook"
@@ -193,3 +195,28 @@ def _job_view(row: Any) -> JobView:
     return JobView(
         row.id, row.kind, row.state, row.attempts, row.last_error, trigger if isinstance(trigger, str) else None
     )
+
+
+class SqlBuckets:
+    """bot.chatops.ratelimit.BucketStore in the database: a restart or another replica sees the same
+    bucket, so a flood cannot be replayed by waiting for a deploy or spread over replicas."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def get(self, user: str) -> Bucket | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(BUCKETS.c.tokens, BUCKETS.c.updated, BUCKETS.c.notified).where(BUCKETS.c.login == user)
+                )
+            ).first()
+        return Bucket(float(row.tokens), float(row.updated), bool(row.notified)) if row is not None else None
+
+    async def put(self, user: str, bucket: Bucket, *, stale_before: float) -> None:
+        values = {"tokens": bucket.tokens, "updated": bucket.updated, "notified": bucket.notified}
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(BUCKETS).where(BUCKETS.c.updated < stale_before))
+            changed = await conn.execute(update(BUCKETS).where(BUCKETS.c.login == user).values(**values))
+            if not changed.rowcount:
+                await conn.execute(insert(BUCKETS).values(login=user, **values))

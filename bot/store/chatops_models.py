@@ -56,3 +56,15 @@ class ChatopsHold(Base):
     pr: Mapped[int] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChatopsRateBucket(Base):
+    """A user's chat-ops token bucket (bot.chatops.ratelimit.Bucket), shared by restarts and replicas.
+    A bucket untouched for capacity / rate seconds is full again, so such rows are deleted."""
+
+    __tablename__ = "chatops_rate_buckets"
+
+    login: Mapped[str] = mapped_column(String(256), primary_key=True)  # lower-cased
+    tokens: Mapped[float]
+    updated: Mapped[float] = mapped_column(index=True)  # Unix seconds
+    notified: Mapped[bool] = mapped_column(default=False)
