@@ -51,6 +51,8 @@ class BucketStore(Protocol):
 
 
 class MemoryBuckets:
+    """One process's buckets (unit tests, a single process); past max_users, full ones are forgotten."""
+
     def __init__(self, max_users: int = 10_000) -> None:
         self.max_users = max_users
         self._buckets: dict[str, Bucket] = {}

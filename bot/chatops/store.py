@@ -199,7 +199,8 @@ def _job_view(row: Any) -> JobView:
 
 class SqlBuckets:
     """bot.chatops.ratelimit.BucketStore in the database: a restart or another replica sees the same
-    bucket, so a flood cannot be replayed by waiting for a deploy or spread over replicas."""
+    bucket, so a flood cannot be replayed by waiting for a deploy or spread over replicas. (Two replicas
+    checking one user at the same instant may both let one more command through: a limiter, not a lock.)"""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
