@@ -1,7 +1,7 @@
 """Fetch a PR's base and head trees from the model repository over git (HTTP, installation token).
 
-The bot never interprets these files beyond reading `.modelship.yml` from the base commit: model and
-data bytes are only handed to the sandbox, mounted read-only.
+The bot never interprets these files: model and data bytes are only handed to the sandbox, mounted
+read-only. The policy (`.modelship.yml`) and the changed paths come from the API, at the base commit.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ class CheckoutError(Exception):
 class Checkout:
     base_dir: Path
     head_dir: Path
-    base_config: str | None  # text of .modelship.yml at the base commit, None when absent
-    changed_paths: tuple[str, ...]
 
 
 def export_tree(repo: git.Repo, sha: str, dest: Path) -> None:
@@ -55,16 +53,10 @@ def _fetch(url: str, cache: Path, refspecs: list[str], base_sha: str, head_sha: 
             repo.commit(sha)
         except (ValueError, git.BadName):
             raise CheckoutError(f"commit {sha[:12]} is not in the fetched refs") from None
-    try:
-        base_config: str | None = repo.git.show(f"{base_sha}:{CONFIG_FILE}")
-    except git.GitCommandError:
-        base_config = None
-    merge_base = repo.git.merge_base(base_sha, head_sha).strip() or base_sha
-    changed = tuple(p for p in repo.git.diff("--name-only", merge_base, head_sha).splitlines() if p)
     base_dir, head_dir = workdir / "base", workdir / "head"
     export_tree(repo, base_sha, base_dir)
     export_tree(repo, head_sha, head_dir)
-    return Checkout(base_dir, head_dir, base_config, changed)
+    return Checkout(base_dir, head_dir)
 
 
 async def fetch_pull_request(
