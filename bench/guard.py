@@ -34,6 +34,7 @@ from sqlalchemy import text
 # The benchmark reuses the test suite's Prometheus runner and model; run from a checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.demo import predict_forever
 from bot.guard.analysis import CheckConfig, CheckState, Decision
 from bot.guard.checks import Deployment, evaluate_many
 from bot.guard.prometheus import PrometheusHTTP
@@ -76,14 +77,6 @@ def start_server(model: Path, sha: str, version: str, logs: Path) -> tuple[str, 
             return url, process
         time.sleep(0.1)
     raise RuntimeError(f"model server v{version} did not start: {(logs / f'v{version[:7]}.log').read_text()[-1000:]}")
-
-
-async def traffic(session: aiohttp.ClientSession, urls: list[str]) -> None:
-    while True:
-        for url in urls:
-            async with session.post(f"{url}/predict", json={"instances": [IRIS_SETOSA, IRIS_VIRGINICA]}) as response:
-                await response.read()
-        await asyncio.sleep(0.05)
 
 
 async def cost(prometheus: PrometheusServer, session: aiohttp.ClientSession, n: int, rounds: int) -> None:
@@ -209,7 +202,7 @@ async def detection_via_bot(
 
 async def measure(prometheus: PrometheusServer, urls: list[str], args: argparse.Namespace, root: Path) -> None:
     async with aiohttp.ClientSession() as session:
-        load = asyncio.create_task(traffic(session, urls))
+        load = asyncio.create_task(predict_forever(session, urls, [IRIS_SETOSA, IRIS_VIRGINICA]))
         try:
             ready = 'count(rate(modelship_model_requests_total{status="200"}[5s]) > 0) == 2'
             await asyncio.to_thread(prometheus.wait_for, ready, 60)

@@ -17,7 +17,7 @@ import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -403,21 +403,24 @@ def _rolled_back_note(devhub: RunningDevHub, number: int) -> bool:
     )
 
 
+async def predict_forever(
+    session: aiohttp.ClientSession, urls: Sequence[str], instances: list[Any], every: float = 0.05
+) -> None:
+    """Steady prediction requests to every model server in ``urls`` until cancelled; the list is read
+    again each round, so servers started later get traffic too. A refused request is not fatal."""
+    while True:
+        for url in list(urls):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.post(f"{url}/predict", json={"instances": instances}) as response:
+                    await response.read()
+        await asyncio.sleep(every)
+
+
 @contextlib.asynccontextmanager
-async def traffic(servers: list[str]) -> AsyncIterator[aiohttp.ClientSession]:
-    """Steady prediction requests to every server in ``servers`` (which grows as versions start)."""
-    body = {"instances": _sample_rows()}
+async def traffic(servers: list[str], instances: list[Any] | None = None) -> AsyncIterator[aiohttp.ClientSession]:
+    """predict_forever while the block runs (by default the sample repository's evaluation rows)."""
     async with aiohttp.ClientSession() as session:
-
-        async def loop() -> None:
-            while True:
-                for url in list(servers):
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with session.post(f"{url}/predict", json=body) as response:
-                            await response.read()
-                await asyncio.sleep(0.05)
-
-        task = asyncio.create_task(loop())
+        task = asyncio.create_task(predict_forever(session, servers, instances or _sample_rows()))
         try:
             yield session
         finally:

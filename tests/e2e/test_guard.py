@@ -8,7 +8,6 @@ The bot's watcher runs as in production, on a 1 s interval with failure_limit 3.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import demo
 from bot.deploy.service import EXTRAS_KEY as DEPLOY_KEY
 from bot.deploy.service import DeployService, Target
 from bot.devhub import RunningDevHub
@@ -62,23 +62,10 @@ def servers(prometheus: PrometheusServer, start_model_server: Callable[..., Mode
 @pytest.fixture
 async def traffic(servers: dict[str, ModelServer]) -> AsyncIterator[aiohttp.ClientSession]:
     """Steady requests to both versions; faults are switched off again afterwards."""
-    async with aiohttp.ClientSession() as session:
-
-        async def loop() -> None:
-            while True:
-                for server in servers.values():
-                    body = {"instances": [IRIS_SETOSA, IRIS_VIRGINICA]}
-                    async with session.post(f"{server.url}/predict", json=body) as response:
-                        await response.read()
-                await asyncio.sleep(0.04)
-
-        task = asyncio.create_task(loop())
+    async with demo.traffic([s.url for s in servers.values()], [IRIS_SETOSA, IRIS_VIRGINICA]) as session:
         try:
             yield session
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             for server in servers.values():
                 async with session.post(f"{server.url}/admin/faults", json={"error_rate": 0.0}) as response:
                     assert response.status == 200

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.demo import predict_forever
 from bot.guard.analysis import CheckConfig, CheckState, Decision
 from bot.guard.checks import Deployment, Evaluation, evaluate, evaluate_many
 from bot.guard.prometheus import Outcome, PrometheusHTTP
@@ -29,16 +30,6 @@ LATENCY = CheckConfig(template="latency_p95", max=1.0, window="5s", failure_limi
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client_session:
         yield client_session
-
-
-async def traffic(session: aiohttp.ClientSession, servers: list[ModelServer]) -> None:
-    """About 25 requests a second to each server, until cancelled."""
-    rows = [IRIS_SETOSA, IRIS_VIRGINICA]
-    while True:
-        for server in servers:
-            async with session.post(f"{server.url}/predict", json={"instances": rows}) as response:
-                await response.read()
-        await asyncio.sleep(0.04)
 
 
 class Watcher:
@@ -82,7 +73,7 @@ async def test_an_error_rate_breach_on_one_version_rolls_back_that_version_only(
     stable, canary = start_model_server("1"), start_model_server("2")
     for server in (stable, canary):
         prometheus.add_target(server.address)
-    load = asyncio.create_task(traffic(session, [stable, canary]))
+    load = asyncio.create_task(predict_forever(session, [stable.url, canary.url], [IRIS_SETOSA, IRIS_VIRGINICA], 0.04))
     try:
         await asyncio.to_thread(
             prometheus.wait_for,

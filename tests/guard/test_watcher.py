@@ -18,6 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
+from bot.demo import predict_forever
 from bot.devhub import RunningDevHub
 from bot.guard.analysis import CheckState, Decision
 from bot.guard.prometheus import PrometheusHTTP
@@ -170,13 +171,6 @@ async def test_empty_nan_and_inf_answers_are_inconclusive_however_many_in_a_row(
         assert stored["last_outcome"] == outcome and stored["consecutive_failures"] == 0
 
 
-async def traffic(session: aiohttp.ClientSession, server: ModelServer) -> None:
-    while True:
-        async with session.post(f"{server.url}/predict", json={"instances": [IRIS_SETOSA, IRIS_VIRGINICA]}) as r:
-            await r.read()
-        await asyncio.sleep(0.04)
-
-
 @pytest.mark.slow
 async def test_breaches_below_the_failure_limit_wait_and_the_count_survives_a_restart(
     devhub: RunningDevHub,
@@ -187,7 +181,7 @@ async def test_breaches_below_the_failure_limit_wait_and_the_count_survives_a_re
 ) -> None:
     server = start_model_server(V2)
     prometheus.add_target(server.address)
-    load = asyncio.create_task(traffic(session, server))
+    load = asyncio.create_task(predict_forever(session, [server.url], [IRIS_SETOSA, IRIS_VIRGINICA], 0.04))
     try:
         async with session.post(f"{server.url}/admin/faults", json={"error_rate": 0.5}) as response:
             assert response.status == 200
