@@ -11,8 +11,6 @@ Every step is idempotent, so a redelivered merge or a retried job writes nothing
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -46,13 +44,12 @@ from bot.deploy.manifest import (
 from bot.errors import TransientError
 from bot.repoconfig import (
     CONFIG_PATH,
-    ConfigProblem,
     Environment,
     ModelSpec,
     RepoConfig,
     RepoConfigError,
-    parse_repo_config,
 )
+from bot.services.repo_config import ContentsError, read_file, read_repo_config
 from bot.services.sticky import marker, upsert_sticky
 from bot.store.queue import ClaimedJob, enqueue, job_row
 from bot.store.review_models import Deployment, Review
@@ -306,8 +303,10 @@ class DeployService:
     # -- reading the model repository ------------------------------------------------------------
 
     async def config_at(self, gh: GitHubAPI, repo: str, ref: str) -> RepoConfig | None:
-        text = await read_text(gh, repo, CONFIG_PATH, ref)
-        return None if text is None else parse_repo_config(text)
+        config = await read_repo_config(gh, repo, ref)
+        if isinstance(config, RepoConfigError):
+            raise config
+        return config
 
     async def model_ref(
         self,
@@ -832,29 +831,9 @@ async def _held(services: Services, repo: str, number: int) -> bool:
 
 async def read_bytes(gh: GitHubAPI, repo: str, path: str, ref: str) -> bytes | None:
     try:
-        data = await gh.getitem(f"/repos/{repo}/contents/{quote(path)}?ref={quote(ref, safe='')}")
-    except BadRequest as exc:
-        if exc.status_code == 404:
-            return None
-        raise
-    if not isinstance(data, dict) or data.get("type") != "file":
-        raise DeployFailure(f"`{path}` is not a file at {ref[:7]}")
-    if data.get("encoding") != "base64" or (not data.get("content") and data.get("size")):
-        raise DeployFailure(f"`{path}` is too large for the contents API; add a review (it records the sha256)")
-    try:
-        return base64.b64decode(data.get("content") or "")
-    except binascii.Error as exc:
-        raise DeployFailure(f"`{path}`: GitHub sent content that is not base64") from exc
-
-
-async def read_text(gh: GitHubAPI, repo: str, path: str, ref: str) -> str | None:
-    data = await read_bytes(gh, repo, path, ref)
-    if data is None:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RepoConfigError([ConfigProblem("", None, f"{path} is not UTF-8 text")]) from None
+        return await read_file(gh, repo, path, ref)
+    except ContentsError as exc:
+        raise DeployFailure(f"{exc} at {ref[:7]}") from exc
 
 
 async def ensure_pull(gh: GitHubAPI, repo: str, branch: str, base: str, message: str) -> int | None:
