@@ -448,7 +448,10 @@ def wait_exited(container: Any, result: Path | None = None) -> None:
         written = result is not None and os.path.lexists(result)  # never follows a planted symlink
         if written or time.monotonic() - asked >= _ENGINE_POLL_S:
             asked = time.monotonic()
-            container.reload()
+            try:
+                container.reload()
+            except docker.errors.NotFound:
+                return  # removed under us (a cancelled run's cleanup): certainly not running
             state = (container.attrs.get("State") or {}).get("Status")
             if state not in ("created", "running", "paused", "restarting"):
                 return
