@@ -18,20 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.deploy.manifest import ModelRef, current_ref, render_values
 from bot.devhub import DevHub, RunningDevHub
-from bot.github.app import GitHubApp
-from bot.service import Service, build_service
-from bot.settings import Settings
+from bot.service import Service
 from bot.store.base import utcnow
 from bot.store.review_models import Deployment
-from tests.fixtures.devhub import WEBHOOK_SECRET
+from tests.fixtures.bot import bot_running
 
 V1 = hashlib.sha1(b"iris v1").hexdigest()
 V2 = hashlib.sha1(b"iris v2").hexdigest()
@@ -151,31 +146,8 @@ async def running_bot(
     devhub: RunningDevHub, data_dir: Path, app: tuple[int, str], **overrides: Any
 ) -> AsyncIterator[Service]:
     """The real service for an existing app (so a restarted bot is the same app, on the same database)."""
-    settings = Settings(
-        webhook_secret=SecretStr(WEBHOOK_SECRET),
-        github_app_id=app[0],
-        github_private_key=SecretStr(app[1]),
-        github_api_url=devhub.api_url,
-        data_dir=data_dir,
-        **overrides,
-    )
-    session = aiohttp.ClientSession()
-    github = GitHubApp(app_id=app[0], private_key_pem=app[1], api_url=devhub.api_url, session=session)
-    service = await build_service(settings, github=github)
-    service.workers.poll_seconds = 0.1
-    await service.start()
-    runner = web.AppRunner(service.web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    devhub.hub.sender.url = f"http://127.0.0.1:{runner.addresses[0][1]}/webhooks/github"
-    try:
-        yield service
-    finally:
-        devhub.hub.sender.url = None  # nothing left to take deliveries in
-        await service.stop()
-        await runner.cleanup()
-        await session.close()
+    async with bot_running(devhub, data_dir.parent, app=app, data_dir=data_dir, **overrides) as running:
+        yield running.service
 
 
 async def wait_until(check: Any, timeout: float, step: float = 0.1) -> float:
