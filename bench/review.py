@@ -43,7 +43,7 @@ from bot.repoconfig import parse_repo_config  # noqa: E402
 from bot.review.evaluation import pipeline_spec  # noqa: E402
 from bot.sandbox.docker_engine import connect  # noqa: E402
 from bot.sandbox.local_image import DEFAULT_TAG, LocalRuntime, build_image  # noqa: E402
-from tests.fixtures.bot import start_bot  # noqa: E402
+from tests.fixtures.bot import bot_running  # noqa: E402
 from tests.fixtures.devhub import WEBHOOK_SECRET  # noqa: E402
 from tests.fixtures.podman import engine_cpu_seconds  # noqa: E402
 
@@ -105,32 +105,28 @@ async def through_the_bot(work: Path, head: Path, url: str) -> dict[str, Any]:
     logger.addHandler(sandbox_log)
     logger.setLevel(logging.INFO)
     devhub = await start(work / "devhub", webhook_secret=WEBHOOK_SECRET)
-    bot, runner, session = await start_bot(
-        devhub, work, container_engine_url=url, sandbox_mount_runtime=True, sandbox_image=DEFAULT_TAG
-    )
     try:
-        hub = devhub.hub
-        await hub.create_repo(REPO, files(SAMPLE))
-        await hub.install("acme", [REPO])
-        hub.set_permission(REPO, "alice", "write")
-        await hub.push(REPO, "retrain", {"models/churn.skops": (head / "models" / "churn.skops").read_bytes()})
-        hub.faults.log.clear()
-        engine_before = engine_cpu_s()
-        number = await hub.open_pr(REPO, "retrain", title="Retrain with fewer trees")
-        delivery = next(d for d in reversed(hub.sender.deliveries) if d.event == "pull_request")
-        delivered = delivery.attempts[0].at
-        await bot.idle(timeout=900)
-        comment = next(
-            c for c in hub.comments.values() if c.repo == REPO and c.issue_number == number and "```mermaid" in c.body
-        )
-        check = next(r for r in hub.check_runs.values() if r.name == "modelship/review")
-        assert check.status == "completed", check
-        requests = list(hub.faults.log)
-        engine_after = engine_cpu_s()
+        async with bot_running(
+            devhub, work, container_engine_url=url, sandbox_mount_runtime=True, sandbox_image=DEFAULT_TAG
+        ) as bot:
+            hub = devhub.hub
+            await hub.create_repo(REPO, files(SAMPLE))
+            await hub.install("acme", [REPO])
+            hub.set_permission(REPO, "alice", "write")
+            await hub.push(REPO, "retrain", {"models/churn.skops": (head / "models" / "churn.skops").read_bytes()})
+            hub.faults.log.clear()
+            engine_before = engine_cpu_s()
+            number = await hub.open_pr(REPO, "retrain", title="Retrain with fewer trees")
+            delivery = next(d for d in reversed(hub.sender.deliveries) if d.event == "pull_request")
+            delivered = delivery.attempts[0].at
+            await bot.idle(timeout=900)
+            ours = [c for c in hub.comments.values() if c.repo == REPO and c.issue_number == number]
+            comment = next(c for c in ours if "```mermaid" in c.body)
+            check = next(r for r in hub.check_runs.values() if r.name == "modelship/review")
+            assert check.status == "completed", check
+            requests = list(hub.faults.log)
+            engine_after = engine_cpu_s()
     finally:
-        await bot.service.stop()
-        await runner.cleanup()
-        await session.close()
         await devhub.stop()
         logger.removeHandler(sandbox_log)
     runs = sandbox_log.runs

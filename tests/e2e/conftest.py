@@ -18,7 +18,7 @@ from bot.devhub import DevHub, RunningDevHub, start
 from bot.devhub.model import CheckRun
 from bot.review.service import ReviewService
 from bot.sandbox.runner import SandboxResult, SandboxRunner, SandboxSpec
-from tests.fixtures.bot import RunningBot, start_bot
+from tests.fixtures.bot import RunningBot, bot_running
 from tests.fixtures.devhub import WEBHOOK_SECRET, assert_contract_kept, shared_key
 
 BOT = "modelship[bot]"
@@ -144,23 +144,20 @@ async def review_world(
 ) -> AsyncIterator[ReviewWorld]:
     tmp = tmp_path_factory.mktemp("review-world")
     devhub = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
-    running, runner, session = await start_bot(
-        devhub,
-        tmp,
-        container_engine_url=podman_url,
-        sandbox_mount_runtime=True,
-        sandbox_image=runner_image,
-        workers=4,  # PRs of one module are reviewed side by side
-    )
-    review = running.service.workers.runners["review"].__self__  # type: ignore[attr-defined]
-    assert isinstance(review, ReviewService) and review.sandbox.runner is not None
-    counting = CountingRunner(review.sandbox.runner)
-    review.sandbox = replace(review.sandbox, runner=counting)
     try:
-        yield ReviewWorld(devhub, running, counting, tmp)
+        async with bot_running(
+            devhub,
+            tmp,
+            container_engine_url=podman_url,
+            sandbox_mount_runtime=True,
+            sandbox_image=runner_image,
+            workers=4,  # PRs of one module are reviewed side by side
+        ) as running:
+            review = running.service.workers.runners["review"].__self__  # type: ignore[attr-defined]
+            assert isinstance(review, ReviewService) and review.sandbox.runner is not None
+            counting = CountingRunner(review.sandbox.runner)
+            review.sandbox = replace(review.sandbox, runner=counting)
+            yield ReviewWorld(devhub, running, counting, tmp)
     finally:
-        await running.service.stop()
-        await runner.cleanup()
-        await session.close()
         await devhub.stop()
     assert_contract_kept(devhub.hub)

@@ -24,7 +24,7 @@ from bot.store.base import utcnow
 from bot.store.chatops_models import ChatopsApproval, ChatopsAudit, ChatopsHold
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob, job_row
-from tests.fixtures.bot import RunningBot, settle_jobs, start_bot
+from tests.fixtures.bot import RunningBot, bot_running, settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 
 BOT = "modelship[bot]"
@@ -73,20 +73,17 @@ class World:
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     tmp = tmp_path_factory.mktemp("chatops")
     running = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
-    bot, runner, session = await start_bot(running, tmp)
     reviews: list[ClaimedJob] = []
 
     async def record_review(job: ClaimedJob) -> None:
         reviews.append(job)  # the review runner is another feature; here it only has to be reached
 
-    cast(dict[str, Any], bot.service.workers.runners)["review"] = record_review
-    bot.service.services.extras[LIMITER_KEY] = RateLimiter(capacity=10_000, per_second=1_000)
     try:
-        yield World(running.hub, bot, reviews)
+        async with bot_running(running, tmp) as bot:
+            cast(dict[str, Any], bot.service.workers.runners)["review"] = record_review
+            bot.service.services.extras[LIMITER_KEY] = RateLimiter(capacity=10_000, per_second=1_000)
+            yield World(running.hub, bot, reviews)
     finally:
-        await bot.service.stop()
-        await runner.cleanup()
-        await session.close()
         await running.stop()
     assert violations(running.hub) == []
 

@@ -29,7 +29,7 @@ from bot.devhub import DevHub, start
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob
 from bot.store.review_models import Deployment, Review
-from tests.fixtures.bot import RunningBot, settle_jobs, start_bot
+from tests.fixtures.bot import RunningBot, bot_running, settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 
 BOT = "modelship[bot]"
@@ -85,20 +85,17 @@ class World:
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     tmp = tmp_path_factory.mktemp("deploy")
     running = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
-    bot, runner, session = await start_bot(running, tmp)
 
     async def no_review(job: ClaimedJob) -> None:
         """The review runner is another feature (and needs a sandbox); deploys must not wait for it."""
 
-    cast(dict[str, Any], bot.service.workers.runners)["review"] = no_review
-    # Every test comments as alice; the flood limit is chat-ops' own subject.
-    bot.service.services.extras[LIMITER_KEY] = RateLimiter(capacity=10_000, per_second=1_000)
     try:
-        yield World(running.hub, bot)
+        async with bot_running(running, tmp) as bot:
+            cast(dict[str, Any], bot.service.workers.runners)["review"] = no_review
+            # Every test comments as alice; the flood limit is chat-ops' own subject.
+            bot.service.services.extras[LIMITER_KEY] = RateLimiter(capacity=10_000, per_second=1_000)
+            yield World(running.hub, bot)
     finally:
-        await bot.service.stop()
-        await runner.cleanup()
-        await session.close()
         await running.stop()
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot.demo import retrain_sample, sample_files
 from bot.devhub import RunningDevHub
 from bot.store.review_models import Review
-from tests.fixtures.bot import RunningBot, start_bot
+from tests.fixtures.bot import RunningBot, bot_running
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-model-repo"
@@ -39,15 +39,10 @@ def retrained_again(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 async def review_bot(
     devhub: RunningDevHub, tmp_path: Path, podman_url: str, runner_image: str
 ) -> AsyncIterator[RunningBot]:
-    running, runner, session = await start_bot(
+    async with bot_running(
         devhub, tmp_path, container_engine_url=podman_url, sandbox_mount_runtime=True, sandbox_image=runner_image
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        await running.service.stop()
-        await runner.cleanup()
-        await session.close()
 
 
 def bot_comments(devhub: RunningDevHub, number: int) -> list[str]:

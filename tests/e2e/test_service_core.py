@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from bot.devhub import RunningDevHub
 from bot.store.models import Delivery, Installation, Job
-from tests.fixtures.bot import RunningBot, start_bot
+from tests.fixtures.bot import RunningBot, bot_running
 
 REPO = "acme/churn"
 
@@ -18,13 +18,8 @@ REPO = "acme/churn"
 @pytest.fixture
 async def bot(devhub: RunningDevHub, tmp_path: Path, db_url: str) -> AsyncIterator[RunningBot]:
     """The whole flow on SQLite and on PostgreSQL."""
-    running, runner, session = await start_bot(devhub, tmp_path, db_url)
-    try:
+    async with bot_running(devhub, tmp_path, db_url=db_url) as running:
         yield running
-    finally:
-        await running.service.stop()
-        await runner.cleanup()
-        await session.close()
 
 
 async def _bot_comments(devhub: RunningDevHub, number: int) -> list[str]:
