@@ -27,6 +27,7 @@ class LazyGroup(click.Group):
         "devhub": ("bot.devhub.cli", "devhub"),
         "demo": ("bot.demo", "demo"),
         "serve-model": ("pipelines.serve", "serve_model"),
+        "fetch-model": ("bot.artifacts.cli", "fetch_model_command"),
         "status": ("bot.guard.cli", "status"),
         "eval": ("bot.review.local", "eval_command"),
         "deploy": ("bot.deploy.cli", "deploy"),

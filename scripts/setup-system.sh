@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Modelship's demo and tests use on a fresh Debian machine:
-# podman + runc (Docker Engine API for the sandbox), PostgreSQL, Prometheus, git, wrk.
+# podman + runc + catatonit (Docker Engine API for the sandbox, `podman kube play`), PostgreSQL,
+# Prometheus, git + git-lfs, wrk, docker-registry (the CNCF Distribution OCI registry).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 need=()
@@ -9,6 +10,9 @@ command -v runc >/dev/null || need+=(runc)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v git >/dev/null || need+=(git)
 command -v wrk >/dev/null || need+=(wrk)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v git-lfs >/dev/null || need+=(git-lfs)
+command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

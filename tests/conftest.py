@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.bot",
     "tests.fixtures.prometheus",
     "tests.fixtures.podman",
+    "tests.fixtures.registry",
 ]

@@ -1,0 +1,297 @@
+"""The OCI registry edge: push a model artifact and its review evidence, read them back by digest.
+
+Built on oras-py (blob existence checks, monolithic/chunked blob uploads, registry auth including
+bearer-token challenges). Two places where it falls short, and where we speak the distribution API
+through its own request method instead:
+
+- ``OrasClient.push`` re-serialises the manifest (``requests``' ``json=``), so the digest the registry
+  computes is not one we can predict; we PUT our own canonical bytes so that a re-push of the same model
+  is recognised by a HEAD on its digest and uploads nothing.
+- it cannot PUT an image index, which the referrers tag schema needs on registries without the OCI 1.1
+  referrers API (the CNCF Distribution 2.8 registry Debian ships is one).
+
+oras-py's ``do_request`` also retries every error five times with sleeps of up to 83 s; we use the
+undecorated method and retry ourselves (``Backoff``), so a registry outage ends in a bounded time.
+Blocking (requests): every public method of ``OciRegistry`` runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import oras.provider
+import requests
+
+from bot.artifacts import oci
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RegistryError(oci.ArtifactError):
+    """The registry refused or could not be reached; ``transient`` says whether a retry can help."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Backoff:
+    attempts: int = 4
+    first_delay: float = 0.5
+    factor: float = 3.0
+
+    def delays(self) -> list[float]:
+        return [self.first_delay * self.factor**i for i in range(self.attempts - 1)]
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A pushed model: where it is, by digest, and the sha256 of the model file inside it."""
+
+    reference: str  # registry/repository@sha256:<manifest digest>
+    tag: str
+    manifest_digest: str
+    manifest_size: int
+    file_name: str
+    file_sha256: str
+    uploaded_bytes: int  # 0 when the registry already had every blob
+
+    @property
+    def subject(self) -> oci.Descriptor:
+        return oci.Descriptor(oci.MANIFEST_MEDIA_TYPE, self.manifest_digest, self.manifest_size)
+
+
+class _Client(oras.provider.Registry):
+    # The undecorated request: oras-py's own retry sleeps up to 83 s per call (see the module docstring).
+    do_request = oras.provider.Registry.do_request.__wrapped__
+
+
+class OciRegistry:
+    """One registry host (``MODELSHIP_REGISTRY``), with optional basic credentials from the operator."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        insecure: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        prefix: str = "",
+        backoff: Backoff = Backoff(),
+        timeout: float = 30.0,
+    ) -> None:
+        self.host = host
+        self.prefix = prefix
+        self.backoff = backoff
+        self._scheme = "http" if insecure else "https"
+        self._client = _Client(hostname=host, insecure=insecure)
+        self._timeout = timeout
+        if username is not None and password is not None:
+            self._client.set_basic_auth(username, password)
+
+    # ---- the bot's calls (async, off the event loop) ----
+
+    async def push_model(self, model_file: Path, **kwargs: Any) -> ModelArtifact:
+        return await asyncio.to_thread(self._retrying, lambda: self._push_model(model_file, **kwargs))
+
+    async def attach_evidence(self, artifact: ModelArtifact, files: Mapping[str, bytes], **kwargs: Any) -> str:
+        return await asyncio.to_thread(self._retrying, lambda: self._attach_evidence(artifact, files, **kwargs))
+
+    async def has_manifest(self, reference: str) -> bool:
+        return await asyncio.to_thread(self._retrying, lambda: self._has_manifest(oci.Reference.parse(reference)))
+
+    async def referrers(self, reference: str) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._retrying, lambda: self._referrers(oci.Reference.parse(reference)))
+
+    # ---- blocking reads, for ``modelship fetch-model`` (a plain CLI, no event loop) ----
+
+    def manifest_bytes(self, ref: oci.Reference) -> bytes:
+        """The manifest exactly as the registry serves it (its digest is checked by the caller)."""
+        response = self._request(
+            "GET", self._url(ref, f"manifests/{ref.digest or ref.tag}"), {"Accept": oci.MANIFEST_MEDIA_TYPE}
+        )
+        self._check(response, f"GET {ref}")
+        return response.content
+
+    def download_blob(self, ref: oci.Reference, digest: str, path: Path) -> str:
+        """Stream a blob to ``path``; returns the digest of the bytes received."""
+        response = self._request("GET", self._url(ref, f"blobs/{digest}"), stream=True)
+        self._check(response, f"GET blob {digest} of {ref}")
+        sha = hashlib.sha256()
+        with path.open("wb") as out:
+            for chunk in response.iter_content(1 << 20):
+                sha.update(chunk)
+                out.write(chunk)
+        return "sha256:" + sha.hexdigest()
+
+    # ---- blocking implementation ----
+
+    def _push_model(
+        self,
+        model_file: Path,
+        *,
+        model_repo: str,
+        model: str,
+        revision: str,
+        variant: str,
+        annotations: Mapping[str, str] = {},
+        created: str = "1970-01-01T00:00:00Z",
+        file_name: str | None = None,
+    ) -> ModelArtifact:
+        repository = oci.repository_for(self.prefix, model_repo)
+        name = file_name or model_file.name
+        sha = oci.file_sha256(model_file)
+        with tempfile.TemporaryDirectory(prefix="modelship-oci-") as tmp:
+            layer_path = Path(tmp) / "layer.tar"
+            with model_file.open("rb") as src, layer_path.open("wb") as out:
+                layer_digest = oci.write_model_layer(src, model_file.stat().st_size, name, out)
+            layer = oci.Descriptor(oci.LAYER_MEDIA_TYPE, layer_digest, layer_path.stat().st_size, {oci.TITLE: name})
+            config_bytes = oci.image_config(layer_digest, created)
+            config = oci.Descriptor(oci.CONFIG_MEDIA_TYPE, oci.sha256_digest(config_bytes), len(config_bytes))
+            manifest = oci.model_manifest(
+                config,
+                layer,
+                {
+                    **annotations,
+                    oci.CREATED: created,
+                    oci.REVISION: revision,
+                    oci.MODEL: model,
+                    oci.VARIANT: variant,
+                    oci.FILE_NAME: name,
+                    oci.FILE_SHA256: sha,
+                },
+            )
+            digest = oci.sha256_digest(manifest)
+            tag = oci.tag_for(model, revision, variant)
+            ref = oci.Reference(self.host, repository)
+            uploaded = 0
+            if not self._has_manifest(oci.Reference(self.host, repository, digest)):
+                uploaded += self._upload_blob(ref, config, config_bytes=config_bytes)
+                uploaded += self._upload_blob(ref, layer, path=layer_path)
+            self._put_manifest(ref, tag, manifest, oci.MANIFEST_MEDIA_TYPE)
+        return ModelArtifact(ref.at(digest), tag, digest, len(manifest), name, sha, uploaded)
+
+    def _attach_evidence(
+        self, artifact: ModelArtifact, files: Mapping[str, bytes], *, annotations: Mapping[str, str] = {}
+    ) -> str:
+        ref = oci.Reference.parse(artifact.reference)
+        layers = []
+        for name, data in files.items():
+            media_type = "application/json" if name.endswith(".json") else "text/markdown"
+            layer = oci.Descriptor(media_type, oci.sha256_digest(data), len(data), {oci.TITLE: name})
+            self._upload_blob(ref, layer, config_bytes=data)
+            layers.append(layer)
+        empty = oci.Descriptor(oci.EMPTY_CONFIG_MEDIA_TYPE, oci.sha256_digest(oci.EMPTY_CONFIG), len(oci.EMPTY_CONFIG))
+        self._upload_blob(ref, empty, config_bytes=oci.EMPTY_CONFIG)
+        manifest = oci.evidence_manifest(artifact.subject, layers, annotations)
+        digest = oci.sha256_digest(manifest)
+        response = self._put_manifest(ref, digest, manifest, oci.MANIFEST_MEDIA_TYPE)
+        if "OCI-Subject" not in response.headers:
+            # No referrers API: keep the referrers list under the fallback tag ourselves.
+            descriptor = oci.Descriptor(
+                oci.MANIFEST_MEDIA_TYPE, digest, len(manifest), annotations or None, oci.EVIDENCE_ARTIFACT_TYPE
+            )
+            tag = oci.referrers_tag(artifact.manifest_digest)
+            index = oci.add_referrer(self._get_json(ref, tag, oci.INDEX_MEDIA_TYPE), descriptor)
+            if index is not None:
+                self._put_manifest(ref, tag, index, oci.INDEX_MEDIA_TYPE)
+        return ref.at(digest)
+
+    def _referrers(self, ref: oci.Reference) -> list[dict[str, Any]]:
+        if ref.digest is None:
+            raise oci.ArtifactError(f"{ref}: referrers are listed for a digest, not a tag")
+        response = self._request("GET", self._url(ref, f"referrers/{ref.digest}"))
+        if response.status_code == 200:
+            return list(response.json().get("manifests", []))
+        index = self._get_json(ref, oci.referrers_tag(ref.digest), oci.INDEX_MEDIA_TYPE)
+        return list((index or {}).get("manifests", []))
+
+    def _has_manifest(self, ref: oci.Reference) -> bool:
+        accept = f"{oci.MANIFEST_MEDIA_TYPE}, {oci.INDEX_MEDIA_TYPE}"
+        response = self._request("HEAD", self._url(ref, f"manifests/{ref.digest or ref.tag}"), {"Accept": accept})
+        if response.status_code == 404:
+            return False
+        self._check(response, f"HEAD {ref}")
+        return True
+
+    def _get_json(self, ref: oci.Reference, tag: str, media_type: str) -> dict[str, Any] | None:
+        response = self._request("GET", self._url(ref, f"manifests/{tag}"), {"Accept": media_type})
+        if response.status_code == 404:
+            return None
+        self._check(response, f"GET {ref}:{tag}")
+        found: dict[str, Any] = response.json()
+        return found
+
+    def _upload_blob(
+        self, ref: oci.Reference, blob: oci.Descriptor, *, path: Path | None = None, config_bytes: bytes | None = None
+    ) -> int:
+        container = self._client.get_container(str(ref))
+        if self._client.blob_exists(blob.to_json(), container):
+            return 0
+        if path is None:
+            with tempfile.NamedTemporaryFile(prefix="modelship-blob-") as fh:
+                fh.write(config_bytes or b"")
+                fh.flush()
+                response = self._client.put_upload(fh.name, container, blob.to_json())
+        else:
+            response = self._client.put_upload(str(path), container, blob.to_json())
+        self._check(response, f"upload of {blob.digest} to {ref}")
+        return blob.size
+
+    def _put_manifest(self, ref: oci.Reference, tag: str, body: bytes, media_type: str) -> requests.Response:
+        response = self._request("PUT", self._url(ref, f"manifests/{tag}"), {"Content-Type": media_type}, body)
+        self._check(response, f"PUT {ref}:{tag}")
+        return response
+
+    def _url(self, ref: oci.Reference, path: str) -> str:
+        return f"{self._scheme}://{self.host}/v2/{ref.repository}/{path}"
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        *,
+        stream: bool = False,
+    ) -> requests.Response:
+        try:
+            response: requests.Response = self._client.do_request(
+                url, method, data=data, headers=headers or {}, stream=stream
+            )
+        except requests.RequestException as exc:
+            raise RegistryError(f"registry {self.host} unreachable: {type(exc).__name__}", transient=True) from None
+        return response
+
+    def _check(self, response: requests.Response, what: str) -> None:
+        if response.status_code < 300:
+            return
+        detail = response.text[:300].strip()
+        transient = response.status_code >= 500 or response.status_code == 429
+        raise RegistryError(f"{what}: registry answered {response.status_code} {detail}", transient=transient)
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        delays = self.backoff.delays()
+        for attempt in range(len(delays) + 1):
+            try:
+                return call()
+            except RegistryError as exc:
+                if not exc.transient or attempt == len(delays):
+                    raise
+                log.warning("registry: %s; retry %d/%d in %.1fs", exc, attempt + 1, len(delays), delays[attempt])
+                time.sleep(delays[attempt])
+            except (ValueError, requests.RequestException) as exc:  # oras-py's upload errors
+                if attempt == len(delays):
+                    raise RegistryError(f"registry {self.host}: {exc}", transient=True) from None
+                time.sleep(delays[attempt])
+        raise AssertionError("unreachable")
