@@ -9,7 +9,6 @@ Everything here takes values and returns values; the registry client moves the b
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import tarfile
@@ -100,23 +99,50 @@ def repository_for(prefix: str, model_repo: str) -> str:
     return name
 
 
-def write_model_layer(source: BinaryIO, size: int, filename: str, out: BinaryIO) -> str:
-    """Write the layer tar (``model/<filename>``, read-only, owned by root, mtime 0) and return its digest.
+@dataclass(frozen=True)
+class Layer:
+    digest: str  # of the tar
+    size: int  # of the tar
+    file_sha256: str  # hex, of the model file inside it
+
+
+def write_model_layer(source: BinaryIO, size: int, filename: str, out: BinaryIO) -> Layer:
+    """Write the layer tar (``model/<filename>``, read-only, owned by root, mtime 0) in one pass.
 
     Deterministic: the same model bytes always give the same layer digest, so a re-push uploads nothing.
+    The tar is framed by hand (headers from ``tarfile``, the body copied in 1 MiB chunks) so the file
+    is read once for both hashes: tarfile's writer moves 10 KiB at a time, which halved the push speed.
     """
     name = PurePosixPath(filename).name
     if not name or name in {".", ".."}:
         raise ArtifactError(f"model file name {filename!r} cannot be stored in an artifact")
-    hashing = _HashingWriter(out)
-    with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        directory = tarfile.TarInfo(MODEL_DIR)
-        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(directory)
-        member = tarfile.TarInfo(f"{MODEL_DIR}/{name}")
-        member.size, member.mode = size, 0o444
-        tar.addfile(member, source)
-    return hashing.digest()
+    layer, model = hashlib.sha256(), hashlib.sha256()
+    written = 0
+
+    def emit(data: bytes | memoryview) -> None:
+        nonlocal written
+        layer.update(data)
+        out.write(data)
+        written += len(data)
+
+    emit(_header(MODEL_DIR, 0, 0o755, tarfile.DIRTYPE))
+    emit(_header(f"{MODEL_DIR}/{name}", size, 0o444, tarfile.REGTYPE))
+    copied = 0
+    for chunk in iter(lambda: source.read(1 << 20), b""):
+        model.update(chunk)
+        emit(chunk)
+        copied += len(chunk)
+    if copied != size:
+        raise ArtifactError(f"model file {filename!r} changed while it was read ({copied} of {size} bytes)")
+    emit(bytes(-size % tarfile.BLOCKSIZE) + bytes(2 * tarfile.BLOCKSIZE))  # body padding, end of archive
+    emit(bytes(-written % tarfile.RECORDSIZE))
+    return Layer("sha256:" + layer.hexdigest(), written, model.hexdigest())
+
+
+def _header(name: str, size: int, mode: int, kind: bytes) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.type = size, mode, kind
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 def image_config(layer_digest: str, created: str) -> bytes:
@@ -204,23 +230,3 @@ class Reference:
         if self.digest:
             return self.at(self.digest)
         return f"{self.registry}/{self.repository}" + (f":{self.tag}" if self.tag else "")
-
-
-class _HashingWriter(io.RawIOBase):
-    """A write-only file that hashes what passes through it (tarfile writes; we hash once, no re-read)."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self._sha = hashlib.sha256()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self._sha.update(view)
-        self._out.write(view)
-        return len(view)
-
-    def digest(self) -> str:
-        return "sha256:" + self._sha.hexdigest()

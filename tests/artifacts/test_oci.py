@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -13,8 +14,9 @@ from bot.artifacts import oci
 
 def layer_of(data: bytes, name: str = "churn.onnx") -> tuple[bytes, str]:
     out = io.BytesIO()
-    digest = oci.write_model_layer(io.BytesIO(data), len(data), name, out)
-    return out.getvalue(), digest
+    layer = oci.write_model_layer(io.BytesIO(data), len(data), name, out)
+    assert layer.size == len(out.getvalue()) and layer.file_sha256 == hashlib.sha256(data).hexdigest()
+    return out.getvalue(), layer.digest
 
 
 def test_the_same_model_bytes_always_make_the_same_layer_digest() -> None:
@@ -69,3 +71,8 @@ def test_the_referrers_fallback_index_lists_each_referrer_once() -> None:
     assert [m["artifactType"] for m in index["manifests"]] == [oci.EVIDENCE_ARTIFACT_TYPE]
     assert oci.add_referrer(index, ref) is None
     assert oci.referrers_tag("sha256:" + "c" * 64) == "sha256-" + "c" * 64
+
+
+def test_a_file_that_changes_while_it_is_read_is_refused() -> None:
+    with pytest.raises(oci.ArtifactError, match="changed while it was read"):
+        oci.write_model_layer(io.BytesIO(b"short"), 10, "m.onnx", io.BytesIO())

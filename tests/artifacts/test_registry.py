@@ -77,6 +77,24 @@ async def test_a_re_push_of_the_same_bytes_uploads_nothing(registry: OciRegistry
     again = await push(registry, path)
     assert again.manifest_digest == first.manifest_digest
     assert again.uploaded_bytes == 0
+    # Knowing the file's sha256 (the bot hashes what it keeps), a re-push does not even read the file.
+    path.unlink()
+    known = await registry.push_model(
+        path,
+        model_repo="acme/churn-model",
+        model="churn",
+        revision="0123456789abcdef0123456789abcdef01234567",
+        variant="onnx_optimized",
+        file_sha256=first.file_sha256,
+    )
+    assert (known.reference, known.uploaded_bytes) == (first.reference, 0)
+
+
+async def test_a_file_that_is_not_what_the_bot_hashed_is_not_pushed(registry: OciRegistry, tmp_path: Path) -> None:
+    with pytest.raises(oci.ArtifactError, match="changed after it was hashed"):
+        await registry.push_model(
+            model_file(tmp_path), model_repo="acme/x", model="m", revision="r", variant="v", file_sha256="0" * 64
+        )
 
 
 async def test_the_evidence_is_a_referrer_of_the_model(registry: OciRegistry, tmp_path: Path) -> None:
