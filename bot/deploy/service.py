@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.context import Services
 from bot.deploy.gitops import DeployError, DeployRepo, Edit, RetryPolicy
+from bot.deploy.helm import HelmRefused, check_values
 from bot.deploy.manifest import (
     ManifestError,
     ModelRef,
@@ -226,6 +227,10 @@ def describe(results: Iterable[Result], web_url: str, deploy_repo: str) -> str:
     return "\n\n".join(out) or "Nothing to do."
 
 
+def _naming(values: tuple[str, ...]) -> str:
+    return f" ({', '.join(f'`{v}`' for v in values)})" if values else ""
+
+
 # --------------------------------------------------------------------------- the service
 
 
@@ -245,6 +250,7 @@ class DeployService:
             self.defaults = load_values((chart / "values.yaml").read_text())
         except (OSError, ValueError) as exc:
             raise DeployFailure(f"MODELSHIP_CHARTS_DIR: cannot read the model-server chart in {chart}: {exc}") from exc
+        self.chart = chart
         self.services = services
         self.web_url = web_url.rstrip("/")
         self.retry = retry
@@ -385,8 +391,12 @@ class DeployService:
         plans: list[Plan] = []
 
         def edit(text: str | None) -> str | None:
-            plan = plan_deploy(text, ref, self.schema, self.defaults, env)
+            # Helm itself judges the new values (schema with Go's regexps, templates): it runs here, in
+            # the deploy repository's worker thread, before anything is committed or proposed.
+            plan = plan_deploy(text, ref, env=env)
             plans.append(plan)
+            if plan.text is not None:
+                check_values(self.chart, plan.text)
             return plan.text
 
         source_url = f"{self.web_url}/{ref.repository}/pull/{ref.source_pr}" if ref.source_pr else None
@@ -402,6 +412,12 @@ class DeployService:
             if target.via_pr:
                 return await self._propose(deploy, deploy_name, deploy_installation, target, path, edit, message, plans)
             done = await deploy.commit({path: edit}, message)
+        except HelmRefused as exc:
+            detail = (
+                f"Helm refused to render charts/model-server with the values for `{path}` in `{deploy_name}`"
+                f"{_naming(exc.refusal.values)}, so nothing was committed:\n```\n{exc.refusal.message}\n```"
+            )
+            return Result(env, ref.name, "invalid", detail, ref)
         except ManifestError as exc:
             problems = "\n".join(f"- `{p.replace('`', chr(39))}`" for p in exc.problems)
             detail = (
