@@ -18,7 +18,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from bot.deploy.helm import HelmRefusal, Rendered, render_chart, render_chart_sync
+from bot.deploy.helm import HelmRefusal, Rendered, render_chart_sync
 
 CHARTS = Path(__file__).parents[2] / "charts"
 CI_FILES = sorted(CHARTS.glob("*/ci/*.yaml"))
@@ -237,39 +237,6 @@ def test_a_lookahead_pattern_is_refused_by_helm_though_python_jsonschema_accepts
         merged = loaded.merge_values(values)
     Draft202012Validator.check_schema(schema)
     assert list(Draft202012Validator(schema).iter_errors(merged)) == []
-
-
-def test_a_template_that_fails_is_a_refusal_quoting_helm(tmp_path: Path) -> None:
-    chart = tmp_path / "strict"
-    (chart / "templates").mkdir(parents=True)
-    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: strict\nversion: 0.1.0\n")
-    (chart / "values.yaml").write_text("image: {}\n")
-    (chart / "templates/cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"
-        'data:\n  tag: {{ required "image.tag is required" .Values.image.tag | quote }}\n'
-    )
-
-    refused = render_chart_sync(chart, {})
-    fine = render_chart_sync(chart, "image: {tag: v1}\n")
-
-    assert isinstance(refused, HelmRefusal) and "image.tag is required" in refused.message
-    assert isinstance(fine, Rendered) and fine.documents() == [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"tag": "v1"}}
-    ]
-
-
-def test_a_values_file_that_is_not_yaml_is_refused_in_helms_words() -> None:
-    result = render("model-server", "model: [1\n")
-
-    assert isinstance(result, HelmRefusal) and "yaml" in result.message.lower()
-
-
-async def test_render_chart_runs_off_the_event_loop_and_gives_the_same_answer() -> None:
-    text = (CHARTS / "model-server/ci/iris-values.yaml").read_text()
-
-    result = await render_chart(CHARTS / "model-server", text, release="rel", namespace="ml")
-
-    assert isinstance(result, Rendered) and result == rendered(CHARTS / "model-server/ci/iris-values.yaml")
 
 
 def test_helm_loads_lints_and_renders_without_any_network() -> None:

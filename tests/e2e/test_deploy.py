@@ -283,6 +283,28 @@ async def test_values_that_violate_the_schema_are_not_committed(world: World) ->
     assert [x.state for x in await history(world, r.model)] == ["failed"]
 
 
+@pytest.mark.parametrize("via", ["commit", "pull_request"])
+async def test_values_helm_refuses_commit_nothing_and_the_pr_quotes_helm(world: World, via: str) -> None:
+    # A person typed a resource quantity Kubernetes does not understand into the environment's file.
+    typo = HUMAN_VALUES.replace("replicaCount: 1", "replicaCount: 1\nresources:\n  limits:\n    memory: 2 GB")
+    path = STAGING.replace("staging", "production")
+    r = await repos(world, f"helm-{via}", f"  production: {{auto: true, via: {via}}}", {path: typo})
+    before = commits(world, r.deploy)
+
+    number, _ = await merge(world, r.model, "bad", b"churn v2")
+
+    assert commits(world, r.deploy) == before
+    # No branch and no deploy PR propose what Helm refuses.
+    assert git(world.hub.git.path(r.deploy), "branch", "--format=%(refname:short)").split() == ["main"]
+    assert not world.hub.pulls.get(r.deploy)
+    body = sticky(world, r.model, number)
+    assert "Helm refused to render charts/model-server" in body and "`resources.limits.memory`" in body
+    # Helm's own words, quoted: the value path and the value.
+    assert "- at '/resources/limits/memory': '2 GB' does not match pattern" in body, body
+    rows = await history(world, r.model)
+    assert [x.state for x in rows] == ["failed"] and "2 GB" in (rows[0].detail or "")
+
+
 async def test_a_pinned_environment_is_not_rolled_forward_until_unpinned(world: World) -> None:
     pinned = HUMAN_VALUES + "  pinned: true\n  pinReason: rollback after error rate 7%\n"
     r = await repos(world, "pinned", "  staging: {auto: true}", {STAGING: pinned})
