@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     guard_interval_seconds: float = Field(default=30.0, gt=0, le=3600, description="Default guard check interval.")
     charts_dir: Path = Field(
         default=Path(__file__).resolve().parents[1] / "charts",
-        description="Helm charts whose values.schema.json validates deploy manifests.",
+        description="Helm charts; a deploy renders model-server with the new values through Helm before committing.",
     )
     workers: int = Field(default=2, ge=0, le=64, description="Concurrent job workers; 0 runs intake only.")
     job_lease_seconds: float = Field(

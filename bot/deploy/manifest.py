@@ -342,7 +342,8 @@ def validate_values(text: str, schema: Mapping[str, Any], defaults: Mapping[str,
     """Human-readable schema violations, one per line, each naming the value path and why.
 
     ``defaults`` are the chart's own values.yaml: Helm validates the merged values, so an
-    environment file only needs the keys it overrides.
+    environment file only needs the keys it overrides. This is Python's jsonschema, not Helm's (Go
+    regexps, templates): deploys ask Helm itself through ``bot.deploy.helm`` before committing.
     """
     try:
         data = load_values(text)
