@@ -201,6 +201,7 @@ _STATE_LABEL = {
     "skipped": "⏭️ skipped",
     "superseded": "superseded",
     "rolled_back": "↩️ rolled back",
+    "abandoned": "🚫 deploy PR closed unmerged",
 }
 
 

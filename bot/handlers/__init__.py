@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from gidgethub import routing
 
-from bot.handlers import deploy, installation, issue_comment, pull_request
+from bot.handlers import deploy, deploy_repo, installation, issue_comment, pull_request
 
-router = routing.Router(installation.router, pull_request.router, issue_comment.router, deploy.router)
+router = routing.Router(
+    installation.router, pull_request.router, issue_comment.router, deploy.router, deploy_repo.router
+)
 
 
 def handles(event: str, payload: dict[str, object]) -> bool:

@@ -49,6 +49,7 @@ class Deployment(Base):
     sha256: Mapped[str] = mapped_column(String(64), default="")
     actor: Mapped[str] = mapped_column(String(256), default="")
     # pending | deployed | failed | skipped (pinned, stale, on hold) | rolled_back | superseded
+    # | abandoned (its deploy PR closed unmerged: bot.deploy.merged_pr)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     # healthy | degraded | inconclusive | unknown (written by the guard)
     health: Mapped[str] = mapped_column(String(16), default="unknown")
