@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.context import Services
 from bot.deploy.manifest import ManifestError, pr_branch_name
 from bot.deploy.service import DEPLOYMENTS, DeployFailure, DeployService, of
+from bot.errors import TransientError
 from bot.guard import store
 
 log = logging.getLogger(__name__)
@@ -296,6 +297,10 @@ async def _rollback(services: Services, deploy: DeployService, pull: ClosedPull,
         log.warning("rollback PR %s closed, but the guard feature is not set up", pull.url_path)
         return
     advanced = await guard.rollbacks.advance(incident)
+    if advanced.is_open and advanced.last_error:
+        # advance() keeps the error for the watcher's next round; with no watcher, this job's retry is
+        # the only one that would look again.
+        raise TransientError(f"rollback PR {pull.url_path} not recorded yet: {advanced.last_error}")
     if advanced.state != "merged":
         return
     async with services.engine.connect() as conn:

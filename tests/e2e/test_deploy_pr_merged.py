@@ -9,11 +9,13 @@ statuses on the model repository, the Deploy comment on the PR that shipped the 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
 from click.testing import CliRunner
 
+from bot.devhub.faults import Fault
 from bot.guard.cli import status as status_cli
 from bot.guard.service import GUARD_KEY
 from tests.e2e.test_deploy import (
@@ -216,8 +218,12 @@ async def test_a_rollback_pr_a_person_merges_is_recorded_without_a_watcher(world
     [rollback] = [p for p in world.hub.pulls[r.deploy].values() if p.state == "open"]
     assert rollback.head_ref == "modelship/rollback/production/churn"
 
+    # The first read of the merged PR fails: the webhook job, not a watcher round, looks again.
+    failing = rf"/repos/{r.deploy}/pulls/{rollback.number}$"
+    world.hub.add_fault(Fault("error", count=1, path=failing, method="GET", status=404))
     await world.hub.merge_pr(r.deploy, rollback.number)
     await settle(world)
+    assert [x.fault for x in world.hub.faults.log if re.search(failing, x.path)][-2:] == ["error", None]
 
     production = [
         (x.version, x.state, x.pinned) for x in await history(world, r.model) if x.environment == "production"
