@@ -12,6 +12,7 @@ command -v git >/dev/null || need+=(git)
 command -v wrk >/dev/null || need+=(wrk)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v git-lfs >/dev/null || need+=(git-lfs)
+command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
