@@ -34,6 +34,7 @@ from typing import Any, cast
 from bot.deploy.gitops import CommitResult, DeployRepo, RepoLocks, RetryPolicy
 from bot.deploy.manifest import ModelRef, commit_message, load_values, plan_deploy, validate_values, values_path
 from bot.devhub import RunningDevHub, start
+from bot.github.git import StaticToken
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "charts/model-server/values.schema.json").read_text())
@@ -95,14 +96,11 @@ async def main(merges: int, replicas: int) -> None:
             token = hub.issue_token(await hub.install("acme", ["acme/deploy"])).value
             url = f"{running.base_url}/acme/deploy.git"
 
-            async def provider() -> str:
-                return token
-
             def repo(name: str, locks: RepoLocks | None = None) -> DeployRepo:
                 return DeployRepo(
                     url,
                     work / name,
-                    token=provider,
+                    token=StaticToken(token),
                     locks=locks or RepoLocks(),
                     retry=RetryPolicy(conflict_attempts=50, base_s=0.02, cap_s=0.5),
                 )

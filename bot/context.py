@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.github.git import TokenSource
 from bot.store.queue import JobQueue
 
 
@@ -17,9 +18,11 @@ class GitHubAppPort(Protocol):
 
     async def for_installation(self, installation_id: int) -> GitHubAPI: ...
 
-    async def installation_token(self, installation_id: int) -> str: ...
+    def git_token(self, installation_id: int) -> TokenSource: ...
 
-    def git_url(self, full_name: str, token: str) -> str: ...
+    async def clone_url(self, full_name: str, installation_id: int) -> str: ...
+
+    def remember_repository(self, repository: object) -> None: ...
 
 
 @dataclass

@@ -48,6 +48,8 @@ def webhook_runner(services: Services) -> JobRunner:
             raise LookupError(f"delivery {job.delivery_id} of job {job.id} is gone")
         logs.delivery_id.set(row.guid)
         event = Event(json.loads(row.body), event=row.event, delivery_id=row.guid)
+        if isinstance(event.data, dict):  # every event names its repository's clone_url: git goes there
+            services.github.remember_repository(event.data.get("repository"))
         gh = await services.github.for_installation(row.installation_id) if row.installation_id else None
         await handlers.router.dispatch(event, gh, services)
 

@@ -7,109 +7,48 @@ losing a race can only cost a retry, never someone else's commit. The local clon
 cache; the remote ref moves atomically, so a failure leaves either the old or the new state there.
 
 GitPython blocks, so each attempt runs in a worker thread; attempts on one deploy repository are
-serialised in this process by an asyncio.Lock keyed by the repository URL. The token travels only
-in an HTTP header set through the environment of each fetch or push (never in argv or the clone's
-config), and is redacted from every message this module produces.
+serialised in this process by an asyncio.Lock keyed by the repository URL. Git goes through
+``bot.github.git``, the transport the review checkout uses too: the token travels only in an HTTP
+header set through the environment of each fetch or push (never in argv or the clone's config), is
+redacted from every message, and a token the host refuses is replaced by a fresh one once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import difflib
 import logging
 import random
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import TypeVar
 
 import git
+
+from bot.github.git import (
+    ANONYMOUS,
+    NO_PROMPT,
+    GitAuthError,
+    GitCredentials,
+    TokenSource,
+    classify,
+    credential_free,
+    redact,
+    with_token,
+)
 
 log = logging.getLogger(__name__)
 
 Edit = Callable[[str | None], str | None]
 """Current file text (None: the file does not exist) -> new text, or None for "no change"."""
 
-TokenProvider = Callable[[], Awaitable[str]]
-
-_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 _NETWORK_TIMEOUT_S = 60.0
-Failure = Literal["rejected", "unreachable", "auth", "other"]
 T = TypeVar("T")
 
 
 class DeployError(Exception):
     """A deploy could not be written; the message is safe to show users (no credentials)."""
-
-
-def redact(text: str, *secrets: str) -> str:
-    """Remove userinfo from URLs and any known secret from ``text``."""
-    text = _CREDENTIALS.sub("***@", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def authenticated_url(url: str, token: str | None) -> str:
-    """``http(s)://x-access-token:<token>@host/owner/repo.git``, the way GitHub takes app tokens."""
-    if not token:
-        return url
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"x-access-token:{quote(token, safe='')}@{host}"))
-
-
-def auth_env(token: str | None) -> dict[str, str]:
-    """Environment that makes git send ``x-access-token:<token>`` as HTTP Basic auth up front.
-
-    Same credentials GitHub takes in ``authenticated_url``, but sent with the first request (no 401
-    round trip per command) and kept out of argv, .git/config and git's own error messages.
-    """
-    if not token:
-        return {}
-    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    return {
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "http.extraHeader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-    }
-
-
-def classify(stderr: str) -> Failure:
-    """Why a git network command failed, from its stderr."""
-    text = stderr.lower()
-    if "[rejected]" in text or "fetch first" in text or "non-fast-forward" in text:
-        return "rejected"
-    if "[remote rejected]" in text and any(
-        s in text for s in ("failed to update ref", "cannot lock ref", "incorrect old value", "lock")
-    ):
-        return "rejected"  # lost the race between reading the refs and updating them
-    if any(s in text for s in ("authentication failed", "error: 401", "error: 403", "read username")):
-        return "auth"
-    if any(
-        s in text
-        for s in (
-            "could not resolve host",
-            "failed to connect",
-            "couldn't connect",
-            "connection refused",
-            "connection reset",
-            "unable to access",
-            "timed out",
-            "did not complete",
-            "rpc failed",
-            "early eof",
-            "the remote end hung up",
-            "returned error: 5",
-            "empty reply",
-        )
-    ):
-        return "unreachable"
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -163,7 +102,7 @@ class DeployRepo:
         url: str,
         workdir: Path,
         *,
-        token: TokenProvider | None = None,
+        token: TokenSource | None = None,
         branch: str = "main",
         author_name: str = "modelship[bot]",
         author_email: str = "modelship[bot]@users.noreply.github.com",
@@ -171,17 +110,16 @@ class DeployRepo:
         locks: RepoLocks = PROCESS_LOCKS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.url = url
+        self.url = credential_free(url)
         self.workdir = workdir
         self.branch = branch
         self._token = token
         self._author = (author_name, author_email)
         self._retry = retry or RetryPolicy()
-        self._lock = locks.for_url(url)
+        self._lock = locks.for_url(self.url)
         self._sleep = sleep
         self._repo: git.Repo | None = None
-        self._secrets: tuple[str, ...] = ()
-        self._net_env: dict[str, str] = {}
+        self._creds: GitCredentials = ANONYMOUS
 
     @property
     def display_url(self) -> str:
@@ -249,37 +187,38 @@ class DeployRepo:
 
     async def _run(self, attempt: Callable[[str], T]) -> tuple[T, int]:
         async with self._lock:
-            fetch_url = await self._credentials()
-            conflicts = outages = 0
-            while True:
-                try:
-                    value = await self._in_thread(attempt, fetch_url)
-                    return value, conflicts + outages + 1
-                except _Rejected:
-                    conflicts += 1
-                    if conflicts >= self._retry.conflict_attempts:
-                        raise DeployError(
-                            f"gave up after {conflicts} attempts: {self.display_url} kept moving under us "
-                            f"(concurrent pushes); try again"
-                        ) from None
-                    delay = self._retry.delay(conflicts)
-                except _Unreachable as exc:
-                    outages += 1
-                    if outages >= self._retry.network_attempts:
-                        raise DeployError(
-                            f"deploy repository {self.display_url} is unreachable after {outages} attempts: {exc}"
-                        ) from None
-                    delay = self._retry.delay(outages + 2)
-                log.info("deploy repo %s: retrying in %.2fs", self.display_url, delay)
-                await self._sleep(delay)
+            try:
+                return await with_token(self._token, lambda creds: self._attempts(attempt, creds))
+            except GitAuthError as exc:
+                raise DeployError(
+                    f"{self.display_url} refused our credentials, a freshly minted token too; check that the "
+                    f"app is installed on the deploy repository with contents: write ({exc})"
+                ) from None
 
-    async def _credentials(self) -> str:
-        """Prepare credentials for this operation; returns the URL to fetch from and push to."""
-        token = await self._token() if self._token else None
-        self._net_env = auth_env(token)
-        basic = self._net_env.get("GIT_CONFIG_VALUE_0", "").removeprefix("Authorization: Basic ")
-        self._secrets = tuple(s for s in (token, quote(token or "", safe=""), basic) if s)
-        return self.url
+    async def _attempts(self, attempt: Callable[[str], T], creds: GitCredentials) -> tuple[T, int]:
+        self._creds = creds
+        conflicts = outages = 0
+        while True:
+            try:
+                value = await self._in_thread(attempt, self.url)
+                return value, conflicts + outages + 1
+            except _Rejected:
+                conflicts += 1
+                if conflicts >= self._retry.conflict_attempts:
+                    raise DeployError(
+                        f"gave up after {conflicts} attempts: {self.display_url} kept moving under us "
+                        f"(concurrent pushes); try again"
+                    ) from None
+                delay = self._retry.delay(conflicts)
+            except _Unreachable as exc:
+                outages += 1
+                if outages >= self._retry.network_attempts:
+                    raise DeployError(
+                        f"deploy repository {self.display_url} is unreachable after {outages} attempts: {exc}"
+                    ) from None
+                delay = self._retry.delay(outages + 2)
+            log.info("deploy repo %s: retrying in %.2fs", self.display_url, delay)
+            await self._sleep(delay)
 
     async def _in_thread(self, attempt: Callable[[str], T], fetch_url: str) -> T:
         work = asyncio.ensure_future(asyncio.to_thread(self._guarded, attempt, fetch_url))
@@ -362,7 +301,7 @@ class DeployRepo:
                 config.set_value("user", "email", self._author[1])
                 config.set_value("credential", "helper", "")  # never store the token anywhere
                 config.set_value("gc", "auto", "0")  # no surprise pauses inside a deploy
-            repo.git.update_environment(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="", SSH_ASKPASS="")
+            repo.git.update_environment(**NO_PROMPT)
             self._repo = repo
         return self._repo
 
@@ -371,7 +310,7 @@ class DeployRepo:
             out: str = self.repo.git.execute(
                 ["git", *args],
                 kill_after_timeout=_NETWORK_TIMEOUT_S if network else None,
-                env=self._net_env if network else None,
+                env=self._creds.env if network else None,
                 strip_newline_in_stdout=strip,
             )
             return out
@@ -385,10 +324,7 @@ class DeployRepo:
                 case "unreachable":
                     raise _Unreachable(stderr) from None
                 case "auth":
-                    raise DeployError(
-                        f"{self.display_url} refused our credentials; check that the app is installed "
-                        f"on the deploy repository with contents: write ({stderr})"
-                    ) from None
+                    raise GitAuthError(stderr) from None
                 case _:
                     raise DeployError(f"git {args[0]} to {self.display_url} failed: {stderr}") from None
 
@@ -397,7 +333,7 @@ class DeployRepo:
         if exc.status is not None and not raw:
             raw = f"exit {exc.status}"
         lines = [ln.strip() for ln in raw.splitlines() if ln.strip() and not ln.startswith("hint:")]
-        return redact(" | ".join(lines)[:500], *self._secrets).removeprefix("stderr: ").strip("'")
+        return self._creds.redact(" | ".join(lines)[:500]).removeprefix("stderr: ").strip("'")
 
     def _fetch(self, fetch_url: str) -> None:
         refspec = "+refs/heads/*:refs/remotes/origin/*"

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, cast, runtime_checkable
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from gidgethub import BadRequest, GitHubException
 from gidgethub.abc import GitHubAPI
@@ -164,11 +164,6 @@ def iso_seconds(stamp: str | None) -> int:
     return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
 
 
-def without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
-
-
 def render_section(rows: list[Mapping[str, Any]], web_url: str) -> str:
     """The sticky Deploy comment: the newest state of each (environment, model) of this PR."""
     lines = [
@@ -261,10 +256,6 @@ class DeployService:
 
     # -- collaborators ---------------------------------------------------------------------------
 
-    def url_for(self, full_name: str) -> str:
-        """The deploy repository's git URL, without credentials (they travel in a header)."""
-        return without_credentials(self.services.github.git_url(full_name, "token"))
-
     async def installation_of(self, full_name: str, fallback: int | None = None, *, deploy: bool = True) -> int:
         if full_name in self._installations:
             return self._installations[full_name]
@@ -291,15 +282,12 @@ class DeployService:
     async def deploy_repo(self, full_name: str, installation_id: int) -> DeployRepo:
         repo = self._repos.get(full_name)
         if repo is None:
-
-            async def token() -> str:
-                return await self.services.github.installation_token(installation_id)
-
+            github = self.services.github
             workdir = self.services.data_dir / "deploy" / full_name.replace("/", "__")
             repo = DeployRepo(
-                self.url_for(full_name),
+                await github.clone_url(full_name, installation_id),
                 workdir,
-                token=token,
+                token=github.git_token(installation_id),
                 author_name=self.services.bot_login,
                 author_email=f"{self.services.bot_login}@users.noreply.github.com",
                 retry=self.retry,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 import jwt
 
 from bot.github.auth import InstallationTokens, make_app_jwt
 from bot.github.client import Authorizer, Clock, GitHubClient, Sleep
+from bot.github.git import TokenSource, credential_free
 from bot.github.retry import RetryPolicy
 
 # An app JWT lives 9 minutes; reuse it for 5 so it always has minutes left when it arrives.
@@ -21,7 +24,10 @@ _FULL_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 def git_base_url(api_url: str) -> str:
-    """Where git is served, from the REST root: api.github.com -> github.com, GHES drops /api/v3."""
+    """The web root people browse, from the REST root: api.github.com -> github.com, GHES drops /api/v3.
+
+    Only for links in comments: git itself goes to each repository's ``clone_url`` (``clone_url``).
+    """
     parts = urllib.parse.urlsplit(api_url.rstrip("/"))
     netloc, path = parts.netloc, parts.path
     if path.endswith("/api/v3"):
@@ -64,7 +70,7 @@ class GitHubApp:
         self._app = self._client(self._bearer, self._forget_jwt, "app")
         self.tokens = InstallationTokens(self._app, clock=clock)
         self._installations: dict[int, GitHubClient] = {}
-        self._git_base = git_base_url(self.api_url)
+        self._clone_urls: dict[str, str] = {}
 
     async def app_client(self) -> GitHubClient:
         """A client authenticated as the app itself (``/app/...`` endpoints)."""
@@ -84,15 +90,39 @@ class GitHubApp:
         return client
 
     async def installation_token(self, installation_id: int) -> str:
-        """A current installation token, e.g. for git over HTTP (see ``git_url``)."""
+        """A current installation token (cached; minted when missing or about to expire)."""
         return await self.tokens.get(installation_id)
 
-    def git_url(self, full_name: str, token: str) -> str:
-        """``https://x-access-token:<token>@host/owner/repo.git``; redact before logging it."""
+    def git_token(self, installation_id: int) -> TokenSource:
+        """The installation's token for git (``bot.github.git.with_token``): renewable when refused."""
+        return _InstallationToken(self.tokens, installation_id)
+
+    def remember_repository(self, repository: object) -> None:
+        """Note a webhook's ``repository.clone_url``, so git needs no API call to find the repository."""
+        if isinstance(repository, dict):
+            full_name, url = repository.get("full_name"), repository.get("clone_url")
+            if isinstance(full_name, str) and isinstance(url, str) and _FULL_NAME.fullmatch(full_name):
+                # Not a URL git could use over HTTP: ask the API when it is needed.
+                with contextlib.suppress(ValueError):
+                    self._clone_urls[full_name] = credential_free(url)
+
+    async def clone_url(self, full_name: str, installation_id: int) -> str:
+        """Where git reaches the repository, as GitHub says (``clone_url``), cached per repository.
+
+        Never derived from the API URL: a GHES with a separate git host, a proxy or a mirror serves
+        git elsewhere, and only GitHub knows where.
+        """
         if not _FULL_NAME.fullmatch(full_name):
             raise ValueError(f"not a repository full name (owner/name): {full_name!r}")
-        scheme, rest = self._git_base.split("://", 1)
-        return f"{scheme}://x-access-token:{urllib.parse.quote(token, safe='')}@{rest}/{full_name}.git"
+        url = self._clone_urls.get(full_name)
+        if url is None:
+            client = await self.for_installation(installation_id)
+            repo = await client.getitem(f"/repos/{full_name}")
+            raw = repo.get("clone_url") if isinstance(repo, dict) else None
+            if not isinstance(raw, str):
+                raise ValueError(f"GitHub's answer for {full_name} has no clone_url")
+            url = self._clone_urls[full_name] = credential_free(raw)
+        return url
 
     def _client(self, authorizer: Authorizer, forget: Callable[[], None], installation: str) -> GitHubClient:
         return GitHubClient(
@@ -121,3 +151,15 @@ class GitHubApp:
             return f"token {await self.tokens.get(installation_id)}"
 
         return authorize
+
+
+@dataclass(frozen=True)
+class _InstallationToken:
+    tokens: InstallationTokens
+    installation_id: int
+
+    async def get(self) -> str:
+        return await self.tokens.get(self.installation_id)
+
+    def invalidate(self) -> None:
+        self.tokens.invalidate(self.installation_id)

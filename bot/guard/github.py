@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
@@ -97,14 +97,9 @@ class AppGitHub:
 
     async def deploy_repo(self, full_name: str, workdir: Path) -> DeployRepo:
         installation = await self._installation(full_name)
-
-        async def token() -> str:
-            return await self._app.installation_token(installation)
-
-        # The token travels in a header set per command (gitops.auth_env), never in the URL.
-        parts = urlsplit(self._app.git_url(full_name, "unused"))
-        url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
-        return DeployRepo(url, workdir, token=token)
+        # The token travels in a header set per command (bot.github.git), never in the URL.
+        url = await self._app.clone_url(full_name, installation)
+        return DeployRepo(url, workdir, token=self._app.git_token(installation))
 
     async def find_open_pr(self, repo: str, branch: str) -> dict[str, Any] | None:
         gh = await self._gh(repo)

@@ -1,5 +1,8 @@
 """Fetch a PR's base and head trees from the model repository over git (HTTP, installation token).
 
+Git goes to the repository's ``clone_url`` through ``bot.github.git``: the token only in a header
+from the environment, renewed once when git refuses it.
+
 The bot never interprets these files: model and data bytes are only handed to the sandbox, mounted
 read-only. The policy (`.modelship.yml`) and the changed paths come from the API, at the base commit.
 """
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import git
 
-from bot.github.redact import redact
+from bot.github.git import GitAuthError, GitCredentials, TokenSource, classify, with_token
 
 CONFIG_FILE = ".modelship.yml"
 
@@ -40,14 +43,17 @@ def export_tree(repo: git.Repo, sha: str, dest: Path) -> None:
     tar_path.unlink()
 
 
-def _fetch(url: str, cache: Path, refspecs: list[str], base_sha: str, head_sha: str, workdir: Path) -> Checkout:
+def _fetch(
+    url: str, creds: GitCredentials, cache: Path, refspecs: list[str], base_sha: str, head_sha: str, workdir: Path
+) -> Checkout:
     repo = git.Repo(cache) if (cache / "HEAD").exists() else git.Repo.init(cache, bare=True)
     try:
-        repo.git.fetch("--quiet", "--no-tags", url, *refspecs)
+        repo.git.execute(["git", "fetch", "--quiet", "--no-tags", url, *refspecs], env=creds.env)
     except git.GitCommandError as exc:
-        raise CheckoutError(
-            redact(f"git fetch failed: {exc.stderr.strip() or exc}").replace(url, "<repository>")
-        ) from None
+        message = creds.redact(f"git fetch failed: {str(exc.stderr).strip() or exc}").replace(url, "<repository>")
+        if classify(message) == "auth":
+            raise GitAuthError(message) from None
+        raise CheckoutError(message) from None
     for sha in (base_sha, head_sha):
         try:
             repo.commit(sha)
@@ -60,11 +66,29 @@ def _fetch(url: str, cache: Path, refspecs: list[str], base_sha: str, head_sha: 
 
 
 async def fetch_pull_request(
-    url: str, cache: Path, workdir: Path, *, base_ref: str, base_sha: str, head_sha: str, number: int
+    url: str,
+    token: TokenSource | None,
+    cache: Path,
+    workdir: Path,
+    *,
+    base_ref: str,
+    base_sha: str,
+    head_sha: str,
+    number: int,
 ) -> Checkout:
-    """Fetch the base branch and refs/pull/N/head (forks included), export both trees under workdir."""
+    """Fetch the base branch and refs/pull/N/head (forks included), export both trees under workdir.
+
+    ``url`` is the repository's credential-free ``clone_url``; ``token`` authenticates (None: anonymous).
+    """
     refspecs = [
         f"+refs/heads/{base_ref}:refs/remotes/origin/{base_ref}",
         f"+refs/pull/{number}/head:refs/remotes/origin/pr/{number}",
     ]
-    return await asyncio.to_thread(_fetch, url, cache, refspecs, base_sha, head_sha, workdir)
+
+    async def attempt(creds: GitCredentials) -> Checkout:
+        return await asyncio.to_thread(_fetch, url, creds, cache, refspecs, base_sha, head_sha, workdir)
+
+    try:
+        return await with_token(token, attempt)
+    except GitAuthError as exc:
+        raise CheckoutError(f"{exc} (a freshly minted installation token was refused too)") from None

@@ -169,10 +169,11 @@ class ReviewService:
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         try:
-            token = await self.services.github.installation_token(req.installation_id)
-            url = self.services.github.git_url(req.repo, token)
+            github = self.services.github
+            github.remember_repository(pr["base"].get("repo"))
             checkout = await fetch_pull_request(
-                url,
+                await github.clone_url(req.repo, req.installation_id),
+                github.git_token(req.installation_id),
                 data / "git" / req.repo.replace("/", "--"),
                 workdir,
                 base_ref=pr["base"]["ref"],

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.deploy.gitops import DeployError, DeployRepo, Edit, RepoLocks, RetryPolicy, authenticated_url, redact
+from bot.deploy.gitops import DeployError, DeployRepo, Edit, RepoLocks, RetryPolicy
 from bot.deploy.manifest import ModelRef, load_values, plan_deploy, validate_values, values_path
+from bot.github.git import StaticToken, credentials, redact
 from tests.deploy.conftest import DeployHub
 from tests.deploy.githttp import GitHttpServer, git
 
@@ -38,11 +39,8 @@ def deploy_edit(model: ModelRef) -> Edit:
 
 
 def make_repo(hub: DeployHub | GitHttpServer, url: str, workdir: Path, **kwargs: object) -> DeployRepo:
-    async def token() -> str:
-        return hub.token
-
     kwargs.setdefault("retry", RetryPolicy(conflict_attempts=40, base_s=0.02, cap_s=0.5, rng=random.Random(7)))
-    return DeployRepo(url, workdir, token=token, **kwargs)  # type: ignore[arg-type]
+    return DeployRepo(url, workdir, token=StaticToken(hub.token), **kwargs)  # type: ignore[arg-type]
 
 
 async def test_a_merge_becomes_one_pushed_commit_and_a_redelivery_makes_none(
@@ -100,7 +98,8 @@ async def test_a_push_that_loses_a_race_is_redone_on_the_new_head(
 ) -> None:
     repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     other = tmp_path / "other"
-    await asyncio.to_thread(git, "clone", "-q", authenticated_url(deploy_hub.url, deploy_hub.token), str(other))
+    auth = credentials(deploy_hub.token).env
+    await asyncio.to_thread(git, "clone", "-q", deploy_hub.url, str(other), env=auth)
     raced = False
 
     def edit_while_someone_else_pushes(text: str | None) -> str | None:
@@ -110,7 +109,7 @@ async def test_a_push_that_loses_a_race_is_redone_on_the_new_head(
             (other / "theirs.txt").write_text("theirs\n")
             git("add", "theirs.txt", cwd=other)
             git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "theirs", cwd=other)
-            git("push", "-q", "origin", "HEAD:main", cwd=other)
+            git("push", "-q", "origin", "HEAD:main", cwd=other, env=auth)
         return "ours\n"
 
     result = await repo.commit_file("ours.txt", edit_while_someone_else_pushes, "ours")
@@ -154,10 +153,9 @@ async def test_an_unreachable_remote_is_retried_then_fails_clearly_without_leaki
     async def no_sleep(delay: float) -> None:
         sleeps.append(delay)
 
-    async def token() -> str:
-        return "ghs_secret_token"
-
-    repo = DeployRepo("http://127.0.0.1:9/acme/deploy.git", workdir, token=token, sleep=no_sleep)
+    repo = DeployRepo(
+        "http://127.0.0.1:9/acme/deploy.git", workdir, token=StaticToken("ghs_secret_token"), sleep=no_sleep
+    )
 
     with pytest.raises(DeployError) as failure:
         await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
@@ -186,10 +184,7 @@ async def test_an_outage_during_the_push_leaves_nothing_half_written(git_server:
 
 
 async def test_wrong_credentials_fail_at_once_with_an_actionable_message(deploy_hub: DeployHub, workdir: Path) -> None:
-    async def token() -> str:
-        return "ghs_expired_token"
-
-    repo = DeployRepo(deploy_hub.url, workdir, token=token)
+    repo = DeployRepo(deploy_hub.url, workdir, token=StaticToken("ghs_expired_token"))
     with pytest.raises(DeployError) as failure:
         await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
 
@@ -238,8 +233,7 @@ async def test_preview_shows_the_diff_without_writing(deploy_hub: DeployHub, wor
 
 
 def test_redact_hides_userinfo_and_known_secrets() -> None:
-    url = authenticated_url("https://github.com/acme/deploy.git", "ghs_abc/def")
-    assert url == "https://x-access-token:ghs_abc%2Fdef@github.com/acme/deploy.git"
+    url = "https://x-access-token:ghs_abc%2Fdef@github.com/acme/deploy.git"
     assert (
         redact(f"fatal: unable to access '{url}'") == "fatal: unable to access 'https://***@github.com/acme/deploy.git'"
     )

@@ -16,7 +16,6 @@ from bot.deploy.service import (
     merge_targets,
     render_section,
     render_status,
-    without_credentials,
 )
 from bot.repoconfig import parse_repo_config
 
@@ -86,11 +85,6 @@ def test_review_metrics_become_one_line_each() -> None:
 
 def test_merge_time_is_the_sequence() -> None:
     assert iso_seconds("2026-11-26T10:00:00Z") == 1795687200
-
-
-def test_git_urls_lose_their_credentials() -> None:
-    url = "https://x-access-token:ghs_secret@github.com/acme/deploy.git"
-    assert without_credentials(url) == "https://github.com/acme/deploy.git"
 
 
 def test_the_deploy_comment_links_the_commit_and_explains_failures() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pytest
 from bot.devhub import RunningDevHub
 from bot.devhub.faults import Fault, LoggedRequest
 from bot.github.app import GitHubApp
+from bot.github.git import credentials
 from bot.github.redact import redact
 from bot.github.retry import RetryPolicy
 
@@ -67,10 +69,11 @@ async def test_jwt_then_installation_token_then_repository(installed: Installed)
 
 
 async def test_the_installation_token_clones_over_git_http(installed: Installed, tmp_path: Path) -> None:
-    url = installed.app.git_url(REPO, await installed.app.installation_token(installed.acme))
+    url = await installed.app.clone_url(REPO, installed.acme)
+    token = await installed.app.git_token(installed.acme).get()
     clone = await asyncio.create_subprocess_exec(
         "git", "clone", "--quiet", url, str(tmp_path / "clone"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **credentials(token).env},
     )  # fmt: skip
     _, err = await clone.communicate()
     assert clone.returncode == 0, redact(err.decode())

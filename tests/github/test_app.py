@@ -8,8 +8,7 @@ import aiohttp
 import gidgethub
 import pytest
 
-from bot.github.app import GitHubApp
-from bot.github.redact import redact
+from bot.github.app import GitHubApp, git_base_url
 from tests.github.conftest import APP_ID, FakeGitHub, FakeTime, Reply
 
 
@@ -18,22 +17,51 @@ def make_app(session: aiohttp.ClientSession, pem: str, api_url: str, fake_time: 
 
 
 @pytest.mark.parametrize(
-    ("api_url", "git_url"),
+    ("api_url", "web_url"),
     [
-        ("https://api.github.com", "https://x-access-token:T@github.com/o/r.git"),
-        ("https://ghe.example/api/v3", "https://x-access-token:T@ghe.example/o/r.git"),
-        ("https://ghe.example/api/v3/", "https://x-access-token:T@ghe.example/o/r.git"),
-        ("http://127.0.0.1:8765", "http://x-access-token:T@127.0.0.1:8765/o/r.git"),
+        ("https://api.github.com", "https://github.com"),
+        ("https://ghe.example/api/v3", "https://ghe.example"),
+        ("https://ghe.example/api/v3/", "https://ghe.example"),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
     ],
 )
-def test_git_url_is_derived_from_the_api_url(session, private_key_pem, fake_time, api_url, git_url) -> None:
-    assert make_app(session, private_key_pem, api_url, fake_time).git_url("o/r", "T") == git_url
+def test_the_web_root_for_links_is_derived_from_the_api_url(api_url, web_url) -> None:
+    assert git_base_url(api_url) == web_url
 
 
-def test_git_url_refuses_what_is_not_a_repository_name(session, private_key_pem, fake_time) -> None:
-    app = make_app(session, private_key_pem, "https://api.github.com", fake_time)
+async def test_git_goes_to_the_clone_url_github_returns_asked_once_per_repository(
+    session, github: FakeGitHub, private_key_pem, fake_time
+) -> None:
+    app = make_app(session, private_key_pem, github.url + "/api/v3", fake_time)
+    github.queue("/api/v3/repos/o/r", Reply(body={"clone_url": "https://git.ghe.example/scm/o/r.git"}))
+
+    assert await app.clone_url("o/r", 5) == "https://git.ghe.example/scm/o/r.git"
+    assert await app.clone_url("o/r", 5) == "https://git.ghe.example/scm/o/r.git"
+    assert github.paths().count("/api/v3/repos/o/r") == 1
+
+
+async def test_a_webhooks_repository_primes_the_clone_url_without_credentials(
+    session, github: FakeGitHub, private_key_pem, fake_time
+) -> None:
+    app = make_app(session, private_key_pem, github.url, fake_time)
+    app.remember_repository({"full_name": "o/r", "clone_url": "https://user:pw@git.example/o/r.git"})
+    app.remember_repository({"full_name": "o/s", "clone_url": "git@evil.example:o/s.git"})  # not http(s): ignored
+
+    assert await app.clone_url("o/r", 5) == "https://git.example/o/r.git"
+    assert "/repos/o/r" not in github.paths()
     with pytest.raises(ValueError, match="owner/name"):
-        app.git_url("o/r@evil.example/x", "T")
+        await app.clone_url("o/r@evil.example/x", 5)
+
+
+async def test_a_git_token_that_was_refused_is_replaced_by_a_new_one(
+    session, github: FakeGitHub, private_key_pem, fake_time
+) -> None:
+    source = make_app(session, private_key_pem, github.url, fake_time).git_token(5)
+    first = await source.get()
+    assert await source.get() == first  # cached
+    source.invalidate()
+    assert await source.get() not in (first, "")
+    assert len(github.issued) == 2
 
 
 @pytest.mark.parametrize("key", ["", "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----", "public"])
@@ -78,14 +106,6 @@ async def test_a_long_lived_installation_client_switches_to_a_fresh_token(
     fake_time.now += 3600 - 300
     after = (await client.getitem("/repos/o/r"))["auth"]
     assert [f"token {t}" for _, t in github.issued] == [before, after]
-
-
-async def test_the_token_for_git_is_redacted_in_its_url(
-    session, github: FakeGitHub, private_key_pem, fake_time
-) -> None:
-    app = make_app(session, private_key_pem, github.url, fake_time)
-    url = app.git_url("o/r", await app.installation_token(5))
-    assert redact(url) == f"http://x-access-token:***@{github.url.removeprefix('http://')}/o/r.git"
 
 
 class GatedTime(FakeTime):

@@ -27,10 +27,13 @@ class NoGitHub:
     async def for_installation(self, installation_id: int) -> Any:
         raise AssertionError("intake tests never call GitHub")
 
-    async def installation_token(self, installation_id: int) -> str:
+    def git_token(self, installation_id: int) -> Any:
         raise AssertionError
 
-    def git_url(self, full_name: str, token: str) -> str:
+    async def clone_url(self, full_name: str, installation_id: int) -> str:
+        raise AssertionError
+
+    def remember_repository(self, repository: object) -> None:
         raise AssertionError
 
 
