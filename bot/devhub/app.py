@@ -23,7 +23,6 @@ from bot.devhub.hub import DevHub, DevHubError
 from bot.devhub.rest import Rest
 
 GHE_PREFIX = "/api/v3"
-GIT_PATH = re.compile(r"^/[^/]+/[^/]+\.git/")
 HUB_KEY = web.AppKey("devhub", DevHub)
 
 
@@ -71,9 +70,11 @@ def _json_or_none(raw: bytes) -> Any:
 
 
 def make_middleware(hub: DevHub) -> Any:
+    git_path = re.compile(rf"^{re.escape(hub.git_prefix)}/[^/]+/[^/]+\.git/")
+
     @web.middleware
     async def github(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/_devhub") or GIT_PATH.match(request.path):
+        if request.path.startswith("/_devhub") or git_path.match(request.path):
             return await handler(request)
         arrived = time.time()
         path = request.path.removeprefix(GHE_PREFIX) or "/"
@@ -131,6 +132,11 @@ def build_app(hub: DevHub) -> web.Application:
     rest = Rest(hub)
 
     async def authorize(full_name: str, user: str | None, password: str | None, write: bool) -> bool:
+        fault = hub.faults.take("GIT", f"/{full_name}.git", git=True)
+        if fault is not None:  # "revoke_token": the token dies between minting and this request
+            if password:
+                hub.revoke_token(password)
+            hub.faults.record(time.time(), "GIT", f"/{full_name}.git", 401, fault)
         repo = hub.repos.get(full_name)
         if repo is None:
             return False
@@ -144,7 +150,7 @@ def build_app(hub: DevHub) -> web.Application:
         pusher = hub.bot_account(hub.apps[installation.app_id]) if installation else hub.account("alice")
         await hub.pushed(full_name, updates, pusher)
 
-    app.add_routes(git_http_routes(hub.git.root, authorize, on_push))
+    app.add_routes(git_http_routes(hub.git.root, authorize, on_push, prefix=hub.git_prefix))
     app.add_routes(control_routes(hub))
     app.add_routes(rest.routes())
     app.add_routes(rest.routes(GHE_PREFIX))

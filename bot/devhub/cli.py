@@ -33,9 +33,16 @@ from bot.devhub.server import serve
     envvar="DEVHUB_WEBHOOK_SECRET",
     help="Secret used to sign deliveries (X-Hub-Signature-256).",
 )
-def devhub(host: str, port: int, data_dir: Path | None, webhook_url: str | None, webhook_secret: str | None) -> None:
+@click.option(
+    "--git-prefix",
+    default="",
+    help="Serve git under this path (e.g. /git) instead of the host root; clone_url follows.",
+)
+def devhub(
+    host: str, port: int, data_dir: Path | None, webhook_url: str | None, webhook_secret: str | None, git_prefix: str
+) -> None:
     """Run devhub, a local GitHub: REST API, app auth, git hosting and signed webhooks."""
     if webhook_url and not webhook_secret:
         raise click.UsageError("--webhook-secret is required with --webhook-url: receivers must verify signatures")
     with tempfile.TemporaryDirectory(prefix="devhub-") as tmp, contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(data_dir or Path(tmp), host, port, webhook_url, webhook_secret))
+        asyncio.run(serve(data_dir or Path(tmp), host, port, webhook_url, webhook_secret, git_prefix))

@@ -6,8 +6,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["error", "slow", "rate_limit", "secondary_rate_limit", "unprocessable"]
-KINDS: tuple[str, ...] = ("error", "slow", "rate_limit", "secondary_rate_limit", "unprocessable")
+FaultKind = Literal["error", "slow", "rate_limit", "secondary_rate_limit", "unprocessable", "revoke_token"]
+KINDS: tuple[str, ...] = ("error", "slow", "rate_limit", "secondary_rate_limit", "unprocessable", "revoke_token")
+# Faults of git over HTTP (matched against the git request's path); every other kind is for REST.
+GIT_KINDS: tuple[str, ...] = ("revoke_token",)
 
 
 @dataclass
@@ -49,9 +51,9 @@ class Faults:
         self.pending.append(fault)
         return fault
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def take(self, method: str, path: str, *, git: bool = False) -> Fault | None:
         for fault in self.pending:
-            if fault.matches(method, path):
+            if (fault.kind in GIT_KINDS) == git and fault.matches(method, path):
                 fault.count -= 1
                 if fault.count == 0:
                     self.pending.remove(fault)

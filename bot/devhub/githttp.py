@@ -1,7 +1,7 @@
 """Git smart HTTP for a directory of bare repositories, via the real `git http-backend` CGI.
 
 Reusable outside devhub: `git_http_routes(root, authorize, on_push)` returns aiohttp routes serving
-`/{owner}/{repo}.git/...`, with Basic auth checked by the caller's `authorize` (GitHub takes
+`/{owner}/{repo}.git/...` (under an optional prefix), with Basic auth checked by the caller's `authorize` (GitHub takes
 `x-access-token:<token>`), and `on_push` told which refs a receive-pack moved.
 """
 
@@ -84,7 +84,9 @@ def _parse_cgi(output: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
-def git_http_routes(root: Path, authorize: AuthorizeFn, on_push: OnPush | None = None) -> list[web.RouteDef]:
+def git_http_routes(
+    root: Path, authorize: AuthorizeFn, on_push: OnPush | None = None, *, prefix: str = ""
+) -> list[web.RouteDef]:
     async def handle(request: web.Request) -> web.StreamResponse:
         owner, name, tail = (
             request.match_info["owner"],
@@ -137,5 +139,5 @@ def git_http_routes(root: Path, authorize: AuthorizeFn, on_push: OnPush | None =
             await on_push(full_name, updates)
         return web.Response(status=status, body=payload, headers=headers)
 
-    path = "/{owner}/{repo}.git/{tail:.*}"
+    path = prefix + "/{owner}/{repo}.git/{tail:.*}"
     return [web.get(path, handle), web.post(path, handle)]

@@ -60,8 +60,14 @@ class DevHub:
         base_url: str = "http://devhub.invalid",
         contract: Contract | None = None,
         keygen: Callable[[], tuple[bytes, bytes]] = generate_key,
+        git_prefix: str = "",
     ) -> None:
+        if git_prefix and (not git_prefix.startswith("/") or git_prefix.endswith("/")):
+            raise ValueError(f"git_prefix must start with '/' and not end with one: {git_prefix!r}")
         self.data_dir = data_dir
+        # Where git is served under the host root ("" = /owner/repo.git like github.com); another
+        # prefix is a git host that is not where the API's URL suggests, as on some GHES or proxies.
+        self.git_prefix = git_prefix
         self.git = GitStore(data_dir / "repos")
         self.contract = contract or shared_contract()
         self.keygen = keygen
@@ -89,7 +95,7 @@ class DevHub:
     # -- plumbing -----------------------------------------------------------------------------
     @property
     def urls(self) -> render.Urls:
-        return render.Urls(api=self.base_url, web=self.base_url)
+        return render.Urls(api=self.base_url, web=self.base_url, git=self.base_url + self.git_prefix)
 
     @property
     def deliveries(self) -> list[Delivery]:
@@ -289,6 +295,10 @@ class DevHub:
         token = Token(new_token(), installation_id, time.time() + TOKEN_LIFETIME)
         self.tokens[token.value] = token
         return token
+
+    def revoke_token(self, value: str) -> bool:
+        """Revoke one installation token (as ``DELETE /installation/token`` or an expiry would)."""
+        return self.tokens.pop(value, None) is not None
 
     def token_installation(self, value: str | None) -> Installation | None:
         token = self.tokens.get(value or "")

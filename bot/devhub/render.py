@@ -43,7 +43,12 @@ def node_id(kind: str, id: int) -> str:
 @dataclass(frozen=True)
 class Urls:
     api: str  # REST root, e.g. http://127.0.0.1:8080 (also served under /api/v3)
-    web: str  # html and git root
+    web: str  # html root
+    git: str = ""  # git root (clone_url); the html root when empty
+
+    @property
+    def git_root(self) -> str:
+        return self.git or self.web
 
     def repo_api(self, full_name: str) -> str:
         return f"{self.api}/repos/{full_name}"
@@ -127,7 +132,7 @@ def repo(r: Repo, urls: Urls, *, open_issues: int = 0) -> dict[str, Any]:
         "fork": False,
         "url": api,
         **{key: api + suffix for key, suffix in templated.items()},
-        "clone_url": f"{urls.web}/{r.full_name}.git",
+        "clone_url": f"{urls.git_root}/{r.full_name}.git",
         "git_url": f"git://{host}/{r.full_name}.git",
         "ssh_url": f"git@{host}:{r.full_name}.git",
         "svn_url": f"{urls.web}/{r.full_name}",

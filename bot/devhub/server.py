@@ -39,9 +39,16 @@ async def start(
     webhook_secret: str | None = None,
     hub: DevHub | None = None,
     keygen: Callable[[], tuple[bytes, bytes]] = generate_key,
+    git_prefix: str = "",
 ) -> RunningDevHub:
-    """Start devhub on the running loop (port 0 picks a free one) and return where it listens."""
-    hub = hub or DevHub(data_dir, webhook_url=webhook_url, webhook_secret=webhook_secret, keygen=keygen)
+    """Start devhub on the running loop (port 0 picks a free one) and return where it listens.
+
+    ``git_prefix`` (e.g. ``/git``) serves git under that path instead of the host root; each
+    repository's ``clone_url`` says so, and git at the host root answers 404.
+    """
+    hub = hub or DevHub(
+        data_dir, webhook_url=webhook_url, webhook_secret=webhook_secret, keygen=keygen, git_prefix=git_prefix
+    )
     runner = web.AppRunner(build_app(hub), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -51,10 +58,15 @@ async def start(
     return RunningDevHub(hub, runner, hub.base_url)
 
 
-async def serve(data_dir: Path, host: str, port: int, webhook_url: str | None, webhook_secret: str | None) -> None:
-    running = await start(data_dir, host=host, port=port, webhook_url=webhook_url, webhook_secret=webhook_secret)
+async def serve(
+    data_dir: Path, host: str, port: int, webhook_url: str | None, webhook_secret: str | None, git_prefix: str = ""
+) -> None:
+    running = await start(
+        data_dir, host=host, port=port, webhook_url=webhook_url, webhook_secret=webhook_secret, git_prefix=git_prefix
+    )
     print(
-        f"devhub listening on {running.base_url} (REST also at {running.api_url}), data in {data_dir}",
+        f"devhub listening on {running.base_url} (REST also at {running.api_url}, git at "
+        f"{running.base_url}{git_prefix}/OWNER/REPO.git), data in {data_dir}",
         flush=True,
     )
     try:
