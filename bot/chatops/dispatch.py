@@ -27,6 +27,7 @@ class Facts:
     actor_teams: frozenset[str] = frozenset()
     environments: Mapping[str, EnvironmentRule] = field(default_factory=dict)
     approvals: tuple[tuple[str, str], ...] = ()  # (sha, approver) from earlier ok-to-test
+    commented_head: str | None = None  # ok-to-test: the head when the comment was written (None: unknown)
     available: Collection[str] = frozenset()  # commands whose service this server runs
     app_slug: str | None = None
 
@@ -41,7 +42,7 @@ class Reply:
 @dataclass(frozen=True, slots=True)
 class Run:
     command: ParsedCommand
-    approve_sha: str | None = None  # for ok-to-test: the exact head SHA to record the approval for
+    approve_sha: str | None = None  # for ok-to-test: the exact SHA to record the approval for
 
 
 def decide(item: ParsedCommand | ParseError, facts: Facts) -> Reply | Run:
@@ -71,9 +72,13 @@ def decide(item: ParsedCommand | ParseError, facts: Facts) -> Reply | Run:
         missing = f"`{command.name}` needs a service this Modelship server does not run yet"
         return Reply(replies.not_available(command.line, missing), "confused", "service not available")
     if command.name == "ok-to-test":
-        target = approval_target(command.args.get("sha"), facts.head_sha)
+        requested = command.args.get("sha")
+        target = approval_target(requested, facts.head_sha, facts.commented_head)
+        if target is None and requested is None:
+            body = replies.head_unknown(command.line, head_sha=facts.head_sha)
+            return Reply(body, "confused", "ok-to-test: the head when commenting is unknown")
         if target is None:
-            body = replies.stale_approval(command.line, requested=command.args["sha"], head_sha=facts.head_sha)
+            body = replies.stale_approval(command.line, requested=requested or "", head_sha=facts.head_sha)
             return Reply(body, "confused", "ok-to-test for a SHA that is not the head")
         return Run(command, approve_sha=target)
     if command.spec.sandbox and not may_run_sandbox(

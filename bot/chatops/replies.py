@@ -170,6 +170,26 @@ def approval_recorded(line: str, *, head_sha: str) -> str:
     return reply(line, f"Approved commit `{_short(head_sha)}` for sandbox runs. A new push needs a new `ok-to-test`.")
 
 
+def approved_older_head(line: str, *, approved_sha: str, head_sha: str) -> str:
+    """A bare ok-to-test approved the head of when it was written; a push since then is not covered."""
+    return reply(
+        line,
+        f"Approved commit `{_short(approved_sha)}`, the head when you commented. New commits were pushed "
+        f"since (the head is now `{_short(head_sha)}`); they are not approved and nothing runs for them. "
+        f"Review them, then comment `{PREFIX} ok-to-test {_short(head_sha)}`.",
+    )
+
+
+def head_unknown(line: str, *, head_sha: str) -> str:
+    """A bare ok-to-test when the head changed around the comment (or its history is unknown)."""
+    return reply(
+        line,
+        "I can't tell which commit was the head when you commented (it changed around that time, or I "
+        "have no record of it), so nothing was approved. Name the commit you reviewed: "
+        f"`{PREFIX} ok-to-test {_short(head_sha)}` approves the current head `{_short(head_sha)}`.",
+    )
+
+
 def stale_approval(line: str, *, requested: str, head_sha: str) -> str:
     return reply(
         line,

@@ -23,7 +23,7 @@ from bot.chatops.dispatch import Facts, Reaction, Reply, Run, decide
 from bot.chatops.lookups import PrLookups, collaborator_permission, from_fork, team_refs
 from bot.chatops.parser import ParsedCommand, ParseError, parse_comment
 from bot.chatops.ratelimit import RateLimiter, Verdict
-from bot.chatops.trust import may_run_sandbox
+from bot.chatops.trust import head_when_commented, may_run_sandbox
 from bot.context import Services
 from bot.repoconfig import CONFIG_PATH, Environment, RepoConfigError
 from bot.review.jobs import ReviewRequest, enqueue_review
@@ -123,8 +123,9 @@ async def handle_comment(
         return
     lookups = PrLookups(gh, repo, number)
     answers: list[tuple[ParsedCommand | ParseError, _Answer]] = []
+    commented_at = _created_at(comment)
     for item in items:
-        answer = await _answer(item, actor, installation_id, gh, services, lookups)
+        answer = await _answer(item, actor, installation_id, gh, services, lookups, commented_at)
         answers.append((item, answer))
     await audit.save(services, answers)
     await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": _join([a.body for _, a in answers])})
@@ -140,9 +141,10 @@ async def _answer(
     gh: GitHubAPI,
     services: Services,
     lookups: PrLookups,
+    commented_at: int | None = None,
 ) -> _Answer:
     try:
-        facts = await _facts(item, actor, services, lookups)
+        facts = await _facts(item, actor, services, lookups, commented_at)
         if isinstance(facts, _Answer):
             return facts
         outcome = decide(item, facts)
@@ -169,8 +171,15 @@ def _answer_of(reply: Reply) -> _Answer:
     return _Answer(reply.body, reply.reaction, reply.decision, result, reply.reaction != "confused")
 
 
+def _created_at(comment: dict[str, Any]) -> int | None:
+    try:
+        return store.epoch_seconds(str(comment["created_at"]))
+    except (KeyError, ValueError):
+        return None
+
+
 async def _facts(
-    item: ParsedCommand | ParseError, actor: str, services: Services, lookups: PrLookups
+    item: ParsedCommand | ParseError, actor: str, services: Services, lookups: PrLookups, commented_at: int | None
 ) -> Facts | _Answer:
     available = frozenset(registry(services))
     bare = Facts(actor, None, PrState(False, None, False, None), "", available=available, app_slug=services.app_slug)
@@ -199,9 +208,13 @@ async def _facts(
     )
     head_sha = (await lookups.pull())["head"]["sha"]
     approvals: tuple[tuple[str, str], ...] = ()
+    commented_head: str | None = None
     if spec.sandbox:
         async with services.engine.connect() as conn:
             approvals = tuple((a.sha, a.approver) for a in await store.approvals(conn, lookups.repo, lookups.number))
+            if item.name == "ok-to-test" and "sha" not in item.args and commented_at is not None:
+                events = await store.head_events(conn, lookups.repo, lookups.number)
+                commented_head = head_when_commented(events, commented_at)
     return Facts(
         actor,
         permission,
@@ -210,6 +223,7 @@ async def _facts(
         actor_teams=teams,
         environments=environments,
         approvals=approvals,
+        commented_head=commented_head,
         available=available,
         app_slug=services.app_slug,
     )
@@ -330,6 +344,12 @@ async def run_ok_to_test(ctx: CommandContext) -> Outcome:
     if sha is None:  # decide always sets it for ok-to-test
         raise ValueError("ok-to-test without a SHA to approve")
     request = await _review_request(ctx, "ok-to-test")
+    if request.head_sha.lower() != sha:
+        # The head moved after the comment: approve what the approver saw, run nothing for the rest.
+        async with ctx.services.engine.begin() as conn:
+            await store.approve(conn, ctx.repo, ctx.number, sha, ctx.actor)
+        body = replies.approved_older_head(ctx.command.line, approved_sha=sha, head_sha=request.head_sha)
+        return Outcome(True, body, f"approved {sha[:12]} (head when commented); head is now {request.head_sha[:12]}")
     async with ctx.services.engine.begin() as conn:
         await store.approve(conn, ctx.repo, ctx.number, sha, ctx.actor)
         await enqueue_review(conn, request)

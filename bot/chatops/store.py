@@ -6,6 +6,7 @@ transaction. Writes are idempotent: a re-run job approves, holds or cancels once
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,8 +16,10 @@ from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.chatops.ratelimit import Bucket
+from bot.chatops.trust import HeadEvent
 from bot.store.base import utcnow
 from bot.store.chatops_models import ChatopsApproval, ChatopsAudit, ChatopsHold, ChatopsRateBucket
+from bot.store.models import Delivery
 from bot.store.queue import JOBS
 
 AUDIT = cast(Table, ChatopsAudit.__table__)
@@ -221,3 +224,39 @@ class SqlBuckets:
             changed = await conn.execute(update(BUCKETS).where(BUCKETS.c.login == user).values(**values))
             if not changed.rowcount:
                 await conn.execute(insert(BUCKETS).values(login=user, **values))
+
+
+# The events that set a PR's head; an edit or a label never moves it.
+_HEAD_ACTIONS = ("opened", "reopened", "synchronize")
+_HEAD_HISTORY = 500  # recent pull_request deliveries of the repository to look through
+
+
+async def head_events(conn: AsyncConnection, repo: str, number: int) -> list[HeadEvent]:
+    """Which commit became the PR's head when, by GitHub's own ``updated_at`` on the stored deliveries.
+
+    Deliveries are recorded at intake whatever happens to them later, so this is the bot's own record
+    of what GitHub announced; a push whose event has not arrived yet is simply not in it.
+    """
+    rows = (
+        await conn.execute(
+            select(Delivery.body)
+            .where(Delivery.event == "pull_request", Delivery.repository == repo, Delivery.action.in_(_HEAD_ACTIONS))
+            .order_by(Delivery.id.desc())
+            .limit(_HEAD_HISTORY)
+        )
+    ).all()
+    events: list[HeadEvent] = []
+    for (body,) in reversed(rows):
+        try:
+            pull = json.loads(body)["pull_request"]
+            if int(pull["number"]) != number:
+                continue
+            events.append(HeadEvent(str(pull["head"]["sha"]), epoch_seconds(str(pull["updated_at"]))))
+        except (ValueError, KeyError, TypeError):
+            continue  # not the shape GitHub sends: no evidence either way
+    return events
+
+
+def epoch_seconds(stamp: str) -> int:
+    """GitHub's ``2026-12-06T16:30:00Z`` as whole epoch seconds."""
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())

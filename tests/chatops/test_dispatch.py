@@ -93,9 +93,20 @@ def test_ok_to_test_records_the_head_it_names() -> None:
     fork = replace(MAINTAINER, pr=FORK_PR)
     result = outcome("/modelship ok-to-test c0ffee0", fork)
     assert isinstance(result, Run) and result.approve_sha == HEAD
-    assert isinstance(outcome("/modelship ok-to-test", fork), Run)
     stale = reply("/modelship ok-to-test abcdef1", fork)
     assert "not the head of this pull request" in stale.body
+
+
+def test_a_bare_ok_to_test_approves_the_head_when_commented_or_asks_for_the_sha() -> None:
+    fork = replace(MAINTAINER, pr=FORK_PR)
+    older = "0ld" + "0" * 37
+    same = outcome("/modelship ok-to-test", replace(fork, commented_head=HEAD))
+    assert isinstance(same, Run) and same.approve_sha == HEAD
+    moved = outcome("/modelship ok-to-test", replace(fork, commented_head=older))
+    assert isinstance(moved, Run) and moved.approve_sha == older  # never the push after the comment
+    unknown = reply("/modelship ok-to-test", fork)
+    assert unknown.reaction == "confused" and "nothing was approved" in unknown.body
+    assert "`/modelship ok-to-test c0ffee0`" in unknown.body
 
 
 def test_ok_to_test_needs_write_access() -> None:
