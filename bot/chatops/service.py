@@ -212,9 +212,10 @@ async def _facts(
     if spec.sandbox:
         async with services.engine.connect() as conn:
             approvals = tuple((a.sha, a.approver) for a in await store.approvals(conn, lookups.repo, lookups.number))
-            if item.name == "ok-to-test" and "sha" not in item.args and commented_at is not None:
-                events = await store.head_events(conn, lookups.repo, lookups.number)
-                commented_head = head_when_commented(events, commented_at)
+    if item.name == "ok-to-test" and "sha" not in item.args and commented_at is not None:
+        async with services.engine.connect() as conn:
+            events = await store.head_events(conn, lookups.repo, lookups.number)
+        commented_head = head_when_commented(events, commented_at)
     return Facts(
         actor,
         permission,

@@ -8,6 +8,7 @@ approvals stored, jobs cancelled, deploy services called — never by the reply 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -395,6 +396,63 @@ async def test_fork_pr_runs_nothing_until_ok_to_test_of_the_exact_head(world: Wo
     assert "is not the head of this pull request" in replies_after(world, repo, number, stale)[0]
     assert len(await chatops_reviews(world, repo)) == 2, "the new push ran nothing"
     assert (await allowed())[0] is False
+
+
+async def fork_pr(world: World, name: str) -> tuple[str, int]:
+    repo = await new_repo(world, name)
+    await world.hub.fork(repo, "mallory")
+    await world.hub.push(f"mallory/{name}", "evil", {"models/churn.onnx": b"evil"}, author="mallory")
+    number = await world.hub.open_pr(repo, "evil", user="mallory", from_fork=True)
+    await settle(world)
+    return repo, number
+
+
+async def ok_to_test_then_push(world: World, repo: str, number: int, *, push_in_next_second: bool) -> int:
+    """alice comments a bare ok-to-test; mallory pushes before the bot reads the PR (its 👀 is slowed)."""
+    fork = f"mallory/{repo.split('/')[1]}"
+    world.hub.add_fault(Fault("slow", delay=2.5, method="POST", path=r"/issues/comments/\d+/reactions$"))
+    await asyncio.sleep(1.05 - time.time() % 1)  # start of a second, a second after the PR was opened
+    comment_id = await world.hub.comment(repo, number, "/modelship ok-to-test", user="alice")
+    if push_in_next_second:
+        await asyncio.sleep(1.05 - time.time() % 1)
+    await world.hub.push(fork, "evil", {"models/churn.onnx": b"pushed after the comment"}, author="mallory")
+    commented, pushed = world.hub.comments[comment_id].created_at, world.hub.pull(repo, number).updated_at
+    assert int(pushed) - int(commented) == (1 if push_in_next_second else 0), "the machine was too slow"
+    await settle(world)
+    return comment_id
+
+
+async def test_a_push_right_after_a_bare_ok_to_test_is_not_approved(world: World) -> None:
+    repo, number = await fork_pr(world, "race-later")
+    reviewed = world.hub.pull(repo, number).head_sha
+    gh = await installation_client(world, repo)
+
+    comment_id = await ok_to_test_then_push(world, repo, number, push_in_next_second=True)
+
+    head = world.hub.pull(repo, number).head_sha
+    assert head != reviewed
+    async with world.services.engine.connect() as conn:
+        assert [(a.sha, a.approver) for a in await store.approvals(conn, repo, number)] == [(reviewed, "alice")]
+    [answer] = replies_after(world, repo, number, comment_id)
+    assert f"Approved commit `{reviewed[:7]}`, the head when you commented" in answer
+    assert f"the head is now `{head[:7]}`" in answer and f"ok-to-test {head[:7]}" in answer
+    assert await chatops_reviews(world, repo) == [], "nothing runs for the push after the comment"
+    ok, _ = await sandbox_allowed(world.services, gh, repo, await gh.getitem(f"/repos/{repo}/pulls/{number}"))
+    assert ok is False
+
+
+async def test_a_push_in_the_same_second_as_a_bare_ok_to_test_approves_nothing(world: World) -> None:
+    repo, number = await fork_pr(world, "race-same-second")
+
+    comment_id = await ok_to_test_then_push(world, repo, number, push_in_next_second=False)
+
+    head = world.hub.pull(repo, number).head_sha
+    async with world.services.engine.connect() as conn:
+        assert await store.approvals(conn, repo, number) == []
+    [answer] = replies_after(world, repo, number, comment_id)
+    assert "nothing was approved" in answer and f"`/modelship ok-to-test {head[:7]}`" in answer
+    assert reactions(world, comment_id) == ["eyes", "confused"]
+    assert await chatops_reviews(world, repo) == []
 
 
 async def test_a_pr_by_an_author_without_write_access_is_untrusted(world: World) -> None:
