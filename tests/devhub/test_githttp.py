@@ -81,3 +81,30 @@ async def test_push_without_a_valid_token_is_refused_with_basic_challenge(
     assert anonymous_clone.returncode == 0  # public repositories clone without credentials, as on GitHub
     assert rejected.returncode != 0
     assert "x.txt" not in [e.path for e in devhub.hub.git.list_dir(REPO, "refs/heads/main", "")]
+
+
+async def test_git_under_a_prefix_is_where_clone_url_says_and_nowhere_else(tmp_path: Path) -> None:
+    from bot.devhub import start
+    from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
+
+    running = await start(tmp_path / "hub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key, git_prefix="/git")
+    try:
+        async with aiohttp.ClientSession() as session:
+            installed = await install_app(running, session)
+            async with session.get(
+                f"{running.api_url}/repos/{REPO}", headers={"Authorization": f"token {installed.token}"}
+            ) as response:
+                clone_url = (await response.json())["clone_url"]
+        at_root = await git("clone", "--quiet", authed(running, installed.token), str(tmp_path / "root"))
+        prefixed = clone_url.replace("://", f"://x-access-token:{installed.token}@")
+        cloned = await git("clone", "--quiet", prefixed, str(tmp_path / "prefixed"))
+    finally:
+        await running.stop()
+
+    assert clone_url == f"{running.base_url}/git/{REPO}.git"
+    assert at_root.returncode != 0 and "not found" in at_root.stderr.lower()
+    assert cloned.returncode == 0, cloned.stderr
+    # A client that guesses git at the host root fails its test: that path is no GitHub operation.
+    assert running.hub.contract_violations == [
+        f"GET /{REPO}.git/info/refs: no such operation in GitHub's REST description"
+    ]
