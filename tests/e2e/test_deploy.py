@@ -372,13 +372,15 @@ async def test_a_protected_environment_gets_one_pr_updated_by_the_next_merge(wor
 async def test_an_unreachable_deploy_repository_is_retried_then_reported(world: World) -> None:
     r = await repos(world, "down", "  staging: {auto: true}")
     service = world.deploy
-    real_url = service.url_for
-    service.url_for = lambda name: "http://127.0.0.1:9/acme/down-deploy.git" if name == r.deploy else real_url(name)
+    await settle(world)
+    # GitHub says the deploy repository's git is somewhere nothing answers.
+    github = world.services.github
+    github.remember_repository({"full_name": r.deploy, "clone_url": "http://127.0.0.1:9/acme/down-deploy.git"})
     service.retry = RetryPolicy(network_attempts=2, base_s=0.01, cap_s=0.05)
     try:
         number, merge_sha = await merge(world, r.model, "unlucky", b"churn v7")
     finally:
-        service.url_for, service.retry = real_url, None  # type: ignore[method-assign]
+        service.retry = None
 
     async with world.services.engine.connect() as conn:
         query = select(Job.attempts, Job.state).where(Job.kind == "deploy").order_by(Job.id.desc()).limit(1)
