@@ -8,6 +8,7 @@ where the API URL suggests). A sampler reads every process's ``/proc/PID/cmdline
 from __future__ import annotations
 
 import base64
+import os
 import re
 import threading
 from collections.abc import AsyncIterator
@@ -48,23 +49,39 @@ deploy: {{repository: {deploy_repo}}}
 
 @dataclass
 class ArgvSampler:
-    """Reads every process's command line in a loop, from a thread, until stopped."""
+    """Reads the command line of every descendant of this test process in a loop, until stopped.
+
+    Descendants only: other processes on a shared machine (other test runs) are not ours to judge.
+    """
 
     seen: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
+    @staticmethod
+    def _parent(pid: str) -> str | None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        return stat.rsplit(")", 1)[-1].split()[1]  # the field after the state, past "(comm)"
+
     def _loop(self) -> None:
-        proc = Path("/proc")
+        me = str(os.getpid())
         while not self._stop.is_set():
-            for entry in proc.iterdir():
-                if entry.name.isdigit():
-                    try:
-                        raw = (entry / "cmdline").read_bytes()
-                    except OSError:
-                        continue  # gone already, or not ours to read
-                    if raw:
-                        self.seen.add(raw.replace(b"\0", b" ").decode(errors="replace"))
+            parents = {p.name: self._parent(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
+            for pid in parents:
+                ancestor, hops = parents.get(pid), 0
+                while ancestor not in (None, "0", "1", me) and hops < 64:
+                    ancestor, hops = parents.get(ancestor), hops + 1
+                if ancestor != me:
+                    continue
+                try:
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue  # gone already
+                if raw:
+                    self.seen.add(raw.replace(b"\0", b" ").decode(errors="replace"))
 
     def __enter__(self) -> ArgvSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
