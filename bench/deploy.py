@@ -188,6 +188,7 @@ async def through_the_bot(
         github_api_url=running.api_url,
         data_dir=work / "bot",
         workers=2,
+        sandbox="off",  # deploys only: no review runs here
     )
     session = aiohttp.ClientSession()
     service = await build_service(

@@ -77,6 +77,24 @@ def serve(host: str | None, port: int | None) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(as_json: bool) -> None:
+    """Check this server's set-up: GitHub App, installations, database, sandbox, Prometheus, deploy repos.
+
+    Each failing check prints one line naming the setting to fix; the exit code is 1 if any failed.
+    """
+    from bot import logs
+    from bot.doctor import render, render_json
+    from bot.service import run_doctor
+
+    settings = _settings()
+    logs.configure("ERROR")  # the checks' own lines are the output; retries would only add noise
+    checks = asyncio.run(run_doctor(settings))
+    click.echo(render_json(checks) if as_json else render(checks))
+    sys.exit(0 if all(c.ok for c in checks) else 1)
+
+
+@main.command()
 def migrate() -> None:
     """Create or upgrade the database schema (serve does this on start too)."""
     from bot.store.db import make_engine

@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -16,6 +16,8 @@ from sqlalchemy import select
 
 from bot import handlers, logs, metrics
 from bot.context import GitHubAppPort, Services
+from bot.doctor import Check, Checkup, Doctor, failed, skipped
+from bot.github.retry import RetryPolicy
 from bot.intake import Delivery, Plan, plan_delivery
 from bot.settings import Settings
 from bot.store.db import make_engine, migrate
@@ -25,11 +27,66 @@ from bot.store.queue import ClaimedJob, JobQueue
 from bot.web.app import Health, Intake, create_web_app
 from bot.worker import JobRunner, WorkerPool
 
+if TYPE_CHECKING:
+    from bot.github.app import GitHubApp
+    from bot.review.service import SandboxConfig
+
 log = logging.getLogger(__name__)
 
 
 class StartupError(Exception):
-    """The service cannot start with these settings; the message names what to fix."""
+    """The service cannot start with these settings; the message names what to fix (``setting``)."""
+
+    def __init__(self, message: str, setting: str = "") -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+def key_setting(settings: Settings) -> str:
+    """The setting the App's private key came from (or should come from)."""
+    return (
+        "MODELSHIP_GITHUB_PRIVATE_KEY"
+        if settings.github_private_key is not None
+        else "MODELSHIP_GITHUB_PRIVATE_KEY_PATH"
+    )
+
+
+def make_github_app(
+    settings: Settings, session: aiohttp.ClientSession, *, policy: RetryPolicy | None = None
+) -> GitHubApp:
+    """The GitHub App client from settings, or a StartupError naming the setting to fix."""
+    from bot.github.app import GitHubApp
+
+    key = settings.private_key_pem()
+    if settings.github_app_id is None:
+        raise StartupError(
+            "MODELSHIP_GITHUB_APP_ID is required (the GitHub App's numeric id)", "MODELSHIP_GITHUB_APP_ID"
+        )
+    if key is None:
+        raise StartupError(
+            "MODELSHIP_GITHUB_PRIVATE_KEY_PATH (or MODELSHIP_GITHUB_PRIVATE_KEY) is required: the App's PEM key",
+            key_setting(settings),
+        )
+    try:
+        return GitHubApp(
+            app_id=settings.github_app_id,
+            private_key_pem=key,
+            api_url=settings.github_api_url,
+            session=session,
+            policy=policy,
+        )
+    except ValueError as exc:
+        raise StartupError(str(exc), key_setting(settings)) from None
+
+
+def require_sandbox(settings: Settings) -> None:
+    """Reviews need a sandbox: running without one must be a decision, not a surprise on the first PR."""
+    if settings.sandbox == "on" and not settings.container_engine_url:
+        raise StartupError(
+            "no evaluation sandbox: set MODELSHIP_CONTAINER_ENGINE_URL to a Docker Engine API endpoint "
+            "(e.g. unix:///run/podman/podman.sock), or set MODELSHIP_SANDBOX=off to run without reviews",
+            "MODELSHIP_CONTAINER_ENGINE_URL",
+        )
 
 
 def webhook_runner(services: Services) -> JobRunner:
@@ -86,6 +143,8 @@ class Service:
     _closers: list[Callable[[], Awaitable[None]]]
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # The doctor's checks behind /readyz; `serve` refreshes them in the background (tests call refresh()).
+    checkup: Checkup | None = None
 
     async def start(self) -> None:
         self.writer.start()
@@ -105,40 +164,39 @@ class Service:
 async def build_service(
     settings: Settings, *, github: GitHubAppPort | None = None, extra_runners: dict[str, JobRunner] | None = None
 ) -> Service:
+    require_sandbox(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     await migrate(engine)
     closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
     if github is None:
-        from bot.github.app import GitHubApp
-
-        key = settings.private_key_pem()
-        if settings.github_app_id is None or key is None:
-            await engine.dispose()
-            raise StartupError(
-                "MODELSHIP_GITHUB_APP_ID and MODELSHIP_GITHUB_PRIVATE_KEY_PATH (or _PRIVATE_KEY) are required"
-            )
         session = aiohttp.ClientSession()
         closers.append(session.close)
         try:
-            github = GitHubApp(
-                app_id=settings.github_app_id, private_key_pem=key, api_url=settings.github_api_url, session=session
-            )
-        except ValueError as exc:
+            github = make_github_app(settings, session)
+        except StartupError:
             await session.close()
             await engine.dispose()
-            raise StartupError(str(exc)) from None
+            raise
     queue = JobQueue(engine, lease_seconds=settings.job_lease_seconds)
     services = Services(
         engine=engine, queue=queue, github=github, app_slug=settings.github_app_slug, data_dir=settings.data_dir
     )
+    from bot.review.service import SandboxUnavailable
+
     runners: dict[str, JobRunner] = {"webhook": webhook_runner(services)}
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []
     for setup in feature_setups():
-        feature = await setup(services, settings)
+        try:
+            feature = await setup(services, settings)
+        except SandboxUnavailable as exc:
+            for close in reversed(closers):
+                await close()
+            raise StartupError(str(exc), "MODELSHIP_CONTAINER_ENGINE_URL") from None
         runners.update(feature.runners)
         background.extend(feature.background)
         closers.extend(feature.closers)
+    checkup = Checkup(service_doctor(settings, services))
     runners.update(extra_runners or {})
     workers = WorkerPool(queue, runners, concurrency=settings.workers)
     writer = DeliveryWriter(engine, max_attempts=settings.max_attempts, on_jobs=workers.wake)
@@ -162,9 +220,72 @@ async def build_service(
             engine=engine,
             workers_alive=lambda: workers.alive if settings.workers else 1,
             refresh_metrics=refresh_metrics,
+            checks=checkup.report,
         ),
     )
-    return Service(services, writer, workers, web_app, closers, background)
+    return Service(services, writer, workers, web_app, closers, background, checkup=checkup)
+
+
+def service_doctor(settings: Settings, services: Services) -> Doctor:
+    """The doctor over the running service's own collaborators (its App client, engine, sandbox, Prometheus)."""
+    from bot.github.app import GitHubApp
+    from bot.guard.service import GUARD_KEY
+    from bot.review.service import SANDBOX_KEY
+
+    github: GitHubApp | Check = (
+        services.github
+        if isinstance(services.github, GitHubApp)
+        else skipped("github_app", "not checked: the service runs with a custom GitHub client")
+    )
+    sandbox = services.extras.get(SANDBOX_KEY) or skipped("sandbox", "not checked: no review feature")
+    guard = services.extras.get(GUARD_KEY)
+    return Doctor(
+        engine=services.engine,
+        github=github,
+        sandbox=sandbox,
+        prometheus=guard.watcher.provider if guard is not None and guard.watcher is not None else None,
+        key_setting=key_setting(settings),
+        prometheus_url=settings.prometheus_url,
+    )
+
+
+async def run_doctor(settings: Settings) -> list[Check]:
+    """`modelship doctor`: the checks over collaborators built from settings, without starting anything.
+
+    Unlike serve it neither migrates the database nor waits long for GitHub: a short retry policy
+    turns an unreachable API into a failed check within seconds.
+    """
+    from bot.guard.prometheus import PrometheusHTTP
+    from bot.review.service import SandboxUnavailable, make_sandbox
+
+    engine = make_engine(settings.effective_database_url)
+    async with aiohttp.ClientSession() as session:
+        github: GitHubApp | Check
+        try:
+            github = make_github_app(
+                settings,
+                session,
+                policy=RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=1.0, max_wait=5.0, request_timeout=10.0),
+            )
+        except StartupError as exc:
+            github = failed("github_app", str(exc), exc.setting)
+        sandbox: SandboxConfig | Check
+        try:
+            sandbox = await asyncio.to_thread(make_sandbox, settings)
+        except SandboxUnavailable as exc:
+            sandbox = failed("sandbox", str(exc), "MODELSHIP_CONTAINER_ENGINE_URL")
+        prometheus = PrometheusHTTP(settings.prometheus_url, session, timeout=5.0) if settings.prometheus_url else None
+        try:
+            return await Doctor(
+                engine=engine,
+                github=github,
+                sandbox=sandbox,
+                prometheus=prometheus,
+                key_setting=key_setting(settings),
+                prometheus_url=settings.prometheus_url,
+            ).run()
+        finally:
+            await engine.dispose()
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
@@ -172,6 +293,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
     import signal
 
     service = await build_service(settings)
+    if service.checkup is not None:
+        # Start-up checks run beside the listener: a slow GitHub never delays taking webhooks in.
+        service.background.append(service.checkup.run)
     await service.start()
     runner = web.AppRunner(service.web_app, access_log=None)
     await runner.setup()

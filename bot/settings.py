@@ -10,7 +10,7 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     repo_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="owner/repo or owner/* patterns; empty allows all."
     )
+    sandbox: Literal["on", "off"] = Field(
+        default="on",
+        description="'off' runs the service without an evaluation sandbox: every review says reviews are "
+        "turned off. Without it, serve refuses to start when no container engine is configured.",
+    )
     sandbox_image: str = Field(default="modelship-runner:local", description="Runner image for evaluations.")
     sandbox_mount_runtime: bool = Field(
         default=False,
@@ -109,6 +114,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as false.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("webhook_secret")
     @classmethod

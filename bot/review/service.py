@@ -41,11 +41,16 @@ MARK = marker("review")
 assert MARK == report.REVIEW_MARKER
 
 
+SANDBOX_KEY = "sandbox"  # Services.extras[...]: the SandboxConfig reviews run in (bot.doctor probes it)
+TURNED_OFF = "reviews are turned off on this server: MODELSHIP_SANDBOX=off"
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     runner: SandboxRunner | None
     image: str
     unavailable_reason: str = ""
+    turned_off: bool = False  # MODELSHIP_SANDBOX=off: said in every review's check run and comment
 
 
 def _now() -> str:
@@ -108,13 +113,7 @@ class ReviewService:
             await self._record(req, base_sha, "waiting", {})
             return
         if self.sandbox.runner is None:
-            await self._comment(
-                gh,
-                req,
-                f"{MARK}\n⚠️ **Modelship**: the evaluation sandbox is not configured on "
-                f"this server ({self.sandbox.unavailable_reason}). An operator must set "
-                "`MODELSHIP_CONTAINER_ENGINE_URL`.\n",
-            )
+            await self._not_evaluated(gh, req)
             return
         models = [m.name for m in config.models if not req.model or m.name == req.model]
         check_id = await self._check(gh, req, None)
@@ -156,6 +155,24 @@ class ReviewService:
         )
 
     # ------------------------------------------------------------------ steps
+    async def _not_evaluated(self, gh: GitHubAPI, req: ReviewRequest) -> None:
+        """No sandbox on this server: the check run and the comment say so, and who can change it."""
+        if self.sandbox.turned_off:
+            why = TURNED_OFF
+            fix = (
+                "An operator turns them on by setting `MODELSHIP_CONTAINER_ENGINE_URL` and removing "
+                "`MODELSHIP_SANDBOX=off`."
+            )
+        else:
+            why = f"the evaluation sandbox is not configured on this server ({self.sandbox.unavailable_reason})"
+            fix = "An operator must set `MODELSHIP_CONTAINER_ENGINE_URL`."
+        await self._comment(gh, req, f"{MARK}\n⚠️ **Modelship**: {why}. {fix}\n")
+        await self._check(
+            gh,
+            req,
+            {"title": "Not evaluated", "summary": f"{why}. {fix}", "text": "", "conclusion": "neutral"},
+        )
+
     async def _trusted(self, gh: GitHubAPI, req: ReviewRequest, pr: dict[str, Any]) -> tuple[bool, str | None]:
         from bot.chatops.service import sandbox_allowed
 
@@ -298,19 +315,34 @@ async def setup(services: Services, settings: Any) -> Any:
     from bot.service import Feature
 
     sandbox = make_sandbox(settings)
+    services.extras[SANDBOX_KEY] = sandbox
     return Feature(runners={KIND: ReviewService(services, sandbox).run_job})
 
 
+class SandboxUnavailable(Exception):
+    """The configured container engine cannot be used; the message names the setting."""
+
+
 def make_sandbox(settings: Any) -> SandboxConfig:
+    if settings.sandbox == "off":
+        return SandboxConfig(None, settings.sandbox_image, TURNED_OFF, turned_off=True)
     if not settings.container_engine_url:
         return SandboxConfig(None, settings.sandbox_image, "no container engine URL is set")
+    import docker.errors
+
     from bot.sandbox.docker_engine import DockerEngineRunner, connect
+
+    try:
+        client = connect(settings.container_engine_url)  # asks the engine for its API version
+    except docker.errors.DockerException as exc:
+        raise SandboxUnavailable(
+            f"MODELSHIP_CONTAINER_ENGINE_URL: cannot reach the container engine at {settings.container_engine_url} "
+            f"({type(exc).__name__}); start it (here: scripts/podman-service.sh) or fix the URL"
+        ) from None
 
     mounts: tuple[Mount, ...] = ()
     if settings.sandbox_mount_runtime:
         from bot.sandbox.local_image import LocalRuntime
 
         mounts = LocalRuntime.discover(Path(sys.prefix), Path(__file__).resolve().parents[2]).mounts()
-    return SandboxConfig(
-        DockerEngineRunner(connect(settings.container_engine_url), runtime_mounts=mounts), settings.sandbox_image
-    )
+    return SandboxConfig(DockerEngineRunner(client, runtime_mounts=mounts), settings.sandbox_image)

@@ -54,3 +54,16 @@ async def migrate(engine: AsyncEngine) -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
+
+
+async def schema_revisions(engine: AsyncEngine) -> tuple[set[str], set[str]]:
+    """(the database's current Alembic revisions, the newest ones this code knows), read-only."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    def read(sync_conn: Any) -> set[str]:
+        return set(MigrationContext.configure(sync_conn).get_current_heads())
+
+    async with engine.connect() as conn:
+        current = await conn.run_sync(read)
+    return current, set(ScriptDirectory.from_config(_alembic_config()).get_heads())

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -31,6 +32,8 @@ class Health:
     engine: AsyncEngine
     workers_alive: Callable[[], int]
     refresh_metrics: Callable[[], Awaitable[None]]
+    # The doctor's latest (cached) checks; reported on /readyz, never run by it.
+    checks: Callable[[], dict[str, Any]] | None = None
 
 
 INTAKE = web.AppKey("intake", Intake)
@@ -89,7 +92,14 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(f"database unreachable: {type(exc).__name__}")
     if health.workers_alive() == 0:
         problems.append("no worker is running")
-    return _reply(503 if problems else 200, "; ".join(problems) or "ready")
+    doctor = health.checks() if health.checks is not None else None
+    message = "; ".join(problems) or "ready"
+    if doctor and doctor["failed"]:
+        # Reported, not a reason to leave the load balancer: GitHub never redelivers a webhook that found
+        # no ready replica, and intake only needs the database and workers (checked above).
+        message += f" (degraded: {', '.join(doctor['failed'])}; see checks)"
+    extra = {"doctor": doctor} if doctor is not None else {}
+    return _reply(503 if problems else 200, message, **extra)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

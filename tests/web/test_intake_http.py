@@ -39,7 +39,9 @@ class NoGitHub:
 
 @pytest.fixture
 async def service(db_url: str, tmp_path: Path) -> AsyncIterator[Service]:
-    s = Settings(webhook_secret=SECRET, data_dir=tmp_path, database_url=db_url, repo_allowlist=["acme/*"])
+    s = Settings(
+        webhook_secret=SECRET, data_dir=tmp_path, database_url=db_url, repo_allowlist=["acme/*"], sandbox="off"
+    )
     svc = await build_service(s, github=NoGitHub())
     svc.writer.start()  # workers stay off: these tests look at what intake stored
     yield svc
