@@ -44,7 +44,10 @@ def _prepare(node: Any, base: str) -> Any:
       what `nullable` means, but a plain `enum` check would refuse it);
     - `oneOf` with a `discriminator` becomes a plain `anyOf`: the discriminator is what makes GitHub's
       overlapping alternatives (file / symlink / submodule) unambiguous, and its mapping would not
-      resolve against the absolute refs.
+      resolve against the absolute refs;
+    - an `allOf` of "Simple User" and "Enterprise" becomes `anyOf`: GitHub's description of
+      `GET /app/installations` inlines the installation's account that way, which no account can
+      satisfy (the `installation` component itself says `anyOf`, and GitHub sends a user there).
     """
     if isinstance(node, list):
         return [_prepare(v, base) for v in node]
@@ -56,6 +59,8 @@ def _prepare(node: Any, base: str) -> Any:
     }
     if out.get("nullable") is True and isinstance(out.get("enum"), list) and None not in out["enum"]:
         out["enum"] = [*out["enum"], None]
+    if [a.get("title") for a in out.get("allOf", ()) if isinstance(a, dict)] == ["Simple User", "Enterprise"]:
+        out["anyOf"] = out.pop("allOf")
     if "discriminator" in out and "oneOf" in out:
         del out["discriminator"]
         out["anyOf"] = out.pop("oneOf")
