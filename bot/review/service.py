@@ -100,6 +100,9 @@ class ReviewService:
             files = [f["filename"] async for f in gh.getiter(f"/repos/{req.repo}/pulls/{req.number}/files")]
             if not changed_under(config.review_paths, files):
                 return
+        if self.sandbox.runner is None:  # nothing would run, trusted or not: say why instead
+            await self._not_evaluated(gh, req)
+            return
         allowed, why = await self._trusted(gh, req, pr)
         if not allowed:
             await self._comment(
@@ -111,9 +114,6 @@ class ReviewService:
                 ),
             )
             await self._record(req, base_sha, "waiting", {})
-            return
-        if self.sandbox.runner is None:
-            await self._not_evaluated(gh, req)
             return
         models = [m.name for m in config.models if not req.model or m.name == req.model]
         check_id = await self._check(gh, req, None)
