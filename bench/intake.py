@@ -136,6 +136,7 @@ def main() -> None:
         "MODELSHIP_GITHUB_APP_ID": "1",
         "MODELSHIP_GITHUB_PRIVATE_KEY": rsa_pem(),
         "MODELSHIP_WORKERS": "0",
+        "MODELSHIP_SANDBOX": "off",  # intake only: no review runs
         "MODELSHIP_LOG_LEVEL": "WARNING",
         "MODELSHIP_REPO_ALLOWLIST": "acme/*",
     }

@@ -69,6 +69,7 @@ async def test_sigkill_with_jobs_queued_and_running(devhub: RunningDevHub, tmp_p
         "MODELSHIP_PORT": str(port),
         "MODELSHIP_JOB_LEASE_SECONDS": "3",
         "MODELSHIP_WORKERS": "2",
+        "MODELSHIP_SANDBOX": "off",  # no review runs here; serve refuses to start without an engine otherwise
     }
     hub.sender.url = f"http://127.0.0.1:{port}/webhooks/github"
     log = tmp_path / "serve.log"
