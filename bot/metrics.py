@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# `event` is a GitHub event name for verified deliveries, `other` for an unknown name, and `unverified`
+# for every request refused before (or by) the signature check: no client can mint label values.
 DELIVERIES = Counter(
     "modelship_webhook_deliveries_total", "Webhook deliveries by event and outcome", ["event", "outcome"]
 )
+CONNECTIONS_SHED = Counter(
+    "modelship_http_connections_shed_total",
+    "Connections closed by the listener's limits: evicted (cap reached), refused (all busy), timeout",
+    ["reason"],
+)
+OPEN_CONNECTIONS = Gauge("modelship_http_connections", "Open HTTP connections (sampled each second)")
+BODY_BYTES_IN_FLIGHT = Gauge("modelship_webhook_body_bytes_in_flight", "Bytes of request bodies being read")
 ACK_LATENCY = Histogram(
     "modelship_webhook_ack_seconds",
     "Time from request to acknowledgement",

@@ -25,6 +25,8 @@ from bot.store.deliveries import DeliveryWriter
 from bot.store.models import Delivery as DeliveryRow
 from bot.store.queue import ClaimedJob, JobQueue
 from bot.web.app import Health, Intake, create_web_app
+from bot.web.limits import HttpLimits
+from bot.web.server import start_http
 from bot.worker import JobRunner, WorkerPool
 
 if TYPE_CHECKING:
@@ -214,7 +216,12 @@ async def build_service(
             metrics.QUEUE_DEPTH.labels(state).set(count)
 
     web_app = create_web_app(
-        Intake(secret=settings.webhook_secret.get_secret_value().encode(), writer=writer, plan=plan),
+        Intake(
+            secret=settings.webhook_secret.get_secret_value().encode(),
+            writer=writer,
+            plan=plan,
+            limits=http_limits(settings),
+        ),
         # With workers = 0 this process only takes deliveries in; another process runs the jobs.
         Health(
             engine=engine,
@@ -288,6 +295,15 @@ async def run_doctor(settings: Settings) -> list[Check]:
             await engine.dispose()
 
 
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(
+        max_connections=settings.http_max_connections,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        body_bytes_in_flight=settings.http_body_bytes_in_flight,
+    )
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT): drain workers, then close."""
     import signal
@@ -297,10 +313,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
         # Start-up checks run beside the listener: a slow GitHub never delays taking webhooks in.
         service.background.append(service.checkup.run)
     await service.start()
-    runner = web.AppRunner(service.web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    http = await start_http(service.web_app, settings.host, settings.port, http_limits(settings))
     log.info("modelship listening on http://%s:%s/webhooks/github", settings.host, settings.port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -310,6 +323,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
         ready.set()
     await stop.wait()
     log.info("shutting down: draining workers")
-    await site.stop()
+    http.server.close()  # no new connections while the workers drain
     await service.stop()
-    await runner.cleanup()
+    await http.stop()

@@ -95,6 +95,23 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(default=5, ge=1, le=100, description="Attempts before a job is parked.")
     log_level: str = Field(default="INFO", description="Log level.")
+    http_max_connections: int = Field(
+        default=512,
+        ge=8,
+        le=100_000,
+        description="Open connections the listener keeps; a new one evicts the oldest idle connection.",
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Time a connection has to send a whole request head."
+    )
+    http_body_timeout_seconds: float = Field(
+        default=20.0, gt=0, le=600, description="Time a webhook request has to send its whole body."
+    )
+    http_body_bytes_in_flight: int = Field(
+        default=100 * 1024 * 1024,
+        ge=40 * 1024 * 1024,  # three quarters of it must hold one 25 MB body
+        description="Bytes of webhook bodies read at once; beyond it intake answers 503 with Retry-After.",
+    )
 
     @classmethod
     def settings_customise_sources(

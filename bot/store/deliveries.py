@@ -97,17 +97,26 @@ class DeliveryWriter:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await self._write(batch)
-            except Exception as exc:  # a failed commit fails every request of the batch (they answer 503)
-                for p in batch:
-                    if not p.done.done():
-                        p.done.set_exception(exc)
-                continue
-            for p, new in zip(batch, results, strict=True):
-                if not p.done.done():
-                    p.done.set_result(new)
-            if any(new and p.plan.queued for p, new in zip(batch, results, strict=True)):
+                results: list[bool | BaseException] = list(await self._write(batch))
+            except Exception as exc:
+                # One bad row must not fail the requests it happened to share a commit with: write
+                # each row alone, so only the offending one fails (its request answers 503).
+                results = [exc] if len(batch) == 1 else [await self._write_alone(p) for p in batch]
+            for p, result in zip(batch, results, strict=True):
+                if p.done.done():
+                    continue
+                if isinstance(result, BaseException):
+                    p.done.set_exception(result)
+                else:
+                    p.done.set_result(result)
+            if any(result is True and p.plan.queued for p, result in zip(batch, results, strict=True)):
                 self.on_jobs()
+
+    async def _write_alone(self, pending: _Pending) -> bool | BaseException:
+        try:
+            return (await self._write([pending]))[0]
+        except Exception as exc:
+            return exc
 
     async def _write(self, batch: Sequence[_Pending]) -> list[bool]:
         if self._thread is not None:
