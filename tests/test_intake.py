@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from bot.intake import (
     Delivery,
     WebhookRejected,
+    metric_event,
     parse_delivery,
     plan_delivery,
     signature_for,
@@ -74,6 +75,34 @@ def test_bad_requests_are_400_with_a_reason(body: bytes, extra: dict[str, str], 
         parse_delivery(SECRET, headers(body, **extra), body)
     assert exc.value.status == 400
     assert needle in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"installation": {"id": 10**20}}, "installation.id"),
+        ({"pull_request": {"labels": [{"id": 1}, {"id": -(2**63) - 1}]}}, "pull_request.labels[1].id"),
+        ({"installation": {"id": 2**63}}, "installation.id"),
+    ],
+)
+def test_integers_beyond_64_bits_are_400_naming_the_field(payload: dict, field: str) -> None:
+    body = json.dumps(payload).encode()
+    with pytest.raises(WebhookRejected) as exc:
+        parse_delivery(SECRET, headers(body), body)
+    assert exc.value.status == 400
+    assert exc.value.message.startswith(field + " ")
+
+
+def test_the_largest_64_bit_integers_and_long_digit_strings_pass() -> None:
+    payload = {"installation": {"id": 2**63 - 1}, "low": -(2**63), "text": "1" * 40, "f": 1e20}
+    body = json.dumps(payload).encode()
+    assert parse_delivery(SECRET, headers(body), body).installation_id == 2**63 - 1
+
+
+def test_metric_labels_are_github_event_names_or_other() -> None:
+    assert metric_event("pull_request") == "pull_request"
+    assert metric_event("pull_request_x") == "other"
+    assert metric_event("") == "other"
 
 
 def _delivery(event: str, payload: dict) -> Delivery:

@@ -228,3 +228,20 @@ async def test_installation_events_become_jobs_even_without_a_repository(client:
     async with service.services.engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(Installation)) == 0  # a worker fills it
         assert (await conn.execute(select(Job.serial_key))).scalar() == "installation:55"
+
+
+async def test_one_delivery_with_an_out_of_range_id_fails_only_its_own_request(
+    client: TestClient, service: Service
+) -> None:
+    """Finding: installation.id = 1e20 in one signed delivery failed the whole group commit (36-39 of
+    40 concurrent deliveries answered 503)."""
+    poisoned = signed("pull_request", {**PR, "installation": {"id": 10**20}})
+    legit = [signed("pull_request", PR) for _ in range(40)]
+    responses = await asyncio.gather(
+        *[client.post("/webhooks/github", data=b, headers=h) for b, h in [*legit[:20], poisoned, *legit[20:]]]
+    )
+    statuses = [r.status for r in responses]
+    assert statuses[:20] + statuses[21:] == [202] * 40
+    assert statuses[20] == 400
+    assert "installation.id" in (await responses[20].json())["message"]
+    assert await counts(service) == (40, 40)
