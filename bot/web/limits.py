@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +70,7 @@ class ByteBudget:
 
 
 class ConnectionTracker:
-    """Which connections are inside a request handler right now (a middleware marks them)."""
+    """Which connections are inside a webhook request right now (the handler marks them)."""
 
     def __init__(self) -> None:
         self.busy: dict[object, int] = {}
@@ -87,18 +86,6 @@ class ConnectionTracker:
         else:
             self.busy.pop(protocol, None)
         self.last_active[protocol] = time.monotonic()
-
-    def middleware(self) -> Callable[..., Any]:
-        @web.middleware
-        async def track(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
-            protocol = request.protocol
-            self.begin(protocol)
-            try:
-                return await handler(request)
-            finally:
-                self.end(protocol)
-
-        return track
 
 
 _FULL_BODY = b'{"message": "too many open connections; retry in a second"}\n'
