@@ -84,6 +84,7 @@ def _serve(tmp_path: Path, nofile: int | None = None, **settings: str) -> Iterat
         "MODELSHIP_GITHUB_APP_ID": "1",
         "MODELSHIP_GITHUB_PRIVATE_KEY": _rsa_pem(),
         "MODELSHIP_WORKERS": "0",
+        "MODELSHIP_SANDBOX": "off",  # intake only: no job runs here
         "MODELSHIP_REPO_ALLOWLIST": "acme/*",
         **{f"MODELSHIP_{k.upper()}": v for k, v in settings.items()},
     }
