@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import errno
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ import docker.errors
 import requests
 from docker.types import Mount as DockerMount
 
+from bot.sandbox import seccomp
 from bot.sandbox.runner import OUTPUT_DIR, RESULT_FILE, SCRATCH_DIR, MiB, Mount, SandboxResult, SandboxSpec
 
 NOBODY = "65534:65534"
@@ -58,9 +61,30 @@ _REAP_GRACE_S = 10.0  # how long log readers and a killed container may lag behi
 _HINT_POLL_S = 0.05
 _ENGINE_POLL_S = 1.0
 _TINY_TMPFS = MiB
+# result.json nests a few levels (report -> models -> metrics -> interval); anything far deeper is
+# an attack on the parser (a RecursionError) or on whatever walks the document later.
+MAX_RESULT_DEPTH = 32
 
 
-def create_kwargs(spec: SandboxSpec, runtime_mounts: Sequence[Mount], output_dir: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class OutputLimits:
+    """Operator caps on what a run may leave behind (settings, never a spec or a repository).
+
+    ``out_bytes``/``out_files``: /out is a tmpfs of this size and inode count, mounted by the
+    runner on the host, so a run that writes more gets ENOSPC instead of filling the host's disk
+    (0 = a plain directory, uncapped: only for engines the runner cannot mount for).
+    ``keep_bytes``/``keep_files``: what may be copied out of /out/<keep> after a run.
+    """
+
+    out_bytes: int = 512 * MiB
+    out_files: int = 10_000
+    keep_bytes: int = 1024 * MiB
+    keep_files: int = 32
+
+
+def create_kwargs(
+    spec: SandboxSpec, runtime_mounts: Sequence[Mount], output_dir: Path, *, seccomp_opt: str | None = None
+) -> dict[str, Any]:
     """The hardened ``containers.create`` arguments for one spec (pure)."""
     tmpfs_opts = f"rw,nosuid,nodev,noexec,size={spec.scratch_bytes},mode=1777"
     # podman adds unsized /run and /var/tmp to read-only containers; nothing needs them, so cap them tiny.
@@ -79,7 +103,7 @@ def create_kwargs(spec: SandboxSpec, runtime_mounts: Sequence[Mount], output_dir
         "network_mode": "none",
         "read_only": True,
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
+        "security_opt": ["no-new-privileges", *([seccomp_opt] if seccomp_opt else [])],
         "privileged": False,
         "mem_limit": spec.memory_bytes,
         "memswap_limit": spec.memory_bytes,  # same as memory: no swap to spill into
@@ -95,7 +119,9 @@ def create_kwargs(spec: SandboxSpec, runtime_mounts: Sequence[Mount], output_dir
     return kwargs
 
 
-def missing_controls(attrs: Mapping[str, Any], spec: SandboxSpec, output_dir: Path) -> list[str]:
+def missing_controls(
+    attrs: Mapping[str, Any], spec: SandboxSpec, output_dir: Path, *, seccomp_opt: str | None = None
+) -> list[str]:
     """What the created container lacks, read from ``docker inspect`` (pure). Empty means safe."""
     host = attrs.get("HostConfig") or {}
     config = attrs.get("Config") or {}
@@ -113,11 +139,14 @@ def missing_controls(attrs: Mapping[str, Any], spec: SandboxSpec, output_dir: Pa
         not host.get("CapAdd") and ("ALL" in cap_drop or cap_drop >= DEFAULT_CAPS),
         "capabilities are not all dropped (CapDrop ALL, no CapAdd)",
     )
-    security = [str(s).replace("=", ":") for s in host.get("SecurityOpt") or ()]
+    options = [str(s) for s in host.get("SecurityOpt") or ()]
+    security = [s.replace("=", ":") for s in options]
     want(
         any(s in ("no-new-privileges", "no-new-privileges:true") for s in security),
         "no-new-privileges is not set (SecurityOpt)",
     )
+    if seccomp_opt is not None:
+        want(seccomp_opt in options, "the sandbox seccomp profile is not applied (SecurityOpt seccomp=)")
     want(config.get("User") == NOBODY, f"user is {config.get('User')!r}, not {NOBODY}")
     want(host.get("Memory") == spec.memory_bytes, f"memory limit is {host.get('Memory')}, not {spec.memory_bytes}")
     want(
@@ -194,9 +223,25 @@ def read_result(output_dir: Path, cap: int) -> tuple[dict[str, Any] | None, str 
         document = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique)
     except (UnicodeDecodeError, ValueError) as exc:
         return None, f"refused {where}: not valid JSON ({exc})"
+    except RecursionError:
+        return None, f"refused {where}: nested deeper than {MAX_RESULT_DEPTH} levels"
     if not isinstance(document, dict):
         return None, f"refused {where}: the top level must be a JSON object"
+    if json_depth(document) > MAX_RESULT_DEPTH:
+        return None, f"refused {where}: nested deeper than {MAX_RESULT_DEPTH} levels"
     return document, None
+
+
+def json_depth(document: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion (pure)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def _reject_constant(name: str) -> Any:
@@ -237,39 +282,97 @@ def unreadable_inputs(inputs: Sequence[Mount]) -> list[str]:
     return problems
 
 
-def keep_files(source: Path, dest: Path, cap: int) -> list[Path]:
-    """Copy regular files from the sandbox's output without following links or trusting sizes."""
+def keep_files(source: Path, dest: Path, cap: int, *, max_files: int = 32, max_total: int | None = None) -> list[Path]:
+    """Copy regular files from the sandbox's output without following links or trusting sizes.
+
+    At most ``max_files`` files of at most ``cap`` bytes each, ``max_total`` bytes in all: what
+    does not fit is skipped (and logged), so a run cannot fill the artifacts directory.
+    """
     kept: list[Path] = []
+    total, limit = 0, cap * max_files if max_total is None else max_total
     if source.is_symlink() or not source.is_dir():
         return kept
     for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
-        for name in filenames:
+        dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) / d).is_symlink())
+        for name in sorted(filenames):
             src = Path(dirpath) / name
             try:
                 fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError:
                 continue  # a symlink or something unreadable: not an artifact
             with os.fdopen(fd, "rb") as fh:
-                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode) or os.fstat(fh.fileno()).st_size > cap:
+                info = os.fstat(fh.fileno())
+                if not stat.S_ISREG(info.st_mode) or info.st_size > cap:
+                    continue
+                if len(kept) >= max_files or total + info.st_size > limit:
+                    log.warning(
+                        "sandbox: not keeping %s: over the artifact caps (%d files, %d bytes)",
+                        src.name,
+                        max_files,
+                        limit,
+                    )
                     continue
                 target = dest / src.relative_to(source)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with target.open("wb") as out:
-                    shutil.copyfileobj(fh, out)
+                    # Copy at most what fstat said: a file still growing cannot smuggle more in.
+                    remaining = info.st_size
+                    while remaining > 0 and (chunk := fh.read(min(remaining, MiB))):
+                        out.write(chunk)
+                        remaining -= len(chunk)
+                total += info.st_size
                 kept.append(target)
     return kept
 
 
-def make_output_dir(root: Path | None) -> Path:
-    """A fresh directory the sandbox user may write to, and nobody else but us can see."""
+class OutputMountError(Exception):
+    """The size-capped /out could not be mounted; the message names the setting to change."""
+
+
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_MNT_DETACH = 2
+
+
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def make_output_dir(root: Path | None, limits: OutputLimits | None = None) -> Path:
+    """A fresh directory the sandbox user may write to, and nobody else but us can see.
+
+    With ``limits.out_bytes`` it is a tmpfs of that size (and ``out_files`` inodes): the engine's
+    own tmpfs mounts vanish with the container before the result can be read, and a tmpfs volume
+    too (podman unmounts it when the container stops), so the runner mounts it on the host itself
+    (needs CAP_SYS_ADMIN, as root has). Its pages are charged to the writing container's memory
+    cgroup, so a run can never hold more of it than its memory limit either.
+    """
     path = Path(tempfile.mkdtemp(prefix="modelship-out-", dir=root))
+    if limits is not None and limits.out_bytes > 0:
+        options = f"size={limits.out_bytes},nr_inodes={limits.out_files},mode=0700,uid=65534,gid=65534"
+        flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+        if _libc().mount(b"tmpfs", str(path).encode(), b"tmpfs", flags, options.encode()) != 0:
+            err = ctypes.get_errno()
+            path.rmdir()
+            raise OutputMountError(
+                f"cannot put {OUTPUT_DIR} on a size-capped tmpfs ({errno.errorcode.get(err, err)}: "
+                f"{os.strerror(err)}): run the bot as root or with CAP_SYS_ADMIN, or set "
+                "MODELSHIP_SANDBOX_OUT_MAX_BYTES=0 to accept an uncapped /out on this host"
+            )
+        return path
     try:
         os.chown(path, 65534, 65534)
         path.chmod(0o700)
     except PermissionError:  # not root: the mount root's own mode is all the container sees
         path.chmod(0o777)
     return path
+
+
+def remove_output_dir(path: Path) -> None:
+    """Unmount (when it is a tmpfs) and remove a run's output directory."""
+    if os.path.ismount(path) and _libc().umount2(str(path).encode(), _MNT_DETACH) != 0:
+        log.error("sandbox: could not unmount %s: %s", path, os.strerror(ctypes.get_errno()))
+        return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class DockerEngineRunner:
@@ -288,30 +391,57 @@ class DockerEngineRunner:
         runtime_mounts: Sequence[Mount] = (),
         create_overrides: Mapping[str, Any] | None = None,
         output_root: Path | None = None,
+        limits: OutputLimits | None = None,
+        seccomp_profile: Path | None = seccomp.PROFILE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._runtime_mounts = tuple(runtime_mounts)
         self._overrides = dict(create_overrides or {})
         self._output_root = output_root
+        self.limits = limits or OutputLimits()
+        self._seccomp_profile = seccomp_profile
+        self._seccomp_opt: str | None = None
         self._clock = clock
+
+    def _seccomp(self) -> str | None:
+        """The seccomp SecurityOpt for this engine: podman takes a path, Docker the JSON (asked once)."""
+        if self._seccomp_profile is None:
+            return None
+        if self._seccomp_opt is None:
+            components = self._client.version().get("Components") or ()
+            podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
+            self._seccomp_opt = seccomp.security_opt(podman, self._seccomp_profile)
+        return self._seccomp_opt
 
     async def run(self, spec: SandboxSpec) -> SandboxResult:
         began = self._clock()
         if problems := unreadable_inputs(spec.inputs):
             return _failed("; ".join(problems), self._clock() - began)
-        output_dir = make_output_dir(self._output_root)
+        try:
+            output_dir = make_output_dir(self._output_root, self.limits)
+        except OutputMountError as exc:
+            return _failed(str(exc), self._clock() - began)
         handle = _Handle()
         try:
             handle.pending = True
-            container = await asyncio.to_thread(self._create, spec, output_dir, handle)
-            if problems := missing_controls(container.attrs, spec, output_dir):
+            seccomp_opt = await asyncio.to_thread(self._seccomp)
+            container = await asyncio.to_thread(self._create, spec, output_dir, handle, seccomp_opt)
+            if problems := missing_controls(container.attrs, spec, output_dir, seccomp_opt=seccomp_opt):
                 return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
             await asyncio.to_thread(container.start)
             started = self._clock() - began
             result = await self._supervise(container, spec, output_dir, began, started)
             if result.ok and spec.keep and spec.keep_to is not None:
-                await asyncio.to_thread(keep_files, output_dir / spec.keep, spec.keep_to, spec.result_cap_bytes)
+                cap = min(spec.result_cap_bytes, self.limits.keep_bytes)
+                await asyncio.to_thread(
+                    keep_files,
+                    output_dir / spec.keep,
+                    spec.keep_to,
+                    cap,
+                    max_files=self.limits.keep_files,
+                    max_total=self.limits.keep_bytes,
+                )
             return result
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             return _failed(_engine_error(exc, spec), self._clock() - began)
@@ -319,9 +449,9 @@ class DockerEngineRunner:
             # Shielded so a cancelled review still removes its container.
             await asyncio.shield(asyncio.to_thread(_cleanup, handle, output_dir))
 
-    def _create(self, spec: SandboxSpec, output_dir: Path, handle: _Handle) -> Any:
+    def _create(self, spec: SandboxSpec, output_dir: Path, handle: _Handle, seccomp_opt: str | None) -> Any:
         try:
-            kwargs = create_kwargs(spec, self._runtime_mounts, output_dir) | self._overrides
+            kwargs = create_kwargs(spec, self._runtime_mounts, output_dir, seccomp_opt=seccomp_opt) | self._overrides
             handle.container = self._client.containers.create(**kwargs)
             handle.container.reload()
             return handle.container
@@ -489,7 +619,7 @@ def _cleanup(handle: _Handle, output_dir: Path) -> None:
             pass
         except docker.errors.DockerException as exc:  # never mask the run's own outcome
             log.error("sandbox: could not remove container %s: %s", container.short_id, exc)
-    shutil.rmtree(output_dir, ignore_errors=True)
+    remove_output_dir(output_dir)
 
 
 def _engine_error(exc: Exception, spec: SandboxSpec) -> str:
