@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import textwrap
+import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -339,3 +342,140 @@ def test_a_fifo_result_is_refused_without_blocking(tmp_path: Path):
 
 def test_no_result_is_reported(tmp_path: Path):
     assert read_result(tmp_path, 1024) == (None, "the command wrote no /out/result.json")
+
+
+# Issue 11: namespaces, a capped /out, capped artifacts, a bounded result document.
+
+
+async def test_the_sandbox_cannot_create_namespaces(sandbox_runner, runner_image):
+    code = """
+        import ctypes, json, os, threading
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(fn, *args):
+            return "ok" if fn(*args) == 0 else os.strerror(ctypes.get_errno())
+        result = {
+            "unshare_user": call(libc.unshare, 0x10000000),  # CLONE_NEWUSER
+            "unshare_mount": call(libc.unshare, 0x00020000),  # CLONE_NEWNS
+            "setns": call(libc.setns, 0, 0),
+            # raw clone(CLONE_NEWUSER | SIGCHLD): syscall 56 on x86_64
+            "clone_user": call(libc.syscall, 56, 0x10000000 | 17, 0, 0, 0, 0),
+        }
+        pid = os.fork()  # ordinary processes and threads still work
+        if pid == 0:
+            os._exit(0)
+        result["fork"] = os.waitpid(pid, 0)[1]
+        box = []
+        thread = threading.Thread(target=lambda: box.append(1)); thread.start(); thread.join()
+        result["thread"] = box
+        result["mountinfo"] = [line for line in open("/proc/self/mountinfo") if " /out " in line]
+        json.dump(result, open("/out/result.json", "w"))
+    """
+    result = await sandbox_runner.run(probe(runner_image, code))
+    assert result.ok, (result.error, result.stderr.decode())
+    doc = result.result
+    assert doc is not None
+    assert doc["unshare_user"] == "Operation not permitted", doc
+    assert doc["unshare_mount"] == "Operation not permitted"
+    assert doc["setns"] == "Operation not permitted"
+    assert doc["clone_user"] != "ok"
+    assert doc["fork"] == 0 and doc["thread"] == [1]
+    # /out is the runner's own tmpfs: its mountinfo line names no host directory.
+    (out_line,) = doc["mountinfo"]
+    assert out_line.split()[3] == "/" and "modelship-out-" not in out_line, out_line
+
+
+async def test_writing_3_gib_to_out_fails_fast_at_the_cap_and_the_host_keeps_nothing(
+    docker_client, local_runtime, runner_image, tmp_path
+):
+    from bot.sandbox.docker_engine import OutputLimits
+
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    runner = DockerEngineRunner(
+        docker_client,
+        runtime_mounts=local_runtime.mounts(),
+        output_root=outputs,
+        limits=OutputLimits(out_bytes=64 * MiB, out_files=100),
+    )
+    code = """
+        import os, sys
+        chunk = b"x" * (1 << 20)
+        written = 0
+        try:
+            with open("/out/fill", "wb") as fh:
+                for _ in range(3 * 1024):
+                    fh.write(chunk)
+                    written += 1
+        except OSError as exc:
+            sys.exit(f"stopped after {written} MiB: {exc.strerror}")
+    """
+    before = shutil.disk_usage(tmp_path).used
+    began = time.monotonic()
+    result = await runner.run(probe(runner_image, code, memory_bytes=512 * MiB))
+    elapsed = time.monotonic() - began
+    assert result.error is not None and "No space left on device" in result.error, result.error
+    stopped_at = int(result.error.split("stopped after ")[1].split()[0])
+    assert stopped_at <= 64
+    assert elapsed < 30
+    assert list(outputs.iterdir()) == []  # unmounted and removed
+    assert shutil.disk_usage(tmp_path).used - before < 32 * MiB
+
+
+async def test_many_files_in_out_stop_at_the_inode_cap(docker_client, local_runtime, runner_image, tmp_path):
+    from bot.sandbox.docker_engine import OutputLimits
+
+    runner = DockerEngineRunner(
+        docker_client, runtime_mounts=local_runtime.mounts(), limits=OutputLimits(out_bytes=64 * MiB, out_files=50)
+    )
+    code = """
+        import sys
+        for n in range(10_000):
+            try:
+                open(f"/out/f{n}", "w").close()
+            except OSError as exc:
+                sys.exit(f"stopped after {n} files: {exc.strerror}")
+    """
+    result = await runner.run(probe(runner_image, code))
+    assert result.error is not None and "stopped after" in result.error and "No space left" in result.error
+    assert int(result.error.split("stopped after ")[1].split()[0]) < 50
+
+
+async def test_kept_files_stop_at_the_count_and_size_caps(docker_client, local_runtime, runner_image, tmp_path):
+    from bot.sandbox.docker_engine import OutputLimits
+
+    runner = DockerEngineRunner(
+        docker_client,
+        runtime_mounts=local_runtime.mounts(),
+        limits=OutputLimits(out_bytes=256 * MiB, keep_bytes=10 * MiB, keep_files=3),
+    )
+    code = """
+        import json, os
+        os.makedirs("/out/variants/m")
+        for n in range(40):
+            open(f"/out/variants/m/v{n:02}.onnx", "wb").write(b"x" * (3 << 20))
+        open("/out/variants/m/huge.onnx", "wb").write(b"x" * (20 << 20))
+        json.dump({}, open("/out/result.json", "w"))
+    """
+    keep_to = tmp_path / "kept"
+    spec = replace(probe(runner_image, code, memory_bytes=512 * MiB), keep="variants", keep_to=keep_to)
+    result = await runner.run(spec)
+    assert result.ok, result.error
+    kept = sorted(p.relative_to(keep_to).as_posix() for p in keep_to.rglob("*") if p.is_file())
+    assert kept == ["m/v00.onnx", "m/v01.onnx", "m/v02.onnx"]  # 3 files of 3 MiB; huge one skipped
+    assert sum(p.stat().st_size for p in keep_to.rglob("*") if p.is_file()) <= 10 * MiB
+
+
+async def test_a_deeply_nested_result_is_a_sandbox_error(sandbox_runner, runner_image):
+    code = "open('/out/result.json', 'w').write('{\"a\": ' + '[' * 100000 + ']' * 100000 + '}')"
+    result = await sandbox_runner.run(probe(runner_image, code))
+    assert result.exit_code == 0 and result.result is None
+    assert result.error == "refused /out/result.json: nested deeper than 32 levels"
+
+
+def test_a_nested_result_is_refused_without_a_recursion_error(tmp_path: Path):
+    (tmp_path / "result.json").write_text('{"a": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    assert read_result(tmp_path, 64 * MiB) == (None, "refused /out/result.json: nested deeper than 32 levels")
+    (tmp_path / "result.json").write_text('{"a": ' + "[" * 40 + "]" * 40 + "}")  # parses, still too deep
+    assert read_result(tmp_path, 64 * MiB) == (None, "refused /out/result.json: nested deeper than 32 levels")
+    (tmp_path / "result.json").write_text('{"a": {"b": [1, {"c": 2}]}}')
+    assert read_result(tmp_path, 1024) == ({"a": {"b": [1, {"c": 2}]}}, None)
