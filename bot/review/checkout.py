@@ -10,6 +10,7 @@ read-only. The policy (`.modelship.yml`) and the changed paths come from the API
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import git
 from bot.github.git import GitAuthError, GitCredentials, TokenSource, classify, with_token
 
 CONFIG_FILE = ".modelship.yml"
+MiB = 1024 * 1024
 
 
 class CheckoutError(Exception):
@@ -31,20 +33,76 @@ class Checkout:
     head_dir: Path
 
 
-def export_tree(repo: git.Repo, sha: str, dest: Path) -> None:
-    """`git archive` of one commit into dest."""
+@dataclass(frozen=True)
+class ExportLimits:
+    """Operator caps on one exported tree (settings): checked per tar member, before its bytes land."""
+
+    max_bytes: int = 1024 * MiB
+    max_files: int = 20_000
+
+
+class TreeRefused(CheckoutError):
+    """The PR's tree cannot be exported safely (a link out of it, over a cap): a review error, not a retry."""
+
+
+def export_tree(repo: git.Repo, sha: str, dest: Path, limits: ExportLimits | None = None) -> None:
+    """Stream `git archive` of one commit into dest, refusing links out of it and anything over the caps.
+
+    Each member is checked from its tar header before its data is written, so a 2 GiB sparse file
+    (a few MB packed) is refused before it expands; nothing is staged as a whole tar on disk.
+    """
+    limits = limits or ExportLimits()
     dest.mkdir(parents=True, exist_ok=True)
-    tar_path = dest.with_suffix(".tar")
-    with tar_path.open("wb") as fh:
-        repo.archive(fh, sha, format="tar")
-    with tarfile.open(tar_path) as tar:
+    files = total = 0
+
+    def capped(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        nonlocal files, total
+        # Directories are not counted: git has no empty ones, so they never outnumber the files.
+        files += 0 if member.isdir() else 1
+        total += member.size if member.isfile() else 0
+        if files > limits.max_files:
+            raise TreeRefused(
+                f"the tree at {sha[:12]} has more than {limits.max_files} files "
+                "(MODELSHIP_SANDBOX_EXPORT_MAX_FILES); it was not exported"
+            )
+        if total > limits.max_bytes:
+            raise TreeRefused(
+                f"the tree at {sha[:12]} is larger than {limits.max_bytes} bytes "
+                f"(MODELSHIP_SANDBOX_EXPORT_MAX_BYTES; `{member.name}` alone is {member.size} bytes); "
+                "it was not exported"
+            )
         # The "data" filter refuses absolute paths, links out of dest and device files from the PR.
-        tar.extractall(dest, filter="data")
-    tar_path.unlink()
+        return tarfile.data_filter(member, path)
+
+    process = subprocess.Popen(
+        ["git", "--git-dir", str(repo.git_dir), "archive", "--format=tar", sha],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        with tarfile.open(fileobj=process.stdout, mode="r|") as tar:
+            tar.extractall(dest, filter=capped)
+    except tarfile.FilterError as exc:
+        raise TreeRefused(f"the tree at {sha[:12]} was refused: {exc}") from None
+    except tarfile.TarError as exc:
+        raise CheckoutError(f"git archive of {sha[:12]} failed: {exc}") from None
+    finally:
+        process.kill()  # refused part-way: stop git writing the rest
+        _, stderr = process.communicate()
+    if process.returncode not in (0, -9):
+        raise CheckoutError(f"git archive of {sha[:12]} failed: {stderr.decode(errors='replace').strip()[:300]}")
 
 
 def _fetch(
-    url: str, creds: GitCredentials, cache: Path, refspecs: list[str], base_sha: str, head_sha: str, workdir: Path
+    url: str,
+    creds: GitCredentials,
+    cache: Path,
+    refspecs: list[str],
+    base_sha: str,
+    head_sha: str,
+    workdir: Path,
+    limits: ExportLimits | None = None,
 ) -> Checkout:
     repo = git.Repo(cache) if (cache / "HEAD").exists() else git.Repo.init(cache, bare=True)
     try:
@@ -60,8 +118,8 @@ def _fetch(
         except (ValueError, git.BadName):
             raise CheckoutError(f"commit {sha[:12]} is not in the fetched refs") from None
     base_dir, head_dir = workdir / "base", workdir / "head"
-    export_tree(repo, base_sha, base_dir)
-    export_tree(repo, head_sha, head_dir)
+    export_tree(repo, base_sha, base_dir, limits)
+    export_tree(repo, head_sha, head_dir, limits)
     return Checkout(base_dir, head_dir)
 
 
@@ -75,6 +133,7 @@ async def fetch_pull_request(
     base_sha: str,
     head_sha: str,
     number: int,
+    limits: ExportLimits | None = None,
 ) -> Checkout:
     """Fetch the base branch and refs/pull/N/head (forks included), export both trees under workdir.
 
@@ -86,7 +145,7 @@ async def fetch_pull_request(
     ]
 
     async def attempt(creds: GitCredentials) -> Checkout:
-        return await asyncio.to_thread(_fetch, url, creds, cache, refspecs, base_sha, head_sha, workdir)
+        return await asyncio.to_thread(_fetch, url, creds, cache, refspecs, base_sha, head_sha, workdir, limits)
 
     try:
         return await with_token(token, attempt)

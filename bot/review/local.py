@@ -27,7 +27,7 @@ import git
 
 from bot.repoconfig import RepoConfig, RepoConfigError, parse_repo_config
 from bot.review import report
-from bot.review.checkout import CONFIG_FILE, export_tree
+from bot.review.checkout import CONFIG_FILE, CheckoutError, export_tree
 from bot.review.compare import ModelComparison, ReviewComparison
 from bot.review.evaluation import (
     compare_runs,
@@ -48,6 +48,12 @@ class LocalError(click.ClickException):
     """A usage or configuration problem the user fixes: exit code 2, message names the ref or key."""
 
     exit_code = 2
+
+
+class ReviewRefused(click.ClickException):
+    """The change itself cannot be reviewed (e.g. a symlink out of the tree): exit code 1, like a failed gate."""
+
+    exit_code = 1
 
 
 # --------------------------------------------------------------------------- git (blocking, run off-loop)
@@ -87,8 +93,11 @@ def read_config(repo: git.Repo, sha: str, ref: str) -> RepoConfig:
         raise LocalError(f"{CONFIG_FILE} at {ref} ({sha[:12]}) is invalid:\n{problems}") from None
 
 
-def _export(repo: git.Repo, sha: str, dest: Path) -> None:
-    export_tree(repo, sha, dest)
+def _export(repo: git.Repo, sha: str, dest: Path, ref: str) -> None:
+    try:
+        export_tree(repo, sha, dest)
+    except CheckoutError as exc:
+        raise ReviewRefused(f"{ref} ({sha[:12]}) cannot be reviewed: {exc}") from None
     make_readable(dest)
 
 
@@ -459,8 +468,8 @@ def eval_command(
         work.chmod(0o755)
         say(f"exporting trees: base {base_ref} ({base_sha[:12]}), head {head_ref} ({head_sha[:12]})")
         base, head = Side(base_ref, base_sha, work / "base"), Side(head_ref, head_sha, work / "head")
-        _export(repo, base_sha, base.tree)
-        _export(repo, head_sha, head.tree)
+        _export(repo, base_sha, base.tree, base_ref)
+        _export(repo, head_sha, head.tree, head_ref)
         runner = _sandbox(engine, image, say)
         result = asyncio.run(
             review(
@@ -492,7 +501,7 @@ def optimize_command(repo_path: Path, fmt: str, model: str | None, engine: str |
         tree = Path(tmp) / "tree"
         Path(tmp).chmod(0o755)
         say(f"exporting tree: {ref} ({sha[:12]})")
-        _export(repo, sha, tree)
+        _export(repo, sha, tree, ref)
         runner = _sandbox(engine, image, say)
         say(f"evaluating and optimizing {', '.join(m.name for m in selected_models(config, model))} in the sandbox")
         run = asyncio.run(run_one(runner, review_sandbox_spec(config, tree, model, optimize=True, image=image), say))

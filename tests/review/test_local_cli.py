@@ -172,3 +172,26 @@ def test_an_unknown_model_exits_2_listing_the_configured_ones(repo: Repo) -> Non
 def test_a_directory_that_is_not_a_repository_exits_2(tmp_path: Path) -> None:
     result = run(eval_command, "--repo", str(tmp_path), "--base", "main", "--head", "main")
     assert result.exit_code == 2 and "not a git repository" in result.stderr
+
+
+# --------------------------------------------------------------------------- trees that cannot be exported: exit 1
+
+
+@pytest.mark.parametrize(
+    ("target", "complaint"),
+    [("/etc/passwd", "is a link to an absolute path"), ("../../../../etc/passwd", "which is outside the destination")],
+)
+def test_a_symlink_out_of_the_tree_is_a_readable_review_error(repo: Repo, target: str, complaint: str) -> None:
+    branch = "link-" + str(abs(hash(target)))
+    git(repo.path, "checkout", "-qb", branch, "main")
+    try:
+        (repo.path / "data" / "leak.csv").symlink_to(target)
+        git(repo.path, "add", "-A")
+        git(repo.path, "commit", "-qm", "A link out of the tree")
+    finally:
+        git(repo.path, "checkout", "-q", "main")
+    result = run(eval_command, "--repo", str(repo.path), "--base", "main", "--head", branch)
+    assert result.exit_code == 1, result.output
+    assert f"Error: {branch} (" in result.stderr and "cannot be reviewed" in result.stderr, result.stderr
+    assert "data/leak.csv" in result.stderr and complaint in result.stderr
+    assert "Traceback" not in result.output
