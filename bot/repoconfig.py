@@ -170,7 +170,11 @@ class ModelSpec(_Section):
     name: Name = Field(description="Unique model name; used in reports and deploy paths.")
     # Declared before path so that the path's check can see it.
     allow_pickle: bool = Field(
-        default=False, description="Allow loading pickle/joblib files (runs their code in the sandbox)."
+        default=False,
+        description=(
+            "Allow loading pickle/joblib files, and skops files that need types off the reviewed list "
+            "(either runs their code in the sandbox)."
+        ),
     )
     path: RepoPath = Field(description="Model file: .onnx or .skops; .joblib/.pkl need allow_pickle: true.")
     task: Literal["classification", "regression"]

@@ -1,8 +1,9 @@
 """Load a model file safely and wrap it behind one small prediction interface.
 
-ONNX models run in ONNX Runtime; skops files load with an explicit trusted-types list; pickle and
-joblib files are only opened when the repository configuration allows it, because opening them runs
-arbitrary code.
+ONNX models run in ONNX Runtime; skops files load when every type skops itself does not trust is on
+our reviewed allow-list (``REVIEWED_SKOPS_TYPES``); pickle and joblib files, and skops files that
+need any other type, are only opened when the repository configuration sets ``allow_pickle``,
+because opening them can run arbitrary code.
 """
 
 from __future__ import annotations
@@ -24,7 +25,25 @@ FORMATS: dict[str, ModelFormat] = {
     ".pickle": "pickle",
     ".joblib": "joblib",
 }
-TRUSTED_MODULES = frozenset({"sklearn", "numpy"})
+# Types skops (0.16) reports as untrusted that real scikit-learn models need, each reviewed: a plain
+# data holder rebuilt from arrays and numbers, with no callable or import in its state. Never a
+# module-prefix rule: numpy and sklearn also hold functions that run code (e.g.
+# ``numpy.testing._private.utils.runstring`` is ``exec``), which a skops node can call.
+REVIEWED_SKOPS_TYPES = frozenset(
+    {
+        "numpy.dtype",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.ManhattanDistance64",
+        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+        "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    }
+)
 
 _ORT_DTYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
@@ -256,7 +275,7 @@ def load_model(path: Path, task: Task, allow_pickle: bool, display: str) -> Load
         if fmt == "onnx":
             content = path.read_bytes()
             return LoadedModel(fmt, OnnxPredictor(content, task), None, content)
-        estimator = _load_skops(path, display) if fmt == "skops" else _load_pickle(path, fmt)
+        estimator = _load_skops(path, display, allow_pickle) if fmt == "skops" else _load_pickle(path, fmt)
     except PipelineError:
         raise
     except Exception as exc:
@@ -264,15 +283,18 @@ def load_model(path: Path, task: Task, allow_pickle: bool, display: str) -> Load
     return LoadedModel(fmt, SklearnPredictor(estimator, task), estimator, None)
 
 
-def _load_skops(path: Path, display: str) -> Any:
+def _load_skops(path: Path, display: str, allow_pickle: bool) -> Any:
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=path)
-    rejected = sorted(t for t in untrusted if t.split(".", 1)[0] not in TRUSTED_MODULES)
-    if rejected:
+    unreviewed = sorted(t for t in untrusted if t not in REVIEWED_SKOPS_TYPES)
+    if unreviewed and not allow_pickle:
+        # Loading such a file can call any of these types with any arguments: as unsafe as a pickle.
         raise PipelineError(
             "untrusted_types",
-            f"`{display}` contains types outside scikit-learn and numpy, which are not trusted: {', '.join(rejected)}",
+            f"`{display}` needs types that are not on Modelship's reviewed list: {', '.join(unreviewed[:20])}; "
+            "loading it could run arbitrary code, so it was NOT loaded. Save the model with only scikit-learn "
+            "estimators (or as .onnx), or set `allow_pickle: true` for this model to load it like a pickle",
         )
     return sio.load(path, trusted=list(untrusted))
 

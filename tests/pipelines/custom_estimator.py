@@ -35,3 +35,28 @@ class Sentinel:
 
     def __reduce__(self) -> tuple[Any, tuple[str, str]]:
         return (Path.write_text, (Path(self.path), "pickle code ran"))  # type: ignore[return-value]
+
+
+def skops_gadget(code: str) -> bytes:
+    """A .skops file whose schema calls ``numpy.testing._private.utils.runstring(code, {})`` (``exec``)
+    when loaded: a type under ``numpy``, which a module-prefix trust rule would have let through."""
+    import io
+    import json
+    import zipfile
+
+    import skops.io as sio
+
+    arguments = json.loads(zipfile.ZipFile(io.BytesIO(sio.dumps((code, {})))).read("schema.json"))
+    schema = {
+        "__class__": "runstring",
+        "__module__": "numpy.testing._private.utils",
+        "__loader__": "ConstructorFromReduceNode",
+        "content": {k: v for k, v in arguments.items() if k not in ("protocol", "_skops_version")},
+        "__id__": 1,
+        "protocol": arguments["protocol"],
+        "_skops_version": arguments["_skops_version"],
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+    return buffer.getvalue()

@@ -273,3 +273,34 @@ def test_schema_module_imports_nothing_heavy() -> None:
     probe = f"import sys, pipelines.schema; print(sorted(m for m in {heavy} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_skops_gadget_under_numpy_is_refused_without_allow_pickle(
+    model_repo: ModelRepo, scratch: Path, tmp_path: Path
+) -> None:
+    """Issue 11: a skops node calling numpy.testing._private.utils.runstring ran code and forged the result."""
+    from tests.pipelines.custom_estimator import skops_gadget
+
+    sentinel = tmp_path / "GADGET_RAN"
+    (tmp_path / "models").mkdir()
+    shutil.copy(model_repo.root / "data/eval.csv", tmp_path / "eval.csv")
+    (tmp_path / "models/gadget.skops").write_bytes(skops_gadget(f"open({str(sentinel)!r}, 'w').write('pwned')"))
+    spec = model_repo.spec("gadget", "models/gadget.skops", "eval.csv")
+    (result,) = evaluate({"repo_dir": str(tmp_path), "models": [spec]}, scratch)["models"]
+    assert not sentinel.exists()
+    assert result["error"] is not None and result["error"]["kind"] == "untrusted_types"
+    message = result["error"]["message"]
+    assert "numpy.testing._private.utils.runstring" in message and "NOT loaded" in message
+    assert "`allow_pickle: true`" in message
+    # With allow_pickle the owner opted in: the file is loaded like a pickle (and its code runs, in the sandbox).
+    spec = model_repo.spec("gadget", "models/gadget.skops", "eval.csv", allow_pickle=True)
+    (result,) = evaluate({"repo_dir": str(tmp_path), "models": [spec]}, scratch)["models"]
+    assert sentinel.read_text() == "pwned"
+    assert result["error"] is not None and result["error"]["kind"] == "load_failed"
+
+
+def test_reviewed_skops_types_load_without_allow_pickle(model_repo: ModelRepo, scratch: Path) -> None:
+    """The allow-list is not a blanket refusal: forests (sklearn.tree._tree.Tree) and MLPs load as before."""
+    for name in ("rf", "mlp", "lr", "mixed"):
+        (result,) = run(model_repo, scratch, model_repo.spec(name, f"models/{name}.skops", "data/eval.csv"))
+        assert result["error"] is None or result["error"]["kind"] != "untrusted_types", result["error"]
