@@ -78,6 +78,35 @@ class Settings(BaseSettings):
         description="Bind-mount this machine's Python runtime and venv into the runner image (the locally "
         "built image needs it; the production image does not).",
     )
+    sandbox_max_cpus: float = Field(
+        default=2.0, gt=0, le=64, description="Ceiling on `.modelship.yml` sandbox.cpus (higher asks are lowered)."
+    )
+    sandbox_max_memory_bytes: int = Field(
+        default=4 * 1024**3, ge=64 * 1024**2, description="Ceiling on `.modelship.yml` sandbox.memory, in bytes."
+    )
+    sandbox_max_timeout_seconds: float = Field(
+        default=1800.0, gt=0, le=6 * 3600, description="Ceiling on `.modelship.yml` sandbox.timeout, in seconds."
+    )
+    sandbox_out_max_bytes: int = Field(
+        default=512 * 1024**2,
+        ge=0,
+        description="Size of the tmpfs the runner mounts as the sandbox's /out (0: an uncapped host directory).",
+    )
+    sandbox_out_max_files: int = Field(default=10_000, ge=16, description="Inodes of the /out tmpfs.")
+    sandbox_export_max_bytes: int = Field(
+        default=1024**3, ge=1, description="Largest PR tree (sum of file sizes) exported for the sandbox."
+    )
+    sandbox_export_max_files: int = Field(default=20_000, ge=1, description="Most files in an exported PR tree.")
+    sandbox_keep_max_bytes: int = Field(
+        default=1024**3, ge=0, description="Bytes of variant files kept from one sandbox run."
+    )
+    sandbox_keep_max_files: int = Field(default=32, ge=0, description="Variant files kept from one sandbox run.")
+    artifacts_max_bytes: int = Field(
+        default=4 * 1024**3, ge=0, description="Total size of data_dir/artifacts before old runs are removed."
+    )
+    artifacts_max_runs: int = Field(
+        default=200, ge=0, description="Kept runs under data_dir/artifacts before old ones are removed."
+    )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus HTTP API root the guard queries; unset disables the guard."
     )

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,57 @@ from bot.sandbox.runner import (
 )
 
 log = logging.getLogger(__name__)
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class SandboxMaxima:
+    """The operator's ceiling on what `.modelship.yml` may ask for (settings `MODELSHIP_SANDBOX_MAX_*`)."""
+
+    cpus: float = 2.0
+    memory_bytes: int = 4 * GiB
+    timeout_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """The limits a review runs under, and a note for each one the server lowered."""
+
+    cpus: float
+    memory_bytes: int
+    timeout_s: float
+    notes: tuple[str, ...] = ()
+
+
+def _bytes(n: float) -> str:
+    return f"{n / GiB:g} GiB" if n >= GiB else f"{n / 1024**2:g} MiB"
+
+
+def sandbox_limits(config: RepoConfig, maxima: SandboxMaxima | None = None) -> SandboxLimits:
+    """Clamp the repository's `sandbox` limits to the operator's maxima (pure)."""
+    maxima = maxima or SandboxMaxima()
+    wanted = config.sandbox
+    notes = []
+    cpus, memory, timeout = float(wanted.cpus), int(wanted.memory), float(wanted.timeout)
+    if cpus > maxima.cpus:
+        notes.append(
+            f"`sandbox.cpus: {cpus:g}` was lowered to {maxima.cpus:g}, this server's maximum "
+            "(MODELSHIP_SANDBOX_MAX_CPUS)"
+        )
+        cpus = maxima.cpus
+    if memory > maxima.memory_bytes:
+        notes.append(
+            f"`sandbox.memory: {_bytes(memory)}` was lowered to {_bytes(maxima.memory_bytes)}, this server's maximum "
+            "(MODELSHIP_SANDBOX_MAX_MEMORY_BYTES)"
+        )
+        memory = maxima.memory_bytes
+    if timeout > maxima.timeout_s:
+        notes.append(
+            f"`sandbox.timeout: {timeout:g}s` was lowered to {maxima.timeout_s:g}s, this server's maximum "
+            "(MODELSHIP_SANDBOX_MAX_TIMEOUT_SECONDS)"
+        )
+        timeout = maxima.timeout_s
+    return SandboxLimits(cpus, memory, timeout, tuple(notes))
 
 
 def make_readable(root: Path) -> None:
@@ -78,8 +130,17 @@ def pipeline_spec(config: RepoConfig, repo_dir: str, only: str | None) -> dict[s
     }
 
 
-def review_sandbox_spec(config: RepoConfig, tree: Path, only: str | None, *, optimize: bool, image: str) -> SandboxSpec:
+def review_sandbox_spec(
+    config: RepoConfig,
+    tree: Path,
+    only: str | None,
+    *,
+    optimize: bool,
+    image: str,
+    limits: SandboxLimits | None = None,
+) -> SandboxSpec:
     """Write the pipeline spec next to ``tree`` and describe the hardened run that evaluates it."""
+    limits = limits or sandbox_limits(config)
     spec_path = tree.parent / f"spec-{tree.name}.json"
     spec_path.write_text(json.dumps(pipeline_spec(config, f"{INPUTS_DIR}/repo", only)))
     spec_path.chmod(0o644)
@@ -100,9 +161,9 @@ def review_sandbox_spec(config: RepoConfig, tree: Path, only: str | None, *, opt
         image=config.sandbox.image or image,
         argv=tuple(argv),
         inputs=(Mount(tree, f"{INPUTS_DIR}/repo"), Mount(spec_path, f"{INPUTS_DIR}/spec.json")),
-        cpus=config.sandbox.cpus,
-        memory_bytes=int(config.sandbox.memory),
-        timeout_s=float(config.sandbox.timeout),
+        cpus=limits.cpus,
+        memory_bytes=limits.memory_bytes,
+        timeout_s=limits.timeout_s,
         env={"HOME": SCRATCH_DIR, "TMPDIR": SCRATCH_DIR, "OMP_NUM_THREADS": "1"},
     )
 

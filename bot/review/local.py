@@ -34,6 +34,7 @@ from bot.review.evaluation import (
     make_readable,
     optimization_of,
     review_sandbox_spec,
+    sandbox_limits,
     selected_models,
 )
 from bot.review.optimization import render_optimization
@@ -197,6 +198,8 @@ async def review(
         )
         return run
 
+    for note in sandbox_limits(config).notes:
+        progress(f"warning: {note}")
     what = "evaluating base and head" + (", optimizing head" if optimize else "")
     progress(f"{what} in the sandbox ({', '.join(m.name for m in selected_models(config, only))})")
     base_run, head_run = await asyncio.gather(side("base", base, False), side("head", head, optimize))

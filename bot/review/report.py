@@ -10,6 +10,7 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.repoconfig import CONFIG_PATH, ConfigProblem
 from bot.review.compare import (
@@ -355,9 +356,15 @@ def _assemble(
     base_sha: str | None,
     optimization: str | None,
     deploy: str | None,
+    notes: Sequence[str] = (),
+    problems: Sequence[str] = (),
 ) -> str:
     parts = [REVIEW_MARKER] if marker else []
+    if problems:
+        parts.append(_verification_failed(problems))
     parts.append(_headline(review))
+    if notes:
+        parts.append("\n".join(f"> ⚠️ {text(n, 400)}" for n in notes))
     for model in review.models:
         section = _model_section(model)
         parts.append(section.core)
@@ -373,6 +380,15 @@ def _assemble(
     return "\n\n".join(parts) + "\n"
 
 
+def _verification_failed(problems: Sequence[str]) -> str:
+    lines = "\n".join(f"- {text(p, 400)}" for p in problems)
+    return (
+        "❌ **Modelship review: the sandbox's result failed the bot's own verification.** The numbers below "
+        "came from a run that reported other bytes than the bot hashed, so they prove nothing and nothing "
+        f"from this head can be deployed:\n\n{lines}"
+    )
+
+
 def render_review_comment(
     review: ReviewComparison,
     *,
@@ -381,9 +397,22 @@ def render_review_comment(
     optimization: str | None = None,
     deploy: str | None = None,
     limit: int = COMMENT_LIMIT,
+    notes: Sequence[str] = (),
+    problems: Sequence[str] = (),
 ) -> str:
-    """The sticky comment body; ``optimization`` and ``deploy`` are pre-rendered Markdown sections."""
-    options = {"head_sha": head_sha, "base_sha": base_sha, "optimization": optimization, "deploy": deploy}
+    """The sticky comment body; ``optimization`` and ``deploy`` are pre-rendered Markdown sections.
+
+    ``notes`` are warnings shown under the headline (e.g. a limit the server lowered); ``problems``
+    are verification failures that void the review.
+    """
+    options: dict[str, Any] = {
+        "head_sha": head_sha,
+        "base_sha": base_sha,
+        "optimization": optimization,
+        "deploy": deploy,
+        "notes": notes,
+        "problems": problems,
+    }
     body = _assemble(review, marker=True, fold=False, **options)
     if len(body) <= limit:
         return body
@@ -397,24 +426,35 @@ def render_check_run(
     head_sha: str | None = None,
     base_sha: str | None = None,
     optimization: str | None = None,
+    notes: Sequence[str] = (),
+    problems: Sequence[str] = (),
 ) -> dict[str, str]:
     """Output and conclusion for the `modelship/review` check run."""
     failed_models = [m.name for m in review.models if m.status == "head_failed"]
     failed_gates = [g for m in review.models for g in m.gates if g.status == "fail"]
-    if failed_models:
+    if problems:
+        title = "Sandbox result failed verification: " + problems[0]
+    elif failed_models:
         title = "Failed to evaluate " + ", ".join(failed_models)
     elif failed_gates:
         title = f"{len(failed_gates)} gate{'s' if len(failed_gates) != 1 else ''} failed"
     else:
         title = f"All gates pass ({len(review.models)} model{'s' if len(review.models) != 1 else ''})"
-    options = {"head_sha": head_sha, "base_sha": base_sha, "optimization": optimization, "deploy": None}
+    options: dict[str, Any] = {
+        "head_sha": head_sha,
+        "base_sha": base_sha,
+        "optimization": optimization,
+        "deploy": None,
+        "notes": notes,
+        "problems": problems,
+    }
     summary = fit(_assemble(review, marker=False, fold=True, **options), SUMMARY_LIMIT)
     details = "\n\n".join(_model_section(m).details for m in review.models)
     return {
         "title": title[:200],
         "summary": summary,
         "text": fit(details, SUMMARY_LIMIT),
-        "conclusion": "success" if review.passed else "failure",
+        "conclusion": "success" if review.passed and not problems else "failure",
     }
 
 
@@ -476,3 +516,19 @@ def render_in_progress(*, head_sha: str, models: Sequence[str] = ()) -> str:
 def is_review_comment(body: str | None) -> bool:
     """Whether a comment is the sticky review comment (also check that the bot wrote it)."""
     return bool(body) and REVIEW_MARKER in (body or "")
+
+
+def render_tree_refused(reason: str, *, head_sha: str) -> tuple[str, dict[str, str]]:
+    """Comment and check-run output when the PR's tree cannot be exported for the sandbox (nothing ran)."""
+    body = (
+        f"{REVIEW_MARKER}\n❌ **Modelship review: head `{head_sha[:12]}` cannot be reviewed.** Nothing from it "
+        f"was run.\n\n{text(reason, 1000)}\n\nRemove the offending file (symbolic links must stay inside the "
+        "repository) or ask an operator about the export limits.\n"
+    )
+    check = {
+        "title": "The PR's files cannot be reviewed",
+        "summary": text(reason, 1000),
+        "text": "",
+        "conclusion": "failure",
+    }
+    return body, check

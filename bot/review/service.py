@@ -13,7 +13,7 @@ import fnmatch
 import logging
 import shutil
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,16 +23,28 @@ from gidgethub.abc import GitHubAPI
 from bot.context import Services
 from bot.repoconfig import RepoConfig, RepoConfigError
 from bot.review import report
-from bot.review.checkout import CONFIG_FILE, fetch_pull_request
+from bot.review.artifacts import ArtifactPolicy, collect, write_manifest
+from bot.review.checkout import CONFIG_FILE, ExportLimits, TreeRefused, fetch_pull_request
 from bot.review.compare import ReviewComparison
-from bot.review.evaluation import compare_runs, make_readable, optimization_of, review_sandbox_spec, run_side
+from bot.review.evaluation import (
+    SandboxLimits,
+    SandboxMaxima,
+    compare_runs,
+    make_readable,
+    optimization_of,
+    review_sandbox_spec,
+    run_side,
+    sandbox_limits,
+    selected_models,
+)
+from bot.review.integrity import Verified, git_hashes, verify
 from bot.review.jobs import KIND, ReviewRequest
 from bot.review.optimization import render_optimization
 from bot.sandbox.runner import Mount, SandboxResult, SandboxRunner
 from bot.services.repo_config import read_repo_config
 from bot.services.sticky import marker, upsert_sticky
 from bot.store.queue import ClaimedJob
-from bot.store.review_models import Review
+from bot.store.review_models import Deployment, Review
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +63,25 @@ class SandboxConfig:
     image: str
     unavailable_reason: str = ""
     turned_off: bool = False  # MODELSHIP_SANDBOX=off: said in every review's check run and comment
+    maxima: SandboxMaxima = field(default_factory=SandboxMaxima)
+    export: ExportLimits = field(default_factory=ExportLimits)
+    artifacts: ArtifactPolicy = field(default_factory=ArtifactPolicy)
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    comparison: ReviewComparison
+    optimization: dict[str, Any] | None
+    verified: Verified
+    limits: SandboxLimits
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.limits.notes + self.verified.notes
+
+    @property
+    def passed(self) -> bool:
+        return self.comparison.passed and not self.verified.problems
 
 
 def _now() -> str:
@@ -120,17 +151,38 @@ class ReviewService:
         # From here on a cancellation (a newer push) can land at any await: each must close the check run.
         try:
             await self._comment(gh, req, report.render_in_progress(head_sha=req.head_sha, models=models))
-            comparison, optimization = await self._evaluate(gh, req, pr, config, job_id)
-            opt_md = render_optimization(optimization)
+            try:
+                done = await self._evaluate(gh, req, pr, config, job_id)
+            except TreeRefused as exc:
+                # Deterministic (a link out of the tree, over a cap): say so instead of retrying.
+                body, output = report.render_tree_refused(str(exc), head_sha=req.head_sha)
+                await self._comment(gh, req, body)
+                await self._finish_check(gh, req, check_id, output)
+                await self._record(req, base_sha, "failure", {"tree_refused": str(exc)})
+                return
+            opt_md = render_optimization(done.optimization)
+            notes, problems = done.notes, done.verified.problems
             body = report.render_review_comment(
-                comparison, head_sha=req.head_sha, base_sha=base_sha, optimization=opt_md
+                done.comparison,
+                head_sha=req.head_sha,
+                base_sha=base_sha,
+                optimization=opt_md,
+                notes=notes,
+                problems=problems,
             )
             comment_id = await self._comment(gh, req, body)
             await self._finish_check(
                 gh,
                 req,
                 check_id,
-                report.render_check_run(comparison, head_sha=req.head_sha, base_sha=base_sha, optimization=opt_md),
+                report.render_check_run(
+                    done.comparison,
+                    head_sha=req.head_sha,
+                    base_sha=base_sha,
+                    optimization=opt_md,
+                    notes=notes,
+                    problems=problems,
+                ),
             )
         except asyncio.CancelledError:
             await asyncio.shield(
@@ -148,10 +200,7 @@ class ReviewService:
             )
             raise
         await self._record(
-            req,
-            base_sha,
-            "success" if comparison.passed else "failure",
-            self._summary(comparison, optimization, comment_id, check_id),
+            req, base_sha, "success" if done.passed else "failure", self._summary(done, comment_id, check_id)
         )
 
     # ------------------------------------------------------------------ steps
@@ -180,8 +229,11 @@ class ReviewService:
 
     async def _evaluate(
         self, gh: GitHubAPI, req: ReviewRequest, pr: dict[str, Any], config: RepoConfig, job_id: int
-    ) -> tuple[ReviewComparison, dict[str, Any] | None]:
+    ) -> _Evaluated:
         data = self.services.data_dir
+        limits = sandbox_limits(config, self.sandbox.maxima)
+        policies = selected_models(config, req.model)
+        keep_to = self.artifacts(req)
         workdir = data / "work" / f"review-{job_id}"
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
@@ -197,32 +249,57 @@ class ReviewService:
                 base_sha=pr["base"]["sha"],
                 head_sha=req.head_sha,
                 number=req.number,
+                limits=self.sandbox.export,
             )
+            # The bot's own hashes of the committed model files, before the sandbox sees them.
+            from_git = await asyncio.to_thread(git_hashes, checkout.head_dir, policies)
             await asyncio.to_thread(make_readable, workdir)
             base_run, head_run = await asyncio.gather(
-                self._run_side(config, checkout.base_dir, req.model, optimize=False),
+                self._run_side(config, checkout.base_dir, req.model, limits, optimize=False),
                 self._run_side(
                     config,
                     checkout.head_dir,
                     req.model,
+                    limits,
                     optimize=req.optimize and config.optimize.onnx,
-                    keep_to=self.artifacts(req),
+                    keep_to=keep_to,
                 ),
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         comparison = await asyncio.to_thread(compare_runs, config, req.model, base_run, head_run)
-        return comparison, optimization_of(head_run)
+        optimization = optimization_of(head_run)
+        verified = await asyncio.to_thread(verify, comparison, optimization, policies, from_git, keep_to)
+        for problem in verified.problems:
+            log.error("review %s#%d %s: %s", req.repo, req.number, req.head_sha[:12], problem)
+        await self._collect_artifacts(keep_to)
+        return _Evaluated(comparison, optimization, verified, limits)
+
+    async def _collect_artifacts(self, kept: Path) -> None:
+        """Record the kept run's hashes, then trim old runs to the caps (deployed files stay)."""
+        from sqlalchemy import select
+
+        await asyncio.to_thread(write_manifest, kept)
+        async with self.services.engine.connect() as conn:
+            deployed = set((await conn.execute(select(Deployment.sha256).distinct())).scalars())
+        await asyncio.to_thread(collect, kept.parent.parent, deployed, self.sandbox.artifacts, keep=kept)
 
     def artifacts(self, req: ReviewRequest) -> Path:
         """Where a head's optimized variants are kept, so that deploy can ship exactly the chosen file."""
         return self.services.data_dir / "artifacts" / req.repo.replace("/", "--") / req.head_sha
 
     async def _run_side(
-        self, config: RepoConfig, tree: Path, only: str | None, *, optimize: bool, keep_to: Path | None = None
+        self,
+        config: RepoConfig,
+        tree: Path,
+        only: str | None,
+        limits: SandboxLimits,
+        *,
+        optimize: bool,
+        keep_to: Path | None = None,
     ) -> SandboxResult:
         assert self.sandbox.runner is not None
-        spec = review_sandbox_spec(config, tree, only, optimize=optimize, image=self.sandbox.image)
+        spec = review_sandbox_spec(config, tree, only, optimize=optimize, image=self.sandbox.image, limits=limits)
         if keep_to is not None:
             spec = replace(spec, keep="variants", keep_to=keep_to)
         return await run_side(self.sandbox.runner, spec, side=tree.name)
@@ -263,31 +340,30 @@ class ReviewService:
             },
         )
 
-    def _summary(
-        self, comparison: ReviewComparison, optimization: dict[str, Any] | None, comment_id: int, check_id: int
-    ) -> dict[str, Any]:
-        chosen = {m["name"]: m.get("chosen") for m in (optimization or {}).get("models", []) if m.get("chosen")}
+    def _summary(self, done: _Evaluated, comment_id: int, check_id: int) -> dict[str, Any]:
+        """What deploy builds on. Every hash here is the bot's own (integrity.verify), never the sandbox's."""
         models = {}
-        for model in comparison.models:
-            head = model.head
+        void = bool(done.verified.problems)
+        for model in done.comparison.models:
+            pinned = done.verified.models.get(model.name)
             entry: dict[str, Any] = {
                 "status": model.status,
                 "metrics": {r.name: r.head for r in model.metrics if r.head is not None},
-                "gates_passed": all(g.status != "fail" for g in model.gates),
-                "model_path": head.model_path if head else None,
-                "model_sha256": head.model_sha256 if head else None,
+                "gates_passed": not void and all(g.status != "fail" for g in model.gates),
+                "model_path": model.head.model_path if model.head else None,
+                "model_sha256": None if void or pinned is None else pinned.model_sha256,
                 "variant": "original",
-                "variant_sha256": head.model_sha256 if head else None,
+                "variant_sha256": None if void or pinned is None else pinned.model_sha256,
             }
-            if chosen.get(model.name):
-                pick = chosen[model.name]
-                entry["variant"] = pick["variant"]
-                entry["variant_sha256"] = pick["sha256"]
-                if pick.get("location") == "out":
-                    # variants/<model>/<file> under /out, kept under the artifacts directory of this head.
-                    entry["variant_artifact"] = str(Path(pick["path"]).relative_to("variants"))
+            if not void and pinned is not None and pinned.variant_artifact:
+                entry["variant"] = pinned.variant
+                entry["variant_sha256"] = pinned.variant_sha256
+                entry["variant_artifact"] = pinned.variant_artifact
             models[model.name] = entry
-        return {"models": models, "comment_id": comment_id, "check_run_id": check_id}
+        summary: dict[str, Any] = {"models": models, "comment_id": comment_id, "check_run_id": check_id}
+        if void:
+            summary["verification_failed"] = list(done.verified.problems)
+        return summary
 
     async def _record(self, req: ReviewRequest, base_sha: str, conclusion: str, summary: dict[str, Any]) -> None:
         from sqlalchemy import delete, insert
@@ -345,4 +421,27 @@ def make_sandbox(settings: Any) -> SandboxConfig:
         from bot.sandbox.local_image import LocalRuntime
 
         mounts = LocalRuntime.discover(Path(sys.prefix), Path(__file__).resolve().parents[2]).mounts()
-    return SandboxConfig(DockerEngineRunner(client, runtime_mounts=mounts), settings.sandbox_image)
+    maxima, export, artifacts, limits = sandbox_policy(settings)
+    runner = DockerEngineRunner(client, runtime_mounts=mounts, limits=limits)
+    return SandboxConfig(runner, settings.sandbox_image, maxima=maxima, export=export, artifacts=artifacts)
+
+
+def sandbox_policy(settings: Any) -> tuple[SandboxMaxima, ExportLimits, ArtifactPolicy, Any]:
+    """The operator's sandbox caps, from settings."""
+    from bot.sandbox.docker_engine import OutputLimits
+
+    return (
+        SandboxMaxima(
+            cpus=settings.sandbox_max_cpus,
+            memory_bytes=settings.sandbox_max_memory_bytes,
+            timeout_s=settings.sandbox_max_timeout_seconds,
+        ),
+        ExportLimits(max_bytes=settings.sandbox_export_max_bytes, max_files=settings.sandbox_export_max_files),
+        ArtifactPolicy(max_bytes=settings.artifacts_max_bytes, max_runs=settings.artifacts_max_runs),
+        OutputLimits(
+            out_bytes=settings.sandbox_out_max_bytes,
+            out_files=settings.sandbox_out_max_files,
+            keep_bytes=settings.sandbox_keep_max_bytes,
+            keep_files=settings.sandbox_keep_max_files,
+        ),
+    )
