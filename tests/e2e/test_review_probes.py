@@ -8,7 +8,9 @@ a PR of their own; probes a model survives share one PR, one sandbox run per sid
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.devhub.githttp import RefUpdate
+from bot.devhub.gitstore import ZERO_SHA
 from tests.e2e.conftest import (
     TINY_DATA,
     ReviewWorld,
@@ -32,6 +36,7 @@ pytestmark = pytest.mark.slow
 CONTAINED = "acme/contained"  # probes a model survives, one PR
 TIMEOUT, MEMORY, FLOOD, SYMLINK = "acme/sleeper", "acme/hog", "acme/flood", "acme/symlink"
 PICKLE_POLICY = "acme/pickle-policy"
+FORGED, GREEDY, LINKED = "acme/forged", "acme/greedy", "acme/linked"
 MORE_DATA = TINY_DATA + b"0.3,0.7,0\n"  # the PR's change under data/**, so that a review runs
 
 
@@ -157,6 +162,65 @@ def contained_repo(host: Host) -> dict[str, bytes]:
     }
 
 
+class _Eval:
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return eval, (self.expression,)
+
+
+def pickled_model(code: str = "") -> bytes:
+    """A pickle that runs ``code`` and then IS a working classifier on TINY_DATA's two features."""
+    import pickle
+
+    model = (
+        "__import__('sklearn.dummy', fromlist=['x']).DummyClassifier(strategy='most_frequent')"
+        ".fit([[0, 0], [1, 1], [1, 0]], [0, 1, 1])"
+    )
+    return pickle.dumps(_Eval(f"(exec({code!r}), {model})[1]"))
+
+
+# Loaded with allow_pickle, the model owns the run: at exit it rewrites the result so the review
+# reports a model hash of its choosing (what deploy would pin, had the bot trusted it).
+FORGE = """
+import atexit, json, os
+def forge(json=json):
+    path = '/out/result.json'
+    document = json.load(open(path))
+    for model in document['evaluation']['models']:
+        if model.get('model'):
+            model['model']['sha256'] = 'f' * 64
+    json.dump(document, open(path, 'w'))
+atexit.register(forge)
+os._exit = lambda code, forge=forge, real=os._exit: (forge(), real(code))
+"""
+
+
+async def push_symlink(world: ReviewWorld, repo: str, branch: str, path: str, target: str) -> None:
+    """Commit a symbolic link on top of main in devhub's bare repository (scripted pushes carry only files)."""
+    git_dir = world.hub.git.path(repo)
+    env = {**os.environ, "GIT_INDEX_FILE": str(world.tmp / f"index-{branch}"), "GIT_DIR": str(git_dir)}
+
+    def git(*args: str, data: str | None = None) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.name=alice", "-c", "user.email=alice@example.com", *args],
+            env=env,
+            input=data,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    git("read-tree", "refs/heads/main")
+    blob = git("hash-object", "-w", "--stdin", data=target)
+    git("update-index", "--add", "--cacheinfo", f"120000,{blob},{path}")
+    commit = git("commit-tree", git("write-tree"), "-p", "refs/heads/main", "-m", "A link out of the tree")
+    git("update-ref", f"refs/heads/{branch}", commit)
+    await world.hub.pushed(repo, [RefUpdate(f"refs/heads/{branch}", ZERO_SHA, commit)], world.hub.account("alice"))
+
+
 def run_ending_repo(model: str, sandbox: str, **entry: Any) -> dict[str, bytes]:
     return {
         ".modelship.yml": yaml_config([yaml_model(model, **entry)], sandbox=sandbox),
@@ -219,7 +283,19 @@ async def probed(review_world: ReviewWorld, host: Host) -> AsyncIterator[Probed]
             {"models/evil.pkl": pickle_running(f"open({str(host.pickle_sentinel)!r}, 'w').write('pwned')")},
         ),
     }
+    pickled_base = {"models/model.pkl": pickled_model()}
+    prs[FORGED] = (
+        run_ending_repo("forged", sandbox, **pickled) | pickled_base,
+        {"models/model.pkl": pickled_model(FORGE)},
+    )
+    greedy = "{cpus: 64, memory: 1t, timeout: 6h}"
+    prs[GREEDY] = (run_ending_repo("greedy", greedy, **pickled) | pickled_base, {"data/eval.csv": MORE_DATA})
     numbers = {repo: await world.open_pr(repo, base, head) for repo, (base, head) in prs.items()}
+    await world.hub.create_repo(LINKED, run_ending_repo("linked", sandbox, **pickled) | pickled_base)
+    await world.hub.install("acme", [LINKED])
+    world.hub.set_permission(LINKED, "alice", "write")
+    await push_symlink(world, LINKED, "change", "data/leak.csv", "/etc/passwd")
+    numbers[LINKED] = await world.hub.open_pr(LINKED, "change", title="Change the data")
     await world.bot.idle(timeout=600)
     yield Probed(world, host, numbers)
 
@@ -295,6 +371,32 @@ def test_a_result_symlinked_to_a_host_file_is_refused(probed: Probed) -> None:
 
 
 def test_every_probe_left_one_comment_and_one_failed_check_run(probed: Probed) -> None:
-    for repo in probed.numbers:
+    for repo in set(probed.numbers) - {GREEDY}:  # a greedy but honest repository is clamped, not failed
         assert probed.world.comment(repo, probed.numbers[repo])
         assert probed.conclusion(repo) == "failure", repo
+
+
+def test_a_forged_model_hash_in_the_sandbox_result_fails_the_review(probed: Probed) -> None:
+    body = probed.comment(FORGED)
+    assert "the sandbox's result failed the bot's own verification" in body, body
+    assert "model `forged`: the sandbox reported sha256 ffffffffffff… for `models/model.pkl`" in body
+    run = probed.world.check_run(FORGED, probed.numbers[FORGED])
+    assert run.conclusion == "failure"
+    assert str(run.output.get("title", "")).startswith("Sandbox result failed verification"), run.output
+
+
+def test_repository_limits_above_the_servers_maxima_are_lowered_and_said(probed: Probed) -> None:
+    body = probed.comment(GREEDY)
+    assert "`sandbox.cpus: 64` was lowered to 2, this server's maximum (MODELSHIP_SANDBOX_MAX_CPUS)" in body, body
+    assert "`sandbox.memory: " in body and "` was lowered to 4 GiB, this server's maximum" in body
+    assert "`sandbox.timeout: 21600s` was lowered to 1800s" in body
+    assert probed.conclusion(GREEDY) == "success"  # it still ran, within the server's limits
+    runs = probed.world.sandbox.runs
+    assert runs and all(s.cpus <= 2 and s.memory_bytes <= 4 << 30 and s.timeout_s <= 1800 for s in runs)
+
+
+def test_a_symlink_out_of_the_tree_is_a_readable_review_error(probed: Probed) -> None:
+    body = probed.comment(LINKED)
+    assert "cannot be reviewed" in body and "data/leak.csv" in body and "absolute path" in body, body
+    assert "Traceback" not in body
+    assert probed.conclusion(LINKED) == "failure"
