@@ -364,7 +364,8 @@ def _assemble(
         parts.append(_verification_failed(problems))
     parts.append(_headline(review))
     if notes:
-        parts.append("\n".join(f"> ⚠️ {text(n, 400)}" for n in notes))
+        # Written by the bot from validated config values and its own hashes: Markdown as is.
+        parts.append("\n".join(f"> ⚠️ {n[:400]}" for n in notes))
     for model in review.models:
         section = _model_section(model)
         parts.append(section.core)
@@ -381,7 +382,7 @@ def _assemble(
 
 
 def _verification_failed(problems: Sequence[str]) -> str:
-    lines = "\n".join(f"- {text(p, 400)}" for p in problems)
+    lines = "\n".join(f"- {p[:400]}" for p in problems)  # the bot's own words (validated names, hex)
     return (
         "❌ **Modelship review: the sandbox's result failed the bot's own verification.** The numbers below "
         "came from a run that reported other bytes than the bot hashed, so they prove nothing and nothing "
