@@ -120,7 +120,21 @@ def default_engine_url(environ: Mapping[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def make_runner(url: str, image: str) -> SandboxRunner:
+def output_limits(environ: Mapping[str, str]) -> Any:
+    """The /out cap: MODELSHIP_SANDBOX_OUT_MAX_BYTES / _FILES as the service reads them (0 bytes: uncapped)."""
+    from bot.sandbox.docker_engine import OutputLimits
+
+    defaults = OutputLimits()
+    try:
+        return OutputLimits(
+            out_bytes=int(environ.get("MODELSHIP_SANDBOX_OUT_MAX_BYTES", defaults.out_bytes)),
+            out_files=int(environ.get("MODELSHIP_SANDBOX_OUT_MAX_FILES", defaults.out_files)),
+        )
+    except ValueError:
+        raise LocalError("MODELSHIP_SANDBOX_OUT_MAX_BYTES and _FILES must be whole numbers") from None
+
+
+def make_runner(url: str, image: str, limits: Any = None) -> SandboxRunner:
     """A hardened runner; the local image also gets the host's Python runtime mounted read-only."""
     import docker
 
@@ -140,10 +154,10 @@ def make_runner(url: str, image: str) -> SandboxRunner:
             client.images.get(image)
         except docker.errors.ImageNotFound:
             raise LocalError(f"--image {image!r} is not on the engine at {url}: pull or build it first") from None
-        return DockerEngineRunner(client)
+        return DockerEngineRunner(client, limits=limits)
     runtime = LocalRuntime.discover(Path(sys.prefix), ROOT)
     build_image(client.images, runtime, image)  # reuses the image when it is up to date
-    return DockerEngineRunner(client, runtime_mounts=runtime.mounts())
+    return DockerEngineRunner(client, runtime_mounts=runtime.mounts(), limits=limits)
 
 
 # --------------------------------------------------------------------------- the runs
@@ -433,7 +447,7 @@ def _options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _sandbox(engine: str | None, image: str, say: Progress) -> SandboxRunner:
     url = engine or default_engine_url(os.environ)
     say(f"starting sandbox (engine {url}, image {image})")
-    return make_runner(url, image)
+    return make_runner(url, image, output_limits(os.environ))
 
 
 @click.command("eval")
