@@ -33,6 +33,8 @@ class Services:
     app_slug: str
     data_dir: Path
     extras: dict[str, Any] = field(default_factory=dict)  # feature services (sandbox, deploy, guard…)
+    # MODELSHIP_DEPLOY_ROOT, normalised: every reader of `.modelship.yml` checks deploy.path_template against it.
+    deploy_root: str = "environments/"
 
     @property
     def bot_login(self) -> str:

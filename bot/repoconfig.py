@@ -74,6 +74,60 @@ def _relative_path(value: str) -> str:
     return value
 
 
+DEFAULT_DEPLOY_ROOT = "environments/"
+MAX_DEPLOY_PATH = 255
+# Components a deploy path may never have: git's own directory (hooks run code in every clone) and
+# GitHub's (workflows run code with the repository's secrets). Compared case-insensitively, since
+# some checkouts are on case-insensitive file systems.
+FORBIDDEN_COMPONENTS = (".git", ".github")
+
+
+def _component_problem(part: str) -> str | None:
+    if part in ("", ".", ".."):
+        return "must be normalised: no empty, '.' or '..' components"
+    if part.lower() in FORBIDDEN_COMPONENTS:
+        return f"must never have a '{part}' component (git and GitHub run code from there)"
+    # `.{env}` or `.gi{model}` could still become `.git` once the names are filled in.
+    if part.startswith(".") and "{" in part:
+        return f"'{part}': a component that starts with '.' must not contain a placeholder"
+    return None
+
+
+def normal_deploy_root(value: str) -> str:
+    """MODELSHIP_DEPLOY_ROOT as ``dir/sub/`` ('' for the whole repository, written '.')."""
+    text = value.strip()
+    if text in (".", "./"):
+        return ""
+    if not text or text.startswith("/") or "\\" in text or "{" in text:
+        raise ValueError(f"{value!r} must be a relative directory like environments/ (or . for the whole repository)")
+    parts = text.rstrip("/").split("/")
+    for part in parts:
+        problem = _component_problem(part)
+        if problem:
+            raise ValueError(f"{value!r} {problem}")
+    return "/".join(parts) + "/"
+
+
+def deploy_path_problem(template: str, root: str | None) -> str | None:
+    """Why ``deploy.path_template`` may not be written to, or None. ``root`` (normalised, see
+    ``normal_deploy_root``): where it must stay; None skips that rule (a caller that never deploys)."""
+    if len(template) > MAX_DEPLOY_PATH:
+        return f"must be at most {MAX_DEPLOY_PATH} characters (it has {len(template)})"
+    if not template.strip() or template.startswith("/") or "\\" in template:
+        return "must be a path relative to the deploy repository's root, with '/' separators"
+    if any(ord(c) < 32 or c == "\x7f" for c in template):
+        return "must not contain control characters"
+    for part in template.split("/"):
+        problem = _component_problem(part)
+        if problem:
+            return problem
+    if root and not template.startswith(root):
+        return (
+            f"must be under '{root}' (the server's MODELSHIP_DEPLOY_ROOT), e.g. '{root}{{env}}/{{model}}/values.yaml'"
+        )
+    return None
+
+
 # Durations are seconds once parsed; the schema documents both spellings users may write.
 Duration = Annotated[
     float,
@@ -277,16 +331,39 @@ class Environment(_Section):
 
 class Deploy(_Section):
     repository: str = Field(pattern=_REPOSITORY, description="owner/name")
-    path_template: str = "environments/{env}/{model}/values.yaml"
+    path_template: str = Field(
+        default=DEFAULT_DEPLOY_ROOT + "{env}/{model}/values.yaml",
+        max_length=MAX_DEPLOY_PATH,
+        description="Values file per environment and model; must stay under the server's MODELSHIP_DEPLOY_ROOT "
+        "(default environments/) and never touch .git or .github. Default: <root>{env}/{model}/values.yaml.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_under_root(cls, data: Any, info: ValidationInfo) -> Any:
+        # The default follows the operator's root, so a repository that never set it keeps working.
+        root = _deploy_root(info)
+        if isinstance(data, dict) and "path_template" not in data and root is not None:
+            return {**data, "path_template": root + "{env}/{model}/values.yaml"}
+        return data
 
     @field_validator("path_template")
     @classmethod
-    def _placeholders(cls, value: str) -> str:
+    def _placeholders(cls, value: str, info: ValidationInfo) -> str:
         fields = set(re.findall(r"{([^{}]*)}", value))
         if fields != {"env", "model"}:
             raise ValueError("path_template must use exactly the placeholders {env} and {model}")
-        _relative_path(value)
+        problem = deploy_path_problem(value, _deploy_root(info))
+        if problem:
+            raise ValueError(f"'{value}' {problem}")
         return value
+
+
+def _deploy_root(info: ValidationInfo) -> str | None:
+    """The operator's deploy root from the validation context (parse_repo_config's ``deploy_root``)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    root = context.get("deploy_root", DEFAULT_DEPLOY_ROOT)
+    return None if root is None else str(root)
 
 
 class RepoConfig(_Section):
@@ -592,8 +669,14 @@ def problems_from(exc: ValidationError, lines: dict[Loc, int]) -> list[ConfigPro
     return sorted(problems, key=lambda p: (p.line or 0, p.key))
 
 
-def parse_repo_config(text: str, *, path: str = CONFIG_PATH) -> RepoConfig:
-    """Parse and validate `.modelship.yml`; raise RepoConfigError naming key, line and fix."""
+def parse_repo_config(
+    text: str, *, path: str = CONFIG_PATH, deploy_root: str | None = DEFAULT_DEPLOY_ROOT
+) -> RepoConfig:
+    """Parse and validate `.modelship.yml`; raise RepoConfigError naming key, line and fix.
+
+    ``deploy_root``: the server's MODELSHIP_DEPLOY_ROOT (normalised), which ``deploy.path_template``
+    must stay under; None skips that one rule (for callers that never deploy, like a local review).
+    """
     try:
         data, lines = _load(text)
     except RepoConfigError as exc:
@@ -603,7 +686,7 @@ def parse_repo_config(text: str, *, path: str = CONFIG_PATH) -> RepoConfig:
             [ConfigProblem("", 1, "the file must be a mapping of keys, starting with version: 1")], path
         )
     try:
-        return RepoConfig.model_validate(data)
+        return RepoConfig.model_validate(data, context={"deploy_root": deploy_root})
     except ValidationError as exc:
         raise RepoConfigError(problems_from(exc, lines), path) from None
 

@@ -182,7 +182,12 @@ async def build_service(
             raise
     queue = JobQueue(engine, lease_seconds=settings.job_lease_seconds)
     services = Services(
-        engine=engine, queue=queue, github=github, app_slug=settings.github_app_slug, data_dir=settings.data_dir
+        engine=engine,
+        queue=queue,
+        github=github,
+        app_slug=settings.github_app_slug,
+        data_dir=settings.data_dir,
+        deploy_root=settings.deploy_root,
     )
     from bot.review.service import SandboxUnavailable
 

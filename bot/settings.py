@@ -10,12 +10,15 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
+
+if TYPE_CHECKING:
+    from bot.deploy.tenancy import DeployAllowlist
 
 
 class SettingsError(Exception):
@@ -71,6 +74,15 @@ class Settings(BaseSettings):
         default="on",
         description="'off' runs the service without an evaluation sandbox: every review says reviews are "
         "turned off. Without it, serve refuses to start when no container engine is configured.",
+    )
+    deploy_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="MODEL=DEPLOY owner/name patterns a model repository may deploy to ({owner}: the model "
+        "repository's owner); empty: only repositories of the same owner. Always within one installation.",
+    )
+    deploy_root: str = Field(
+        default="environments/",
+        description="Directory of the deploy repository that deploy.path_template must stay under.",
     )
     sandbox_image: str = Field(default="modelship-runner:local", description="Runner image for evaluations.")
     sandbox_mount_runtime: bool = Field(
@@ -169,6 +181,28 @@ class Settings(BaseSettings):
             return "on" if value else "off"
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("deploy_allowlist", mode="before")
+    @classmethod
+    def _split_deploy_allowlist(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("deploy_allowlist")
+    @classmethod
+    def _deploy_pairs(cls, value: list[str]) -> list[str]:
+        from bot.deploy.tenancy import DeployAllowlist
+
+        DeployAllowlist.parse(value)  # a ValueError names the bad entry
+        return value
+
+    @field_validator("deploy_root")
+    @classmethod
+    def _deploy_root(cls, value: str) -> str:
+        from bot.repoconfig import normal_deploy_root
+
+        return normal_deploy_root(value)
+
     @field_validator("webhook_secret")
     @classmethod
     def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
@@ -215,6 +249,13 @@ class Settings(BaseSettings):
         if self.github_private_key_path is not None:
             return self.github_private_key_path.read_text()
         return None
+
+    @functools.cached_property
+    def deploy_pairs(self) -> DeployAllowlist:
+        """MODELSHIP_DEPLOY_ALLOWLIST, parsed (bot.deploy.tenancy)."""
+        from bot.deploy.tenancy import DeployAllowlist
+
+        return DeployAllowlist.parse(self.deploy_allowlist)
 
     def repo_allowed(self, full_name: str) -> bool:
         return self._allowlist_pattern is None or bool(self._allowlist_pattern.match(full_name))

@@ -325,6 +325,48 @@ def test_the_deploy_path_template_needs_env_and_model() -> None:
     assert problem.key == "deploy.path_template" and "{env} and {model}" in problem.message
 
 
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        (".github/workflows/{env}-{model}.yml", "'.github' component"),
+        ("environments/../.github/workflows/{env}-{model}.yml", "normalised"),
+        (".git/hooks/{env}-{model}", "'.git' component"),
+        ("environments/{env}/.GIT/{model}", "'.GIT' component"),
+        ("environments/.{env}/{model}/values.yaml", "must not contain a placeholder"),
+        ("environments//{env}/{model}/values.yaml", "normalised"),
+        ("environments/./{env}/{model}/values.yaml", "normalised"),
+        ("/environments/{env}/{model}/values.yaml", "relative"),
+        ("charts/other/{env}-{model}.yaml", "must be under 'environments/'"),
+        ("environments/{env}/{model}/" + "x" * 250 + ".yaml", "at most 255 characters"),
+    ],
+)
+def test_the_deploy_path_template_stays_under_the_deploy_root_and_out_of_git_and_github(
+    template: str, why: str
+) -> None:
+    text = MINIMAL + f"deploy:\n  repository: a/b\n  path_template: '{template}'\n"
+
+    problem = only_problem(text)
+
+    assert problem.key == "deploy.path_template" and problem.line == 9, problem
+    assert why in problem.message, problem
+
+
+def test_the_deploy_root_is_the_servers_and_the_default_template_follows_it() -> None:
+    text = MINIMAL + "deploy: {repository: a/b, path_template: 'clusters/{env}/{model}.yaml'}\n"
+    assert "MODELSHIP_DEPLOY_ROOT" in only_problem(text).message
+
+    config = parse_repo_config(text, deploy_root="clusters/")
+    assert config.deploy is not None and config.deploy.path_template == "clusters/{env}/{model}.yaml"
+    default = parse_repo_config(MINIMAL + "deploy: {repository: a/b}\n", deploy_root="clusters/prod/")
+    assert default.deploy is not None and default.deploy.path_template == "clusters/prod/{env}/{model}/values.yaml"
+    # A caller that never deploys (a local review) does not know the server's root: only that rule is skipped.
+    assert parse_repo_config(text, deploy_root=None).deploy is not None
+    with pytest.raises(RepoConfigError, match="'.github' component"):
+        parse_repo_config(
+            MINIMAL + "deploy: {repository: a/b, path_template: '.github/{env}/{model}'}\n", deploy_root=None
+        )
+
+
 def test_the_deploy_repository_must_be_owner_slash_name() -> None:
     problem = only_problem(MINIMAL + "deploy: {repository: https://github.com/a/b}\n")
 

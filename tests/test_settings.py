@@ -76,6 +76,28 @@ def test_serve_refuses_to_start_without_a_secret_and_says_why(tmp_path: Path) ->
     assert "MODELSHIP_WEBHOOK_SECRET: is required but not set" in out.stderr
 
 
+def test_the_deploy_allowlist_and_root_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSHIP_WEBHOOK_SECRET", "s")
+    monkeypatch.setenv("MODELSHIP_DEPLOY_ALLOWLIST", "acme/*=acme/deploy, acme/models=acme/infra")
+    settings = load_settings()
+    assert settings.deploy_pairs.configured and settings.deploy_pairs.allows("acme/models", "acme/infra")
+    assert not settings.deploy_pairs.allows("acme/models", "acme/secrets")
+    assert settings.deploy_root == "environments/"
+
+    monkeypatch.setenv("MODELSHIP_DEPLOY_ALLOWLIST", "acme/models")
+    monkeypatch.setenv("MODELSHIP_DEPLOY_ROOT", "deploy/.git/")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert "MODELSHIP_DEPLOY_ALLOWLIST: entry 'acme/models' must be MODEL=DEPLOY" in text
+    assert "MODELSHIP_DEPLOY_ROOT:" in text and "'.git' component" in text
+
+    monkeypatch.delenv("MODELSHIP_DEPLOY_ALLOWLIST")
+    monkeypatch.setenv("MODELSHIP_DEPLOY_ROOT", "clusters")
+    settings = load_settings()
+    assert not settings.deploy_pairs.configured and settings.deploy_root == "clusters/"
+
+
 def test_the_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [

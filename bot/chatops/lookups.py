@@ -15,7 +15,7 @@ from gidgethub import GitHubException
 from gidgethub.abc import GitHubAPI
 
 from bot.chatops.authz import Permission, PrState
-from bot.repoconfig import RepoConfig, RepoConfigError
+from bot.repoconfig import DEFAULT_DEPLOY_ROOT, RepoConfig, RepoConfigError
 from bot.services.repo_config import read_repo_config
 
 _KNOWN: tuple[Permission, ...] = ("admin", "maintain", "write", "triage", "read", "none")
@@ -59,8 +59,9 @@ def team_refs(allowed: Iterable[str], default_org: str) -> set[tuple[str, str]]:
 
 
 class PrLookups:
-    def __init__(self, gh: GitHubAPI, repo: str, number: int) -> None:
+    def __init__(self, gh: GitHubAPI, repo: str, number: int, *, deploy_root: str | None = DEFAULT_DEPLOY_ROOT) -> None:
         self.gh = gh
+        self.deploy_root = deploy_root
         self.repo = repo
         self.number = number
         self._pull: dict[str, Any] | None = None
@@ -127,7 +128,7 @@ class PrLookups:
         return self._config[ref]
 
     async def _read_config(self, ref: str) -> RepoConfig | RepoConfigError | None:
-        return await read_repo_config(self.gh, self.repo, ref)
+        return await read_repo_config(self.gh, self.repo, ref, deploy_root=self.deploy_root)
 
     async def pr_state(self, *, need_approved: bool, need_mergeable: bool, need_author: bool) -> PrState:
         pull = await self.pull(need_mergeable=need_mergeable)

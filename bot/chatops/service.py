@@ -121,7 +121,7 @@ async def handle_comment(
         await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": body})
         await gh.post(reactions, data={"content": "confused"})
         return
-    lookups = PrLookups(gh, repo, number)
+    lookups = PrLookups(gh, repo, number, deploy_root=services.deploy_root)
     answers: list[tuple[ParsedCommand | ParseError, _Answer]] = []
     commented_at = _created_at(comment)
     for item in items:

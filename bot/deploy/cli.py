@@ -43,10 +43,24 @@ async def _run(settings: Settings, repo: str, action: Action) -> tuple[str, bool
             github = GitHubApp(
                 app_id=settings.github_app_id, private_key_pem=key, api_url=settings.github_api_url, session=session
             )
-            services = Services(engine, JobQueue(engine), github, settings.github_app_slug, settings.data_dir)
-            service = DeployService(services, charts_dir=settings.charts_dir, web_url=web_url(settings.github_api_url))
+            services = Services(
+                engine,
+                JobQueue(engine),
+                github,
+                settings.github_app_slug,
+                settings.data_dir,
+                deploy_root=settings.deploy_root,
+            )
+            service = DeployService(
+                services,
+                charts_dir=settings.charts_dir,
+                web_url=web_url(settings.github_api_url),
+                allowlist=settings.deploy_pairs,
+            )
             try:
-                installation = await service.installation_of(repo, deploy=False)
+                installation = await service.installations(repo)
+                if installation is None:
+                    return f"the Modelship app is not installed on {repo}: install it there first", False
                 gh = await github.for_installation(installation)
                 branch = (await gh.getitem(f"/repos/{repo}"))["default_branch"]
                 config = await service.config_at(gh, repo, branch)

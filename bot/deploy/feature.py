@@ -17,7 +17,12 @@ def web_url(api_url: str) -> str:
 
 
 async def setup(services: Services, settings: Settings) -> Feature:
-    service = DeployService(services, charts_dir=settings.charts_dir, web_url=web_url(settings.github_api_url))
+    service = DeployService(
+        services,
+        charts_dir=settings.charts_dir,
+        web_url=web_url(settings.github_api_url),
+        allowlist=settings.deploy_pairs,
+    )
     services.extras[EXTRAS_KEY] = service
     register_commands(services)
 

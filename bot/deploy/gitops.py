@@ -21,7 +21,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 import git
@@ -271,10 +271,9 @@ class DeployRepo:
     def _apply(self, edits: Mapping[str, Edit]) -> list[str]:
         changed: list[str] = []
         root = self.workdir.resolve()
+        git_dir = Path(self.repo.git_dir).resolve()
         for path, edit in edits.items():
-            target = (root / path).resolve()
-            if root not in target.parents:
-                raise DeployError(f"path {path!r} is outside the deploy repository")
+            target = self._writable(root, git_dir, path)
             before = target.read_text() if target.is_file() else None
             after = edit(before)
             if after is None or after == before:
@@ -285,6 +284,24 @@ class DeployRepo:
         if changed:
             self._git("add", "--", *changed)
         return changed
+
+    @staticmethod
+    def _writable(root: Path, git_dir: Path, path: str) -> Path:
+        """Where ``path`` really lands in the clone, refused when that is not a plain file of the work tree.
+
+        The config validation already keeps deploy.path_template under the deploy root and away from
+        .git and .github; this is the last line, and it looks at the path after the clone's symlinks
+        are followed (a deploy repository may commit ``environments/x -> ../.git/hooks``).
+        """
+        target = (root / path).resolve()
+        if root not in target.parents:
+            raise DeployError(f"refusing to write {path!r}: it resolves outside the deploy repository's work tree")
+        if target == git_dir or git_dir in target.parents:
+            raise DeployError(f"refusing to write {path!r}: it resolves into the clone's .git directory")
+        parts = [*PurePosixPath(path).parts, *target.relative_to(root).parts]
+        if any(part.lower() in (".git", ".github") for part in parts):
+            raise DeployError(f"refusing to write {path!r}: a deploy never writes inside .git or .github")
+        return target
 
     # --- git plumbing ---------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, cast
 from urllib.parse import quote
 
 from gidgethub import BadRequest, GitHubException
@@ -42,7 +42,9 @@ from bot.deploy.manifest import (
     unpin,
     values_path,
 )
+from bot.deploy.tenancy import DeployAllowlist, decide
 from bot.errors import TransientError
+from bot.github.installations import Installations, from_table
 from bot.repoconfig import (
     CONFIG_PATH,
     Environment,
@@ -73,13 +75,6 @@ VARIANT_FAMILIES: dict[str, tuple[str, ...]] = {
 
 class DeployFailure(Exception):
     """A deploy cannot go ahead; the message is safe to show users and names what to fix."""
-
-
-@runtime_checkable
-class AppClient(Protocol):
-    """The app-level client (JWT auth) that finds the installation on the deploy repository."""
-
-    async def app_client(self) -> GitHubAPI: ...
 
 
 # --------------------------------------------------------------------------- values
@@ -239,6 +234,7 @@ class DeployService:
         web_url: str,
         retry: RetryPolicy | None = None,
         max_attempts: int = 3,
+        allowlist: DeployAllowlist | None = None,
     ) -> None:
         chart = charts_dir / "model-server"
         try:
@@ -252,32 +248,21 @@ class DeployService:
         self.retry = retry
         self.max_attempts = max_attempts
         self._repos: dict[str, DeployRepo] = {}
-        self._installations: dict[str, int] = {}
+        self.allowlist = allowlist or DeployAllowlist.default()  # MODELSHIP_DEPLOY_ALLOWLIST
+        self.installations = Installations(services.github, from_table(services.engine))
 
     # -- collaborators ---------------------------------------------------------------------------
 
-    async def installation_of(self, full_name: str, fallback: int | None = None, *, deploy: bool = True) -> int:
-        if full_name in self._installations:
-            return self._installations[full_name]
-        github = self.services.github
-        if isinstance(github, AppClient):
-            app = await github.app_client()
-            try:
-                found = await app.getitem(f"/repos/{full_name}/installation")
-            except BadRequest as exc:
-                if exc.status_code == 404:
-                    where = f"the deploy repository `{full_name}` (`deploy.repository` in `{CONFIG_PATH}`)"
-                    raise DeployFailure(
-                        f"the Modelship app is not installed on {where if deploy else f'`{full_name}`'}: install it "
-                        "there with contents: write and pull requests: write"
-                    ) from None
-                raise
-            # An installation id is stable; a reinstall shows up as refused git credentials.
-            self._installations[full_name] = int(found["id"])
-            return self._installations[full_name]
-        if fallback is None:
-            raise DeployFailure(f"cannot find the app's installation on `{full_name}`")
-        return fallback
+    async def target_repo(self, model_repo: str, model_installation: int, deploy_name: str) -> tuple[DeployRepo, int]:
+        """The deploy repository ``model_repo`` may use, with its installation; DeployFailure naming the rule
+        (bot.deploy.tenancy) otherwise. Every read and write of a deploy repository comes through here."""
+        deploy_installation = await self.installations(deploy_name)
+        refusal = decide(model_repo, model_installation, deploy_name, deploy_installation, self.allowlist)
+        if refusal is not None:
+            log.warning("deploy from %s to %s refused (%s): %s", model_repo, deploy_name, refusal.rule, refusal)
+            raise DeployFailure(str(refusal))
+        assert deploy_installation is not None
+        return await self.deploy_repo(deploy_name, deploy_installation), deploy_installation
 
     async def deploy_repo(self, full_name: str, installation_id: int) -> DeployRepo:
         repo = self._repos.get(full_name)
@@ -298,7 +283,7 @@ class DeployService:
     # -- reading the model repository ------------------------------------------------------------
 
     async def config_at(self, gh: GitHubAPI, repo: str, ref: str) -> RepoConfig | None:
-        config = await read_repo_config(gh, repo, ref)
+        config = await read_repo_config(gh, repo, ref, deploy_root=self.services.deploy_root)
         if isinstance(config, RepoConfigError):
             raise config
         return config
@@ -363,6 +348,7 @@ class DeployService:
     async def write(
         self,
         gh: GitHubAPI,
+        repo: str,
         config: RepoConfig,
         target: Target,
         *,
@@ -392,8 +378,7 @@ class DeployService:
         message = commit_message(
             ref, env, action=action, source_pr_url=source_url, metrics=target.metrics, actor=actor, reason=reason
         )
-        deploy_installation = await self.installation_of(deploy_name, installation_id)
-        deploy = await self.deploy_repo(deploy_name, deploy_installation)
+        deploy, deploy_installation = await self.target_repo(repo, installation_id, deploy_name)
         try:
             if dry_run:
                 diff = await deploy.preview({path: edit})
@@ -621,7 +606,7 @@ class DeployService:
         for target in targets:
             try:
                 result = await self.write(
-                    gh, config, target, installation_id=request.installation_id, actor=request.actor
+                    gh, request.repo, config, target, installation_id=request.installation_id, actor=request.actor
                 )
             except (DeployError, DeployFailure, GitHubException, OSError) as exc:
                 if not last_attempt and not isinstance(exc, DeployFailure):
@@ -678,6 +663,7 @@ class DeployService:
             results.append(
                 await self.write(
                     gh,
+                    repo,
                     config,
                     Target(env, rule, ref, metrics),
                     installation_id=installation_id,
@@ -706,7 +692,7 @@ class DeployService:
         if rule.upstream is None:
             raise DeployFailure(f"`environments.{env}.upstream` is not set in `{CONFIG_PATH}`: nothing to promote from")
         deploy_name = config.deploy.repository
-        deploy = await self.deploy_repo(deploy_name, await self.installation_of(deploy_name, installation_id))
+        deploy, _ = await self.target_repo(repo, installation_id, deploy_name)
         results: list[Result] = []
         for spec in config.models:
             upstream_path = values_path(rule.upstream, spec.name, config.deploy.path_template)
@@ -733,6 +719,7 @@ class DeployService:
             results.append(
                 await self.write(
                     gh,
+                    repo,
                     config,
                     target,
                     installation_id=installation_id,
@@ -752,7 +739,7 @@ class DeployService:
         _rule(config, env)
         assert config.deploy is not None
         deploy_name = config.deploy.repository
-        deploy = await self.deploy_repo(deploy_name, await self.installation_of(deploy_name, installation_id))
+        deploy, _ = await self.target_repo(repo, installation_id, deploy_name)
         results = []
         for spec in config.models:
             path = values_path(env, spec.name, config.deploy.path_template)

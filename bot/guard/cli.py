@@ -80,11 +80,12 @@ def rollback(
             schema, defaults = chart_schema(settings.charts_dir)
             rollbacks = Rollbacks(
                 engine,
-                AppGitHub(app, engine),
+                AppGitHub(app, engine, deploy_root=settings.deploy_root),
                 settings.data_dir / "guard" / "deploy",
                 schema=schema,
                 defaults=defaults,
                 bot_login=f"{settings.github_app_slug}[bot]",
+                allowlist=settings.deploy_pairs,
             )
             request = RollbackRequest(
                 repo, environment, model=model, to=version, actor=actor, reason=reason, dry_run=dry_run

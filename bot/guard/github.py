@@ -1,24 +1,23 @@
 """The guard's narrow view of GitHub: repository config, deploy-repo git access, pull requests, comments.
 
-``AppGitHub`` answers it with the GitHub App (an installation per repository, looked up in the
-installations table the installation webhooks keep current).
+``AppGitHub`` answers it with the GitHub App (an installation per repository, found by the lookup the
+deploy shares: bot.github.installations).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 from urllib.parse import quote
 
-from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.context import GitHubAppPort
 from bot.deploy.gitops import DeployRepo
-from bot.guard.store import installation_for
-from bot.repoconfig import RepoConfig, RepoConfigError
+from bot.github.installations import Installations, from_table
+from bot.repoconfig import DEFAULT_DEPLOY_ROOT, RepoConfig, RepoConfigError
 from bot.services.repo_config import read_repo_config
 
 
@@ -26,14 +25,9 @@ class GuardError(Exception):
     """Something the guard needs from GitHub is missing; the message says what to fix."""
 
 
-@runtime_checkable
-class AppClient(Protocol):
-    """App-level (JWT) access, to find the installation on a repository."""
-
-    async def app_client(self) -> GitHubAPI: ...
-
-
 class GuardGitHub(Protocol):
+    async def installation(self, repo: str) -> int | None: ...
+
     async def read_config(self, repo: str) -> RepoConfig | RepoConfigError | None: ...
 
     async def deploy_repo(self, full_name: str, workdir: Path) -> DeployRepo: ...
@@ -54,30 +48,30 @@ class GuardGitHub(Protocol):
 class AppGitHub:
     """GuardGitHub through the GitHub App; repository configs are cached for ``config_ttl`` seconds."""
 
-    def __init__(self, app: GitHubAppPort, engine: AsyncEngine, *, config_ttl: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: GitHubAppPort,
+        engine: AsyncEngine,
+        *,
+        config_ttl: float = 30.0,
+        deploy_root: str | None = DEFAULT_DEPLOY_ROOT,
+    ) -> None:
         self._app = app
         self._engine = engine
         self._ttl = config_ttl
+        self._deploy_root = deploy_root
         self._configs: dict[str, tuple[float, RepoConfig | RepoConfigError | None]] = {}
-        self._installations: dict[str, int] = {}
+        self._installations = Installations(app, from_table(engine))
+
+    async def installation(self, repo: str) -> int | None:
+        return await self._installations(repo)
 
     async def _installation(self, repo: str) -> int:
-        installation = self._installations.get(repo)
-        if installation is None and isinstance(self._app, AppClient):
-            app = await self._app.app_client()
-            try:
-                installation = int((await app.getitem(f"/repos/{repo}/installation"))["id"])
-            except BadRequest as exc:
-                if exc.status_code != 404:
-                    raise
-        if installation is None:
-            # A client without app-level access: the installations the webhooks told us about.
-            installation = await installation_for(self._engine, repo)
+        installation = await self._installations(repo)
         if installation is None:
             raise GuardError(
                 f"the GitHub App is not installed on {repo}: install it there (contents and pull requests: write)"
             )
-        self._installations[repo] = installation
         return installation
 
     async def _gh(self, repo: str) -> GitHubAPI:
@@ -93,7 +87,7 @@ class AppGitHub:
 
     async def _read_config(self, repo: str) -> RepoConfig | RepoConfigError | None:
         # No ref: the default branch, which is where the policy lives.
-        return await read_repo_config(await self._gh(repo), repo)
+        return await read_repo_config(await self._gh(repo), repo, deploy_root=self._deploy_root)
 
     async def deploy_repo(self, full_name: str, workdir: Path) -> DeployRepo:
         installation = await self._installation(full_name)

@@ -34,6 +34,7 @@ from bot.deploy.manifest import (
     pr_branch_name,
     values_path,
 )
+from bot.deploy.tenancy import DeployAllowlist, decide
 from bot.guard import metrics, store
 from bot.guard.github import GuardError, GuardGitHub
 from bot.guard.store import RAN_STATES, DeploymentView, IncidentView
@@ -150,8 +151,10 @@ class Rollbacks:
         schema: Mapping[str, Any] | None = None,
         defaults: Mapping[str, Any] | None = None,
         bot_login: str = "modelship[bot]",
+        allowlist: DeployAllowlist | None = None,
     ) -> None:
         self.engine = engine
+        self.allowlist = allowlist or DeployAllowlist.default()  # MODELSHIP_DEPLOY_ALLOWLIST
         self.github = github
         self.workdir = workdir
         self._schema = schema
@@ -240,6 +243,8 @@ class Rollbacks:
         if not running:
             which = f"{req.model} " if req.model else ""
             raise RollbackError(f"nothing {which}is deployed in {req.environment} of {req.repo}")
+        for deploy_repo in dict.fromkeys(d.deploy_repo for d in running):
+            await self._allowed(req.repo, deploy_repo)  # refuse before an incident is even recorded
         if req.dry_run:
             return [await self._preview(d, config, req) for d in running]
         results: list[RollbackResult] = []
@@ -264,7 +269,7 @@ class Rollbacks:
             )
         template = config.deploy.path_template if config.deploy is not None else None
         path = values_path(current.environment, current.model, template or DEFAULT_PATH_TEMPLATE)
-        deploy = await self._deploy(current.deploy_repo)
+        deploy = await self._deploy(current.repo, current.deploy_repo)
         text = await deploy.read(path)
         ref = await self._target_ref(deploy, path, target, text)
         reason = req.reason or "dry run"
@@ -325,7 +330,23 @@ class Rollbacks:
             await store.update_incident(conn, incident.id, **values)
         return replace(incident, **values)
 
-    async def _deploy(self, full_name: str) -> DeployRepo:
+    async def _allowed(self, model_repo: str, deploy_repo: str) -> None:
+        """The tenancy rules (bot.deploy.tenancy) the deploy applies: RollbackError naming the rule."""
+        refusal = decide(
+            model_repo,
+            await self.github.installation(model_repo),
+            deploy_repo,
+            await self.github.installation(deploy_repo),
+            self.allowlist,
+        )
+        if refusal is not None:
+            log.warning(
+                "guard: rollback from %s to %s refused (%s): %s", model_repo, deploy_repo, refusal.rule, refusal
+            )
+            raise RollbackError(str(refusal))
+
+    async def _deploy(self, model_repo: str, full_name: str) -> DeployRepo:
+        await self._allowed(model_repo, full_name)
         return await self.github.deploy_repo(full_name, self.workdir / _SAFE.sub("_", full_name))
 
     async def _open_pr(self, incident: IncidentView) -> IncidentView:
@@ -333,7 +354,7 @@ class Rollbacks:
             target = await store.deployment(conn, incident.target_deployment_id)
         if target is None:
             raise RollbackError(f"deployment row {incident.target_deployment_id} to restore is gone")
-        deploy = await self._deploy(incident.deploy_repo)
+        deploy = await self._deploy(incident.repo, incident.deploy_repo)
         path = incident.values_path
         text = await deploy.read(path)
         ref = await self._target_ref(deploy, path, target, text)
@@ -392,6 +413,7 @@ class Rollbacks:
 
     async def _merge(self, incident: IncidentView) -> IncidentView:
         assert incident.pr_number is not None
+        await self._allowed(incident.repo, incident.deploy_repo)
         pull = await self.github.pull(incident.deploy_repo, incident.pr_number)
         if pull.get("merged"):
             return await self._merged(incident, str(pull.get("merge_commit_sha") or ""))

@@ -74,7 +74,12 @@ async def setup(services: Services, settings: Settings) -> Feature:
     from bot.service import Feature
 
     schema, defaults = chart_schema(settings.charts_dir)
-    github = AppGitHub(services.github, services.engine, config_ttl=settings.guard_interval_seconds)
+    github = AppGitHub(
+        services.github,
+        services.engine,
+        config_ttl=settings.guard_interval_seconds,
+        deploy_root=settings.deploy_root,
+    )
     rollbacks = Rollbacks(
         services.engine,
         github,
@@ -82,6 +87,7 @@ async def setup(services: Services, settings: Settings) -> Feature:
         schema=schema,
         defaults=defaults,
         bot_login=services.bot_login,
+        allowlist=settings.deploy_pairs,
     )
     feature = Feature()
     watcher = None

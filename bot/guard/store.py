@@ -13,12 +13,12 @@ from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.guard.analysis import CheckState
 from bot.store.base import utcnow
 from bot.store.guard_models import GuardCheckState, GuardIncident, GuardLease
-from bot.store.models import Installation
+from bot.store.installations import installation_for as installation_for  # re-exported for the guard
 from bot.store.review_models import Deployment as DeploymentRow
 
 OPEN_INCIDENT_STATES = ("opening", "open")
@@ -275,23 +275,3 @@ async def update_incident(conn: AsyncConnection, incident_id: int, **values: Any
     await conn.execute(
         update(GuardIncident).where(GuardIncident.id == incident_id).values(updated_at=utcnow(), **values)
     )
-
-
-# --------------------------------------------------------------------------- installations
-
-
-async def installation_for(engine: AsyncEngine, full_name: str) -> int | None:
-    """The app installation that covers ``full_name`` (from the installation webhooks we stored)."""
-    owner = full_name.split("/", 1)[0].lower()
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(Installation.id, Installation.account, Installation.repositories)
-            .where(Installation.deleted.is_(False), Installation.suspended.is_(False))
-            .order_by(Installation.id.desc())
-        )
-        for row in rows:
-            repos = row.repositories or {}
-            names = {n.lower() for n in repos.get("names", [])}
-            if full_name.lower() in names or (repos.get("all") and row.account.lower() == owner):
-                return int(row.id)
-    return None

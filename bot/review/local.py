@@ -88,7 +88,7 @@ def read_config(repo: git.Repo, sha: str, ref: str) -> RepoConfig:
     except git.GitCommandError:
         raise LocalError(f"no {CONFIG_FILE} at {ref} ({sha[:12]}): the policy is read from that ref") from None
     try:
-        return parse_repo_config(text)
+        return parse_repo_config(text, deploy_root=None)  # a local review never deploys
     except RepoConfigError as exc:
         problems = "\n".join(f"  - {p}" for p in exc.problems)
         raise LocalError(f"{CONFIG_FILE} at {ref} ({sha[:12]}) is invalid:\n{problems}") from None

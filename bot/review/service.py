@@ -110,7 +110,7 @@ class ReviewService:
         if pr["head"]["sha"] != req.head_sha:
             return  # a newer push is queued behind us and supersedes this review
         base_sha = pr["base"]["sha"]
-        config = await read_repo_config(gh, req.repo, base_sha)
+        config = await read_repo_config(gh, req.repo, base_sha, deploy_root=self.services.deploy_root)
         if config is None:
             await self._comment(
                 gh,

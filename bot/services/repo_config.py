@@ -10,7 +10,14 @@ from urllib.parse import quote
 from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
 
-from bot.repoconfig import CONFIG_PATH, ConfigProblem, RepoConfig, RepoConfigError, parse_repo_config
+from bot.repoconfig import (
+    CONFIG_PATH,
+    DEFAULT_DEPLOY_ROOT,
+    ConfigProblem,
+    RepoConfig,
+    RepoConfigError,
+    parse_repo_config,
+)
 
 
 class ContentsError(Exception):
@@ -37,8 +44,12 @@ async def read_file(gh: GitHubAPI, repo: str, path: str, ref: str | None = None)
         raise ContentsError(f"`{path}`: GitHub sent content that is not base64") from exc
 
 
-async def read_repo_config(gh: GitHubAPI, repo: str, ref: str | None = None) -> RepoConfig | RepoConfigError | None:
-    """The config at ``ref`` (the default branch when None), its problems, or None when there is none."""
+async def read_repo_config(
+    gh: GitHubAPI, repo: str, ref: str | None = None, *, deploy_root: str | None = DEFAULT_DEPLOY_ROOT
+) -> RepoConfig | RepoConfigError | None:
+    """The config at ``ref`` (the default branch when None), its problems, or None when there is none.
+
+    ``deploy_root``: the server's MODELSHIP_DEPLOY_ROOT (see ``parse_repo_config``)."""
     try:
         data = await read_file(gh, repo, CONFIG_PATH, ref)
         if data is None:
@@ -49,6 +60,6 @@ async def read_repo_config(gh: GitHubAPI, repo: str, ref: str | None = None) -> 
     except UnicodeDecodeError:
         return RepoConfigError([ConfigProblem("", None, f"{CONFIG_PATH} is not UTF-8 text")])
     try:
-        return parse_repo_config(text)
+        return parse_repo_config(text, deploy_root=deploy_root)
     except RepoConfigError as exc:
         return exc
