@@ -361,7 +361,7 @@ def test_the_deploy_root_is_the_servers_and_the_default_template_follows_it() ->
     assert default.deploy is not None and default.deploy.path_template == "clusters/prod/{env}/{model}/values.yaml"
     # A caller that never deploys (a local review) does not know the server's root: only that rule is skipped.
     assert parse_repo_config(text, deploy_root=None).deploy is not None
-    with pytest.raises(RepoConfigError, match="'.github' component"):
+    with pytest.raises(RepoConfigError, match=r"'\.github' component"):
         parse_repo_config(
             MINIMAL + "deploy: {repository: a/b, path_template: '.github/{env}/{model}'}\n", deploy_root=None
         )

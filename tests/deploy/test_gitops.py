@@ -263,3 +263,71 @@ async def test_a_cancelled_deploy_keeps_the_clone_locked_until_its_git_work_ends
         await first
     assert (await second).changed
     assert {"first.txt", "second.txt"} <= set(deploy_hub.files())  # git work, once started, completes
+
+
+# --------------------------------------------------------------------------- where a write may land
+
+
+def commit_symlink(deploy_hub: DeployHub, tmp_path: Path, link: str, target: str) -> None:
+    """Someone with push access to the deploy repository commits a symlink (git keeps it as a link)."""
+    clone = tmp_path / "human"
+    git("clone", "-q", str(deploy_hub.bare), str(clone))
+    (clone / link).parent.mkdir(parents=True, exist_ok=True)
+    (clone / link).symlink_to(target)
+    git("add", link, cwd=clone)
+    git("-c", "user.name=h", "-c", "user.email=h@example.com", "commit", "-qm", "link", cwd=clone)
+    git("push", "-q", "origin", "HEAD:main", cwd=clone)
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        (".git/hooks/post-commit", "into the clone's .git directory"),
+        ("environments/../.git/config", "into the clone's .git directory"),
+        (".github/workflows/deploy.yml", "never writes inside .git or .github"),
+        ("../outside.yaml", "outside the deploy repository's work tree"),
+    ],
+)
+async def test_a_write_into_git_github_or_out_of_the_clone_is_refused(
+    deploy_hub: DeployHub, workdir: Path, path: str, why: str
+) -> None:
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
+    before = deploy_hub.commits()
+
+    with pytest.raises(DeployError, match="refusing to write") as refused:
+        await repo.commit_file(path, lambda _: "#!/bin/sh\necho owned\n", "deploy")
+
+    assert why in str(refused.value)
+    assert deploy_hub.commits() == before
+    assert not (workdir / ".git" / "hooks" / "post-commit").exists()
+    assert not (workdir.parent / "outside.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("../../.git/hooks", "into the clone's .git directory"),
+        ("../../.github/workflows", "never writes inside .git or .github"),
+        ("OUTSIDE", "outside the deploy repository's work tree"),
+    ],
+)
+async def test_a_symlink_in_the_deploy_repository_cannot_redirect_a_deploy(
+    deploy_hub: DeployHub, workdir: Path, tmp_path: Path, target: str, why: str
+) -> None:
+    """``environments/staging/iris`` is a committed link: the valid-looking values path resolves elsewhere."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    commit_symlink(deploy_hub, tmp_path, "environments/staging/iris", str(outside) if target == "OUTSIDE" else target)
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir)
+    before = deploy_hub.commits()
+    path = values_path("staging", "iris")  # environments/staging/iris/values.yaml
+
+    with pytest.raises(DeployError, match="refusing to write") as refused:
+        await repo.commit_file(path, deploy_edit(ref("iris", 3)), "deploy")
+    with pytest.raises(DeployError, match="refusing to write"):
+        await repo.open_or_update_pr_branch("modelship/deploy/staging/iris", {path: deploy_edit(ref("iris", 3))}, "pr")
+
+    assert why in str(refused.value)
+    assert deploy_hub.commits() == before and deploy_hub.branches() == ["main"]
+    assert not (workdir / ".git" / "hooks" / "values.yaml").exists()
+    assert not (outside / "values.yaml").exists()
