@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +26,7 @@ from bot.deploy.cli import promote
 from bot.deploy.gitops import RetryPolicy
 from bot.deploy.manifest import current_ref, load_values, parse_trailers, validate_values
 from bot.deploy.service import DeployService, of
+from bot.deploy.tenancy import DeployAllowlist
 from bot.devhub import DevHub, start
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob
@@ -500,3 +502,133 @@ async def test_cli_promote_uses_the_same_service(world: World, tmp_path: Path) -
     )
     rows = await history(world, r.model)
     assert [(x.environment, x.state) for x in rows] == [("staging", "deployed"), ("production", "deployed")]
+
+
+# --------------------------------------------------------------------------- tenancy
+
+
+async def tenants(world: World, name: str, environments: str) -> Repos:
+    """eve's model repository (eve's installation) names victim's deploy repository (victim's installation)."""
+    model, deploy = f"eve/{name}", f"victim/{name}-infra"
+    await world.hub.create_repo(deploy, {"README.md": "# victim's deploy\n", STAGING: HUMAN_VALUES})
+    await world.hub.create_repo(
+        model,
+        {
+            "models/churn.onnx": b"v0",
+            "data/eval.csv": "a,label\n1,0\n",
+            ".modelship.yml": config(deploy, environments),
+        },
+    )
+    eve = await world.hub.install("eve", [model])
+    victim = await world.hub.install("victim", [deploy])
+    assert eve != victim
+    world.hub.set_permission(model, "alice", "write")
+    return Repos(model, deploy)
+
+
+@contextmanager
+def allowlist(world: World, *entries: str) -> Iterator[None]:
+    """The operator's MODELSHIP_DEPLOY_ALLOWLIST for one block (the module shares one bot)."""
+    world.deploy.allowlist = DeployAllowlist.parse(entries)
+    try:
+        yield
+    finally:
+        world.deploy.allowlist = DeployAllowlist.default()
+
+
+def cli_env(world: World, tmp_path: Path, **extra: str) -> dict[str, str]:
+    settings = world.bot.settings
+    assert settings.github_private_key is not None
+    return {
+        "MODELSHIP_WEBHOOK_SECRET": "unused-by-the-cli",
+        "MODELSHIP_GITHUB_APP_ID": str(settings.github_app_id),
+        "MODELSHIP_GITHUB_PRIVATE_KEY": settings.github_private_key.get_secret_value(),
+        "MODELSHIP_GITHUB_API_URL": settings.github_api_url,
+        "MODELSHIP_DATA_DIR": str(tmp_path / "cli"),
+        "MODELSHIP_DATABASE_URL": settings.effective_database_url,
+        **extra,
+    }
+
+
+async def test_a_merge_never_writes_into_another_tenants_deploy_repository(world: World) -> None:
+    r = await tenants(world, "steal", "  staging: {auto: true}")
+    before = commits(world, r.deploy)
+
+    number, merge_sha = await merge(world, r.model, "evil", b"churn evil")
+
+    assert commits(world, r.deploy) == before and show(world, r.deploy, STAGING) == HUMAN_VALUES
+    assert [(x.state, x.version) for x in await history(world, r.model)] == [("failed", merge_sha)]
+    body = sticky(world, r.model, number)
+    assert "refused by MODELSHIP_DEPLOY_ALLOWLIST" in body and f"`{r.deploy}`" in body
+
+    # An operator's allow-list that is far too broad still cannot join two installations.
+    with allowlist(world, "*/*=*/*"):
+        number, merge_sha = await merge(world, r.model, "evil-again", b"churn evil 2")
+
+    assert commits(world, r.deploy) == before and show(world, r.deploy, STAGING) == HUMAN_VALUES
+    body = sticky(world, r.model, number)
+    assert "refused by the same-installation rule" in body and f"`{r.deploy}`" in body
+    deployments = [d for d in world.hub.deployments.values() if d.repo == r.model]
+    assert [s.state for d in deployments for s in d.statuses] == ["failure", "failure"]
+
+
+async def test_promote_from_chat_or_cli_never_reads_or_writes_another_tenants_deploy_repository(
+    world: World, tmp_path: Path
+) -> None:
+    r = await tenants(world, "promo", "  staging: {auto: true}\n  production: {upstream: staging}")
+    await world.hub.push(r.model, "ask", {"notes.md": "promote please\n"})
+    number = await world.hub.open_pr(r.model, "ask")
+    before = commits(world, r.deploy)
+
+    refused = await say(world, r.model, number, "/modelship promote production")
+    assert "refused by MODELSHIP_DEPLOY_ALLOWLIST" in refused and f"`{r.deploy}`" in refused
+    # A dry run would have shown the victim's values in its diff: it is refused before any read.
+    preview = await say(world, r.model, number, "/modelship promote production --dry-run")
+    assert "refused by MODELSHIP_DEPLOY_ALLOWLIST" in preview and "acme/old" not in preview
+    assert commits(world, r.deploy) == before
+
+    runner = CliRunner()
+    env = cli_env(world, tmp_path, MODELSHIP_DEPLOY_ALLOWLIST="*/*=*/*")
+    done = await asyncio.to_thread(runner.invoke, promote, ["--repo", r.model, "--env", "production"], env=env)
+    assert done.exit_code == 1, done.output
+    assert "refused by the same-installation rule" in done.output and f"`{r.deploy}`" in done.output
+    assert commits(world, r.deploy) == before
+    assert "environments/production/churn/values.yaml" not in git(world.hub.git.path(r.deploy), "ls-tree", "-r", "main")
+
+
+async def test_within_one_installation_only_allowed_pairs_deploy(world: World) -> None:
+    r = await repos(world, "pairs", "  staging: {auto: true}")
+    before = commits(world, r.deploy)
+
+    with allowlist(world, "acme/*=acme/infra", f"{r.model}=acme/gitops-*"):
+        number, _ = await merge(world, r.model, "not-listed", b"churn pairs 1")
+
+    assert commits(world, r.deploy) == before
+    body = sticky(world, r.model, number)
+    assert "refused by MODELSHIP_DEPLOY_ALLOWLIST" in body
+    assert "MODELSHIP_DEPLOY_ALLOWLIST allows only: `acme/*=acme/infra`" in body
+
+    with allowlist(world, "acme/*=acme/infra", f"{r.model}={r.deploy}"):
+        number, merge_sha = await merge(world, r.model, "listed", b"churn pairs 2")
+
+    assert len(commits(world, r.deploy)) == len(before) + 1
+    ref = current_ref(show(world, r.deploy, STAGING))
+    assert ref is not None and ref.revision == merge_sha
+    assert [x.state for x in await history(world, r.model)] == ["failed", "deployed"]
+
+
+async def test_a_path_template_into_the_workflows_is_refused_naming_key_and_line(world: World) -> None:
+    r = await repos(world, "workflow", "  staging: {auto: true}")
+    text = config(r.deploy, "  staging: {auto: true}").replace(
+        f"deploy: {{repository: {r.deploy}}}",
+        f"deploy:\n  repository: {r.deploy}\n  path_template: .github/workflows/{{env}}-{{model}}.yml",
+    )
+    await world.hub.push(r.model, "main", {".modelship.yml": text})
+    await world.hub.push(r.model, "hook", {"models/churn.onnx": b"churn hook"})
+    number = await world.hub.open_pr(r.model, "hook")
+    before = commits(world, r.deploy)
+
+    reply = await say(world, r.model, number, "/modelship deploy staging")
+
+    assert "is invalid" in reply and "line 11: deploy.path_template" in reply and "'.github' component" in reply
+    assert commits(world, r.deploy) == before

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from bot.deploy.manifest import current_ref, plan_deploy
-from bot.devhub import RunningDevHub
+from bot.deploy.manifest import current_ref, plan_deploy, render_values
+from bot.deploy.tenancy import DeployAllowlist
+from bot.devhub import DevHub, RunningDevHub
 from bot.guard import store
 from bot.guard.rollback import RollbackError, RollbackRequest, Rollbacks, choose_target
 from bot.guard.service import GUARD_KEY, Guard
@@ -20,7 +22,9 @@ from tests.guard.world import (
     BRANCH,
     DEPLOY,
     MODELS,
+    REF1,
     REF2,
+    TABLE,
     V1,
     V2,
     VALUES,
@@ -157,3 +161,79 @@ async def test_an_incident_recorded_before_a_crash_is_opened_once_by_the_next_pr
     async with service.services.engine.begin() as conn:
         _, created_again = await crashed.open_incident(conn, current, config, trigger="guard", reason="error_rate")
     assert not created_again
+
+
+# --------------------------------------------------------------------------- tenancy
+
+EVE, VICTIM = "eve/models", "victim/deploy"
+
+
+@pytest.fixture
+async def stolen(devhub: RunningDevHub, tmp_path: Path) -> AsyncIterator[tuple[Service, DevHub]]:
+    """eve's deployments rows name victim's deploy repository (as a cross-tenant deploy before the fix left them)."""
+    hub = devhub.hub
+    app = await create_app(hub)
+    async with running_bot(devhub, tmp_path / "bot", app) as service:
+        await hub.create_repo(
+            EVE, {".modelship.yml": config().replace(f"repository: {DEPLOY}", f"repository: {VICTIM}")}
+        )
+        await hub.create_repo(VICTIM, {VALUES: VICTIM_VALUES})
+        assert await hub.install("eve", [EVE], app[0]) != await hub.install("victim", [VICTIM], app[0])
+        async with service.services.engine.begin() as conn:
+            for version, state, health in ((V1, "superseded", "healthy"), (V2, "deployed", "unknown")):
+                await conn.execute(
+                    TABLE.insert().values(
+                        repo=EVE,
+                        environment="production",
+                        model="iris",
+                        version=version,
+                        deploy_repo=VICTIM,
+                        variant="onnx",
+                        sha256="0" * 64,
+                        actor="eve",
+                        state=state,
+                        health=health,
+                    )
+                )
+        yield service, hub
+
+
+VICTIM_VALUES = render_values(render_values(None, REF1, "production"), REF2)
+
+
+def untouched(hub: DevHub) -> bool:
+    refs = hub.git.refs(VICTIM)
+    values = (hub.git.read(VICTIM, "refs/heads/main", VALUES) or b"").decode()
+    return list(refs) == ["refs/heads/main"] and values == VICTIM_VALUES and not hub.pulls.get(VICTIM)
+
+
+async def test_a_rollback_never_reads_or_writes_another_tenants_deploy_repository(
+    stolen: tuple[Service, DevHub], caplog: pytest.LogCaptureFixture
+) -> None:
+    service, hub = stolen
+    rollbacks = guard_of(service).rollbacks
+
+    # chat-ops and the CLI: refused before an incident is recorded, the dry run before any read.
+    for dry_run in (False, True):
+        with pytest.raises(RollbackError, match="refused by MODELSHIP_DEPLOY_ALLOWLIST") as refused:
+            await rollbacks.request(RollbackRequest(EVE, "production", actor="eve", dry_run=dry_run))
+        assert f"`{VICTIM}`" in str(refused.value)
+    assert untouched(hub)
+    async with service.services.engine.connect() as conn:
+        assert await store.incidents(conn) == []
+
+    # The watcher's path (open the incident, then advance it), with an operator allow-list far too broad.
+    rollbacks.allowlist = DeployAllowlist.parse(["*/*=*/*"])
+    config_ = await rollbacks.github.read_config(EVE)
+    assert isinstance(config_, RepoConfig)
+    async with service.services.engine.begin() as conn:
+        [current] = await store.current_deployments(conn, EVE)
+        incident, _ = await rollbacks.open_incident(conn, current, config_, trigger="guard", reason="error rate 9%")
+    with caplog.at_level(logging.WARNING, logger="bot.guard.rollback"):
+        stalled = await rollbacks.advance(incident)
+
+    assert stalled.state == "opening" and "refused by the same-installation rule" in (stalled.last_error or "")
+    assert any("same installation" in r.getMessage() and VICTIM in r.getMessage() for r in caplog.records)
+    assert untouched(hub)
+    status = await guard_of(service).status(EVE)
+    assert "same-installation rule" in status
