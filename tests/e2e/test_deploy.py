@@ -581,6 +581,7 @@ async def test_promote_from_chat_or_cli_never_reads_or_writes_another_tenants_de
     before = commits(world, r.deploy)
 
     refused = await say(world, r.model, number, "/modelship promote production")
+    assert commits(world, r.deploy) == before
     assert "refused by MODELSHIP_DEPLOY_ALLOWLIST" in refused and f"`{r.deploy}`" in refused
     # A dry run would have shown the victim's values in its diff: it is refused before any read.
     preview = await say(world, r.model, number, "/modelship promote production --dry-run")
