@@ -128,13 +128,15 @@ async def test_an_error_rate_breach_rolls_back_to_the_last_healthy_version_and_p
         # A later merge of the same bad version does not deploy over the pin: the real auto-deploy path.
         deploy = service.services.extras[DEPLOY_KEY]
         assert isinstance(deploy, DeployService)
-        installation = await deploy.installation_of(MODELS)
+        installation = await deploy.installations(MODELS)
+        assert installation is not None
         gh = await service.services.github.for_installation(installation)
         repo_config = await deploy.config_at(gh, MODELS, "main")
         assert repo_config is not None
         rule = repo_config.environments["production"]
         result = await deploy.write(
             gh,
+            MODELS,
             repo_config,
             Target("production", rule, REF2, on_merge=True),
             installation_id=installation,
