@@ -309,6 +309,9 @@ class Rollbacks:
         return replace(incident, last_error=error)
 
     async def _step(self, incident: IncidentView) -> IncidentView:
+        if incident.state in ("opening", "open"):
+            # Every step below reads or writes the deploy repository (its clone, PR or merge).
+            await self._allowed(incident.repo, incident.deploy_repo)
         if incident.state == "opening":
             incident = await self._open_pr(incident)
         if incident.state == "open" and incident.auto_merge:
@@ -413,7 +416,6 @@ class Rollbacks:
 
     async def _merge(self, incident: IncidentView) -> IncidentView:
         assert incident.pr_number is not None
-        await self._allowed(incident.repo, incident.deploy_repo)
         pull = await self.github.pull(incident.deploy_repo, incident.pr_number)
         if pull.get("merged"):
             return await self._merged(incident, str(pull.get("merge_commit_sha") or ""))
