@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.context import Services
 from bot.deploy.manifest import ManifestError, pr_branch_name
-from bot.deploy.service import DEPLOYMENTS, DeployFailure, DeployService, of
+from bot.deploy.service import DEPLOYMENTS, DeployService, of
 from bot.errors import TransientError
 from bot.guard import store
 
@@ -262,11 +262,9 @@ async def _make_current(conn: AsyncConnection, proposal: Row, pull: ClosedPull) 
 
 
 async def _model_repo_client(services: Services, deploy: DeployService, repo: str, pull: ClosedPull) -> GitHubAPI:
-    """Deployments and comments live on the model repository, which may be another installation's."""
-    try:
-        installation = await deploy.installation_of(repo, pull.installation_id, deploy=False)
-    except DeployFailure:
-        installation = pull.installation_id
+    """Deployments and comments live on the model repository (in the deploy repository's installation, as
+    bot.deploy.tenancy requires; looked up all the same, since rows written before that rule may differ)."""
+    installation = await deploy.installations(repo) or pull.installation_id
     return await services.github.for_installation(installation)
 
 
