@@ -56,9 +56,8 @@ def model(i: int, run: str) -> ModelRef:
 
 async def deploy(repo: DeployRepo, ref: ModelRef) -> tuple[float, CommitResult]:
     started = time.perf_counter()
-    result = await repo.commit_file(
-        values_path("staging", ref.name),
-        lambda text: plan_deploy(text, ref, SCHEMA, DEFAULTS).text,
+    result = await repo.commit(
+        {values_path("staging", ref.name): lambda text: plan_deploy(text, ref, SCHEMA, DEFAULTS).text},
         commit_message(ref, "staging", metrics={"accuracy": 0.95}),
     )
     return time.perf_counter() - started, result

@@ -135,9 +135,6 @@ class DeployRepo:
         result, attempts = await self._run(lambda url: self._commit_once(url, edits, message))
         return replace(result, attempts=attempts)
 
-    async def commit_file(self, path: str, edit: Edit, message: str) -> CommitResult:
-        return await self.commit({path: edit}, message)
-
     async def open_or_update_pr_branch(self, branch: str, edits: Mapping[str, Edit], message: str) -> CommitResult:
         """Push ``edits`` to ``branch`` for a pull request against the default branch.
 

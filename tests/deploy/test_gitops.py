@@ -49,8 +49,8 @@ async def test_a_merge_becomes_one_pushed_commit_and_a_redelivery_makes_none(
     repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     path = values_path("staging", "iris")
 
-    first = await repo.commit_file(path, deploy_edit(ref("iris", 100)), "deploy iris")
-    again = await repo.commit_file(path, deploy_edit(ref("iris", 100)), "deploy iris")
+    first = await repo.commit({path: deploy_edit(ref("iris", 100))}, "deploy iris")
+    again = await repo.commit({path: deploy_edit(ref("iris", 100))}, "deploy iris")
 
     assert first.changed and not again.changed
     assert again.sha == first.sha
@@ -63,8 +63,8 @@ async def test_an_older_version_never_overwrites_a_newer_one(deploy_hub: DeployH
     repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     path = values_path("prod", "iris")
 
-    await repo.commit_file(path, deploy_edit(ref("iris", 200)), "deploy newer")
-    late = await repo.commit_file(path, deploy_edit(ref("iris", 150)), "deploy older, delivered late")
+    await repo.commit({path: deploy_edit(ref("iris", 200))}, "deploy newer")
+    late = await repo.commit({path: deploy_edit(ref("iris", 150))}, "deploy older, delivered late")
 
     assert not late.changed
     assert "sequence: 200" in deploy_hub.show(path)
@@ -84,9 +84,9 @@ async def test_comments_in_the_values_file_survive_a_deploy(deploy_hub: DeployHu
         "  sequence: 1\n"
     )
     repo = make_repo(deploy_hub, deploy_hub.url, workdir)
-    await repo.commit_file(path, lambda _: human, "a human writes the production values")
+    await repo.commit({path: lambda _: human}, "a human writes the production values")
 
-    await repo.commit_file(path, deploy_edit(ref("iris", 300)), "deploy")
+    await repo.commit({path: deploy_edit(ref("iris", 300))}, "deploy")
 
     text = deploy_hub.show(path)
     assert text.startswith("# Production: owned by the platform team\nreplicaCount: 3  # SLA needs 3\n")
@@ -112,7 +112,7 @@ async def test_a_push_that_loses_a_race_is_redone_on_the_new_head(
             git("push", "-q", "origin", "HEAD:main", cwd=other, env=auth)
         return "ours\n"
 
-    result = await repo.commit_file("ours.txt", edit_while_someone_else_pushes, "ours")
+    result = await repo.commit({"ours.txt": edit_while_someone_else_pushes}, "ours")
 
     assert result.attempts == 2
     assert set(deploy_hub.files()) >= {"ours.txt", "theirs.txt"}
@@ -128,7 +128,7 @@ async def test_fifty_concurrent_merges_from_racing_clones_all_land(deploy_hub: D
 
     results = await asyncio.gather(
         *(
-            replicas[i % 5].commit_file(values_path("staging", m.name), deploy_edit(m), f"deploy {m.name}")
+            replicas[i % 5].commit({values_path("staging", m.name): deploy_edit(m)}, f"deploy {m.name}")
             for i, m in enumerate(models)
         )
     )
@@ -158,7 +158,7 @@ async def test_an_unreachable_remote_is_retried_then_fails_clearly_without_leaki
     )
 
     with pytest.raises(DeployError) as failure:
-        await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
+        await repo.commit({"a.txt": lambda _: "a\n"}, "never lands")
 
     message = str(failure.value)
     assert "unreachable after 4 attempts" in message and "127.0.0.1:9/acme/deploy.git" in message
@@ -173,20 +173,20 @@ async def test_an_outage_during_the_push_leaves_nothing_half_written(git_server:
     git_server.fail_receive_pack = True  # fetches work, every push gets a 503
     try:
         with pytest.raises(DeployError, match="unreachable"):
-            await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
+            await repo.commit({"a.txt": lambda _: "a\n"}, "never lands")
     finally:
         git_server.fail_receive_pack = False
 
     assert git_server.commits("acme/outage") == before
     assert git("status", "--porcelain", cwd=workdir) == ""
     assert not (workdir / "a.txt").exists()
-    assert (await repo.commit_file("a.txt", lambda _: "a\n", "lands once the remote is back")).changed
+    assert (await repo.commit({"a.txt": lambda _: "a\n"}, "lands once the remote is back")).changed
 
 
 async def test_wrong_credentials_fail_at_once_with_an_actionable_message(deploy_hub: DeployHub, workdir: Path) -> None:
     repo = DeployRepo(deploy_hub.url, workdir, token=StaticToken("ghs_expired_token"))
     with pytest.raises(DeployError) as failure:
-        await repo.commit_file("a.txt", lambda _: "a\n", "never lands")
+        await repo.commit({"a.txt": lambda _: "a\n"}, "never lands")
 
     assert "refused our credentials" in str(failure.value)
     assert "ghs_expired_token" not in str(failure.value)
@@ -197,7 +197,7 @@ async def test_schema_violations_stop_the_commit(deploy_hub: DeployHub, workdir:
     bad = ModelRef("iris", "acme/models", "not-a-sha", "models/iris/model.onnx", "f" * 64, sequence=5)
 
     with pytest.raises(ValueError, match=r"model\.revision"):
-        await repo.commit_file(values_path("prod", "iris"), deploy_edit(bad), "deploy")
+        await repo.commit({values_path("prod", "iris"): deploy_edit(bad)}, "deploy")
 
     assert len(deploy_hub.commits()) == 1
     assert git("status", "--porcelain", cwd=workdir) == ""
@@ -209,7 +209,7 @@ async def test_a_protected_environment_gets_one_branch_updated_in_place(deploy_h
     branch = "modelship/deploy/prod/iris"
 
     first = await repo.open_or_update_pr_branch(branch, {path: deploy_edit(ref("iris", 10))}, "deploy 10")
-    await repo.commit_file("README.md", lambda _: "# moved on\n", "main moves")  # base moves meanwhile
+    await repo.commit({"README.md": lambda _: "# moved on\n"}, "main moves")  # base moves meanwhile
     second = await repo.open_or_update_pr_branch(branch, {path: deploy_edit(ref("iris", 11))}, "deploy 11")
     third = await repo.open_or_update_pr_branch(branch, {path: deploy_edit(ref("iris", 11))}, "deploy 11")
 
@@ -251,10 +251,10 @@ async def test_a_cancelled_deploy_keeps_the_clone_locked_until_its_git_work_ends
         release.wait(10)
         return "first\n"
 
-    first = asyncio.create_task(repo.commit_file("first.txt", slow_edit, "first"))
+    first = asyncio.create_task(repo.commit({"first.txt": slow_edit}, "first"))
     await asyncio.to_thread(entered.wait, 10)
     first.cancel()
-    second = asyncio.create_task(repo.commit_file("second.txt", lambda _: "second\n", "second"))
+    second = asyncio.create_task(repo.commit({"second.txt": lambda _: "second\n"}, "second"))
     await asyncio.sleep(0.2)
     assert not second.done(), "the second deploy must wait for the first one's thread"
 
@@ -295,7 +295,7 @@ async def test_a_write_into_git_github_or_out_of_the_clone_is_refused(
     before = deploy_hub.commits()
 
     with pytest.raises(DeployError, match="refusing to write") as refused:
-        await repo.commit_file(path, lambda _: "#!/bin/sh\necho owned\n", "deploy")
+        await repo.commit({path: lambda _: "#!/bin/sh\necho owned\n"}, "deploy")
 
     assert why in str(refused.value)
     assert deploy_hub.commits() == before
@@ -323,7 +323,7 @@ async def test_a_symlink_in_the_deploy_repository_cannot_redirect_a_deploy(
     path = values_path("staging", "iris")  # environments/staging/iris/values.yaml
 
     with pytest.raises(DeployError, match="refusing to write") as refused:
-        await repo.commit_file(path, deploy_edit(ref("iris", 3)), "deploy")
+        await repo.commit({path: deploy_edit(ref("iris", 3))}, "deploy")
     with pytest.raises(DeployError, match="refusing to write"):
         await repo.open_or_update_pr_branch("modelship/deploy/staging/iris", {path: deploy_edit(ref("iris", 3))}, "pr")
 
