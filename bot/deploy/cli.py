@@ -18,8 +18,11 @@ from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
 
 from bot.context import Services
+from bot.deploy.chart import ChartError, ModelServerChart
 from bot.deploy.gitops import DeployError
-from bot.deploy.service import DeployFailure, DeployService, Result, describe
+from bot.deploy.render import describe
+from bot.deploy.service import DeployService
+from bot.deploy.targets import DeployFailure, Result
 from bot.repoconfig import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.settings import Settings
 
@@ -53,7 +56,7 @@ async def _run(settings: Settings, repo: str, action: Action) -> tuple[str, bool
             )
             service = DeployService(
                 services,
-                charts_dir=settings.charts_dir,
+                chart=ModelServerChart.load(settings.charts_dir),
                 web_url=web_url(settings.github_api_url),
                 allowlist=settings.deploy_pairs,
             )
@@ -72,7 +75,7 @@ async def _run(settings: Settings, repo: str, action: Action) -> tuple[str, bool
                 return f"{repo} has no {CONFIG_PATH} with a deploy section on its default branch", False
             results = await action(service, gh, config, installation, f"{getpass.getuser()} (modelship cli)")
             return describe(results, service.web_url, config.deploy.repository), all(r.ok for r in results)
-    except (DeployFailure, DeployError) as exc:
+    except (DeployFailure, DeployError, ChartError) as exc:
         return str(exc), False
     finally:
         await engine.dispose()

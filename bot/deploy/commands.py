@@ -11,8 +11,11 @@ from gidgethub import GitHubException
 from bot.chatops.service import STATUS_KEY, CommandContext, CommandService, Outcome, register
 from bot.context import Services
 from bot.deploy.gitops import DeployError
-from bot.deploy.service import DeployFailure, DeployService, Result, describe, of, render_status, status_rows
+from bot.deploy.render import describe, render_status
+from bot.deploy.service import DeployService, of
+from bot.deploy.targets import DeployFailure, Result
 from bot.repoconfig import CONFIG_PATH, RepoConfig, RepoConfigError
+from bot.store.deployments import of_repo
 
 
 async def _config(ctx: CommandContext) -> RepoConfig | str:
@@ -94,7 +97,8 @@ COMMANDS: dict[str, CommandService] = {"deploy": run_deploy, "promote": run_prom
 
 
 async def status_section(ctx: CommandContext) -> str:
-    return render_status(await status_rows(ctx.services, ctx.repo))
+    async with ctx.services.engine.connect() as conn:
+        return render_status(await of_repo(conn, ctx.repo))
 
 
 def register_commands(services: Services) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.context import Services
+from bot.deploy.chart import ModelServerChart
 from bot.deploy.commands import register_commands
 from bot.deploy.service import EXTRAS_KEY, KIND, DeployService
 from bot.github.app import git_base_url
@@ -19,7 +20,7 @@ def web_url(api_url: str) -> str:
 async def setup(services: Services, settings: Settings) -> Feature:
     service = DeployService(
         services,
-        charts_dir=settings.charts_dir,
+        chart=ModelServerChart.load(settings.charts_dir),
         web_url=web_url(settings.github_api_url),
         allowlist=settings.deploy_pairs,
     )

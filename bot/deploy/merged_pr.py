@@ -28,18 +28,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from gidgethub.abc import GitHubAPI
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.context import Services
 from bot.deploy.manifest import ManifestError, pr_branch_name
-from bot.deploy.service import DEPLOYMENTS, DeployService, of
+from bot.deploy.service import DeployService, of
 from bot.errors import TransientError
 from bot.guard import store
+from bot.store import deployments
+from bot.store.deployments import ABANDONED
 
 log = logging.getLogger(__name__)
 
-ABANDONED = "abandoned"
 CLOSED_UNMERGED = "deploy PR closed without merge"
 MAX_DESCRIPTION = 140  # GitHub's limit for a deployment status description
 
@@ -167,8 +167,7 @@ def github_state(row: Row, pull: ClosedPull) -> str | None:
 
 async def _rows_of(conn: AsyncConnection, pull: ClosedPull) -> list[Row]:
     """Every deployments row recorded for this PR of this deploy repository, oldest first."""
-    query = select(DEPLOYMENTS).where(DEPLOYMENTS.c.deploy_repo == pull.repo, DEPLOYMENTS.c.deploy_pr == pull.number)
-    return list((await conn.execute(query.order_by(DEPLOYMENTS.c.id))).mappings().all())
+    return list(await deployments.of_deploy_pr(conn, pull.repo, pull.number))
 
 
 async def on_closed(services: Services, pull: ClosedPull) -> None:
@@ -200,11 +199,7 @@ async def _record(services: Services, deploy: DeployService, pull: ClosedPull, r
             for row in decision.make_current:
                 await _make_current(conn, row, pull)
             for row, why in decision.abandon:
-                await conn.execute(
-                    update(DEPLOYMENTS)
-                    .where(DEPLOYMENTS.c.id == row["id"], DEPLOYMENTS.c.state == "pending")
-                    .values(state=ABANDONED, detail=why)
-                )
+                await deployments.abandon_proposal(conn, row["id"], why)
         log.info(
             "%s#%s %s: %d deployment(s) recorded, %d abandoned",
             pull.repo,
@@ -229,25 +224,10 @@ async def _record(services: Services, deploy: DeployService, pull: ClosedPull, r
 async def _make_current(conn: AsyncConnection, proposal: Row, pull: ClosedPull) -> None:
     """The merged proposal runs now: a new ``deployed`` row (its own id and time, so the guard's initial
     delay and "the version before this one" start at the merge), the previous current one superseded."""
-    moved = await conn.execute(
-        update(DEPLOYMENTS)
-        .where(DEPLOYMENTS.c.id == proposal["id"], DEPLOYMENTS.c.state.in_(("pending", ABANDONED)))
-        .values(state="superseded")
-    )
-    if not moved.rowcount:
+    if not await deployments.retire_proposal(conn, proposal["id"]):
         return  # another worker took it first
-    await conn.execute(
-        update(DEPLOYMENTS)
-        .where(
-            DEPLOYMENTS.c.repo == proposal["repo"],
-            DEPLOYMENTS.c.environment == proposal["environment"],
-            DEPLOYMENTS.c.model == proposal["model"],
-            DEPLOYMENTS.c.state == "deployed",
-        )
-        .values(state="superseded")
-    )
     copied = ("repo", "environment", "model", "version", "source_pr", "deploy_repo", "deploy_pr", "variant", "sha256")
-    await store.insert_deployment(
+    await deployments.record(  # supersedes the version that ran before
         conn,
         **{k: proposal[k] for k in copied},
         deploy_commit=pull.merge_sha,
@@ -302,7 +282,7 @@ async def _rollback(services: Services, deploy: DeployService, pull: ClosedPull,
     if advanced.state != "merged":
         return
     async with services.engine.connect() as conn:
-        bad = await store.deployment(conn, incident.bad_deployment_id)
+        bad = await deployments.deployment(conn, incident.bad_deployment_id)
     if bad is not None and bad.source_pr:
         # The PR that shipped the bad version shows it rolled back in its Deploy comment too.
         gh = await _model_repo_client(services, deploy, bad.repo, pull)

@@ -56,7 +56,7 @@ def rollback(
     from bot.github.app import GitHubApp
     from bot.guard.github import AppGitHub
     from bot.guard.rollback import RollbackError, RollbackRequest, Rollbacks
-    from bot.guard.service import chart_schema, render_results
+    from bot.guard.service import render_results, rollback_chart
     from bot.store.db import make_engine, migrate
 
     settings = _settings()
@@ -77,13 +77,11 @@ def rollback(
                 api_url=settings.github_api_url,
                 session=session,
             )
-            schema, defaults = chart_schema(settings.charts_dir)
             rollbacks = Rollbacks(
                 engine,
                 AppGitHub(app, engine, deploy_root=settings.deploy_root),
                 settings.data_dir / "guard" / "deploy",
-                schema=schema,
-                defaults=defaults,
+                chart=rollback_chart(settings.charts_dir),
                 bot_login=f"{settings.github_app_slug}[bot]",
                 allowlist=settings.deploy_pairs,
             )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
 
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.context import GitHubAppPort
 from bot.deploy.gitops import DeployRepo
 from bot.github.installations import Installations, from_table
+from bot.github.pulls import open_or_update_pull
 from bot.repoconfig import DEFAULT_DEPLOY_ROOT, RepoConfig, RepoConfigError
 from bot.services.repo_config import read_repo_config
 
@@ -32,9 +32,9 @@ class GuardGitHub(Protocol):
 
     async def deploy_repo(self, full_name: str, workdir: Path) -> DeployRepo: ...
 
-    async def find_open_pr(self, repo: str, branch: str) -> dict[str, Any] | None: ...
-
-    async def open_pr(self, repo: str, branch: str, base: str, title: str, body: str) -> dict[str, Any]: ...
+    async def open_or_update_pr(
+        self, repo: str, branch: str, base: str, title: str, body: str
+    ) -> dict[str, Any] | None: ...
 
     async def pull(self, repo: str, number: int) -> dict[str, Any]: ...
 
@@ -95,19 +95,10 @@ class AppGitHub:
         url = await self._app.clone_url(full_name, installation)
         return DeployRepo(url, workdir, token=self._app.git_token(installation))
 
-    async def find_open_pr(self, repo: str, branch: str) -> dict[str, Any] | None:
-        gh = await self._gh(repo)
-        owner = repo.split("/", 1)[0]
-        head = quote(f"{owner}:{branch}", safe="")
-        pulls = await gh.getitem(f"/repos/{repo}/pulls?state=open&head={head}")
-        return pulls[0] if isinstance(pulls, list) and pulls else None
-
-    async def open_pr(self, repo: str, branch: str, base: str, title: str, body: str) -> dict[str, Any]:
-        gh = await self._gh(repo)
-        pull: dict[str, Any] = await gh.post(
-            f"/repos/{repo}/pulls", data={"title": title, "head": branch, "base": base, "body": body}
-        )
-        return pull
+    async def open_or_update_pr(
+        self, repo: str, branch: str, base: str, title: str, body: str
+    ) -> dict[str, Any] | None:
+        return await open_or_update_pull(await self._gh(repo), repo, branch, base, title, body)
 
     async def pull(self, repo: str, number: int) -> dict[str, Any]:
         gh = await self._gh(repo)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import git
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.deploy.chart import ModelServerChart
 from bot.deploy.gitops import DeployError, DeployRepo
 from bot.deploy.manifest import (
     DEFAULT_PATH_TEMPLATE,
@@ -37,8 +38,10 @@ from bot.deploy.manifest import (
 from bot.deploy.tenancy import DeployAllowlist, decide
 from bot.guard import metrics, store
 from bot.guard.github import GuardError, GuardGitHub
-from bot.guard.store import RAN_STATES, DeploymentView, IncidentView
+from bot.guard.store import IncidentView
 from bot.repoconfig import RepoConfig, RepoConfigError
+from bot.store import deployments
+from bot.store.deployments import RAN_STATES, DeploymentView
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +151,7 @@ class Rollbacks:
         github: GuardGitHub,
         workdir: Path,
         *,
-        schema: Mapping[str, Any] | None = None,
-        defaults: Mapping[str, Any] | None = None,
+        chart: ModelServerChart | None = None,  # None: rollback values are not checked against the chart
         bot_login: str = "modelship[bot]",
         allowlist: DeployAllowlist | None = None,
     ) -> None:
@@ -157,8 +159,8 @@ class Rollbacks:
         self.allowlist = allowlist or DeployAllowlist.default()  # MODELSHIP_DEPLOY_ALLOWLIST
         self.github = github
         self.workdir = workdir
-        self._schema = schema
-        self._defaults = defaults
+        self._schema = chart.schema if chart is not None else None
+        self._defaults = chart.defaults if chart is not None else None
         self._bot = bot_login
         # The watcher and a chat-ops command may advance the same incident: one at a time.
         self._lock = asyncio.Lock()
@@ -178,7 +180,9 @@ class Rollbacks:
         to: str | None = None,
     ) -> tuple[IncidentView, bool]:
         """Record the incident (unique key) in ``conn``'s transaction; (incident, created)."""
-        target = choose_target(await store.history(conn, current.repo, current.environment, current.model), current, to)
+        target = choose_target(
+            await deployments.history(conn, current.repo, current.environment, current.model), current, to
+        )
         env = config.environments.get(current.environment)
         guard = env.guard if env is not None else None
         template = config.deploy.path_template if config.deploy is not None else None
@@ -237,7 +241,7 @@ class Rollbacks:
         async with self.engine.connect() as conn:
             running = [
                 d
-                for d in await store.current_deployments(conn, req.repo)
+                for d in await deployments.current_deployments(conn, req.repo)
                 if d.environment == req.environment and (req.model is None or d.model == req.model)
             ]
         if not running:
@@ -265,7 +269,7 @@ class Rollbacks:
     async def _preview(self, current: DeploymentView, config: RepoConfig, req: RollbackRequest) -> RollbackResult:
         async with self.engine.connect() as conn:
             target = choose_target(
-                await store.history(conn, current.repo, current.environment, current.model), current, req.to
+                await deployments.history(conn, current.repo, current.environment, current.model), current, req.to
             )
         template = config.deploy.path_template if config.deploy is not None else None
         path = values_path(current.environment, current.model, template or DEFAULT_PATH_TEMPLATE)
@@ -354,7 +358,7 @@ class Rollbacks:
 
     async def _open_pr(self, incident: IncidentView) -> IncidentView:
         async with self.engine.connect() as conn:
-            target = await store.deployment(conn, incident.target_deployment_id)
+            target = await deployments.deployment(conn, incident.target_deployment_id)
         if target is None:
             raise RollbackError(f"deployment row {incident.target_deployment_id} to restore is gone")
         deploy = await self._deploy(incident.repo, incident.deploy_repo)
@@ -370,10 +374,12 @@ class Rollbacks:
         await deploy.open_or_update_pr_branch(
             incident.branch, {path: lambda t: pin(t, reason, ref, self._schema, self._defaults).text}, message
         )
-        pull = await self.github.find_open_pr(incident.deploy_repo, incident.branch)
+        pull = await self.github.open_or_update_pr(
+            incident.deploy_repo, incident.branch, deploy.branch, pr_title(incident), pr_body(incident)
+        )
         if pull is None:
-            pull = await self.github.open_pr(
-                incident.deploy_repo, incident.branch, deploy.branch, pr_title(incident), pr_body(incident)
+            raise RollbackError(
+                f"{incident.branch} has nothing to merge into {deploy.branch} of {incident.deploy_repo}"
             )
         log.warning("guard: rollback PR %s opened for %s", pull.get("html_url"), incident.key)
         return await self._set(
@@ -431,10 +437,10 @@ class Rollbacks:
             if fresh is None or fresh.state != "open":
                 return fresh or incident
             await store.update_incident(conn, incident.id, state="merged", merge_sha=sha or None)
-            target = await store.deployment(conn, incident.target_deployment_id)
-            await store.update_deployment(conn, incident.bad_deployment_id, state="rolled_back", health="degraded")
+            target = await deployments.deployment(conn, incident.target_deployment_id)
+            await deployments.mark_rolled_back(conn, incident.bad_deployment_id)
             if target is not None:
-                await store.insert_deployment(
+                await deployments.insert(
                     conn,
                     repo=target.repo,
                     environment=target.environment,
@@ -457,7 +463,7 @@ class Rollbacks:
 
     async def _comment(self, incident: IncidentView) -> IncidentView:
         async with self.engine.connect() as conn:
-            bad = await store.deployment(conn, incident.bad_deployment_id)
+            bad = await deployments.deployment(conn, incident.bad_deployment_id)
         if bad is not None and bad.source_pr:
             # The marker makes the comment idempotent: a crash between posting it and recording that
             # we did must not post it twice.

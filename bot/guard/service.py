@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from bot.context import Services
-from bot.deploy.manifest import ManifestError, load_values
+from bot.deploy.chart import ChartError, ModelServerChart
 from bot.guard.github import AppGitHub
 from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.rollback import RollbackError, RollbackRequest, RollbackResult, Rollbacks
@@ -38,16 +37,14 @@ class Guard:
         return await status_text(self.rollbacks.engine, repo)
 
 
-def chart_schema(charts_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The model-server chart's values schema and defaults, to validate a rollback's values."""
-    chart = charts_dir / "model-server"
+def rollback_chart(charts_dir: Path) -> ModelServerChart | None:
+    """The model-server chart a rollback's values are validated against; None (logged): not validated,
+    since a rollback that cannot be checked still beats a bad version that keeps running."""
     try:
-        schema = json.loads((chart / "values.schema.json").read_text())
-        defaults = load_values((chart / "values.yaml").read_text())
-    except (OSError, ValueError, ManifestError) as exc:
-        log.warning("guard: rollbacks are not validated against %s: %s", chart, exc)
-        return None, None
-    return schema, defaults
+        return ModelServerChart.load(charts_dir)
+    except ChartError as exc:
+        log.warning("guard: rollbacks are not validated: %s", exc)
+        return None
 
 
 def render_results(results: Sequence[RollbackResult]) -> str:
@@ -73,7 +70,6 @@ def render_results(results: Sequence[RollbackResult]) -> str:
 async def setup(services: Services, settings: Settings) -> Feature:
     from bot.service import Feature
 
-    schema, defaults = chart_schema(settings.charts_dir)
     github = AppGitHub(
         services.github,
         services.engine,
@@ -84,8 +80,7 @@ async def setup(services: Services, settings: Settings) -> Feature:
         services.engine,
         github,
         settings.data_dir / "guard" / "deploy",
-        schema=schema,
-        defaults=defaults,
+        chart=rollback_chart(settings.charts_dir),
         bot_login=services.bot_login,
         allowlist=settings.deploy_pairs,
     )

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.guard import store
-from bot.guard.store import DeploymentView, IncidentView, StoredCheck
+from bot.guard.store import IncidentView, StoredCheck
+from bot.store.deployments import DeploymentView, current_deployments
 
 
 def _cell(text: str | None, limit: int = 120) -> str:
@@ -81,7 +82,7 @@ def render(
 
 async def status_text(engine: AsyncEngine, repo: str | None = None) -> str:
     async with engine.connect() as conn:
-        deployments = await store.current_deployments(conn, repo)
+        deployments = await current_deployments(conn, repo)
         checks = await store.load_states(conn, deployments)
         incidents = await store.incidents(conn, repo=repo, limit=50)
     return render(deployments, checks, incidents)

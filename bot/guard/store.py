@@ -1,4 +1,4 @@
-"""The guard's reads and writes: deployments history, persisted check states, incidents, installations.
+"""The guard's own tables: persisted check states, incidents, the watcher lease (deployments: bot.store.deployments).
 
 Every write is idempotent or keyed by a unique constraint, so a round redone after a crash changes
 nothing that the first attempt already wrote.
@@ -11,42 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.guard.analysis import CheckState
 from bot.store.base import utcnow
+from bot.store.deployments import DeploymentView
 from bot.store.guard_models import GuardCheckState, GuardIncident, GuardLease
 from bot.store.installations import installation_for as installation_for  # re-exported for the guard
-from bot.store.review_models import Deployment as DeploymentRow
 
 OPEN_INCIDENT_STATES = ("opening", "open")
-# States of a row whose version really ran in the environment (a candidate to restore).
-RAN_STATES = ("deployed", "superseded")
-
-
-@dataclass(frozen=True)
-class DeploymentView:
-    """One ``deployments`` row, as plain values."""
-
-    id: int
-    repo: str
-    environment: str
-    model: str
-    version: str
-    source_pr: int | None
-    deploy_repo: str
-    variant: str
-    sha256: str
-    state: str
-    health: str
-    pinned: bool
-    created_at: datetime | None
-
-    @property
-    def short(self) -> str:
-        return self.version[:7]
 
 
 @dataclass(frozen=True)
@@ -91,69 +66,11 @@ class IncidentView:
         return self.state in OPEN_INCIDENT_STATES
 
 
-def _view(row: Any) -> DeploymentView:
-    return DeploymentView(**{f: getattr(row, f) for f in DeploymentView.__dataclass_fields__})
-
-
 def _incident(row: Any) -> IncidentView:
     return IncidentView(**{f: getattr(row, f) for f in IncidentView.__dataclass_fields__})
 
 
-_DEPLOYMENT_COLUMNS = [getattr(DeploymentRow, f) for f in DeploymentView.__dataclass_fields__]
 _INCIDENT_COLUMNS = [getattr(GuardIncident, f) for f in IncidentView.__dataclass_fields__]
-
-
-# --------------------------------------------------------------------------- deployments
-
-
-async def current_deployments(conn: AsyncConnection, repo: str | None = None) -> list[DeploymentView]:
-    """The newest ``deployed`` row per (repo, environment, model): what runs now."""
-    newest = select(func.max(DeploymentRow.id)).where(DeploymentRow.state == "deployed")
-    if repo is not None:
-        newest = newest.where(DeploymentRow.repo == repo)
-    newest = newest.group_by(DeploymentRow.repo, DeploymentRow.environment, DeploymentRow.model)
-    rows = await conn.execute(
-        select(*_DEPLOYMENT_COLUMNS).where(DeploymentRow.id.in_(newest)).order_by(DeploymentRow.id)
-    )
-    return [_view(r) for r in rows]
-
-
-async def history(conn: AsyncConnection, repo: str, environment: str, model: str) -> list[DeploymentView]:
-    """Every row of one (repo, environment, model), oldest first."""
-    rows = await conn.execute(
-        select(*_DEPLOYMENT_COLUMNS)
-        .where(
-            DeploymentRow.repo == repo,
-            DeploymentRow.environment == environment,
-            DeploymentRow.model == model,
-        )
-        .order_by(DeploymentRow.id)
-    )
-    return [_view(r) for r in rows]
-
-
-async def deployment(conn: AsyncConnection, deployment_id: int) -> DeploymentView | None:
-    row = (await conn.execute(select(*_DEPLOYMENT_COLUMNS).where(DeploymentRow.id == deployment_id))).first()
-    return _view(row) if row is not None else None
-
-
-async def set_health(conn: AsyncConnection, deployment_id: int, health: str) -> None:
-    await conn.execute(
-        update(DeploymentRow)
-        .where(DeploymentRow.id == deployment_id, DeploymentRow.health != health)
-        .values(health=health, updated_at=utcnow())
-    )
-
-
-async def update_deployment(conn: AsyncConnection, deployment_id: int, **values: Any) -> None:
-    await conn.execute(
-        update(DeploymentRow).where(DeploymentRow.id == deployment_id).values(updated_at=utcnow(), **values)
-    )
-
-
-async def insert_deployment(conn: AsyncConnection, **values: Any) -> int:
-    result = await conn.execute(cast(Table, DeploymentRow.__table__).insert().values(**values))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 # --------------------------------------------------------------------------- check states

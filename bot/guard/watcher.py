@@ -25,9 +25,11 @@ from bot.guard.checks import Deployment, Evaluation, evaluate_many
 from bot.guard.evidence import render_evidence
 from bot.guard.prometheus import MetricsProvider
 from bot.guard.rollback import RollbackError, Rollbacks
-from bot.guard.store import DeploymentView, IncidentView
+from bot.guard.store import IncidentView
 from bot.guard.templates import QueryTemplate, load_templates
 from bot.repoconfig import Guard, RepoConfig
+from bot.store import deployments
+from bot.store.deployments import DeploymentView
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,7 @@ class Watcher:
         if not report.leading:
             return report  # another replica watches; look again in an interval, in case it died
         async with self.engine.connect() as conn:
-            current = await store.current_deployments(conn)
+            current = await deployments.current_deployments(conn)
             stored = await store.load_states(conn, current)
         configs = await self._configs({d.repo for d in current}, report)
         watched: list[_Watched] = []
@@ -234,7 +236,7 @@ class Watcher:
                     for o in evaluation.outcomes
                 ],
             )
-            await store.set_health(conn, d.id, decision.health)
+            await deployments.set_health(conn, d.id, decision.health)
             if decision is Decision.ROLLBACK:
                 await self._open_incident(conn, w, evaluation)
 

@@ -9,7 +9,8 @@ from gidgethub.abc import GitHubAPI
 from gidgethub.sansio import Event
 
 from bot.context import Services
-from bot.deploy.service import DeployFailure, MergeRequest, enqueue_merge, iso_seconds, of
+from bot.deploy.service import enqueue_merge, of
+from bot.deploy.targets import DeployFailure, MergeRequest, iso_seconds
 from bot.repoconfig import RepoConfigError
 
 log = logging.getLogger(__name__)

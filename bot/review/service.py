@@ -43,8 +43,9 @@ from bot.review.optimization import render_optimization
 from bot.sandbox.runner import Mount, SandboxResult, SandboxRunner
 from bot.services.repo_config import read_repo_config
 from bot.services.sticky import marker, upsert_sticky
+from bot.store.deployments import deployed_digests
 from bot.store.queue import ClaimedJob
-from bot.store.review_models import Deployment, Review
+from bot.store.review_models import Review
 
 log = logging.getLogger(__name__)
 
@@ -277,11 +278,9 @@ class ReviewService:
 
     async def _collect_artifacts(self, kept: Path) -> None:
         """Record the kept run's hashes, then trim old runs to the caps (deployed files stay)."""
-        from sqlalchemy import select
-
         await asyncio.to_thread(write_manifest, kept)
         async with self.services.engine.connect() as conn:
-            deployed = set((await conn.execute(select(Deployment.sha256).distinct())).scalars())
+            deployed = await deployed_digests(conn)
         await asyncio.to_thread(collect, kept.parent.parent, deployed, self.sandbox.artifacts, keep=kept)
 
     def artifacts(self, req: ReviewRequest) -> Path:

@@ -378,11 +378,11 @@ async def test_an_unreachable_deploy_repository_is_retried_then_reported(world: 
     # GitHub says the deploy repository's git is somewhere nothing answers.
     github = world.services.github
     github.remember_repository({"full_name": r.deploy, "clone_url": "http://127.0.0.1:9/acme/down-deploy.git"})
-    service.retry = RetryPolicy(network_attempts=2, base_s=0.01, cap_s=0.05)
+    service.writer.retry = RetryPolicy(network_attempts=2, base_s=0.01, cap_s=0.05)
     try:
         number, merge_sha = await merge(world, r.model, "unlucky", b"churn v7")
     finally:
-        service.retry = None
+        service.writer.retry = None
 
     async with world.services.engine.connect() as conn:
         query = select(Job.attempts, Job.state).where(Job.kind == "deploy").order_by(Job.id.desc()).limit(1)
@@ -529,11 +529,11 @@ async def tenants(world: World, name: str, environments: str) -> Repos:
 @contextmanager
 def allowlist(world: World, *entries: str) -> Iterator[None]:
     """The operator's MODELSHIP_DEPLOY_ALLOWLIST for one block (the module shares one bot)."""
-    world.deploy.allowlist = DeployAllowlist.parse(entries)
+    world.deploy.writer.allowlist = DeployAllowlist.parse(entries)
     try:
         yield
     finally:
-        world.deploy.allowlist = DeployAllowlist.default()
+        world.deploy.writer.allowlist = DeployAllowlist.default()
 
 
 def cli_env(world: World, tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import demo
 from bot.deploy.service import EXTRAS_KEY as DEPLOY_KEY
-from bot.deploy.service import DeployService, Target
+from bot.deploy.service import DeployService
+from bot.deploy.targets import Target
 from bot.devhub import RunningDevHub
 from bot.guard.service import GUARD_KEY
 from bot.store.guard_models import GuardIncident
@@ -134,7 +135,7 @@ async def test_an_error_rate_breach_rolls_back_to_the_last_healthy_version_and_p
         repo_config = await deploy.config_at(gh, MODELS, "main")
         assert repo_config is not None
         rule = repo_config.environments["production"]
-        result = await deploy.write(
+        result = await deploy.writer.write(
             gh,
             MODELS,
             repo_config,

@@ -15,9 +15,9 @@ from bot.devhub import DevHub, RunningDevHub
 from bot.guard import store
 from bot.guard.rollback import RollbackError, RollbackRequest, Rollbacks, choose_target
 from bot.guard.service import GUARD_KEY, Guard
-from bot.guard.store import DeploymentView
 from bot.repoconfig import RepoConfig
 from bot.service import Service
+from bot.store.deployments import DeploymentView, current_deployments
 from tests.guard.world import (
     BRANCH,
     DEPLOY,
@@ -148,7 +148,7 @@ async def test_an_incident_recorded_before_a_crash_is_opened_once_by_the_next_pr
     config = await crashed.github.read_config(MODELS)
     assert isinstance(config, RepoConfig)
     async with service.services.engine.begin() as conn:
-        [current] = await store.current_deployments(conn, MODELS)
+        [current] = await current_deployments(conn, MODELS)
         incident, created = await crashed.open_incident(conn, current, config, trigger="guard", reason="error_rate")
     assert created and incident.state == "opening" and world.rollback_pulls() == []
 
@@ -227,7 +227,7 @@ async def test_a_rollback_never_reads_or_writes_another_tenants_deploy_repositor
     config_ = await rollbacks.github.read_config(EVE)
     assert isinstance(config_, RepoConfig)
     async with service.services.engine.begin() as conn:
-        [current] = await store.current_deployments(conn, EVE)
+        [current] = await current_deployments(conn, EVE)
         incident, _ = await rollbacks.open_incident(conn, current, config_, trigger="guard", reason="error rate 9%")
     with caplog.at_level(logging.WARNING, logger="bot.guard.rollback"):
         stalled = await rollbacks.advance(incident)

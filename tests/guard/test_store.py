@@ -1,51 +1,30 @@
-"""The guard's persistence on SQLite and PostgreSQL: what a restarted watcher reads back."""
+"""The guard's own tables on SQLite and PostgreSQL: what a restarted watcher reads back."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.guard import store
 from bot.guard.analysis import CheckState
+from bot.store import deployments
 from bot.store.base import utcnow
 from bot.store.models import Installation
-from bot.store.review_models import Deployment
-
-TABLE: Any = Deployment.__table__
 
 
-async def deploy(engine: AsyncEngine, version: str, state: str = "deployed", env: str = "prod") -> int:
+async def deploy(engine: AsyncEngine, version: str) -> int:
     async with engine.begin() as conn:
-        return await store.insert_deployment(
-            conn,
-            repo="o/m",
-            environment=env,
-            model="iris",
-            version=version,
-            source_pr=None,
-            deploy_repo="o/d",
-            state=state,
+        return await deployments.insert(
+            conn, repo="o/m", environment="prod", model="iris", version=version, deploy_repo="o/d", state="deployed"
         )
-
-
-async def test_the_current_deployment_is_the_newest_deployed_row_per_environment_and_model(engine: AsyncEngine) -> None:
-    await deploy(engine, "v1", "superseded")
-    v2 = await deploy(engine, "v2")
-    await deploy(engine, "v3", "failed")  # a failed deploy never replaced v2
-    staging = await deploy(engine, "v3", env="staging")
-    async with engine.connect() as conn:
-        current = await store.current_deployments(conn)
-        assert [(d.id, d.environment, d.version) for d in current] == [(v2, "prod", "v2"), (staging, "staging", "v3")]
-        assert [d.version for d in await store.history(conn, "o/m", "prod", "iris")] == ["v1", "v2", "v3"]
 
 
 async def test_states_are_upserted_and_a_redeploy_of_the_same_version_starts_fresh(engine: AsyncEngine) -> None:
     first = await deploy(engine, "v1")
     async with engine.begin() as conn:
-        [d] = await store.current_deployments(conn)
+        [d] = await deployments.current_deployments(conn)
         for failures in (1, 2):
             await store.save_states(
                 conn, d, [("error_rate", "degraded", "r", CheckState(consecutive_failures=failures))]
@@ -55,7 +34,7 @@ async def test_states_are_upserted_and_a_redeploy_of_the_same_version_starts_fre
 
     again = await deploy(engine, "v1")
     async with engine.connect() as conn:
-        [d] = await store.current_deployments(conn)
+        [d] = await deployments.current_deployments(conn)
         assert d.id == again and await store.load_states(conn, [d]) == {again: {}}
 
 

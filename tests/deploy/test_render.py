@@ -1,44 +1,13 @@
-"""The deploy service's pure parts: which models and environments a merge touches, and what people read."""
+"""What people read about deploys: the Deploy comment, chat-ops replies, the status section, GitHub statuses."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bot.deploy.manifest import ModelRef
-from bot.deploy.service import (
-    MARK,
-    Result,
-    Target,
-    changed_models,
-    describe,
-    flat_metrics,
-    iso_seconds,
-    merge_targets,
-    render_section,
-    render_status,
-)
-from bot.repoconfig import parse_repo_config
+from bot.deploy.render import MARK, describe, github_statuses, render_section, render_status
+from bot.deploy.targets import Result
 
-CONFIG = parse_repo_config(
-    """\
-version: 1
-models:
-  - name: churn
-    path: models/churn.onnx
-    task: classification
-    dataset: {path: data/churn.csv, target: label}
-  - name: fraud
-    path: models/fraud.onnx
-    task: classification
-    dataset: {path: data/fraud.csv, target: label}
-environments:
-  staging: {auto: true}
-  review: {auto: true, via: pull_request}
-  qa: {}
-  production: {upstream: staging}
-deploy: {repository: acme/deploy}
-"""
-)
 REF = ModelRef("churn", "acme/models", "a" * 40, "models/churn.onnx", "b" * 64, "int8", 1, 7)
 
 
@@ -56,35 +25,6 @@ def row(**values: Any) -> dict[str, Any]:
         "deploy_pr": None,
     }
     return base | values
-
-
-def test_a_merge_deploys_the_models_whose_file_or_dataset_changed() -> None:
-    assert [m.name for m in changed_models(CONFIG, ["models/churn.onnx", "README.md"])] == ["churn"]
-    assert [m.name for m in changed_models(CONFIG, ["data/fraud.csv"])] == ["fraud"]
-    assert changed_models(CONFIG, ["docs/index.md"]) == []
-
-
-def test_a_merge_writes_auto_and_protected_environments_but_leaves_promotion_targets_alone() -> None:
-    assert [name for name, _ in merge_targets(CONFIG)] == ["staging", "review", "qa"]
-
-
-def test_protected_environments_go_through_a_pull_request() -> None:
-    envs = CONFIG.environments
-    assert not Target("staging", envs["staging"], REF, on_merge=True).via_pr
-    assert Target("review", envs["review"], REF).via_pr
-    assert Target("qa", envs["qa"], REF, on_merge=True).via_pr
-    # An explicit `deploy qa` was authorized by chat-ops: auto only says "not on merge".
-    assert not Target("qa", envs["qa"], REF).via_pr
-
-
-def test_review_metrics_become_one_line_each() -> None:
-    summary = {"metrics": {"f1": {"base": 0.8, "head": 0.91}, "accuracy": 0.93, "ok": True, "n": 120}}
-    assert flat_metrics(summary) == {"f1": 0.91, "accuracy": 0.93, "n": 120}
-    assert flat_metrics({}) == {}
-
-
-def test_merge_time_is_the_sequence() -> None:
-    assert iso_seconds("2026-11-26T10:00:00Z") == 1795687200
 
 
 def test_the_deploy_comment_links_the_commit_and_explains_failures() -> None:
@@ -117,3 +57,18 @@ def test_replies_show_the_diff_of_a_dry_run() -> None:
     text = describe(results, "https://github.com", "acme/deploy")
     assert "```diff\n+  revision: aaa\n```" in text and "nothing was written" in text
     assert "**production / churn**: skipped — pinned: churn is pinned" in text
+
+
+def test_a_github_deployment_succeeds_with_its_commit_waits_for_its_pr_or_fails_with_the_detail() -> None:
+    web = "https://github.com"
+    [progress, success] = github_statuses(row(), web, "acme/deploy")
+    assert progress["state"] == "in_progress" and success["state"] == "success"
+    assert success["environment_url"] == f"{web}/acme/deploy/commit/{'c' * 40}"
+    [queued] = github_statuses(row(state="pending", deploy_commit=None, deploy_pr=4), web, "acme/deploy")
+    assert queued == {
+        "state": "queued",
+        "log_url": f"{web}/acme/deploy/pull/4",
+        "description": "waiting for acme/deploy#4",
+    }
+    [failure] = github_statuses(row(state="failed", deploy_commit=None, detail="x" * 300), web, "acme/deploy", "error")
+    assert failure == {"state": "error", "description": "x" * 140}

@@ -1,0 +1,93 @@
+"""Telling people what a deploy did: a history row per result (bot.store.deployments), a GitHub Deployment
+with statuses on the model repository, and the sticky "Deploy" comment on the source PR.
+
+Every step is idempotent, so a redelivered merge or a retried job records nothing twice.
+"""
+
+from __future__ import annotations
+
+from gidgethub.abc import GitHubAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.deploy.manifest import ModelRef
+from bot.deploy.render import MARK, github_deployment, github_statuses, newest_per_target, render_section
+from bot.deploy.targets import Result, row_state
+from bot.services.sticky import upsert_sticky
+from bot.store import deployments
+
+# Row states that get a GitHub Deployment.
+_ANNOUNCED = ("deployed", "pending", "failed")
+
+
+class DeployRecords:
+    def __init__(self, engine: AsyncEngine, *, web_url: str, bot_login: str) -> None:
+        self.engine = engine
+        self.web_url = web_url
+        self.bot_login = bot_login
+
+    async def record(
+        self, gh: GitHubAPI, repo: str, deploy_repo: str, result: Result, actor: str, *, failure: str = "failure"
+    ) -> None:
+        """Write the history row and the GitHub Deployment for a result worth remembering. ``failure`` is
+        the Deployment status of a failed result: ``failure`` (refused) or ``error`` (it broke)."""
+        ref, state = result.ref, row_state(result)
+        if ref is None or state is None:
+            if ref is not None and result.state == "unchanged":
+                await self.ensure_github_deployment(gh, repo, deploy_repo, result.env, ref, failure=failure)
+            return
+        async with self.engine.begin() as conn:
+            latest = await deployments.latest(conn, repo, result.env, ref.name)
+            repeated = latest is not None and (latest["state"], latest["version"], latest["detail"]) == (
+                state,
+                ref.revision,
+                result.detail or None,
+            )
+            if repeated and state != "deployed":
+                return  # the same skip or failure again (a redelivery): say it once
+            await deployments.record(
+                conn,
+                repo=repo,
+                environment=result.env,
+                model=ref.name,
+                version=ref.revision,
+                source_pr=ref.source_pr,
+                deploy_repo=deploy_repo,
+                deploy_commit=result.deploy_commit,
+                deploy_pr=result.deploy_pr,
+                variant=ref.variant,
+                sha256=ref.sha256,
+                actor=actor,
+                state=state,
+                pinned=ref.pinned,
+                detail=result.detail or None,
+            )
+        if state in _ANNOUNCED:
+            await self.ensure_github_deployment(gh, repo, deploy_repo, result.env, ref, failure=failure)
+
+    async def ensure_github_deployment(
+        self, gh: GitHubAPI, repo: str, deploy_repo: str, env: str, ref: ModelRef, *, failure: str = "failure"
+    ) -> None:
+        """One GitHub Deployment per history row, created once (a retried job finishes the job)."""
+        async with self.engine.connect() as conn:
+            row = await deployments.latest(conn, repo, env, ref.name, version=ref.revision)
+        if row is None or row["github_deployment_id"] is not None or row["state"] not in _ANNOUNCED:
+            return
+        created = await gh.post(f"/repos/{repo}/deployments", data=github_deployment(ref, env, deploy_repo))
+        deployment_id = int(created["id"])
+        for status in github_statuses(row, self.web_url, deploy_repo, failure):
+            await gh.post(f"/repos/{repo}/deployments/{deployment_id}/statuses", data=status)
+        async with self.engine.begin() as conn:
+            await deployments.set_github_deployment(conn, row["id"], deployment_id)
+
+    async def update_sticky(self, gh: GitHubAPI, repo: str, number: int) -> None:
+        """The source PR's Deploy comment, from the table."""
+        async with self.engine.connect() as conn:
+            rows = newest_per_target(await deployments.of_source_pr(conn, repo, number))
+        if rows:
+            await upsert_sticky(gh, repo, number, MARK, render_section(rows, self.web_url), bot_login=self.bot_login)
+
+    async def health(self, repo: str, env: str, ref: ModelRef) -> str:
+        """The guard's verdict on ``ref`` in ``env``."""
+        async with self.engine.connect() as conn:
+            row = await deployments.latest(conn, repo, env, ref.name, version=ref.revision)
+        return str(row["health"]) if row is not None else "unknown (no deployment record)"

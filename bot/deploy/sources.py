@@ -1,0 +1,93 @@
+"""What a deploy reads from the model repository: its ``.modelship.yml`` at a commit, the models a PR
+changes, and the immutable reference of a model version (the review's sha256 and variant, or the hash
+of the bytes at a commit: hashed here, never loaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any, cast
+
+from gidgethub.abc import GitHubAPI
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.deploy.manifest import ModelRef
+from bot.deploy.targets import DeployFailure, changed_models, choose_variant, flat_metrics
+from bot.repoconfig import ModelSpec, RepoConfig, RepoConfigError
+from bot.services.repo_config import ContentsError, read_file, read_repo_config
+from bot.store.review_models import Review
+
+REVIEWS = cast(Table, Review.__table__)
+
+
+class ModelRepository:
+    """Reads of model repositories (through the caller's installation client) and of their reviews."""
+
+    def __init__(self, engine: AsyncEngine, *, deploy_root: str) -> None:
+        self.engine = engine
+        self.deploy_root = deploy_root  # MODELSHIP_DEPLOY_ROOT: deploy.path_template is checked against it
+
+    async def config_at(self, gh: GitHubAPI, repo: str, ref: str) -> RepoConfig | None:
+        config = await read_repo_config(gh, repo, ref, deploy_root=self.deploy_root)
+        if isinstance(config, RepoConfigError):
+            raise config
+        return config
+
+    async def model_ref(
+        self,
+        gh: GitHubAPI,
+        repo: str,
+        spec: ModelSpec,
+        *,
+        revision: str,
+        review_sha: str | None,
+        number: int | None,
+        sequence: int,
+        variant: str | None = None,
+    ) -> tuple[ModelRef, dict[str, float | int | str]]:
+        """The immutable reference: sha256 and variant from the review when there is one, else the
+        sha256 of the bytes at ``revision`` (hashed here, never loaded)."""
+        reviewed = await self._reviewed(repo, number, review_sha, spec.name) if number is not None else {}
+        sha256 = reviewed.get("model_sha256") if reviewed.get("model_path", spec.path) == spec.path else None
+        if not sha256:
+            try:
+                data = await read_file(gh, repo, spec.path, revision)
+            except ContentsError as exc:
+                raise DeployFailure(f"{exc} at {revision[:7]}") from exc
+            if data is None:
+                raise DeployFailure(f"`{spec.path}` (model `{spec.name}`) does not exist at {revision[:7]}")
+            sha256 = hashlib.sha256(data).hexdigest()
+        chosen, variant_sha256 = choose_variant(
+            variant,
+            reviewed.get("variant"),
+            reviewed.get("variant_sha256"),
+            model=spec.name,
+            revision=revision,
+        )
+        ref = ModelRef(
+            name=spec.name,
+            repository=repo,
+            revision=revision,
+            path=spec.path,
+            sha256=str(variant_sha256 or sha256),
+            variant=chosen,
+            sequence=sequence,
+            source_pr=number,
+        )
+        return ref, flat_metrics(reviewed)
+
+    async def _reviewed(self, repo: str, number: int, head_sha: str | None, model: str) -> dict[str, Any]:
+        query = select(REVIEWS.c.head_sha, REVIEWS.c.summary).where(REVIEWS.c.repo == repo, REVIEWS.c.number == number)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(REVIEWS.c.id.desc()))).all()
+        row = next((r for r in rows if r.head_sha == head_sha), rows[0] if rows else None)
+        if row is None:
+            return {}
+        found = ((row.summary or {}).get("models") or {}).get(model)
+        return dict(found) if isinstance(found, Mapping) else {}
+
+    async def changed_models(self, gh: GitHubAPI, repo: str, number: int, config: RepoConfig) -> list[ModelSpec]:
+        files = [f["filename"] async for f in gh.getiter(f"/repos/{repo}/pulls/{number}/files?per_page=100")]
+        return changed_models(config, files)

@@ -1,0 +1,184 @@
+"""The ``deployments`` table's one reader and writer: every query of it, named by what it is for.
+
+One row is one model version written (or proposed, refused, rolled back …) to one environment; the
+newest ``deployed`` row of a (repo, environment, model) is what runs there. The deploy writes rows
+(bot.deploy), a closed deploy-repository PR moves them (bot.deploy.merged_pr), and the guard reads
+them and writes health and rollbacks (bot.guard). Functions take the caller's connection, so a caller
+groups several of them in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import RowMapping, Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.store.base import utcnow
+from bot.store.review_models import Deployment
+
+DEPLOYMENTS = cast(Table, Deployment.__table__)
+Row = RowMapping  # a whole row, by column name
+
+# States of a row whose version really ran in the environment (a candidate to restore).
+RAN_STATES = ("deployed", "superseded")
+ABANDONED = "abandoned"  # a proposal whose deploy PR closed unmerged
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """One ``deployments`` row, as plain values (what the guard works with)."""
+
+    id: int
+    repo: str
+    environment: str
+    model: str
+    version: str
+    source_pr: int | None
+    deploy_repo: str
+    variant: str
+    sha256: str
+    state: str
+    health: str
+    pinned: bool
+    created_at: datetime | None
+
+    @property
+    def short(self) -> str:
+        return self.version[:7]
+
+
+def _view(row: Any) -> DeploymentView:
+    return DeploymentView(**{f: getattr(row, f) for f in DeploymentView.__dataclass_fields__})
+
+
+_VIEW_COLUMNS = [getattr(Deployment, f) for f in DeploymentView.__dataclass_fields__]
+_C = DEPLOYMENTS.c
+
+
+# --------------------------------------------------------------------------- reads
+
+
+async def current_deployments(conn: AsyncConnection, repo: str | None = None) -> list[DeploymentView]:
+    """The newest ``deployed`` row per (repo, environment, model): what runs now."""
+    newest = select(func.max(Deployment.id)).where(Deployment.state == "deployed")
+    if repo is not None:
+        newest = newest.where(Deployment.repo == repo)
+    newest = newest.group_by(Deployment.repo, Deployment.environment, Deployment.model)
+    rows = await conn.execute(select(*_VIEW_COLUMNS).where(Deployment.id.in_(newest)).order_by(Deployment.id))
+    return [_view(r) for r in rows]
+
+
+async def history(conn: AsyncConnection, repo: str, environment: str, model: str) -> list[DeploymentView]:
+    """Every row of one (repo, environment, model), oldest first."""
+    query = select(*_VIEW_COLUMNS).where(
+        Deployment.repo == repo, Deployment.environment == environment, Deployment.model == model
+    )
+    return [_view(r) for r in await conn.execute(query.order_by(Deployment.id))]
+
+
+async def deployment(conn: AsyncConnection, deployment_id: int) -> DeploymentView | None:
+    row = (await conn.execute(select(*_VIEW_COLUMNS).where(Deployment.id == deployment_id))).first()
+    return _view(row) if row is not None else None
+
+
+async def latest(
+    conn: AsyncConnection, repo: str, environment: str, model: str, *, version: str | None = None
+) -> Row | None:
+    """The newest row of one (repo, environment, model), of ``version`` when given."""
+    query = select(DEPLOYMENTS).where(_C.repo == repo, _C.environment == environment, _C.model == model)
+    if version is not None:
+        query = query.where(_C.version == version)
+    return (await conn.execute(query.order_by(_C.id.desc()).limit(1))).mappings().first()
+
+
+async def of_repo(conn: AsyncConnection, repo: str) -> list[Row]:
+    """Every row of a model repository, oldest first (``/modelship status``)."""
+    query = select(DEPLOYMENTS).where(_C.repo == repo).order_by(_C.id)
+    return list((await conn.execute(query)).mappings().all())
+
+
+async def of_source_pr(conn: AsyncConnection, repo: str, number: int) -> list[Row]:
+    """Every row of the versions a model-repository PR shipped, oldest first (its Deploy comment)."""
+    query = select(DEPLOYMENTS).where(_C.repo == repo, _C.source_pr == number).order_by(_C.id)
+    return list((await conn.execute(query)).mappings().all())
+
+
+async def of_deploy_pr(conn: AsyncConnection, deploy_repo: str, number: int) -> list[Row]:
+    """Every row recorded for one PR of a deploy repository, oldest first."""
+    query = select(DEPLOYMENTS).where(_C.deploy_repo == deploy_repo, _C.deploy_pr == number).order_by(_C.id)
+    return list((await conn.execute(query)).mappings().all())
+
+
+async def deployed_digests(conn: AsyncConnection) -> set[str]:
+    """The sha256 of every model file ever written to an environment."""
+    return set((await conn.execute(select(_C.sha256).distinct())).scalars())
+
+
+# --------------------------------------------------------------------------- writes
+
+
+async def insert(conn: AsyncConnection, **values: Any) -> int:
+    """A new row as given; see ``record`` for a version that replaces the running one."""
+    result = await conn.execute(DEPLOYMENTS.insert().values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def record(conn: AsyncConnection, **values: Any) -> int:
+    """A new row; a ``deployed`` one supersedes what ran in its (repo, environment, model) before."""
+    if values.get("state") == "deployed":
+        await supersede_running(conn, values["repo"], values["environment"], values["model"])
+    return await insert(conn, **values)
+
+
+async def supersede_running(conn: AsyncConnection, repo: str, environment: str, model: str) -> None:
+    await conn.execute(
+        update(DEPLOYMENTS)
+        .where(_C.repo == repo, _C.environment == environment, _C.model == model, _C.state == "deployed")
+        .values(state="superseded", updated_at=utcnow())
+    )
+
+
+async def set_health(conn: AsyncConnection, deployment_id: int, health: str) -> None:
+    await conn.execute(
+        update(DEPLOYMENTS)
+        .where(_C.id == deployment_id, _C.health != health)
+        .values(health=health, updated_at=utcnow())
+    )
+
+
+async def set_github_deployment(conn: AsyncConnection, deployment_id: int, github_deployment_id: int) -> None:
+    await conn.execute(
+        update(DEPLOYMENTS).where(_C.id == deployment_id).values(github_deployment_id=github_deployment_id)
+    )
+
+
+async def mark_rolled_back(conn: AsyncConnection, deployment_id: int) -> None:
+    """A rollback replaced this version: it is degraded and no longer runs."""
+    await conn.execute(
+        update(DEPLOYMENTS)
+        .where(_C.id == deployment_id)
+        .values(state="rolled_back", health="degraded", updated_at=utcnow())
+    )
+
+
+async def abandon_proposal(conn: AsyncConnection, deployment_id: int, why: str) -> None:
+    """A pending proposal that will never run (its PR closed, or a newer proposal replaced it)."""
+    await conn.execute(
+        update(DEPLOYMENTS)
+        .where(_C.id == deployment_id, _C.state == "pending")
+        .values(state=ABANDONED, detail=why, updated_at=utcnow())
+    )
+
+
+async def retire_proposal(conn: AsyncConnection, deployment_id: int) -> bool:
+    """Close a proposal (pending or abandoned) before its merge is recorded as a new row; False when another
+    worker closed it first."""
+    moved = await conn.execute(
+        update(DEPLOYMENTS)
+        .where(_C.id == deployment_id, _C.state.in_(("pending", ABANDONED)))
+        .values(state="superseded", updated_at=utcnow())
+    )
+    return bool(moved.rowcount)

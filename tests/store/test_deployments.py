@@ -1,0 +1,66 @@
+"""The deployments table through its one owner, on SQLite and PostgreSQL: what runs, what ran, what moved."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.store import deployments
+
+
+async def deploy(
+    engine: AsyncEngine, version: str, state: str = "deployed", env: str = "prod", **values: object
+) -> int:
+    async with engine.begin() as conn:
+        return await deployments.record(
+            conn, repo="o/m", environment=env, model="iris", version=version, deploy_repo="o/d", state=state, **values
+        )
+
+
+async def states(engine: AsyncEngine) -> list[tuple[str, str]]:
+    async with engine.connect() as conn:
+        return [(d.version, d.state) for d in await deployments.history(conn, "o/m", "prod", "iris")]
+
+
+async def test_the_current_deployment_is_the_newest_deployed_row_per_environment_and_model(engine: AsyncEngine) -> None:
+    await deploy(engine, "v1")
+    v2 = await deploy(engine, "v2")
+    await deploy(engine, "v3", "failed")  # a failed deploy never replaced v2
+    staging = await deploy(engine, "v3", env="staging")
+    async with engine.connect() as conn:
+        current = await deployments.current_deployments(conn)
+        assert [(d.id, d.environment, d.version) for d in current] == [(v2, "prod", "v2"), (staging, "staging", "v3")]
+        latest = await deployments.latest(conn, "o/m", "prod", "iris")
+        assert latest is not None and latest["version"] == "v3" and latest["state"] == "failed"
+        v1 = await deployments.latest(conn, "o/m", "prod", "iris", version="v1")
+        assert v1 is not None and v1["state"] == "superseded"
+    # Recording a deployed version superseded the one that ran; a failure left it running.
+    assert await states(engine) == [("v1", "superseded"), ("v2", "deployed"), ("v3", "failed")]
+
+
+async def test_a_proposal_is_retired_once_and_an_abandoned_one_can_still_merge(engine: AsyncEngine) -> None:
+    pending = await deploy(engine, "v1", "pending", deploy_pr=7)
+    replaced = await deploy(engine, "v0", "pending", deploy_pr=7)
+    async with engine.begin() as conn:
+        await deployments.abandon_proposal(conn, replaced, "replaced on o/d#7")
+        await deployments.abandon_proposal(conn, replaced, "said twice")  # no longer pending: kept as it was
+        [row] = [r for r in await deployments.of_deploy_pr(conn, "o/d", 7) if r["id"] == replaced]
+        assert (row["state"], row["detail"]) == ("abandoned", "replaced on o/d#7")
+        assert await deployments.retire_proposal(conn, pending)
+        assert not await deployments.retire_proposal(conn, pending), "another worker took it first"
+        assert await deployments.retire_proposal(conn, replaced), "a PR closed, reopened and merged"
+
+
+async def test_the_guard_marks_health_and_rollbacks_and_the_github_deployment_is_remembered(
+    engine: AsyncEngine,
+) -> None:
+    bad = await deploy(engine, "v2", source_pr=4, sha256="b" * 64)
+    async with engine.begin() as conn:
+        await deployments.set_health(conn, bad, "degraded")
+        await deployments.set_github_deployment(conn, bad, 99)
+        [row] = await deployments.of_source_pr(conn, "o/m", 4)
+        assert (row["health"], row["github_deployment_id"]) == ("degraded", 99)
+        await deployments.mark_rolled_back(conn, bad)
+        view = await deployments.deployment(conn, bad)
+        assert view is not None and (view.state, view.health, view.short) == ("rolled_back", "degraded", "v2")
+        assert [r["id"] for r in await deployments.of_repo(conn, "o/m")] == [bad]
+        assert await deployments.deployed_digests(conn) == {"b" * 64}
