@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.context import Services
 from bot.deploy.manifest import ManifestError, pr_branch_name
+from bot.deploy.render import MAX_DESCRIPTION
 from bot.deploy.service import DeployService, of
 from bot.errors import TransientError
 from bot.guard import store
@@ -41,7 +42,6 @@ from bot.store.deployments import ABANDONED
 log = logging.getLogger(__name__)
 
 CLOSED_UNMERGED = "deploy PR closed without merge"
-MAX_DESCRIPTION = 140  # GitHub's limit for a deployment status description
 
 Row = Mapping[Any, Any]  # a deployments row (SQLAlchemy's RowMapping, or a dict in tests)
 
