@@ -31,8 +31,8 @@ test-quick: setup
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check bot pipelines tests bench scripts
-	$(BIN)/ruff format --check bot pipelines tests bench scripts
+	$(BIN)/ruff check bot pipelines contract model_server tests bench scripts
+	$(BIN)/ruff format --check bot pipelines contract model_server tests bench scripts
 	$(BIN)/mypy
 
 bench: setup

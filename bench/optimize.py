@@ -30,8 +30,8 @@ from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from contract.schema import ModelSpec, OptimizationReport, OptimizeSpec  # noqa: E402
 from pipelines.optimize import optimize  # noqa: E402
-from pipelines.schema import ModelSpec, OptimizationReport, OptimizeSpec  # noqa: E402
 
 MODELS = {
     "logistic_regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),

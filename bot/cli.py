@@ -26,7 +26,7 @@ class LazyGroup(click.Group):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "devhub": ("bot.devhub.cli", "devhub"),
         "demo": ("bot.demo", "demo"),
-        "serve-model": ("pipelines.serve", "serve_model"),
+        "serve-model": ("model_server.serve", "serve_model"),
         "fetch-model": ("bot.artifacts.cli", "fetch_model_command"),
         "status": ("bot.guard.cli", "status"),
         "eval": ("bot.review.local", "eval_command"),

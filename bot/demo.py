@@ -281,7 +281,7 @@ class Demo:
             "chat-ops /modelship help and /modelship evaluate",
             f"merging it deployed {v1[:7]} to {ENV} through GitOps: a commit with trailers in {DEPLOY}, "
             "a GitHub Deployment, the bot's deploy comment",
-            f"{REPO}#{number2} deployed {v2[:7]} the same way; pipelines.serve served both versions, "
+            f"{REPO}#{number2} deployed {v2[:7]} the same way; model_server.serve served both versions, "
             "Prometheus scraped them, the guard judged them healthy",
             f"50% errors injected into {v2[:7]}: after {FAILURE_LIMIT} failed checks the guard opened and merged "
             f"{DEPLOY}#{pull.number} (evidence, PromQL, Mermaid chart), restored {v1[:7]} pinned "

@@ -1,4 +1,4 @@
-"""The demo's helper processes: a private Prometheus and ONNX model servers (``pipelines.serve``).
+"""The demo's helper processes: a private Prometheus and ONNX model servers (``model_server.serve``).
 
 Both run as subprocesses: the bot's process never imports onnxruntime, and stopping the demo stops
 them. Prometheus scrapes every second and discovers model servers through file_sd, so targets are
@@ -123,12 +123,12 @@ class Prometheus:
 def model_server(
     model: Path, *, name: str, version: str, sha256: str, env: str, log: Path, port: int | None = None
 ) -> Process:
-    """``python -m pipelines.serve`` for one version, with fault injection on (demo only)."""
+    """``python -m model_server.serve`` for one version, with fault injection on (demo only)."""
     port = port or free_port()
     argv = [
         sys.executable,
         "-m",
-        "pipelines.serve",
+        "model_server.serve",
         *("--model", str(model), "--name", name, "--version", version, "--sha256", sha256),
         *("--env", env, "--port", str(port), "--allow-fault-injection"),
     ]

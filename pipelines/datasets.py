@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from contract.schema import DatasetInfo, Task
 from pipelines.errors import PipelineError
 from pipelines.files import sha256_file
 from pipelines.models import label_strings
-from pipelines.schema import DatasetInfo, Task
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.schema import ErrorInfo, ErrorKind
+from contract.schema import ErrorInfo, ErrorKind
 
 
 class PipelineError(Exception):

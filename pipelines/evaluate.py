@@ -2,7 +2,7 @@
 
     python -m pipelines.evaluate --spec SPEC.json --out OUT.json [--scratch DIR]
 
-Writes one JSON document (pipelines.schema.EvaluationReport). A model that fails gets an error row
+Writes one JSON document (contract.schema.EvaluationReport). A model that fails gets an error row
 with a specific kind and message; the others are still evaluated.
 """
 
@@ -19,12 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import metrics as quality_metrics
-from pipelines.datasets import Dataset
-from pipelines.errors import PipelineError
-from pipelines.models import Predictor, Scored, label_strings
-from pipelines.prepare import prepare
-from pipelines.schema import (
+from contract.schema import (
     SCHEMA_VERSION,
     ConfusionMatrix,
     ErrorInfo,
@@ -37,6 +32,11 @@ from pipelines.schema import (
     Predictions,
     Task,
 )
+from pipelines import metrics as quality_metrics
+from pipelines.datasets import Dataset
+from pipelines.errors import PipelineError
+from pipelines.models import Predictor, Scored, label_strings
+from pipelines.prepare import prepare
 from pipelines.spec import check_model, read_spec
 from pipelines.timing import measure, percentiles
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import metrics as skm
 
-from pipelines.schema import ConfusionMatrix, PerClassRow
+from contract.schema import ConfusionMatrix, PerClassRow
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from contract.schema import ModelFormat, Task
 from pipelines.errors import PipelineError
-from pipelines.schema import ModelFormat, Task
 
 FORMATS: dict[str, ModelFormat] = {
     ".onnx": "onnx",

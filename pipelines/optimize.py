@@ -3,7 +3,7 @@
     python -m pipelines.optimize --spec SPEC.json --out OUT.json [--scratch DIR]
 
 Variant files are kept next to OUT.json under variants/<model>/; the report
-(pipelines.schema.OptimizationReport) names the chosen one and its sha256. A conversion or quantizer
+(contract.schema.OptimizationReport) names the chosen one and its sha256. A conversion or quantizer
 failure is a row in the report, never a failed run.
 """
 
@@ -18,6 +18,19 @@ from typing import Any, cast
 
 import numpy as np
 
+from contract.schema import (
+    SCHEMA_VERSION,
+    ModelOptimization,
+    ModelSpec,
+    OptimizationReport,
+    OptimizeSettings,
+    OptimizeSpec,
+    Task,
+    Variant,
+    VariantLatency,
+    VariantName,
+    VariantStatus,
+)
 from pipelines import quantize, selection
 from pipelines.convert import ConversionError, describe_estimator, to_onnx_bytes
 from pipelines.errors import PipelineError
@@ -36,19 +49,6 @@ from pipelines.evaluate import (
 from pipelines.files import sha256_file
 from pipelines.models import OnnxPredictor, Predictor, label_strings, load_model
 from pipelines.prepare import Prepared, prepare, safe_name
-from pipelines.schema import (
-    SCHEMA_VERSION,
-    ModelOptimization,
-    ModelSpec,
-    OptimizationReport,
-    OptimizeSettings,
-    OptimizeSpec,
-    Task,
-    Variant,
-    VariantLatency,
-    VariantName,
-    VariantStatus,
-)
 from pipelines.spec import check_model, read_spec
 from pipelines.timing import bootstrap_interval, mean, measure, p95, percentiles
 

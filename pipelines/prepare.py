@@ -12,11 +12,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.schema import ModelInfo, ModelSpec
 from pipelines.datasets import Dataset, load_dataset
 from pipelines.errors import PipelineError
 from pipelines.files import resolve_in_repo, sha256_file
 from pipelines.models import LoadedModel, OnnxPredictor, label_strings, load_model, model_format
-from pipelines.schema import ModelInfo, ModelSpec
 
 OUTPUT_TAIL = 2000
 

@@ -13,10 +13,10 @@ import argparse
 import tempfile
 from typing import cast
 
+from contract.schema import SCHEMA_VERSION, OptimizeSpec, ReviewReport
 from pipelines.errors import PipelineError
 from pipelines.evaluate import cli_args, evaluate, exit_now, write_json
 from pipelines.optimize import optimize
-from pipelines.schema import SCHEMA_VERSION, OptimizeSpec, ReviewReport
 from pipelines.spec import read_spec
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from pipelines.schema import Chosen, GateSpec, Parity, Task, Variant, VariantName
+from contract.schema import Chosen, GateSpec, Parity, Task, Variant, VariantName
 
 FP32: tuple[VariantName, ...] = ("onnx_fp32", "onnx_optimized")
 INT8: tuple[VariantName, ...] = ("int8_dynamic", "int8_static")

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from pipelines.errors import PipelineError
-from pipelines.schema import (
+from contract.schema import (
     CLASSIFICATION_METRICS,
     METRIC_NAMES,
     PERFORMANCE_METRICS,
@@ -15,6 +14,7 @@ from pipelines.schema import (
     EvaluateSpec,
     ModelSpec,
 )
+from pipelines.errors import PipelineError
 
 
 def read_spec(path: Path) -> EvaluateSpec:

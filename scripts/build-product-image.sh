@@ -15,9 +15,9 @@ PY="${PY:-$ROOT/.venv/bin/python}"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-/tmp/modelship-podman/containers.conf}"
 REGISTRY="$("$ROOT/scripts/registry.sh" start)"
 
-TAG="$(cd "$ROOT" && git ls-files -s bot pipelines pyproject.toml images | sha256sum | cut -c1-12)"
-if ! git -C "$ROOT" diff --quiet -- bot pipelines pyproject.toml images 2>/dev/null; then
-  TAG="$TAG-$(cd "$ROOT" && git diff -- bot pipelines pyproject.toml images | sha256sum | cut -c1-8)"
+TAG="$(cd "$ROOT" && git ls-files -s bot pipelines contract model_server pyproject.toml images | sha256sum | cut -c1-12)"
+if ! git -C "$ROOT" diff --quiet -- bot pipelines contract model_server pyproject.toml images 2>/dev/null; then
+  TAG="$TAG-$(cd "$ROOT" && git diff -- bot pipelines contract model_server pyproject.toml images | sha256sum | cut -c1-8)"
 fi
 IMAGE="$REGISTRY/modelship/modelship:$TAG"
 if podman image exists "$IMAGE" && curl -fsS -o /dev/null "http://$REGISTRY/v2/modelship/modelship/manifests/$TAG" \

@@ -21,7 +21,7 @@ GateStatus = Literal["pass", "fail", "skipped"]
 Status = Literal["compared", "new", "head_failed", "base_failed"]
 
 # The metric catalogue is shared with the repository config, which validates names against it, and
-# matches what the sandboxed pipeline computes (pipelines/schema.py). For more than two classes the
+# matches what the sandboxed pipeline computes (contract/schema.py). For more than two classes the
 # pipeline reports the macro averages as precision / recall / f1.
 CLASSIFICATION_METRICS: tuple[str, ...] = (
     "accuracy",

@@ -96,7 +96,7 @@ def selected_models(config: RepoConfig, only: str | None) -> list[ModelSpec]:
 
 
 def pipeline_spec(config: RepoConfig, repo_dir: str, only: str | None) -> dict[str, Any]:
-    """The spec `pipelines.review` reads inside the sandbox (pipelines.schema.OptimizeSpec)."""
+    """The spec `pipelines.review` reads inside the sandbox (contract.schema.OptimizeSpec)."""
     models = []
     for m in selected_models(config, only):
         gates = {

@@ -40,7 +40,7 @@ def iris_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def start_model_server(
     iris_model: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., ModelServer]]:
-    """Starts ``python -m pipelines.serve`` subprocesses (fault injection on); all stop at session end."""
+    """Starts ``python -m model_server.serve`` subprocesses (fault injection on); all stop at session end."""
     started: list[ModelServer] = []
     logs = tmp_path_factory.mktemp("model-server-logs")
 
@@ -48,7 +48,7 @@ def start_model_server(
         path, sha = iris_model
         port = free_port()
         log = logs / f"{name}-{version}-{port}.log"
-        command = [sys.executable, "-m", "pipelines.serve", "--model", str(path), "--name", name]
+        command = [sys.executable, "-m", "model_server.serve", "--model", str(path), "--name", name]
         command += ["--version", version, "--sha256", sha, "--env", env, "--port", str(port)]
         command += ["--allow-fault-injection"]
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("wb"))

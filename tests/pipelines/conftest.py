@@ -23,7 +23,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pipelines.schema import ModelSpec
+from contract.schema import ModelSpec
 from tests.pipelines.custom_estimator import Sentinel, ThresholdClassifier
 
 TARGET = "label"

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from contract.schema import ModelResult, ModelSpec
 from pipelines.evaluate import evaluate, main
 from pipelines.files import sha256_file
-from pipelines.schema import ModelResult, ModelSpec
 from tests.pipelines.conftest import ModelRepo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -270,7 +270,7 @@ def test_cli_reports_an_unreadable_spec_in_the_document(tmp_path: Path) -> None:
 
 def test_schema_module_imports_nothing_heavy() -> None:
     heavy = "('numpy', 'sklearn', 'onnxruntime', 'pandas')"
-    probe = f"import sys, pipelines.schema; print(sorted(m for m in {heavy} if m in sys.modules))"
+    probe = f"import sys, contract.schema; print(sorted(m for m in {heavy} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

@@ -9,9 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from contract.schema import ModelOptimization, OptimizationReport, Variant
 from pipelines.files import sha256_file
 from pipelines.optimize import main, optimize
-from pipelines.schema import ModelOptimization, OptimizationReport, Variant
 from tests.pipelines.conftest import ModelRepo
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from contract.schema import ModelSpec
 from pipelines.errors import PipelineError
 from pipelines.prepare import train
-from pipelines.schema import ModelSpec
 
 
 def spec(command: str) -> ModelSpec:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bot.repoconfig import parse_repo_config
+from contract.schema import ModelSpec
 from pipelines.evaluate import evaluate
 from pipelines.files import sha256_file
-from pipelines.schema import ModelSpec
 
 SAMPLE_REPO = Path(__file__).resolve().parents[2] / "examples" / "sample-model-repo"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.schema import GateSpec, Variant, VariantName
+from contract.schema import GateSpec, Variant, VariantName
 from pipelines.selection import choose, gates, parity
 
 

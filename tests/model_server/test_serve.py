@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.serve import FaultInjector, create_app, serve_model
-from pipelines.serve_model import ServedModel, load_onnx
+from model_server.model import ServedModel, load_onnx
+from model_server.serve import FaultInjector, create_app, serve_model
 from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier, write_regressor
 
 
@@ -159,7 +159,7 @@ def test_the_server_names_a_missing_model_file(tmp_path: Path) -> None:
 
 def test_importing_the_server_does_not_load_onnxruntime() -> None:
     """The bot registers `modelship serve-model` from this module; only running it may load the runtime."""
-    code = "import sys, pipelines.serve; print('onnxruntime' in sys.modules, 'sklearn' in sys.modules)"
+    code = "import sys, model_server.serve; print('onnxruntime' in sys.modules, 'sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

@@ -1,6 +1,6 @@
 """Reference model server: Open Inference Protocol v2 plus plain JSON, with Prometheus metrics.
 
-    python -m pipelines.serve --model model.onnx --name iris --version 3 --sha256 HEX --port 8000
+    python -m model_server.serve --model model.onnx --name iris --version 3 --sha256 HEX --port 8000
 
 This is what ``charts/model-server`` runs. It refuses to start when the file's sha256 differs from
 the pinned one, so a cluster only ever serves the bytes that were reviewed.
@@ -21,8 +21,8 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from pipelines.serve_metrics import ServerMetrics
-from pipelines.serve_model import NUMPY_DTYPES, ModelLoadError, Prediction, ServedModel, verify_sha256
+from model_server.metrics import ServerMetrics
+from model_server.model import NUMPY_DTYPES, ModelLoadError, Prediction, ServedModel, verify_sha256
 
 MAX_ROWS = 10_000
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -323,7 +323,7 @@ def serve_model(
     allow_fault_injection: bool,
 ) -> None:
     """Serve an ONNX model over the Open Inference Protocol v2 with Prometheus metrics."""
-    from pipelines.serve_model import (
+    from model_server.model import (
         load_onnx,
     )  # keeps onnxruntime out of anything that only imports this module
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from pipelines.serve_model import Prediction, ServedModel
+from model_server.model import Prediction, ServedModel
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
