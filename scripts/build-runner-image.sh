@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the sandbox runner image `modelship-runner:local` on the local podman service, with no
 # registry: FROM scratch + the system libraries the venv needs; the Python runtime, the venv's
-# site-packages and pipelines/ are bind-mounted read-only at run time (bot/sandbox/local_image.py).
+# site-packages, pipelines/ and contract/ are bind-mounted read-only at run time (bot/sandbox/local_image.py).
 #
 #   scripts/build-runner-image.sh            # reuses the image when it is already up to date
 #   scripts/build-runner-image.sh --force    # rebuild (e.g. after adding a compiled package)

@@ -4,7 +4,7 @@
 
 The image holds only the system libraries the interpreter and the venv's extension modules link
 against, a ``nobody`` passwd entry, a venv shim (``/opt/venv/bin/python`` + ``pyvenv.cfg``) and
-empty mount points. The Python runtime, the venv's site-packages and the ``pipelines`` package are
+empty mount points. The Python runtime, the venv's site-packages and the ``pipelines`` and ``contract`` packages are
 bind-mounted read-only at run time (``LocalRuntime.mounts``): they are part of the runner's
 configuration, never of an untrusted spec. Nothing from ``/root`` beyond the interpreter's own
 directory and nothing from ``/etc`` is exposed.
@@ -47,7 +47,7 @@ class LocalRuntime:
 
     python_home: Path  # e.g. /root/.pyenv/versions/3.11.7
     venv: Path  # e.g. /work/main/.venv
-    source_root: Path  # holds the ``pipelines`` package
+    source_root: Path  # holds the ``pipelines`` and ``contract`` packages
     python_version: str  # e.g. "3.11.7"
 
     @property
@@ -79,6 +79,8 @@ class LocalRuntime:
             Mount(self.python_home, PYTHON_HOME),
             Mount(self.venv / self.site_packages, f"{VENV}/{self.site_packages}"),
             Mount(self.source_root / "pipelines", f"{SOURCE_ROOT}/pipelines"),
+            # pipelines imports the wire schema and the metric catalogue from contract/.
+            Mount(self.source_root / "contract", f"{SOURCE_ROOT}/contract"),
         )
 
     def elf_files(self) -> Iterator[Path]:

@@ -28,6 +28,7 @@ def test_the_runtime_is_found_from_the_venv_config(tmp_path: Path):
         ("/root/.pyenv/versions/3.11.7", "/opt/python"),
         (f"{tmp_path}/venv/lib/python3.11/site-packages", "/opt/venv/lib/python3.11/site-packages"),
         (f"{tmp_path}/pipelines", "/opt/modelship/pipelines"),
+        (f"{tmp_path}/contract", "/opt/modelship/contract"),
     ]
 
 
