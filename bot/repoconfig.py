@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from bot.review.compare import DEFAULT_METRICS, METRICS_BY_TASK, OPERATIONAL_METRICS
+from contract.metrics import DEFAULT_METRICS, METRICS_BY_TASK, OPERATIONAL_METRICS
 
 CONFIG_PATH = ".modelship.yml"
 MAX_CONFIG_BYTES = 256 * 1024

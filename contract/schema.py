@@ -1,7 +1,7 @@
-"""Shapes of the JSON documents exchanged with the sandbox.
+"""Shapes of the JSON documents exchanged between the bot and the sandbox (the wire schema).
 
-The bot imports this module for the TYPES only, so it must stay stdlib-only: importing numpy,
-scikit-learn or onnxruntime here would pull them into the service process.
+The bot imports this module, so it must stay stdlib-only: importing numpy, scikit-learn or
+onnxruntime here would pull them into the service process.
 """
 
 from __future__ import annotations
@@ -31,30 +31,7 @@ ErrorKind = Literal[
     "internal_error",
 ]
 
-CLASSIFICATION_METRICS: tuple[str, ...] = (
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "roc_auc",
-    "log_loss",
-)
-REGRESSION_METRICS: tuple[str, ...] = ("mae", "rmse", "r2", "mape")
-# Also present in every result's flat "metrics" so gates such as `latency_p95_ms: {max: 20}` work.
-PERFORMANCE_METRICS: tuple[str, ...] = (
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "batch_rows_per_s",
-    "model_size_bytes",
-)
-METRIC_NAMES: frozenset[str] = frozenset(CLASSIFICATION_METRICS + REGRESSION_METRICS + PERFORMANCE_METRICS)
+# The metric names are in contract.metrics (the one catalogue).
 
 
 # ---------------------------------------------------------------- input spec (written by the bot)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.metrics import size_mb
 from contract.schema import (
     SCHEMA_VERSION,
     ConfusionMatrix,
@@ -141,6 +142,7 @@ def evaluate_model(spec: ModelSpec, repo_dir: Path, scratch: Path, repetitions: 
         "latency_p99_ms": timing["p99_ms"],
         "batch_rows_per_s": timing["batch_rows_per_s"],
         "model_size_bytes": float(prepared.info["size_bytes"]),
+        "size_mb": size_mb(prepared.info["size_bytes"]),
     }
     return {
         "name": spec["name"],

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from contract.metrics import size_mb
 from contract.schema import (
     SCHEMA_VERSION,
     ModelOptimization,
@@ -251,6 +252,7 @@ class ModelOptimizer:
                 "latency_p99_ms": p99,
                 "batch_rows_per_s": latency["batch_rows_per_s"],
                 "model_size_bytes": float(m.variant["size_bytes"] or 0),
+                "size_mb": size_mb(m.variant["size_bytes"] or 0),
             }
             baseline = baseline or metrics
             m.variant |= {

@@ -6,14 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from contract.schema import (
-    CLASSIFICATION_METRICS,
-    METRIC_NAMES,
-    PERFORMANCE_METRICS,
-    REGRESSION_METRICS,
-    EvaluateSpec,
-    ModelSpec,
-)
+from contract.metrics import METRIC_NAMES, METRICS_BY_TASK, OPERATIONAL_METRICS
+from contract.schema import EvaluateSpec, ModelSpec
 from pipelines.errors import PipelineError
 
 
@@ -55,12 +49,12 @@ def check_model(entry: object, index: int) -> ModelSpec:
 
 
 def check_metrics(names: list[str], task: str, where: str) -> None:
-    own = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    own = METRICS_BY_TASK[task]
     for name in names:
         if name not in METRIC_NAMES:
             raise PipelineError(
                 "unknown_metric",
                 f"{where}: unknown metric `{name}`; known: {', '.join(sorted(METRIC_NAMES))}",
             )
-        if name not in own and name not in PERFORMANCE_METRICS:
+        if name not in own and name not in OPERATIONAL_METRICS:
             raise PipelineError("unknown_metric", f"{where}: metric `{name}` does not apply to {task}")

@@ -1,4 +1,5 @@
-"""Model review: compare base and head evaluations (compare) and render the PR report (report).
+"""Model review: read the sandbox's documents (parse), resample them (stats), judge the gates (gates),
+compare base and head (compare) and render the PR report (report).
 
-Both modules are pure: they take values and return values, so the handlers stay thin.
+These modules are pure: they take values and return values, so the handlers stay thin.
 """

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.repoconfig import ModelSpec, RepoConfig
-from bot.review.compare import ReviewComparison, compare_review, results_by_model
+from bot.review.compare import ReviewComparison, compare_review
+from bot.review.parse import results_by_model
 from bot.sandbox.runner import (
     INPUTS_DIR,
     OUTPUT_DIR,
@@ -100,9 +101,7 @@ def pipeline_spec(config: RepoConfig, repo_dir: str, only: str | None) -> dict[s
     models = []
     for m in selected_models(config, only):
         gates = {
-            metric: {k: v for k, v in gate.model_dump().items() if v is not None}
-            for metric, gate in m.gates.items()
-            if metric != "size_mb"  # derived by the bot from model.size_bytes
+            metric: {k: v for k, v in gate.model_dump().items() if v is not None} for metric, gate in m.gates.items()
         }
         models.append(
             {

@@ -13,14 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.repoconfig import CONFIG_PATH, ConfigProblem
-from bot.review.compare import (
-    OPERATIONAL_METRICS,
-    Evaluation,
-    GateResult,
-    MetricComparison,
-    ModelComparison,
-    ReviewComparison,
-)
+from bot.review.compare import MetricComparison, ModelComparison, ReviewComparison
+from bot.review.gates import GateResult
+from bot.review.parse import Evaluation
+from contract.metrics import OPERATIONAL_METRICS
 
 REVIEW_MARKER = "<!-- modelship:review -->"
 COMMENT_LIMIT = 65_536  # GitHub's maximum issue comment body

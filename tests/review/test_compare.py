@@ -22,19 +22,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from bot.repoconfig import ModelSpec
-from bot.review.compare import (
-    CLASSIFICATION_METRICS,
-    MCNEMAR_EXACT_BELOW,
-    REGRESSION_METRICS,
-    Evaluation,
-    compare_model,
-    compare_review,
-    mcnemar,
-    metric_on_resamples,
-    metric_on_rows,
-    parse_evaluation,
-    results_by_model,
-)
+from bot.review.compare import compare_model, compare_review
+from bot.review.parse import Evaluation, parse_evaluation, results_by_model
+from bot.review.stats import MCNEMAR_EXACT_BELOW, mcnemar, metric_on_resamples, metric_on_rows
+from contract.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 RESAMPLES = 400  # enough for stable 95% intervals in tests, cheap on a shared 2-core machine
 
@@ -647,7 +638,7 @@ def test_results_are_frozen(cancer: dict[str, Any]) -> None:
 
 def test_the_bot_modules_never_import_ml_libraries() -> None:
     probe = (
-        "import sys, bot.repoconfig, bot.review.compare, bot.review.report\n"
+        "import sys, bot.repoconfig, bot.review.compare, bot.review.report, contract.metrics\n"
         "heavy = ('sklearn', 'scipy', 'onnxruntime', 'skl2onnx', 'onnx')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.repoconfig import ModelSpec, RepoConfigError, parse_repo_config
-from bot.review.compare import ReviewComparison, compare_model, parse_evaluation
+from bot.review.compare import ReviewComparison, compare_model
+from bot.review.parse import parse_evaluation
 from bot.review.report import (
     COMMENT_LIMIT,
     REVIEW_MARKER,
