@@ -81,6 +81,8 @@ def test_fingerprints_and_latency(model_repo: ModelRepo, lr_result: ModelResult)
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
     assert latency["batch_rows_per_s"] > 0
     assert lr_result["metrics"]["latency_p95_ms"] == latency["p95_ms"]
+    # size_mb is in the one catalogue (contract.metrics) and reported here, so a size_mb gate reaches the sandbox.
+    assert lr_result["metrics"]["size_mb"] == model["size_bytes"] / 1e6
 
 
 def test_multiclass_uses_macro_headlines_and_no_binary_score(model_repo: ModelRepo, scratch: Path) -> None:

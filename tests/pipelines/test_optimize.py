@@ -87,6 +87,7 @@ def test_mlp_int8_is_smaller_than_fp32_and_reports_its_accuracy_delta(
         assert int8["status"] == "ok", int8["reason"]
         assert int8["size_bytes"] is not None and fp32["size_bytes"] is not None
         assert int8["size_bytes"] < fp32["size_bytes"]
+        assert int8["metrics"]["size_mb"] == int8["size_bytes"] / 1e6 < fp32["metrics"]["size_mb"]
         original_accuracy = float(
             np.mean(model_repo.estimators["mlp"].predict(model_repo.X.to_numpy()) == model_repo.y)
         )
