@@ -34,7 +34,8 @@ from bot.github.app import GitHubApp
 from bot.guard.service import GUARD_KEY
 from bot.service import Service, build_service
 from bot.settings import Settings
-from bot.store.review_models import Deployment, Review
+from bot.store.review_models import Deployment
+from bot.store.reviews import review_records
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-model-repo"
 REPO = "acme/churn-model"
@@ -317,10 +318,8 @@ class Demo:
     async def onnx_of(self, service: Service, head_sha: str) -> Path:
         """The ONNX file the review kept for ``head_sha``: the chosen variant, else any ONNX variant."""
         root = service.services.data_dir / "artifacts" / REPO.replace("/", "--") / head_sha
-        async with service.services.engine.connect() as conn:
-            query = select(Review.summary).where(Review.repo == REPO, Review.head_sha == head_sha)
-            summaries = list((await conn.execute(query.order_by(Review.id.desc()))).scalars())
-        kept = [str(s.get("models", {}).get("churn", {}).get("variant_artifact") or "") for s in summaries]
+        records = await review_records(service.services.engine, REPO, head_sha)
+        kept = [str(m.variant_artifact or "") for r in records if (m := r.models.get("churn")) is not None]
         candidates = [root / k for k in kept if k.endswith(".onnx")] + sorted(root.rglob("*.onnx"))
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:

@@ -6,20 +6,15 @@ of the bytes at a commit: hashed here, never loaded).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from typing import Any, cast
 
 from gidgethub.abc import GitHubAPI
-from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.deploy.manifest import ModelRef
-from bot.deploy.targets import DeployFailure, changed_models, choose_variant, flat_metrics
+from bot.deploy.targets import DeployFailure, changed_models, choose_variant
 from bot.repoconfig import ModelSpec, RepoConfig, RepoConfigError
 from bot.services.repo_config import ContentsError, read_file, read_repo_config
-from bot.store.review_models import Review
-
-REVIEWS = cast(Table, Review.__table__)
+from bot.store.reviews import reviewed_model
 
 
 class ModelRepository:
@@ -49,8 +44,10 @@ class ModelRepository:
     ) -> tuple[ModelRef, dict[str, float | int | str]]:
         """The immutable reference: sha256 and variant from the review when there is one, else the
         sha256 of the bytes at ``revision`` (hashed here, never loaded)."""
-        reviewed = await self._reviewed(repo, number, review_sha, spec.name) if number is not None else {}
-        sha256 = reviewed.get("model_sha256") if reviewed.get("model_path", spec.path) == spec.path else None
+        reviewed = None
+        if number is not None:
+            reviewed = await reviewed_model(self.engine, repo, number, review_sha, spec.name)
+        sha256 = reviewed.model_sha256 if reviewed is not None and reviewed.model_path == spec.path else None
         if not sha256:
             try:
                 data = await read_file(gh, repo, spec.path, revision)
@@ -61,8 +58,8 @@ class ModelRepository:
             sha256 = hashlib.sha256(data).hexdigest()
         chosen, variant_sha256 = choose_variant(
             variant,
-            reviewed.get("variant"),
-            reviewed.get("variant_sha256"),
+            reviewed.variant if reviewed is not None else None,
+            reviewed.variant_sha256 if reviewed is not None else None,
             model=spec.name,
             revision=revision,
         )
@@ -76,17 +73,7 @@ class ModelRepository:
             sequence=sequence,
             source_pr=number,
         )
-        return ref, flat_metrics(reviewed)
-
-    async def _reviewed(self, repo: str, number: int, head_sha: str | None, model: str) -> dict[str, Any]:
-        query = select(REVIEWS.c.head_sha, REVIEWS.c.summary).where(REVIEWS.c.repo == repo, REVIEWS.c.number == number)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query.order_by(REVIEWS.c.id.desc()))).all()
-        row = next((r for r in rows if r.head_sha == head_sha), rows[0] if rows else None)
-        if row is None:
-            return {}
-        found = ((row.summary or {}).get("models") or {}).get(model)
-        return dict(found) if isinstance(found, Mapping) else {}
+        return ref, dict(reviewed.metrics) if reviewed is not None else {}
 
     async def changed_models(self, gh: GitHubAPI, repo: str, number: int, config: RepoConfig) -> list[ModelSpec]:
         files = [f["filename"] async for f in gh.getiter(f"/repos/{repo}/pulls/{number}/files?per_page=100")]

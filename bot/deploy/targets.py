@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from bot.deploy.manifest import ModelRef, Plan
 from bot.repoconfig import CONFIG_PATH, Environment, ModelSpec, RepoConfig
@@ -128,17 +127,6 @@ def choose_variant(
             "`/modelship optimize` to produce it, or deploy `--variant original`"
         )
     return kept, kept_sha256
-
-
-def flat_metrics(summary: Mapping[str, Any]) -> dict[str, float | int | str]:
-    """A review's metrics as one line each: ``{"f1": {"head": 0.9, ...}}`` becomes ``f1: 0.9``."""
-    out: dict[str, float | int | str] = {}
-    for key, value in (summary.get("metrics") or {}).items():
-        if isinstance(value, Mapping):
-            value = value.get("head", value.get("value"))
-        if isinstance(value, int | float | str) and not isinstance(value, bool):
-            out[str(key)] = value
-    return out
 
 
 def iso_seconds(stamp: str | None) -> int:

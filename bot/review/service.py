@@ -45,7 +45,7 @@ from bot.services.repo_config import read_repo_config
 from bot.services.sticky import marker, upsert_sticky
 from bot.store.deployments import deployed_digests
 from bot.store.queue import ClaimedJob
-from bot.store.review_models import Review
+from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,9 @@ class ReviewService:
         if isinstance(config, RepoConfigError):
             await self._comment(gh, req, report.render_config_error(config.problems, ref=pr["base"]["ref"]))
             await self._check(gh, req, report.render_config_error_check_run(config.problems))
-            await self._record(req, base_sha, "failure", {"config_error": [str(p) for p in config.problems]})
+            await self._record(
+                req, base_sha, "failure", ReviewRecord(config_error=tuple(str(p) for p in config.problems))
+            )
             return
         if pr.get("draft") and not config.draft and req.trigger == "pull_request":
             return
@@ -145,7 +147,7 @@ class ReviewService:
                     head_sha=req.head_sha, author=pr["user"]["login"], app_slug=self.services.app_slug
                 ),
             )
-            await self._record(req, base_sha, "waiting", {})
+            await self._record(req, base_sha, "waiting", ReviewRecord())
             return
         models = [m.name for m in config.models if not req.model or m.name == req.model]
         check_id = await self._check(gh, req, None)
@@ -159,7 +161,7 @@ class ReviewService:
                 body, output = report.render_tree_refused(str(exc), head_sha=req.head_sha)
                 await self._comment(gh, req, body)
                 await self._finish_check(gh, req, check_id, output)
-                await self._record(req, base_sha, "failure", {"tree_refused": str(exc)})
+                await self._record(req, base_sha, "failure", ReviewRecord(tree_refused=str(exc)))
                 return
             opt_md = render_optimization(done.optimization)
             notes, problems = done.notes, done.verified.problems
@@ -339,50 +341,40 @@ class ReviewService:
             },
         )
 
-    def _summary(self, done: _Evaluated, comment_id: int, check_id: int) -> dict[str, Any]:
+    def _summary(self, done: _Evaluated, comment_id: int, check_id: int) -> ReviewRecord:
         """What deploy builds on. Every hash here is the bot's own (integrity.verify), never the sandbox's."""
-        models = {}
         void = bool(done.verified.problems)
+        models = {}
         for model in done.comparison.models:
-            pinned = done.verified.models.get(model.name)
-            entry: dict[str, Any] = {
-                "status": model.status,
-                "metrics": {r.name: r.head for r in model.metrics if r.head is not None},
-                "gates_passed": not void and all(g.status != "fail" for g in model.gates),
-                "model_path": model.head.model_path if model.head else None,
-                "model_sha256": None if void or pinned is None else pinned.model_sha256,
-                "variant": "original",
-                "variant_sha256": None if void or pinned is None else pinned.model_sha256,
-            }
-            if not void and pinned is not None and pinned.variant_artifact:
-                entry["variant"] = pinned.variant
-                entry["variant_sha256"] = pinned.variant_sha256
-                entry["variant_artifact"] = pinned.variant_artifact
-            models[model.name] = entry
-        summary: dict[str, Any] = {"models": models, "comment_id": comment_id, "check_run_id": check_id}
-        if void:
-            summary["verification_failed"] = list(done.verified.problems)
-        return summary
-
-    async def _record(self, req: ReviewRequest, base_sha: str, conclusion: str, summary: dict[str, Any]) -> None:
-        from sqlalchemy import delete, insert
-
-        async with self.services.engine.begin() as conn:
-            await conn.execute(
-                delete(Review).where(
-                    Review.repo == req.repo, Review.number == req.number, Review.head_sha == req.head_sha
-                )
+            pinned = None if void else done.verified.models.get(model.name)
+            kept = pinned is not None and bool(pinned.variant_artifact)
+            models[model.name] = ReviewedModel(
+                status=model.status,
+                metrics={r.name: r.head for r in model.metrics if r.head is not None},
+                gates_passed=not void and all(g.status != "fail" for g in model.gates),
+                model_path=model.head.model_path if model.head else None,
+                model_sha256=pinned.model_sha256 if pinned else None,
+                variant=pinned.variant if pinned and kept else "original",
+                variant_sha256=(pinned.variant_sha256 if kept else pinned.model_sha256) if pinned else None,
+                variant_artifact=pinned.variant_artifact if pinned and kept else None,
             )
-            await conn.execute(
-                insert(Review).values(
-                    repo=req.repo,
-                    number=req.number,
-                    head_sha=req.head_sha,
-                    base_sha=base_sha,
-                    conclusion=conclusion,
-                    summary=summary,
-                )
-            )
+        return ReviewRecord(
+            models=models,
+            comment_id=comment_id,
+            check_run_id=check_id,
+            verification_failed=tuple(done.verified.problems),
+        )
+
+    async def _record(self, req: ReviewRequest, base_sha: str, conclusion: str, record: ReviewRecord) -> None:
+        await save_review(
+            self.services.engine,
+            repo=req.repo,
+            number=req.number,
+            head_sha=req.head_sha,
+            base_sha=base_sha,
+            conclusion=conclusion,
+            record=record,
+        )
 
 
 async def setup(services: Services, settings: Any) -> Any:

@@ -24,8 +24,8 @@ class Review(Base):
     base_sha: Mapped[str] = mapped_column(String(64))
     # success | failure | error | skipped | waiting
     conclusion: Mapped[str] = mapped_column(String(16))
-    # {"models": {name: {"metrics": {...}, "gates_passed": bool, "model_path": str, "model_sha256": str,
-    #   "variant": str, "variant_sha256": str}}, "comment_id": int, "check_run_id": int}
+    # A bot.store.reviews.ReviewRecord, serialised by record_to_json / read by record_from_json there
+    # (the one reader and writer of this table).
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

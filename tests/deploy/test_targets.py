@@ -11,7 +11,6 @@ from bot.deploy.targets import (
     Target,
     changed_models,
     choose_variant,
-    flat_metrics,
     iso_seconds,
     merge_targets,
     row_state,
@@ -58,12 +57,6 @@ def test_protected_environments_go_through_a_pull_request() -> None:
     assert Target("qa", envs["qa"], REF, on_merge=True).via_pr
     # An explicit `deploy qa` was authorized by chat-ops: auto only says "not on merge".
     assert not Target("qa", envs["qa"], REF).via_pr
-
-
-def test_review_metrics_become_one_line_each() -> None:
-    summary = {"metrics": {"f1": {"base": 0.8, "head": 0.91}, "accuracy": 0.93, "ok": True, "n": 120}}
-    assert flat_metrics(summary) == {"f1": 0.91, "accuracy": 0.93, "n": 120}
-    assert flat_metrics({}) == {}
 
 
 def test_merge_time_is_the_sequence() -> None:

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from bot.chatops.ratelimit import RateLimiter
 from bot.chatops.service import LIMITER_KEY
@@ -30,7 +30,8 @@ from bot.deploy.tenancy import DeployAllowlist
 from bot.devhub import DevHub, start
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob
-from bot.store.review_models import Deployment, Review
+from bot.store.review_models import Deployment
+from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
 from tests.fixtures.bot import RunningBot, bot_running, settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 
@@ -237,29 +238,24 @@ async def test_the_review_supplies_sha256_variant_and_metrics(world: World) -> N
     number = await world.hub.open_pr(r.model, "tuned")
     pull = world.hub.pull(r.model, number)
     digest = hashlib.sha256(b"churn tuned").hexdigest()
-    summary = {
-        "models": {
-            "churn": {
-                "metrics": {"f1": {"base": 0.8, "head": 0.91}},
-                "gates_passed": True,
-                "model_path": "models/churn.onnx",
-                "model_sha256": digest,
-                "variant": "int8_dynamic",
-                "variant_sha256": "e" * 64,
-            }
-        }
-    }
-    async with world.services.engine.begin() as conn:  # what the review runner stores for this head
-        await conn.execute(
-            insert(Review).values(
-                repo=r.model,
-                number=number,
-                head_sha=pull.head_sha,
-                base_sha=pull.base_sha,
-                conclusion="success",
-                summary=summary,
-            )
-        )
+    churn = ReviewedModel(
+        status="compared",
+        metrics={"f1": 0.91},
+        gates_passed=True,
+        model_path="models/churn.onnx",
+        model_sha256=digest,
+        variant="int8_dynamic",
+        variant_sha256="e" * 64,
+    )
+    await save_review(  # what the review runner stores for this head
+        world.services.engine,
+        repo=r.model,
+        number=number,
+        head_sha=pull.head_sha,
+        base_sha=pull.base_sha,
+        conclusion="success",
+        record=ReviewRecord(models={"churn": churn}),
+    )
 
     await world.hub.merge_pr(r.model, number)
     await settle(world)

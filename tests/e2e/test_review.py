@@ -12,6 +12,7 @@ from sqlalchemy import select
 from bot.demo import retrain_sample, sample_files
 from bot.devhub import RunningDevHub
 from bot.store.review_models import Review
+from bot.store.reviews import record_from_json
 from tests.fixtures.bot import RunningBot, bot_running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,18 +87,17 @@ async def test_a_model_pr_gets_one_comment_and_one_check_run_with_sklearns_numbe
 
     async with review_bot.service.services.engine.connect() as conn:
         review = (await conn.execute(select(Review).where(Review.head_sha == head_sha))).one()
-    churn = review.summary["models"]["churn"]
+    churn = record_from_json(review.summary).models["churn"]
     base_bytes = (SAMPLE / "models" / "churn.skops").read_bytes()
-    assert churn["metrics"]["accuracy"] == pytest.approx(sklearn_accuracy(retrained), abs=1e-12)
+    assert churn.metrics["accuracy"] == pytest.approx(sklearn_accuracy(retrained), abs=1e-12)
     assert f"{sklearn_accuracy(base_bytes):.4f}"[:5] in body  # the base column carries the base model's number
 
     # The optimization table is in the comment, and the chosen variant's file is kept with its sha256.
     assert "## Optimization" in body and "ONNX fp32" in body
-    if churn["variant"] != "original":
-        kept = (
-            review_bot.settings.data_dir / "artifacts" / REPO.replace("/", "--") / head_sha / churn["variant_artifact"]
-        )
-        assert hashlib.sha256(kept.read_bytes()).hexdigest() == churn["variant_sha256"]
+    if churn.variant != "original":
+        assert churn.variant_artifact is not None
+        kept = review_bot.settings.data_dir / "artifacts" / REPO.replace("/", "--") / head_sha / churn.variant_artifact
+        assert hashlib.sha256(kept.read_bytes()).hexdigest() == churn.variant_sha256
 
     # A second push edits the same comment (and gets its own check run).
     await hub.push(REPO, "retrain", {"models/churn.skops": retrained_again}, message="Fewer trees")

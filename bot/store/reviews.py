@@ -1,0 +1,175 @@
+"""The `reviews` table's one reader and writer, and the typed record review hands to deploy.
+
+The record is stored in the JSON column `reviews.summary`; ``record_to_json`` and
+``record_from_json`` are the only two places that know its layout. Reading is lenient: rows written
+by older versions (or by hand) become a record with what could be read, never an exception in deploy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.store.review_models import Review
+
+
+@dataclass(frozen=True)
+class ReviewedModel:
+    """What a review established about one model's head: what deploy may ship and with which evidence."""
+
+    status: str  # compared | new | head_failed | base_failed
+    metrics: Mapping[str, float] = field(default_factory=dict)  # head values, flat
+    gates_passed: bool = False
+    model_path: str | None = None
+    model_sha256: str | None = None
+    variant: str = "original"  # the chosen variant (original, onnx_fp32, int8_dynamic, …)
+    variant_sha256: str | None = None
+    # variants/<model>/<file> under the artifacts directory of this head, when a variant was kept.
+    variant_artifact: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    """The outcome of one review of one head commit, as deploy reads it."""
+
+    models: Mapping[str, ReviewedModel] = field(default_factory=dict)
+    comment_id: int | None = None
+    check_run_id: int | None = None
+    config_error: tuple[str, ...] = ()  # the base branch's .modelship.yml problems, when it was invalid
+    tree_refused: str | None = None  # the exported PR tree was refused (a link out of it, over a cap)
+    # bot.review.integrity problems: the review failed and none of its hashes may ship.
+    verification_failed: tuple[str, ...] = ()
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def _metrics(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        return {}
+    # Older rows may nest {"head": x}; a number is taken as it is.
+    flat = {str(k): v.get("head", v.get("value")) if isinstance(v, Mapping) else v for k, v in value.items()}
+    return {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _model(doc: Mapping[str, Any]) -> ReviewedModel:
+    return ReviewedModel(
+        status=str(doc.get("status") or "compared"),
+        metrics=_metrics(doc.get("metrics")),
+        gates_passed=doc.get("gates_passed") is True,
+        model_path=_str(doc.get("model_path")),
+        model_sha256=_str(doc.get("model_sha256")),
+        variant=_str(doc.get("variant")) or "original",
+        variant_sha256=_str(doc.get("variant_sha256")),
+        variant_artifact=_str(doc.get("variant_artifact")),
+    )
+
+
+def record_from_json(doc: Any) -> ReviewRecord:
+    """The typed record of a stored `reviews.summary` document."""
+    if not isinstance(doc, Mapping):
+        return ReviewRecord()
+    models = doc.get("models")
+    return ReviewRecord(
+        models={
+            str(name): _model(entry)
+            for name, entry in (models.items() if isinstance(models, Mapping) else ())
+            if isinstance(entry, Mapping)
+        },
+        comment_id=_int(doc.get("comment_id")),
+        check_run_id=_int(doc.get("check_run_id")),
+        config_error=_strings(doc.get("config_error")),
+        tree_refused=_str(doc.get("tree_refused")),
+        verification_failed=_strings(doc.get("verification_failed")),
+    )
+
+
+def record_to_json(record: ReviewRecord) -> dict[str, Any]:
+    """The `reviews.summary` document of a record (the layout rows have always had)."""
+    doc: dict[str, Any] = {}
+    if record.models or record.comment_id is not None or record.check_run_id is not None:
+        doc["models"] = {name: _model_json(m) for name, m in record.models.items()}
+        doc["comment_id"] = record.comment_id
+        doc["check_run_id"] = record.check_run_id
+    if record.config_error:
+        doc["config_error"] = list(record.config_error)
+    if record.tree_refused:
+        doc["tree_refused"] = record.tree_refused
+    if record.verification_failed:
+        doc["verification_failed"] = list(record.verification_failed)
+    return doc
+
+
+def _model_json(model: ReviewedModel) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "status": model.status,
+        "metrics": dict(model.metrics),
+        "gates_passed": model.gates_passed,
+        "model_path": model.model_path,
+        "model_sha256": model.model_sha256,
+        "variant": model.variant,
+        "variant_sha256": model.variant_sha256,
+    }
+    if model.variant_artifact is not None:
+        doc["variant_artifact"] = model.variant_artifact
+    return doc
+
+
+async def save_review(
+    engine: AsyncEngine,
+    *,
+    repo: str,
+    number: int,
+    head_sha: str,
+    base_sha: str,
+    conclusion: str,
+    record: ReviewRecord,
+) -> None:
+    """Record the outcome of reviewing ``head_sha``; a re-review of the same head replaces the row."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            delete(Review).where(Review.repo == repo, Review.number == number, Review.head_sha == head_sha)
+        )
+        await conn.execute(
+            insert(Review).values(
+                repo=repo,
+                number=number,
+                head_sha=head_sha,
+                base_sha=base_sha,
+                conclusion=conclusion,
+                summary=record_to_json(record),
+            )
+        )
+
+
+async def reviewed_model(
+    engine: AsyncEngine, repo: str, number: int, head_sha: str | None, model: str
+) -> ReviewedModel | None:
+    """What the review of ``head_sha`` (else the PR's newest review) recorded for ``model``."""
+    query = select(Review.head_sha, Review.summary).where(Review.repo == repo, Review.number == number)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query.order_by(Review.id.desc()))).all()
+    row = next((r for r in rows if r.head_sha == head_sha), rows[0] if rows else None)
+    if row is None:
+        return None
+    return record_from_json(row.summary).models.get(model)
+
+
+async def review_records(engine: AsyncEngine, repo: str, head_sha: str) -> list[ReviewRecord]:
+    """Every recorded review of ``head_sha`` in ``repo``, newest first."""
+    query = select(Review.summary).where(Review.repo == repo, Review.head_sha == head_sha)
+    async with engine.connect() as conn:
+        return [record_from_json(s) for s in (await conn.execute(query.order_by(Review.id.desc()))).scalars()]
