@@ -55,8 +55,6 @@ class QueryResult:
 class MetricsProvider(Protocol):
     async def query(self, promql: str) -> QueryResult: ...
 
-    async def is_online(self) -> bool: ...
-
 
 class PrometheusHTTP:
     """The HTTP API (``/api/v1/query``) of Prometheus or anything speaking it (Thanos, Mimir, ...).
@@ -85,13 +83,6 @@ class PrometheusHTTP:
         except aiohttp.ClientError as exc:
             return QueryResult.failed(f"Prometheus at {self._base} is unreachable: {exc}")
         return parse_response(body)
-
-    async def is_online(self) -> bool:
-        try:
-            async with self._session.get(f"{self._base}/-/ready", timeout=self._timeout) as response:
-                return response.status == 200
-        except (TimeoutError, aiohttp.ClientError):
-            return False
 
 
 def parse_response(body: Any) -> QueryResult:

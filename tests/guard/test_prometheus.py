@@ -65,7 +65,6 @@ async def test_prometheus_down_is_an_error_not_a_value(session: aiohttp.ClientSe
     provider = PrometheusHTTP(f"http://127.0.0.1:{free_port()}", session, timeout=2)
     result = await provider.query("vector(1)")
     assert result.outcome is Outcome.ERROR and "unreachable" in (result.error or "")
-    assert await provider.is_online() is False
     assert provider.queries == 1
 
 
@@ -78,10 +77,6 @@ async def test_a_proxy_error_page_is_an_error(aiohttp_server: Any, session: aioh
     server = await aiohttp_server(app)
     result = await PrometheusHTTP(str(server.make_url("/")), session).query("vector(1)")
     assert result.outcome is Outcome.ERROR and "HTTP 502" in (result.error or "")
-
-
-async def test_a_live_prometheus_is_online(prometheus: PrometheusServer, session: aiohttp.ClientSession) -> None:
-    assert await PrometheusHTTP(prometheus.url, session).is_online() is True
 
 
 async def test_every_shipped_template_is_promql_that_prometheus_accepts(
