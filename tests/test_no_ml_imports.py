@@ -38,6 +38,27 @@ def test_no_module_of_the_service_imports_the_ml_stack_even_lazily() -> None:
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
+def test_the_contract_the_service_shares_with_the_sandbox_is_stdlib_only() -> None:
+    # bot and pipelines both import contract/: anything it imported would land in the service process.
+    imported = {
+        str(path.relative_to(ROOT)): sorted(imported_roots(path) - set(sys.stdlib_module_names) - {"contract"})
+        for path in sorted((ROOT / "contract").rglob("*.py"))
+    }
+    assert imported and {path: names for path, names in imported.items() if names} == {}
+    uses = {root for path in (ROOT / "bot").rglob("*.py") for root in imported_roots(path)}
+    assert "contract" in uses  # the bot reads the sandbox's documents through it
+
+
+def test_the_sandbox_and_the_model_server_import_no_bot() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): "bot"
+        for package in ("pipelines", "model_server")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "bot" in imported_roots(path)
+    }
+    assert offenders == {}
+
+
 # Runs in a fresh interpreter: the test process itself imports scikit-learn to check numbers.
 REVIEW_IN_A_FRESH_PROCESS = textwrap.dedent(
     """

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bot.repoconfig import ModelSpec, RepoConfig
 from bot.review.compare import ReviewComparison, compare_review
@@ -27,6 +27,8 @@ from bot.sandbox.runner import (
     SandboxRunner,
     SandboxSpec,
 )
+from contract import schema
+from contract.schema import GateSpec, OptimizeSpec
 
 log = logging.getLogger(__name__)
 GiB = 1024**3
@@ -96,12 +98,13 @@ def selected_models(config: RepoConfig, only: str | None) -> list[ModelSpec]:
     return [m for m in config.models if not only or m.name == only]
 
 
-def pipeline_spec(config: RepoConfig, repo_dir: str, only: str | None) -> dict[str, Any]:
-    """The spec `pipelines.review` reads inside the sandbox (contract.schema.OptimizeSpec)."""
-    models = []
+def pipeline_spec(config: RepoConfig, repo_dir: str, only: str | None) -> OptimizeSpec:
+    """The spec `pipelines.review` reads inside the sandbox: the wire schema both sides import."""
+    models: list[schema.ModelSpec] = []
     for m in selected_models(config, only):
         gates = {
-            metric: {k: v for k, v in gate.model_dump().items() if v is not None} for metric, gate in m.gates.items()
+            metric: cast(GateSpec, {k: v for k, v in gate.model_dump().items() if v is not None})
+            for metric, gate in m.gates.items()
         }
         models.append(
             {
