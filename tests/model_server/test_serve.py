@@ -157,6 +157,18 @@ def test_the_server_names_a_missing_model_file(tmp_path: Path) -> None:
     assert "does not exist" in result.output
 
 
+def test_modelship_serve_model_runs_this_server(iris: tuple[Path, str]) -> None:
+    """The chart runs `modelship serve-model`: the CLI's lazy command map must reach model_server.serve."""
+    from bot.cli import main
+
+    path, _ = iris
+    result = CliRunner().invoke(
+        main, ["serve-model", "--model", str(path), "--name", "iris", "--version", "3", "--sha256", "0" * 64]
+    )
+    assert result.exit_code == 1
+    assert "refusing to serve" in result.output
+
+
 def test_importing_the_server_does_not_load_onnxruntime() -> None:
     """The bot registers `modelship serve-model` from this module; only running it may load the runtime."""
     code = "import sys, model_server.serve; print('onnxruntime' in sys.modules, 'sklearn' in sys.modules)"
