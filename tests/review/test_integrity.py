@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.repoconfig import parse_repo_config
-from bot.review.compare import compare_review, results_by_model
+from bot.review.compare import compare_review
 from bot.review.evaluation import SandboxMaxima, sandbox_limits
 from bot.review.integrity import git_hashes, sha256_under, verify
+from bot.review.parse import results_by_model
 
 CONFIG = """
 version: 1
