@@ -29,3 +29,8 @@ JOB_DURATION = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
 )
 WORKERS_ALIVE = Gauge("modelship_workers_alive", "Worker tasks currently running")
+FINAL_FAILURE_HOOK_ERRORS = Counter(
+    "modelship_final_failure_hook_errors_total",
+    "Final-failure hooks that raised or timed out (users were not told that a job ended), by job kind",
+    ["kind"],
+)

@@ -27,7 +27,7 @@ from bot.store.queue import ClaimedJob, JobQueue
 from bot.web.app import Health, Intake, create_web_app
 from bot.web.limits import HttpLimits
 from bot.web.server import start_http
-from bot.worker import JobRunner, WorkerPool
+from bot.worker import FinalFailureHook, JobRunner, WorkerPool
 
 if TYPE_CHECKING:
     from bot.github.app import GitHubApp
@@ -120,6 +120,8 @@ class Feature:
     """What a feature package plugs into the service: job runners, background loops, clean-up."""
 
     runners: dict[str, JobRunner] = field(default_factory=dict)
+    # Per job kind: how users hear that a job of that kind ended without a result (bot.worker.FinalFailureHook).
+    on_final_failure: dict[str, FinalFailureHook] = field(default_factory=dict)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -193,6 +195,7 @@ async def build_service(
 
     runners: dict[str, JobRunner] = {"webhook": webhook_runner(services)}
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    hooks: dict[str, FinalFailureHook] = {}
     for setup in feature_setups():
         try:
             feature = await setup(services, settings)
@@ -201,11 +204,12 @@ async def build_service(
                 await close()
             raise StartupError(str(exc), "MODELSHIP_CONTAINER_ENGINE_URL") from None
         runners.update(feature.runners)
+        hooks.update(feature.on_final_failure)
         background.extend(feature.background)
         closers.extend(feature.closers)
     checkup = Checkup(service_doctor(settings, services))
     runners.update(extra_runners or {})
-    workers = WorkerPool(queue, runners, concurrency=settings.workers)
+    workers = WorkerPool(queue, runners, concurrency=settings.workers, on_final_failure=hooks)
     writer = DeliveryWriter(engine, max_attempts=settings.max_attempts, on_jobs=workers.wake)
 
     def plan(delivery: Delivery) -> Plan:

@@ -9,15 +9,37 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from bot import logs, metrics
-from bot.errors import is_transient
+from bot.errors import Failure, classify
 from bot.github.redact import redact
 from bot.store.queue import ClaimedJob, JobQueue
 
 log = logging.getLogger(__name__)
 
 JobRunner = Callable[[ClaimedJob], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """Why a job ended without a result, for its kind's final-failure hook to tell users."""
+
+    failure: Failure  # bot.errors.classify of the last error (infrastructure for a worker that kept dying)
+    error: str  # "Type: message", credentials redacted
+    attempts: int
+    max_attempts: int
+
+    @property
+    def error_type(self) -> str:
+        return self.error.split(":", 1)[0]
+
+
+FinalFailureHook = Callable[[ClaimedJob, JobFailure], Awaitable[None]]
+"""Called once when a job of its kind ends for good without a result (parked: a permanent error, a bug,
+transient errors through every attempt, or a worker that died on every attempt). It tells GitHub (a
+completed check run, an ``error`` deployment status, a comment). It must not raise; if it does, or takes
+longer than the pool's ``hook_timeout_seconds``, that is logged and the job stays parked: never a loop."""
 
 
 _MIN_HEARTBEAT_GAP_S = 0.2
@@ -32,9 +54,13 @@ class WorkerPool:
         concurrency: int = 2,
         poll_seconds: float = 1.0,
         drain_seconds: float = 20.0,
+        on_final_failure: Mapping[str, FinalFailureHook] | None = None,
+        hook_timeout_seconds: float = 60.0,
     ) -> None:
         self.queue = queue
         self.runners = runners
+        self.on_final_failure = dict(on_final_failure or {})
+        self.hook_timeout_seconds = hook_timeout_seconds
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.drain_seconds = drain_seconds
@@ -92,6 +118,7 @@ class WorkerPool:
                 log.exception("claiming a job failed; retrying")
                 job = None
             if job is None:
+                await self._abandon_exhausted()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
@@ -113,6 +140,7 @@ class WorkerPool:
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(job.id, worker_id, asyncio.current_task(), lost))
         outcome = "done"
+        final: JobFailure | None = None
         try:
             if runner is None:
                 raise LookupError(f"no runner for job kind {job.kind!r}")
@@ -127,7 +155,10 @@ class WorkerPool:
             log.info("job %s (%s) stopped: it was cancelled or its lease was lost", job.id, job.kind)
         except Exception as exc:
             error = redact(f"{type(exc).__name__}: {exc}")
-            outcome = await self.queue.fail(job, worker_id, error, transient=is_transient(exc))
+            kind = classify(exc)
+            outcome = await self.queue.fail(job, worker_id, error, transient=kind is Failure.TRANSIENT)
+            if outcome == "parked":
+                final = JobFailure(kind, error, job.attempts, job.max_attempts)
             log.warning(
                 "job %s (%s) failed: %s",
                 job.id,
@@ -146,6 +177,32 @@ class WorkerPool:
             self._wake.set()
             self._recheck.set()
             self._recheck = asyncio.Event()
+        if final is not None:
+            # After the heartbeat stopped: the row is parked, so a heartbeat would cancel the hook.
+            await self._final_failure(job, final)
+
+    async def _final_failure(self, job: ClaimedJob, failure: JobFailure) -> None:
+        hook = self.on_final_failure.get(job.kind)
+        if hook is None:
+            return
+        try:
+            await asyncio.wait_for(hook(job, failure), self.hook_timeout_seconds)
+        except Exception:
+            # Never retried: a hook that fails (GitHub down too) must not turn one failure into a loop.
+            metrics.FINAL_FAILURE_HOOK_ERRORS.labels(job.kind).inc()
+            log.exception("the final-failure hook of job %s (%s) failed; the job stays parked", job.id, job.kind)
+
+    async def _abandon_exhausted(self) -> None:
+        """Park the jobs whose worker died on every attempt, and tell users through their hooks."""
+        try:
+            abandoned = await self.queue.abandon_exhausted()
+        except Exception:
+            log.exception("looking for abandoned jobs failed; retrying at the next poll")
+            return
+        for job in abandoned:
+            log.warning("job %s (%s) parked: its worker stopped on each of %d attempts", job.id, job.kind, job.attempts)
+            error = "WorkerLost: the worker running this job stopped before it finished, on every attempt"
+            await self._final_failure(job, JobFailure(Failure.INFRASTRUCTURE, error, job.attempts, job.max_attempts))
 
     async def _heartbeat(
         self, job_id: int, worker_id: str, task: asyncio.Task[object] | None, lost: asyncio.Event

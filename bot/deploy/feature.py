@@ -30,4 +30,4 @@ async def setup(services: Services, settings: Settings) -> Feature:
     async def run(job: ClaimedJob) -> None:
         await service.on_merge(job)
 
-    return Feature(runners={KIND: run})
+    return Feature(runners={KIND: run}, on_final_failure={KIND: service.on_final_failure})

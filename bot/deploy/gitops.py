@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import git
 
+from bot.errors import Backoff, Failure, RetriesExhausted, TransientError, retry_transient
 from bot.github.git import (
     ANONYMOUS,
     NO_PROMPT,
@@ -49,6 +50,8 @@ T = TypeVar("T")
 
 class DeployError(Exception):
     """A deploy could not be written; the message is safe to show users (no credentials)."""
+
+    failure = Failure.INFRASTRUCTURE  # not the PR's fault: the deploy repository or its access
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,11 @@ PROCESS_LOCKS = RepoLocks()
 
 @dataclass
 class RetryPolicy:
-    """Capped exponential backoff with full jitter; conflicts and outages have separate budgets."""
+    """Capped exponential backoff with full jitter; conflicts and outages have separate budgets.
+
+    Outages go through the job system's one retry helper (``bot.errors.retry_transient``) with
+    ``network()``; conflicts (a push that lost a race) are redone here, since they are not failures.
+    """
 
     conflict_attempts: int = 20
     network_attempts: int = 4
@@ -85,13 +92,21 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         return self.rng.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
 
+    def network(self) -> Backoff:
+        # Outages start further up the curve than conflicts: a host that is down stays down a while.
+        return Backoff(attempts=self.network_attempts, base_s=self.base_s * 8, cap_s=self.cap_s, rng=self.rng)
+
 
 class _Rejected(Exception):
     pass
 
 
-class _Unreachable(Exception):
+class _Unreachable(TransientError):
     pass
+
+
+class DeployRepoUnreachable(RetriesExhausted, DeployError):
+    """The deploy repository stayed unreachable through the in-job retries."""
 
 
 class DeployRepo:
@@ -193,12 +208,28 @@ class DeployRepo:
                 ) from None
 
     async def _attempts(self, attempt: Callable[[str], T], creds: GitCredentials) -> tuple[T, int]:
+        """Run ``attempt`` until it succeeds: an outage is retried with back-off by the job system's one
+        helper (``retry_transient``); a push that lost a race is redone here. A refused token (GitAuthError)
+        is not retried here: it goes up to ``with_token``, which mints a new one once."""
         self._creds = creds
-        conflicts = outages = 0
+        tries = conflicts = 0
+
+        async def once() -> T:
+            nonlocal tries
+            tries += 1
+            return await self._in_thread(attempt, self.url)
+
         while True:
             try:
-                value = await self._in_thread(attempt, self.url)
-                return value, conflicts + outages + 1
+                value = await retry_transient(
+                    once,
+                    what=f"deploy repository {self.display_url} is unreachable",
+                    policy=self._retry.network(),
+                    sleep=self._sleep,
+                )
+                return value, tries
+            except RetriesExhausted as exc:
+                raise DeployRepoUnreachable(exc.what, exc.attempts, exc.last) from None
             except _Rejected:
                 conflicts += 1
                 if conflicts >= self._retry.conflict_attempts:
@@ -207,13 +238,6 @@ class DeployRepo:
                         f"(concurrent pushes); try again"
                     ) from None
                 delay = self._retry.delay(conflicts)
-            except _Unreachable as exc:
-                outages += 1
-                if outages >= self._retry.network_attempts:
-                    raise DeployError(
-                        f"deploy repository {self.display_url} is unreachable after {outages} attempts: {exc}"
-                    ) from None
-                delay = self._retry.delay(outages + 2)
             log.info("deploy repo %s: retrying in %.2fs", self.display_url, delay)
             await self._sleep(delay)
 

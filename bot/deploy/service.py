@@ -15,13 +15,12 @@ import logging
 import time
 from dataclasses import asdict
 
-from gidgethub import GitHubException
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.context import Services
 from bot.deploy.chart import ModelServerChart
-from bot.deploy.gitops import DeployError, RetryPolicy
+from bot.deploy.gitops import RetryPolicy
 from bot.deploy.manifest import commit_message, current_ref, unpin, values_path
 from bot.deploy.records import DeployRecords
 from bot.deploy.sources import ModelRepository
@@ -39,9 +38,11 @@ from bot.deploy.targets import (
 )
 from bot.deploy.tenancy import DeployAllowlist
 from bot.deploy.writer import DeployWriter
-from bot.errors import TransientError
+from bot.errors import Failure
 from bot.repoconfig import CONFIG_PATH, RepoConfig, RepoConfigError
+from bot.store import deployments
 from bot.store.queue import ClaimedJob, enqueue, job_row
+from bot.worker import JobFailure
 
 log = logging.getLogger(__name__)
 
@@ -122,21 +123,43 @@ class DeployService:
         deploy_name = config.deploy.repository
         for result in results:
             await self.records.record(gh, request.repo, deploy_name, result, request.actor)
-        last_attempt = job.attempts >= job.max_attempts
         for target in targets:
             try:
                 result = await self.writer.write(
                     gh, request.repo, config, target, installation_id=request.installation_id, actor=request.actor
                 )
-            except (DeployError, DeployFailure, GitHubException, OSError) as exc:
-                if not last_attempt and not isinstance(exc, DeployFailure):
-                    raise TransientError(f"deploy of {target.ref.name} to {target.env} failed: {exc}") from exc
-                detail = str(exc)
-                if not isinstance(exc, DeployFailure):
-                    detail += gave_up(target.env, job.attempts)
-                result = failed(target.env, target.ref.name, detail, target.ref)
-            # Recorded at once: a later target's failure retries the job, and by then this one is "unchanged".
+            except DeployFailure as exc:
+                result = failed(target.env, target.ref.name, str(exc), target.ref)
+            # Any other error ends the job (retried inside it first when transient); the job system then
+            # calls on_final_failure, which records the targets that got no result. Each result is recorded
+            # at once: a later target's failure retries the job, and by then this one is "unchanged".
             await self.records.record(gh, request.repo, deploy_name, result, request.actor)
+        await self.records.update_sticky(gh, request.repo, request.number)
+
+    async def on_final_failure(self, job: ClaimedJob, failure: JobFailure) -> None:
+        """The deploy job ended without finishing: every (environment, model) of the merge that has no record
+        yet is recorded as failed, its GitHub Deployment gets an ``error`` status, and the Deploy comment
+        says what happened and how to try again."""
+        request = MergeRequest(**job.payload)
+        gh = await self.services.github.for_installation(request.installation_id)
+        try:
+            config = await self.sources.config_at(gh, request.repo, request.base_sha)
+        except RepoConfigError:
+            return  # the job never had a deploy to do
+        if config is None or config.deploy is None:
+            return
+        kind, _, message = failure.error.partition(": ")
+        why = f"an internal error (`{kind}`, job {job.id})" if failure.failure is Failure.BUG else message or kind
+        for spec in await self.sources.changed_models(gh, request.repo, request.number, config):
+            ref = merged_ref(spec, request)
+            for env, _ in merge_targets(config):
+                async with self.services.engine.connect() as conn:
+                    if await deployments.latest(conn, request.repo, env, spec.name, version=request.merge_sha):
+                        continue  # this target got its result before the job stopped
+                result = failed(env, spec.name, gave_up(env, failure.attempts, why), ref)
+                await self.records.record(
+                    gh, request.repo, config.deploy.repository, result, request.actor, failure="error"
+                )
         await self.records.update_sticky(gh, request.repo, request.number)
 
     async def deploy_head(

@@ -161,9 +161,10 @@ def failed(env: str, model: str, detail: str, ref: ModelRef | None = None) -> Re
     return Result(env, model, "failed", detail, ref)
 
 
-def gave_up(env: str, attempts: int) -> str:
-    """What a failure that outlasted the job's retries adds: nothing was written, and how to try again."""
+def gave_up(env: str, attempts: int, why: str) -> str:
+    """The detail of a target the deploy job never reached (it ended without a result): why, that nothing
+    was written, and how to try again."""
     return (
-        f" — the deploy job tried {attempts} times and gave up; nothing was written. "
-        f"Once the deploy repository is reachable, comment `/modelship deploy {env}` on a PR or merge again"
+        f"the deploy job stopped after {attempts} attempt(s): {why} — nothing was written for `{env}`. "
+        f"Once that is fixed, comment `/modelship deploy {env}` on this PR or merge again"
     )

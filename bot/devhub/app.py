@@ -72,10 +72,27 @@ def _json_or_none(raw: bytes) -> Any:
 def make_middleware(hub: DevHub) -> Any:
     git_path = re.compile(rf"^{re.escape(hub.git_prefix)}/[^/]+/[^/]+\.git/")
 
+    async def git_faults(request: web.Request, handler: Any) -> web.StreamResponse:
+        """Git smart HTTP gets the faults that name its path: an error answers as a git host does (plain
+        text, no JSON), a slow one delays the real answer."""
+        arrived = time.time()
+        fault = hub.faults.take(request.method, request.path, named_only=True)
+        if fault is not None and fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
+        elif fault is not None:
+            status = fault.status if fault.kind == "error" else 429 if "rate_limit" in fault.kind else 422
+            hub.faults.record(arrived, request.method, request.path, status, fault)
+            return web.Response(status=status, text=f"injected {fault.kind} fault\n")
+        response: web.StreamResponse = await handler(request)
+        hub.faults.record(arrived, request.method, request.path, response.status, fault)
+        return response
+
     @web.middleware
     async def github(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/_devhub") or git_path.match(request.path):
+        if request.path.startswith("/_devhub"):
             return await handler(request)
+        if git_path.match(request.path):
+            return await git_faults(request, handler)
         arrived = time.time()
         path = request.path.removeprefix(GHE_PREFIX) or "/"
         raw = await request.read()

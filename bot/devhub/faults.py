@@ -51,9 +51,17 @@ class Faults:
         self.pending.append(fault)
         return fault
 
-    def take(self, method: str, path: str, *, git: bool = False) -> Fault | None:
+    def take(self, method: str, path: str, *, git: bool = False, named_only: bool = False) -> Fault | None:
+        """The first pending fault for this request, used up by one.
+
+        ``git``: git's credential check takes only the git kinds (``revoke_token``); every other request
+        only the rest. ``named_only``: git smart HTTP takes the REST kinds (an error, a slow answer) only
+        from a fault that names a path: one without a path is meant for every REST call, not for git too.
+        """
         for fault in self.pending:
-            if (fault.kind in GIT_KINDS) == git and fault.matches(method, path):
+            if (fault.kind in GIT_KINDS) != git or (named_only and fault.path is None):
+                continue
+            if fault.matches(method, path):
                 fault.count -= 1
                 if fault.count == 0:
                     self.pending.remove(fault)

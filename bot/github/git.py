@@ -47,6 +47,7 @@ _UNREACHABLE = (
     "early eof",
     "the remote end hung up",
     "returned error: 5",
+    "returned error: 429",
     "empty reply",
 )
 # Never prompt for a password and never ask a credential helper: the header is the only credential.
@@ -113,7 +114,8 @@ def redact(text: str, *secrets: str) -> str:
 
 
 def classify(stderr: str) -> Failure:
-    """Why a git network command failed, from its stderr."""
+    """Why a git network command (fetch, push) failed, from its stderr: the one reading of git's words,
+    for the review checkout and gitops alike (``bot.errors.git_failure`` says what each means for a job)."""
     text = stderr.lower()
     if "[rejected]" in text or "fetch first" in text or "non-fast-forward" in text:
         return "rejected"
@@ -123,6 +125,8 @@ def classify(stderr: str) -> Failure:
         return "rejected"  # lost the race between reading the refs and updating them
     if any(s in text for s in _AUTH_FAILURE):
         return "auth"
+    if "returned error: 404" in text or "not found" in text:
+        return "other"  # a missing repository or ref stays missing: not worth a retry ("unable to access" too)
     if any(s in text for s in _UNREACHABLE):
         return "unreachable"
     return "other"

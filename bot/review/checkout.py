@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import tarfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
 
+from bot.errors import Backoff, Failure, git_failure, retry_transient
 from bot.github.git import GitAuthError, GitCredentials, TokenSource, classify, with_token
 
 CONFIG_FILE = ".modelship.yml"
@@ -24,7 +26,14 @@ MiB = 1024 * 1024
 
 
 class CheckoutError(Exception):
-    """The repository could not be fetched; the message carries no credentials."""
+    """The repository could not be fetched; the message carries no credentials.
+
+    ``failure`` says whether another attempt may work (a 5xx, a reset connection) or not.
+    """
+
+    def __init__(self, message: str, failure: Failure = Failure.INFRASTRUCTURE) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,9 @@ class ExportLimits:
 
 class TreeRefused(CheckoutError):
     """The PR's tree cannot be exported safely (a link out of it, over a cap): a review error, not a retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, Failure.INPUT)  # the PR must change: a failed check, never retried
 
 
 def export_tree(repo: git.Repo, sha: str, dest: Path, limits: ExportLimits | None = None) -> None:
@@ -108,10 +120,13 @@ def _fetch(
     try:
         repo.git.execute(["git", "fetch", "--quiet", "--no-tags", url, *refspecs], env=creds.env)
     except git.GitCommandError as exc:
-        message = creds.redact(f"git fetch failed: {str(exc.stderr).strip() or exc}").replace(url, "<repository>")
-        if classify(message) == "auth":
-            raise GitAuthError(message) from None
-        raise CheckoutError(message) from None
+        # GitPython wraps git's own words as "stderr: '...'": keep only git's.
+        stderr = str(exc.stderr or "").strip().removeprefix("stderr:").strip().strip("'")
+        message = creds.redact(f"git fetch failed: {stderr or exc}").replace(url, "<repository>")
+        kind = classify(message)
+        if kind == "auth":
+            raise GitAuthError(message) from None  # with_token mints a new token once
+        raise CheckoutError(message, git_failure(kind)) from None
     for sha in (base_sha, head_sha):
         try:
             repo.commit(sha)
@@ -134,10 +149,16 @@ async def fetch_pull_request(
     head_sha: str,
     number: int,
     limits: ExportLimits | None = None,
+    retry: Backoff | None = None,
+    what: str = "git fetch",
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Checkout:
     """Fetch the base branch and refs/pull/N/head (forks included), export both trees under workdir.
 
     ``url`` is the repository's credential-free ``clone_url``; ``token`` authenticates (None: anonymous).
+    A transient git failure (5xx, reset, timeout) is retried with ``retry``'s back-off (None: not here),
+    then ends in ``RetriesExhausted`` naming ``what``; a refused token is replaced once (``with_token``,
+    around the retries); anything else (a 404, a refused tree) raises at once.
     """
     refspecs = [
         f"+refs/heads/{base_ref}:refs/remotes/origin/{base_ref}",
@@ -145,7 +166,12 @@ async def fetch_pull_request(
     ]
 
     async def attempt(creds: GitCredentials) -> Checkout:
-        return await asyncio.to_thread(_fetch, url, creds, cache, refspecs, base_sha, head_sha, workdir, limits)
+        def once() -> Awaitable[Checkout]:
+            return asyncio.to_thread(_fetch, url, creds, cache, refspecs, base_sha, head_sha, workdir, limits)
+
+        if retry is None:
+            return await once()
+        return await retry_transient(once, what=what, policy=retry, sleep=sleep)
 
     try:
         return await with_token(token, attempt)

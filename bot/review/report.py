@@ -529,3 +529,38 @@ def render_tree_refused(reason: str, *, head_sha: str) -> tuple[str, dict[str, s
         "conclusion": "failure",
     }
     return body, check
+
+
+RERUN = "Comment `/modelship evaluate` on this PR to run the review again."
+
+
+def render_review_failed(
+    *, head_sha: str, failure: str, error: str, job_id: int, attempts: int
+) -> tuple[str, dict[str, str]]:
+    """The sticky comment and the completed check run of a review that ended without a result.
+
+    ``failure`` is a ``bot.errors.Failure`` value. A problem in the PR fails the check; anything else
+    cancels it — never ``neutral``, which branch protection would count as passing.
+    """
+    kind, _, message = error.partition(": ")
+    sha = code(head_sha[:12])
+    operator = f"An operator can see job {job_id} with `modelship jobs`."
+    if failure == "input":
+        title, conclusion = "The review cannot run on this PR", "failure"
+        lead = f"❌ **Modelship review failed** on head {sha}: {code(message or kind, 1000)}"
+        advice = f"Fix this in the PR (or in `{CONFIG_PATH}` on the base branch) and push. {RERUN}"
+    elif failure == "bug":
+        title, conclusion = "The review stopped on an internal error", "cancelled"
+        lead = f"⚠️ **Modelship review stopped by an internal error** ({code(kind, 80)}) on head {sha}."
+        advice = f"This is not a problem in your PR. {operator} {RERUN}"
+    else:
+        title, conclusion = "The review could not run", "cancelled"
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        lead = f"⚠️ **Modelship review could not run**{tries} on head {sha}: {code(message or kind, 1000)}"
+        advice = (
+            "This is not a problem in your PR: a service the review needs (git hosting, the GitHub API or "
+            f"the evaluation sandbox) failed. {RERUN} {operator}"
+        )
+    comment = f"{REVIEW_MARKER}\n{lead}\n\n{advice}\n"
+    summary = f"{lead}\n\n{advice}\n"
+    return comment, {"title": title, "summary": fit(summary, SUMMARY_LIMIT), "text": "", "conclusion": conclusion}

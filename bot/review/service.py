@@ -21,6 +21,7 @@ from typing import Any
 from gidgethub.abc import GitHubAPI
 
 from bot.context import Services
+from bot.errors import Backoff
 from bot.repoconfig import RepoConfig, RepoConfigError
 from bot.review import report
 from bot.review.artifacts import ArtifactPolicy, collect, write_manifest
@@ -46,6 +47,7 @@ from bot.services.sticky import marker, upsert_sticky
 from bot.store.deployments import deployed_digests
 from bot.store.queue import ClaimedJob
 from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
+from bot.worker import JobFailure
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +96,44 @@ def changed_under(paths: list[str], changed: list[str]) -> bool:
 
 
 class ReviewService:
-    def __init__(self, services: Services, sandbox: SandboxConfig) -> None:
+    def __init__(self, services: Services, sandbox: SandboxConfig, *, retry: Backoff | None = None) -> None:
         self.services = services
         self.sandbox = sandbox
+        # In-job retries of transient failures (git 5xx, resets): about 8 s of patience before the job fails.
+        self.retry = retry or Backoff(attempts=5, base_s=0.5, cap_s=4.0)
 
     # ------------------------------------------------------------------ job entry point
     async def run_job(self, job: ClaimedJob) -> None:
         request = ReviewRequest.from_payload(job.payload)
         gh = await self.services.github.for_installation(request.installation_id)
         await self.review(gh, request, job_id=job.id)
+
+    async def on_final_failure(self, job: ClaimedJob, failure: JobFailure) -> None:
+        """The review job ended without a result: complete its check run and say why in the sticky comment.
+
+        A check run that is already completed keeps its result (this job finished it, or never reopened an
+        earlier review's). The comment is left to a newer review when the PR's head has moved on.
+        """
+        req = ReviewRequest.from_payload(job.payload)
+        gh = await self.services.github.for_installation(req.installation_id)
+        comment, output = report.render_review_failed(
+            head_sha=req.head_sha,
+            failure=str(failure.failure),
+            error=failure.error,
+            job_id=job.id,
+            attempts=failure.attempts,
+        )
+        runs = await self._check_runs(gh, req)
+        if runs and runs[0].get("status") == "completed":
+            log.info("review job %s ended without a result; check run %s already completed", job.id, runs[0]["id"])
+            return
+        if runs:
+            await self._finish_check(gh, req, int(runs[0]["id"]), output)
+        else:
+            await self._check(gh, req, output)
+        pr = await gh.getitem(f"/repos/{req.repo}/pulls/{req.number}")
+        if pr["state"] == "open" and pr["head"]["sha"] == req.head_sha:
+            await self._comment(gh, req, comment)
 
     async def review(self, gh: GitHubAPI, req: ReviewRequest, *, job_id: int) -> None:
         pr = await gh.getitem(f"/repos/{req.repo}/pulls/{req.number}")
@@ -253,6 +284,8 @@ class ReviewService:
                 head_sha=req.head_sha,
                 number=req.number,
                 limits=self.sandbox.export,
+                retry=self.retry,
+                what=f"git fetch of {req.repo}",
             )
             # The bot's own hashes of the committed model files, before the sandbox sees them.
             from_git = await asyncio.to_thread(git_hashes, checkout.head_dir, policies)
@@ -310,10 +343,7 @@ class ReviewService:
 
     async def _check(self, gh: GitHubAPI, req: ReviewRequest, output: dict[str, str] | None) -> int:
         """Create (or find, on a retried job) the check run for this head; complete it when output is given."""
-        existing = await gh.getitem(
-            f"/repos/{req.repo}/commits/{req.head_sha}/check-runs?check_name={CHECK_NAME}&per_page=100"
-        )
-        runs = [r for r in existing.get("check_runs", []) if r.get("name") == CHECK_NAME]
+        runs = await self._check_runs(gh, req)
         if runs:
             check_id = int(runs[0]["id"])
             if runs[0].get("status") == "completed" and output is None:
@@ -329,6 +359,12 @@ class ReviewService:
         if output is not None:
             await self._finish_check(gh, req, check_id, output)
         return check_id
+
+    async def _check_runs(self, gh: GitHubAPI, req: ReviewRequest) -> list[dict[str, Any]]:
+        existing = await gh.getitem(
+            f"/repos/{req.repo}/commits/{req.head_sha}/check-runs?check_name={CHECK_NAME}&per_page=100"
+        )
+        return [r for r in existing.get("check_runs", []) if r.get("name") == CHECK_NAME]
 
     async def _finish_check(self, gh: GitHubAPI, req: ReviewRequest, check_id: int, output: dict[str, str]) -> None:
         await gh.patch(
@@ -383,7 +419,8 @@ async def setup(services: Services, settings: Any) -> Any:
 
     sandbox = make_sandbox(settings)
     services.extras[SANDBOX_KEY] = sandbox
-    return Feature(runners={KIND: ReviewService(services, sandbox).run_job})
+    review = ReviewService(services, sandbox)
+    return Feature(runners={KIND: review.run_job}, on_final_failure={KIND: review.on_final_failure})
 
 
 class SandboxUnavailable(Exception):

@@ -71,10 +71,10 @@ async def enqueue(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None
 
 
 def _claimable(now: datetime) -> Any:
-    return and_(
-        or_(JOBS.c.state == "queued", and_(JOBS.c.state == "running", JOBS.c.lease_expires_at <= now)),
-        JOBS.c.run_after <= now,
-    )
+    # A job whose lease expired (its worker died) runs again, unless it has used all its attempts:
+    # then ``abandon_exhausted`` parks it, so a job that kills its worker cannot loop for ever.
+    expired = and_(JOBS.c.state == "running", JOBS.c.lease_expires_at <= now, JOBS.c.attempts < JOBS.c.max_attempts)
+    return and_(or_(JOBS.c.state == "queued", expired), JOBS.c.run_after <= now)
 
 
 def _key_busy(now: datetime) -> Any:
@@ -157,11 +157,12 @@ class JobQueue:
     async def fail(
         self, job: ClaimedJob, worker_id: str, error: str, *, transient: bool, rng: random.Random | None = None
     ) -> str:
-        """Record a failure: retry later when transient and attempts remain, else park. Returns the new state."""
+        """Record a failure: retry later when transient and attempts remain, else park. Returns the new state,
+        or "lost" when another worker holds the job now (its lease expired) and this failure is not final."""
         now = utcnow()
         if transient and job.attempts < job.max_attempts:
             delay = backoff_seconds(job.attempts, rng=rng)
-            await self._finish(
+            kept = await self._finish(
                 job.id,
                 worker_id,
                 state="queued",
@@ -170,11 +171,42 @@ class JobQueue:
                 lease_expires_at=None,
                 run_after=now + timedelta(seconds=delay),
             )
-            return "queued"
-        await self._finish(
+            return "queued" if kept else "lost"
+        kept = await self._finish(
             job.id, worker_id, state="parked", last_error=error[:4000], lease_expires_at=None, finished_at=now
         )
-        return "parked"
+        return "parked" if kept else "lost"
+
+    async def abandon_exhausted(self, *, now: datetime | None = None) -> list[ClaimedJob]:
+        """Park jobs whose lease expired on their last attempt (the worker died each time) and return them,
+        so their kind's final-failure hook can tell users. Each job is returned to one caller only."""
+        now = now or utcnow()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(JOBS)
+                .where(
+                    JOBS.c.state == "running",
+                    JOBS.c.lease_expires_at <= now,
+                    JOBS.c.attempts >= JOBS.c.max_attempts,
+                )
+                .values(
+                    state="parked",
+                    last_error="WorkerLost: the worker running this job stopped before it finished, on every attempt",
+                    lease_expires_at=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+                .returning(
+                    JOBS.c.id,
+                    JOBS.c.kind,
+                    JOBS.c.serial_key,
+                    JOBS.c.delivery_id,
+                    JOBS.c.payload,
+                    JOBS.c.attempts,
+                    JOBS.c.max_attempts,
+                )
+            )
+            return [ClaimedJob(*row) for row in result.all()]
 
     async def release(self, job_id: int, worker_id: str) -> bool:
         """Give a job back without counting the attempt (graceful shutdown)."""

@@ -64,6 +64,12 @@ def test_messages_lose_the_token_in_every_form() -> None:
         ("fatal: unable to access 'http://127.0.0.1:9/': Failed to connect", "unreachable"),
         (" ! [rejected]        HEAD -> main (fetch first)", "rejected"),
         ("fatal: couldn't find remote ref refs/pull/9/head", "other"),
+        ("fatal: unable to access 'http://h/r.git/': The requested URL returned error: 429", "unreachable"),
+        ("error: RPC failed; curl 56 Recv failure: Connection reset by peer", "unreachable"),
+        ("fatal: the remote end hung up unexpectedly", "unreachable"),
+        # a 404 is permanent although git says "unable to access": the repository or ref is missing
+        ("fatal: unable to access 'http://h/r.git/': The requested URL returned error: 404", "other"),
+        ("remote: Repository not found.\nfatal: repository 'http://h/r.git/' not found", "other"),
     ],
 )
 def test_a_failure_is_classified_by_what_git_said(stderr: str, kind: str) -> None:
