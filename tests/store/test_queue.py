@@ -100,3 +100,34 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     assert 1 <= waits[0] <= 2 and 2 <= waits[1] <= 4
     assert all(30 <= w <= 60 for w in waits[6:])
     assert len({round(w, 6) for w in waits}) == len(waits)
+
+
+async def test_a_job_whose_worker_died_on_its_last_attempt_is_parked_once_not_run_again(engine: AsyncEngine) -> None:
+    queue = JobQueue(engine, lease_seconds=30)
+    await _enqueue(engine, job_row("review", "o/r#1:review", max_attempts=1))
+    job = await queue.claim("dies")
+    assert job is not None
+    later = utcnow() + timedelta(seconds=31)
+    assert await queue.claim("w2", now=later) is None  # no second run of a job that kills its worker
+    abandoned = await queue.abandon_exhausted(now=later)
+    assert [(j.id, j.kind, j.attempts) for j in abandoned] == [(job.id, "review", 1)]
+    assert await queue.abandon_exhausted(now=later) == []  # handed to one caller only
+    parked = await queue.list(["parked"])
+    assert [p["last_error"] for p in parked] == [
+        "WorkerLost: the worker running this job stopped before it finished, on every attempt"
+    ]
+
+
+async def test_a_failure_reported_by_a_worker_that_lost_its_lease_changes_nothing(engine: AsyncEngine) -> None:
+    queue = JobQueue(engine, lease_seconds=30)
+    await _enqueue(engine, job_row("review", "o/r#1:review", max_attempts=1))
+    job = await queue.claim("slow")
+    assert job is not None
+    async with engine.begin() as conn:  # another worker took it over meanwhile
+        from sqlalchemy import update
+
+        from bot.store.models import Job
+
+        await conn.execute(update(Job).where(Job.id == job.id).values(leased_by="other"))
+    assert await queue.fail(job, "slow", "KeyError: 'x'", transient=False) == "lost"
+    assert (await queue.depth()) == {"running": 1}
