@@ -18,11 +18,35 @@ from bot.devhub import DevHub, RunningDevHub, start
 from bot.devhub.model import CheckRun
 from bot.review.service import ReviewService
 from bot.sandbox.runner import SandboxResult, SandboxRunner, SandboxSpec
-from tests.fixtures.bot import RunningBot, bot_running
-from tests.fixtures.devhub import WEBHOOK_SECRET, assert_contract_kept, shared_key
+from tests.fixtures.bot import LIVE_BOTS, RunningBot, bot_running
+from tests.fixtures.devhub import HUBS, WEBHOOK_SECRET, assert_contract_kept, shared_key
 
 BOT = "modelship[bot]"
 CHECK = "modelship/review"
+
+
+_REPORTED: set[tuple[int, int]] = set()  # (hub, check run) already failed a test: fail it once
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def no_check_run_left_in_progress() -> AsyncIterator[None]:
+    """After every end-to-end test: once the running bots' jobs have settled, every check run in every
+    devhub is completed. A review that ends without a result must still close its check run (the job
+    system's final-failure hook); only a review job that is still queued (a later retry) may keep one open."""
+    yield
+    waiting: set[tuple[str, str]] = set()
+    for running in list(LIVE_BOTS):
+        await running.settle()
+        waiting |= await running.reviews_still_queued()
+    left: list[str] = []
+    for hub in list(HUBS):
+        for run in hub.check_runs.values():
+            key = (id(hub), run.id)
+            if run.status == "completed" or (run.repo, run.head_sha) in waiting or key in _REPORTED:
+                continue
+            _REPORTED.add(key)
+            left.append(f"{run.repo}@{run.head_sha[:12]} {run.name}: {run.status} (check run {run.id})")
+    assert not left, "check runs left open after their jobs ended:\n" + "\n".join(left)
 
 
 @dataclass
