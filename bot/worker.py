@@ -140,7 +140,6 @@ class WorkerPool:
         lost = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(job.id, worker_id, asyncio.current_task(), lost))
         outcome = "done"
-        final: JobFailure | None = None
         try:
             if runner is None:
                 raise LookupError(f"no runner for job kind {job.kind!r}")
@@ -156,9 +155,18 @@ class WorkerPool:
         except Exception as exc:
             error = redact(f"{type(exc).__name__}: {exc}")
             kind = classify(exc)
+            if kind is not Failure.TRANSIENT or job.attempts >= job.max_attempts:
+                # Users are told before the job is parked (its lease still held, its heartbeat running),
+                # so "parked" means "and GitHub says so"; a crash in between runs the hook again.
+                try:
+                    await self._final_failure(job, JobFailure(kind, error, job.attempts, job.max_attempts))
+                except asyncio.CancelledError:
+                    if not lost.is_set():
+                        outcome = "released"
+                        raise  # shutting down: the job goes back to the queue, the hook runs again later
+                    log.info("job %s (%s) was cancelled while its final-failure hook ran", job.id, job.kind)
+                    return  # (the finally below still runs)
             outcome = await self.queue.fail(job, worker_id, error, transient=kind is Failure.TRANSIENT)
-            if outcome == "parked":
-                final = JobFailure(kind, error, job.attempts, job.max_attempts)
             log.warning(
                 "job %s (%s) failed: %s",
                 job.id,
@@ -177,9 +185,6 @@ class WorkerPool:
             self._wake.set()
             self._recheck.set()
             self._recheck = asyncio.Event()
-        if final is not None:
-            # After the heartbeat stopped: the row is parked, so a heartbeat would cancel the hook.
-            await self._final_failure(job, final)
 
     async def _final_failure(self, job: ClaimedJob, failure: JobFailure) -> None:
         hook = self.on_final_failure.get(job.kind)
