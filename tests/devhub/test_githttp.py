@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.devhub import RunningDevHub
+from bot.devhub import Fault, RunningDevHub
 from tests.devhub.helpers import REPO, install_app
 from tests.fixtures.devhub import WebhookSink
 
@@ -108,3 +108,21 @@ async def test_git_under_a_prefix_is_where_clone_url_says_and_nowhere_else(tmp_p
     assert running.hub.contract_violations == [
         f"GET /{REPO}.git/info/refs: no such operation in GitHub's REST description"
     ]
+
+
+async def test_git_takes_only_the_faults_that_name_its_path(devhub: RunningDevHub, tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+    url = authed(devhub, installed.token)
+    devhub.hub.add_fault(Fault("error", count=5))  # REST-wide: git does not see it
+    devhub.hub.add_fault(Fault("error", count=2, status=500, path=rf"/{REPO}\.git/"))
+
+    outcomes = [await git("ls-remote", url) for _ in range(3)]
+
+    assert [o.returncode != 0 for o in outcomes] == [True, True, False]
+    assert "The requested URL returned error: 500" in outcomes[0].stderr
+    assert "refs/heads/main" in outcomes[2].stdout
+    git_log = [(r.status, r.fault) for r in devhub.hub.faults.log if ".git/" in r.path]
+    assert git_log[:2] == [(500, "error"), (500, "error")]
+    assert git_log[2:] and all(entry == (200, None) for entry in git_log[2:])  # protocol v2: refs, then ls-refs
+    assert [f.count for f in devhub.hub.faults.pending] == [5]
