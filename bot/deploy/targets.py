@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.deploy.manifest import ModelRef, Plan
+from bot.errors import InputError
 from bot.repoconfig import CONFIG_PATH, Environment, ModelSpec, RepoConfig
 
 # What `/modelship deploy --variant fp32|int8` accepts among the variants the optimizer produces.
@@ -21,7 +22,7 @@ VARIANT_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
-class DeployFailure(Exception):
+class DeployFailure(InputError):
     """A deploy cannot go ahead; the message is safe to show users and names what to fix."""
 
 

@@ -161,7 +161,7 @@ async def test_an_unreachable_remote_is_retried_then_fails_clearly_without_leaki
         await repo.commit({"a.txt": lambda _: "a\n"}, "never lands")
 
     message = str(failure.value)
-    assert "unreachable after 4 attempts" in message and "127.0.0.1:9/acme/deploy.git" in message
+    assert "is unreachable: gave up after 4 attempts" in message and "127.0.0.1:9/acme/deploy.git" in message
     assert "ghs_secret_token" not in message
     assert len(sleeps) == 3
 
