@@ -33,8 +33,8 @@ from typing import Any, cast
 
 from bot.deploy.gitops import CommitResult, DeployRepo, RepoLocks, RetryPolicy
 from bot.deploy.manifest import ModelRef, commit_message, load_values, plan_deploy, validate_values, values_path
-from bot.devhub import RunningDevHub, start
 from bot.github.git import StaticToken
+from devkit.devhub import RunningDevHub, start
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "charts/model-server/values.schema.json").read_text())

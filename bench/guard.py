@@ -34,14 +34,14 @@ from sqlalchemy import text
 # The benchmark reuses the test suite's Prometheus runner and model; run from a checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.demo import predict_forever
 from bot.guard.analysis import CheckConfig, CheckState, Decision
 from bot.guard.checks import Deployment, evaluate_many
 from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.templates import load_templates
+from devkit.demo import predict_forever
+from devkit.guard_world import V1, V2, build_world, config, running_bot, wait_until
+from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier
 from tests.fixtures.prometheus import PrometheusServer, free_port
-from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier
-from tests.guard.world import V1, V2, build_world, config, running_bot, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -161,7 +161,7 @@ async def detection_via_bot(
     root: Path,
 ) -> tuple[float, float]:
     """Breach -> incident recorded (decided) and -> rollback PR opened, through the real service's watcher loop."""
-    from bot.devhub import start
+    from devkit.devhub import start
     from tests.fixtures.devhub import WEBHOOK_SECRET
 
     devhub = await start(root / "devhub", webhook_secret=WEBHOOK_SECRET)

@@ -38,11 +38,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.devhub import start  # noqa: E402
 from bot.repoconfig import parse_repo_config  # noqa: E402
 from bot.review.evaluation import pipeline_spec  # noqa: E402
 from bot.sandbox.docker_engine import connect  # noqa: E402
 from bot.sandbox.local_image import DEFAULT_TAG, LocalRuntime, build_image  # noqa: E402
+from devkit.devhub import start  # noqa: E402
 from tests.fixtures.bot import bot_running  # noqa: E402
 from tests.fixtures.devhub import WEBHOOK_SECRET  # noqa: E402
 from tests.fixtures.podman import engine_cpu_seconds  # noqa: E402

@@ -24,8 +24,8 @@ class LazyGroup(click.Group):
     """Subcommands from feature packages are imported only when used, so `--help` stays fast."""
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
-        "devhub": ("bot.devhub.cli", "devhub"),
-        "demo": ("bot.demo", "demo"),
+        "devhub": ("devkit.devhub.cli", "devhub"),
+        "demo": ("devkit.demo", "demo"),
         "serve-model": ("model_server.serve", "serve_model"),
         "fetch-model": ("bot.artifacts.cli", "fetch_model_command"),
         "status": ("bot.guard.cli", "status"),

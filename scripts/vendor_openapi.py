@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 SOURCE = Path("/work/shared/github")
-TARGET = Path(__file__).resolve().parent.parent / "bot" / "devhub" / "openapi"
+TARGET = Path(__file__).resolve().parent.parent / "devkit" / "devhub" / "openapi"
 
 
 def words(text: str) -> frozenset[str]:

@@ -11,10 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.devhub import RunningDevHub
-from bot.devhub.auth import generate_key
 from bot.doctor import Check
 from bot.store.db import make_engine, migrate
+from devkit.devhub import RunningDevHub
+from devkit.devhub.auth import generate_key
 from tests.fixtures.bot import bot_running
 from tests.fixtures.devhub import WEBHOOK_SECRET
 from tests.fixtures.prometheus import PrometheusServer, free_port

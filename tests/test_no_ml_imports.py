@@ -66,7 +66,7 @@ REVIEW_IN_A_FRESH_PROCESS = textwrap.dedent(
     from pathlib import Path
 
     import bot
-    from bot.devhub import start
+    from devkit.devhub import start
     from tests.fixtures.bot import start_bot
     from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.devhub import RunningDevHub
-from bot.devhub.auth import generate_key
 from bot.review.service import TURNED_OFF
+from devkit.devhub import RunningDevHub
+from devkit.devhub.auth import generate_key
 from tests.fixtures.devhub import WEBHOOK_SECRET
 from tests.fixtures.prometheus import free_port
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.devhub import RunningDevHub
+from devkit.devhub import RunningDevHub
 from tests.deploy.githttp import GitHttpServer, git
 
 

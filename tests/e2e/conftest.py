@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.devhub import DevHub, RunningDevHub, start
-from bot.devhub.model import CheckRun
 from bot.review.service import ReviewService
 from bot.sandbox.runner import SandboxResult, SandboxRunner, SandboxSpec
+from devkit.devhub import DevHub, RunningDevHub, start
+from devkit.devhub.model import CheckRun
 from tests.fixtures.bot import LIVE_BOTS, RunningBot, bot_running
 from tests.fixtures.devhub import HUBS, WEBHOOK_SECRET, assert_contract_kept, shared_key
 

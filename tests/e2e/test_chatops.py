@@ -20,11 +20,11 @@ from sqlalchemy import delete, insert, select
 from bot.chatops import store
 from bot.chatops.ratelimit import RateLimiter
 from bot.chatops.service import LIMITER_KEY, SERVICES_KEY, CommandContext, Outcome, register, sandbox_allowed
-from bot.devhub import DevHub, Fault, start
 from bot.store.base import utcnow
 from bot.store.chatops_models import ChatopsApproval, ChatopsAudit, ChatopsHold
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob, job_row
+from devkit.devhub import DevHub, Fault, start
 from tests.fixtures.bot import RunningBot, bot_running, settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 

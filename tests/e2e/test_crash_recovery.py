@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.devhub import RunningDevHub
-from bot.devhub.faults import Fault
 from bot.store.db import make_engine
 from bot.store.models import Job
+from devkit.devhub import RunningDevHub
+from devkit.devhub.faults import Fault
 from tests.fixtures.devhub import WEBHOOK_SECRET
 
 REPO = "acme/churn"

@@ -27,11 +27,11 @@ from bot.deploy.gitops import RetryPolicy
 from bot.deploy.manifest import current_ref, load_values, parse_trailers, validate_values
 from bot.deploy.service import DeployService, of
 from bot.deploy.tenancy import DeployAllowlist
-from bot.devhub import DevHub, start
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob
 from bot.store.review_models import Deployment
 from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
+from devkit.devhub import DevHub, start
 from tests.fixtures.bot import RunningBot, bot_running, settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 

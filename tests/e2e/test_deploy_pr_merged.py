@@ -15,9 +15,9 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from bot.devhub.faults import Fault
 from bot.guard.cli import status as status_cli
 from bot.guard.service import GUARD_KEY
+from devkit.devhub.faults import Fault
 from tests.e2e.test_deploy import (
     World,
     commits,

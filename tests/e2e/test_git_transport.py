@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.devhub import DevHub, RunningDevHub, start
-from bot.devhub.faults import Fault
+from devkit.devhub import DevHub, RunningDevHub, start
+from devkit.devhub.faults import Fault
 from tests.fixtures.bot import RunningBot, bot_running
 from tests.fixtures.devhub import WEBHOOK_SECRET, assert_contract_kept, shared_key
 

@@ -18,18 +18,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import demo
 from bot.deploy.service import EXTRAS_KEY as DEPLOY_KEY
 from bot.deploy.service import DeployService
 from bot.deploy.targets import Target
-from bot.devhub import RunningDevHub
 from bot.guard.service import GUARD_KEY
 from bot.store.guard_models import GuardIncident
-from tests.fixtures.prometheus import PrometheusServer
-from tests.guard import conftest as guard_fixtures
-from tests.guard.conftest import ModelServer
-from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.guard.world import (
+from devkit import demo
+from devkit.devhub import RunningDevHub
+from devkit.guard_world import (
     DEPLOY,
     MODELS,
     REF2,
@@ -43,6 +39,10 @@ from tests.guard.world import (
     running_bot,
     wait_until,
 )
+from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.fixtures.prometheus import PrometheusServer
+from tests.guard import conftest as guard_fixtures
+from tests.guard.conftest import ModelServer
 
 INTERVAL, FAILURE_LIMIT = 1.0, 3
 # The model-server fixtures live with the guard's unit tests; this module uses them too.

@@ -15,16 +15,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import demo
-from bot.devhub import DevHub, RunningDevHub
 from bot.store.queue import ClaimedJob
 from bot.store.review_models import Deployment
+from devkit import demo
+from devkit.devhub import DevHub, RunningDevHub
+from devkit.guard_world import create_app, running_bot, wait_until
+from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
 from tests.fixtures.bot import settle_jobs
 from tests.fixtures.prometheus import PrometheusServer
 from tests.guard import conftest as guard_fixtures
 from tests.guard.conftest import ModelServer
-from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.guard.world import create_app, running_bot, wait_until
 
 # The model-server fixtures live with the guard's unit tests; this module uses them too.
 iris_model, start_model_server = guard_fixtures.iris_model, guard_fixtures.start_model_server

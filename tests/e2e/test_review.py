@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.demo import retrain_sample, sample_files
-from bot.devhub import RunningDevHub
 from bot.store.review_models import Review
 from bot.store.reviews import record_from_json
+from devkit.demo import retrain_sample, sample_files
+from devkit.devhub import RunningDevHub
 from tests.fixtures.bot import RunningBot, bot_running
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.devhub.faults import Fault
 from bot.review.report import REVIEW_MARKER
+from devkit.devhub.faults import Fault
 from tests.e2e.conftest import TINY_DATA, ReviewWorld, section, yaml_config, yaml_model
 
 pytestmark = pytest.mark.slow

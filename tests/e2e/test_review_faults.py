@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.devhub.faults import Fault
 from bot.store.models import Job
+from devkit.devhub.faults import Fault
 from tests.e2e.conftest import TINY_DATA, ReviewWorld, yaml_config, yaml_model
 
 pytestmark = pytest.mark.slow

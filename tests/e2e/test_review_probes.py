@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.devhub.githttp import RefUpdate
-from bot.devhub.gitstore import ZERO_SHA
+from devkit.devhub.githttp import RefUpdate
+from devkit.devhub.gitstore import ZERO_SHA
 from tests.e2e.conftest import (
     TINY_DATA,
     ReviewWorld,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.devhub import RunningDevHub
 from bot.store.models import Delivery, Installation, Job
+from devkit.devhub import RunningDevHub
 from tests.fixtures.bot import RunningBot, bot_running
 
 REPO = "acme/churn"

@@ -17,12 +17,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.devhub import RunningDevHub
-from bot.devhub.faults import Fault, LoggedRequest
 from bot.github.app import GitHubApp
 from bot.github.git import credentials
 from bot.github.redact import redact
 from bot.github.retry import RetryPolicy
+from devkit.devhub import RunningDevHub
+from devkit.devhub.faults import Fault, LoggedRequest
 
 pytestmark = pytest.mark.slow
 

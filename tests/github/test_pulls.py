@@ -5,10 +5,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from bot.devhub import RunningDevHub
-from bot.devhub.gitstore import ZERO_SHA
 from bot.github.app import GitHubApp
 from bot.github.pulls import open_or_update_pull
+from devkit.devhub import RunningDevHub
+from devkit.devhub.gitstore import ZERO_SHA
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.onnx_models import write_iris_classifier
 from tests.fixtures.prometheus import free_port
-from tests.guard.onnx_model import write_iris_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,14 +11,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.demo import predict_forever
 from bot.guard.analysis import CheckConfig, CheckState, Decision
 from bot.guard.checks import Deployment, Evaluation, evaluate, evaluate_many
 from bot.guard.prometheus import Outcome, PrometheusHTTP
 from bot.guard.templates import load_templates
+from devkit.demo import predict_forever
+from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
 from tests.fixtures.prometheus import SCRAPE_INTERVAL, PrometheusServer, free_port
 from tests.guard.conftest import ModelServer
-from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA
 
 INTERVAL = 1.0
 FAILURE_LIMIT = 3

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.devhub import RunningDevHub
 from bot.service import Service
+from devkit.devhub import RunningDevHub
+from devkit.guard_world import MODELS, V1, V2, World, build_world, config, create_app, running_bot
 from tests.fixtures.devhub import WEBHOOK_SECRET
-from tests.guard.world import MODELS, V1, V2, World, build_world, config, create_app, running_bot
 
 ROOT = Path(__file__).resolve().parents[2]
 

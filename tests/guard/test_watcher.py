@@ -18,8 +18,6 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from bot.demo import predict_forever
-from bot.devhub import RunningDevHub
 from bot.guard.analysis import CheckState, Decision
 from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.service import GUARD_KEY, Guard
@@ -28,10 +26,12 @@ from bot.guard.watcher import Watcher, guard_checks, is_due, window
 from bot.repoconfig import parse_repo_config
 from bot.service import Service
 from bot.store.guard_models import GuardCheckState
+from devkit.demo import predict_forever
+from devkit.devhub import RunningDevHub
+from devkit.guard_world import MODELS, V2, World, build_world, config, create_app, rows, running_bot
+from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
 from tests.fixtures.prometheus import PrometheusServer, free_port
 from tests.guard.conftest import ModelServer
-from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA
-from tests.guard.world import MODELS, V2, World, build_world, config, create_app, rows, running_bot
 
 
 class Clock:

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier, write_regressor
 from model_server.model import ServedModel, load_onnx
 from model_server.serve import FaultInjector, create_app, serve_model
-from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier, write_regressor
 
 
 @pytest.fixture(scope="module")

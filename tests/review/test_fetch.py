@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.devhub import Fault, RunningDevHub
 from bot.errors import Backoff, Failure, RetriesExhausted, classify
 from bot.github.git import TokenSource
 from bot.review.checkout import Checkout, CheckoutError, ExportLimits, TreeRefused, fetch_pull_request
+from devkit.devhub import Fault, RunningDevHub
 
 REPO = "acme/fetched"
 

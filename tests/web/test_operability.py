@@ -9,8 +9,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.devhub import RunningDevHub
 from bot.store.queue import enqueue, job_row
+from devkit.devhub import RunningDevHub
 from tests.fixtures.bot import RunningBot
 
 ROOT = Path(__file__).resolve().parents[2]

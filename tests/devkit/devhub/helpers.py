@@ -8,7 +8,7 @@ import aiohttp
 from gidgethub.aiohttp import GitHubAPI
 from gidgethub.apps import get_installation_access_token
 
-from bot.devhub import RunningDevHub
+from devkit.devhub import RunningDevHub
 
 REPO = "acme/models"
 

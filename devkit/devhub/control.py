@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.devhub.faults import KINDS, Fault
-from bot.devhub.hub import DevHub, DevHubError
-from bot.devhub.model import Repo
-from bot.devhub.webhooks import Delivery
+from devkit.devhub.faults import KINDS, Fault
+from devkit.devhub.hub import DevHub, DevHubError
+from devkit.devhub.model import Repo
+from devkit.devhub.webhooks import Delivery
 
 ACTIONS = (
     "create_app",

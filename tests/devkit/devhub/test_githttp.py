@@ -9,8 +9,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.devhub import Fault, RunningDevHub
-from tests.devhub.helpers import REPO, install_app
+from devkit.devhub import Fault, RunningDevHub
+from tests.devkit.devhub.helpers import REPO, install_app
 from tests.fixtures.devhub import WebhookSink
 
 GIT_ENV = {
@@ -84,7 +84,7 @@ async def test_push_without_a_valid_token_is_refused_with_basic_challenge(
 
 
 async def test_git_under_a_prefix_is_where_clone_url_says_and_nowhere_else(tmp_path: Path) -> None:
-    from bot.devhub import start
+    from devkit.devhub import start
     from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 
     running = await start(tmp_path / "hub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key, git_prefix="/git")

@@ -33,7 +33,7 @@ ERROR_SCHEMA = f"{REST_URI}#/components/schemas/basic-error"
 
 
 def _load(name: str) -> Any:
-    return json.loads(resources.files("bot.devhub").joinpath("openapi").joinpath(name).read_text())
+    return json.loads(resources.files("devkit.devhub").joinpath("openapi").joinpath(name).read_text())
 
 
 def _prepare(node: Any, base: str) -> Any:

@@ -27,15 +27,15 @@ from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.demo_processes import Process, ProcessError, Prometheus, free_port, model_server
-from bot.devhub import RunningDevHub
-from bot.devhub import start as start_devhub
 from bot.github.app import GitHubApp
 from bot.guard.service import GUARD_KEY
 from bot.service import Service, build_service
 from bot.settings import Settings
 from bot.store.review_models import Deployment
 from bot.store.reviews import review_records
+from devkit.devhub import RunningDevHub
+from devkit.devhub import start as start_devhub
+from devkit.processes import Process, ProcessError, Prometheus, free_port, model_server
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-model-repo"
 REPO = "acme/churn-model"

@@ -7,8 +7,8 @@ await hub.create_repo("acme/models", {"README.md": "hi"})
 await hub.install("acme", ["acme/models"])
 """
 
-from bot.devhub.faults import Fault
-from bot.devhub.hub import DevHub, DevHubError
-from bot.devhub.server import RunningDevHub, start
+from devkit.devhub.faults import Fault
+from devkit.devhub.hub import DevHub, DevHubError
+from devkit.devhub.server import RunningDevHub, start
 
 __all__ = ["DevHub", "DevHubError", "Fault", "RunningDevHub", "start"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.devhub.gitstore import GitStore, Identity, MergeConflict
+from devkit.devhub.gitstore import GitStore, Identity, MergeConflict
 
 WHO = Identity("alice", "alice@example.com", 1_700_000_000)
 

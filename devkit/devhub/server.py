@@ -9,9 +9,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.devhub.app import build_app
-from bot.devhub.auth import generate_key
-from bot.devhub.hub import DevHub
+from devkit.devhub.app import build_app
+from devkit.devhub.auth import generate_key
+from devkit.devhub.hub import DevHub
 
 
 @dataclass

@@ -22,10 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.deploy.manifest import ModelRef, current_ref, render_values
-from bot.devhub import DevHub, RunningDevHub
 from bot.service import Service
 from bot.store.base import utcnow
 from bot.store.review_models import Deployment
+from devkit.devhub import DevHub, RunningDevHub
 from tests.fixtures.bot import bot_running
 
 V1 = hashlib.sha1(b"iris v1").hexdigest()

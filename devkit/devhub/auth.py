@@ -10,7 +10,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.devhub.model import App
+from devkit.devhub.model import App
 
 MAX_JWT_LIFETIME = 600  # GitHub refuses an `exp` more than ten minutes ahead
 TOKEN_LIFETIME = 3600

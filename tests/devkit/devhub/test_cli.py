@@ -10,9 +10,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from bot.devhub.cli import devhub
+from devkit.devhub.cli import devhub
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_help_names_every_option() -> None:
@@ -34,7 +34,7 @@ def test_serves_until_stopped(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-c",
-        "from bot.devhub.cli import devhub; devhub()",
+        "from devkit.devhub.cli import devhub; devhub()",
         "--port",
         "0",
         "--data-dir",

@@ -10,9 +10,9 @@ import pytest
 from gidgethub import BadRequest
 from gidgethub.aiohttp import GitHubAPI
 
-from bot.devhub import RunningDevHub
-from bot.devhub.auth import generate_key
-from tests.devhub.helpers import REPO, client, install_app
+from devkit.devhub import RunningDevHub
+from devkit.devhub.auth import generate_key
+from tests.devkit.devhub.helpers import REPO, client, install_app
 
 
 async def test_app_jwt_buys_an_installation_token_that_opens_the_api(devhub: RunningDevHub) -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.devhub import DevHub, RunningDevHub
-from bot.devhub.contract import shared_contract
-from bot.devhub.rest import Rest
-from tests.devhub.helpers import REPO, install_app
+from devkit.devhub import DevHub, RunningDevHub
+from devkit.devhub.contract import shared_contract
+from devkit.devhub.rest import Rest
+from tests.devkit.devhub.helpers import REPO, install_app
 from tests.fixtures.devhub import assert_contract_kept
 
-VENDORED = Path(__file__).resolve().parents[2] / "bot" / "devhub" / "openapi"
+VENDORED = Path(__file__).resolve().parents[3] / "devkit" / "devhub" / "openapi"
 
 
 async def test_an_invalid_request_is_recorded_as_a_violation(devhub: RunningDevHub) -> None:

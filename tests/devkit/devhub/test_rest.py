@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from gidgethub import BadRequest, InvalidField, ValidationError
 
-from bot.devhub import RunningDevHub
-from tests.devhub.helpers import REPO, client, install_app
+from devkit.devhub import RunningDevHub
+from tests.devkit.devhub.helpers import REPO, client, install_app
 
 
 async def open_pr(devhub: RunningDevHub) -> int:

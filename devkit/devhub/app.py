@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.devhub.control import control_routes
-from bot.devhub.faults import Fault
-from bot.devhub.githttp import RefUpdate, git_http_routes
-from bot.devhub.http import GitHubError, credential_key, error_response, etag_of, json_response
-from bot.devhub.hub import DevHub, DevHubError
-from bot.devhub.rest import Rest
+from devkit.devhub.control import control_routes
+from devkit.devhub.faults import Fault
+from devkit.devhub.githttp import RefUpdate, git_http_routes
+from devkit.devhub.http import GitHubError, credential_key, error_response, etag_of, json_response
+from devkit.devhub.hub import DevHub, DevHubError
+from devkit.devhub.rest import Rest
 
 GHE_PREFIX = "/api/v3"
 HUB_KEY = web.AppKey("devhub", DevHub)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from bot.devhub.server import serve
+from devkit.devhub.server import serve
 
 
 @click.command("devhub")

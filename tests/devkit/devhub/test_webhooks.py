@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 import gidgethub.sansio
 
-from bot.devhub import RunningDevHub
-from bot.devhub.webhooks import sign
-from tests.devhub.helpers import REPO, install_app
+from devkit.devhub import RunningDevHub
+from devkit.devhub.webhooks import sign
+from tests.devkit.devhub.helpers import REPO, install_app
 from tests.fixtures.devhub import WEBHOOK_SECRET, WebhookSink
 
 

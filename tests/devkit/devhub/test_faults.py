@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
-from bot.devhub import Fault, RunningDevHub
-from tests.devhub.helpers import REPO, install_app
+from devkit.devhub import Fault, RunningDevHub
+from tests.devkit.devhub.helpers import REPO, install_app
 
 
 async def get_repo(

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.devhub import DevHubError, RunningDevHub
-from tests.devhub.helpers import REPO, install_app
+from devkit.devhub import DevHubError, RunningDevHub
+from tests.devkit.devhub.helpers import REPO, install_app
 from tests.fixtures.devhub import WebhookSink
 
 

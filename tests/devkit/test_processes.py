@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo_processes import Process, ProcessError, Prometheus, free_port
+from devkit.processes import Process, ProcessError, Prometheus, free_port
 
 
 def test_prometheus_starts_scrapes_an_added_target_and_stops(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """DevHub: the simulator's state and its scripted actions (what a user does on github.com).
 
 Each action changes the state, writes real git objects, and sends the webhook GitHub would send,
-validated against GitHub's webhook schemas. The HTTP face lives in `bot.devhub.app`.
+validated against GitHub's webhook schemas. The HTTP face lives in `devkit.devhub.app`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bot.devhub import render
-from bot.devhub.auth import TOKEN_LIFETIME, generate_key, new_token
-from bot.devhub.contract import Contract, shared_contract
-from bot.devhub.faults import Fault, Faults
-from bot.devhub.githttp import RefUpdate
-from bot.devhub.gitstore import ZERO_SHA, GitStore, Identity
-from bot.devhub.http import RateLimits
-from bot.devhub.model import (
+from devkit.devhub import render
+from devkit.devhub.auth import TOKEN_LIFETIME, generate_key, new_token
+from devkit.devhub.contract import Contract, shared_contract
+from devkit.devhub.faults import Fault, Faults
+from devkit.devhub.githttp import RefUpdate
+from devkit.devhub.gitstore import ZERO_SHA, GitStore, Identity
+from devkit.devhub.http import RateLimits
+from devkit.devhub.model import (
     PERMISSIONS,
     Account,
     App,
@@ -37,7 +37,7 @@ from bot.devhub.model import (
     iso,
     next_id,
 )
-from bot.devhub.webhooks import Delivery, WebhookSender
+from devkit.devhub.webhooks import Delivery, WebhookSender
 
 Files = Mapping[str, bytes | str | None]
 

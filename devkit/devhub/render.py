@@ -6,8 +6,8 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from bot.devhub.gitstore import FileChange, TreeEntry
-from bot.devhub.model import (
+from devkit.devhub.gitstore import FileChange, TreeEntry
+from devkit.devhub.model import (
     Account,
     App,
     CheckRun,

@@ -10,13 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.devhub import render
-from bot.devhub.auth import AuthError, bearer, verify_app_jwt
-from bot.devhub.githttp import RefUpdate
-from bot.devhub.gitstore import ZERO_SHA, MergeConflict
-from bot.devhub.http import GitHubError, invalid, json_response, not_found, paginate
-from bot.devhub.hub import DevHub
-from bot.devhub.model import (
+from devkit.devhub import render
+from devkit.devhub.auth import AuthError, bearer, verify_app_jwt
+from devkit.devhub.githttp import RefUpdate
+from devkit.devhub.gitstore import ZERO_SHA, MergeConflict
+from devkit.devhub.http import GitHubError, invalid, json_response, not_found, paginate
+from devkit.devhub.hub import DevHub
+from devkit.devhub.model import (
     App,
     CheckRun,
     Comment,
