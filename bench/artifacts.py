@@ -17,7 +17,6 @@ import hashlib
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bot.artifacts.registry import OciRegistry  # noqa: E402
+from devkit.processes import registry_host  # noqa: E402
 
 
 def plain_upload(host: str, repository: str, data: bytes) -> float:
@@ -48,9 +48,7 @@ async def main() -> None:
     parser.add_argument("--mb", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    host = subprocess.run(
-        [str(REPO / "scripts" / "registry.sh"), "start"], capture_output=True, text=True, check=True
-    ).stdout.split()[-1]
+    host = registry_host()
     plain, push, repush = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.runs):

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from bot.intake import signature_for
+from devkit.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret"
@@ -55,12 +56,6 @@ def rsa_pem() -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 30) -> None:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from bot.sandbox.docker_engine import DockerEngineRunner, connect, wait_exited  # noqa: E402
 from bot.sandbox.local_image import DEFAULT_TAG, LocalRuntime, build_image  # noqa: E402
 from bot.sandbox.runner import SandboxSpec  # noqa: E402
+from devkit.processes import podman_url  # noqa: E402
 
 WRITE_RESULT = "import json; json.dump({'ok': True}, open('/out/result.json', 'w'))"
 IMPORT_STACK = "import sklearn, onnxruntime, pandas, numpy; " + WRITE_RESULT
@@ -49,14 +50,9 @@ def timed(fn: Callable[[], object]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--url", help="Docker Engine API URL (default: start scripts/podman-service.sh)")
+    parser.add_argument("--url", help="Docker Engine API URL (default: the shared podman service, started if needed)")
     args = parser.parse_args()
-    url = (
-        args.url
-        or subprocess.run(
-            [str(REPO / "scripts" / "podman-service.sh")], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
+    url = args.url or podman_url()
     client = connect(url)
     runtime = LocalRuntime.discover(REPO / ".venv", REPO)
     build_image(client.images, runtime, DEFAULT_TAG)

@@ -1,26 +1,40 @@
-"""The demo's helper processes: a private Prometheus and ONNX model servers (``model_server.serve``).
+"""The helper processes the demo, the tests and the benchmarks start: one launcher each.
 
-Both run as subprocesses: the bot's process never imports onnxruntime, and stopping the demo stops
-them. Prometheus scrapes every second and discovers model servers through file_sd, so targets are
-added while it runs (it picks one up within a few seconds).
+- Prometheus (Debian's binary): 1 s scrapes, targets added and removed at run time through file_sd;
+- model servers (``python -m model_server.serve``, fault injection on), subprocesses so that no
+  process of ours imports onnxruntime;
+- the shared podman service and the loopback OCI registry (scripts/podman-service.sh and
+  scripts/registry.sh, which the Makefile and the image builds run too: idempotent, safe to call
+  concurrently);
+- a throw-away PostgreSQL cluster (Debian packages).
+
+Everything here blocks (subprocess, urllib); async callers run it in a thread.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
+SCRAPE_INTERVAL = 1.0
+# The production model server's module; the one place the launchers name it.
+MODEL_SERVER_MODULE = "model_server.serve"
+PODMAN_DIR = Path(os.environ.get("MODELSHIP_PODMAN_DIR", "/tmp/modelship-podman"))  # as podman-service.sh
 
 
 class ProcessError(Exception):
@@ -51,6 +65,10 @@ class Process:
     ready_url: str
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen is not None else None
+
     def start(self, timeout: float = 60.0) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
@@ -61,7 +79,7 @@ class Process:
                 raise ProcessError(f"{self.name} exited with {self.popen.returncode}: {self._tail()}")
             if _ready(self.ready_url):
                 return
-            time.sleep(0.2)
+            time.sleep(0.1)
         self.stop()
         raise ProcessError(f"{self.name} was not ready within {timeout:g}s: {self._tail()}")
 
@@ -79,26 +97,20 @@ class Process:
 
 
 class Prometheus:
+    """A private Prometheus under ``root`` on a free loopback port.
+
+    Targets are registered at run time through file_sd_configs (Prometheus picks a new one up within
+    about 5 s: its discovery updates are throttled), so model servers come and go without a restart.
+    """
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.targets = root / "targets"
-        self.targets.mkdir(parents=True, exist_ok=True)
+        self.targets_dir = root / "targets"
+        self.targets_dir.mkdir(parents=True, exist_ok=True)
         config = root / "prometheus.yml"
-        config.write_text(  # JSON is YAML
-            json.dumps(
-                {
-                    "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                    "scrape_configs": [
-                        {
-                            "job_name": "models",
-                            "file_sd_configs": [{"files": [str(self.targets / "*.json")], "refresh_interval": "1s"}],
-                        }
-                    ],
-                }
-            )
-        )
+        config.write_text(self.config())
         self.process = Process(
             "prometheus",
             [
@@ -113,23 +125,157 @@ class Prometheus:
             f"{self.url}/-/ready",
         )
 
-    def add_target(self, address: str) -> None:
-        path = self.targets / f"{address.replace(':', '_')}.json"
+    def config(self) -> str:
+        return json.dumps(  # JSON is YAML, and needs no extra dependency
+            {
+                "global": {"scrape_interval": f"{SCRAPE_INTERVAL:g}s", "scrape_timeout": f"{SCRAPE_INTERVAL:g}s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "models",
+                        "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")], "refresh_interval": "1s"}],
+                    }
+                ],
+            },
+            indent=2,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.process.start(timeout)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def add_target(self, address: str, **labels: str) -> None:
+        """Scrape ``address`` (host:port, path /metrics) from the next file_sd refresh on."""
+        path = self.targets_dir / f"{address.replace(':', '_')}.json"
         staging = path.with_suffix(".tmp")
-        staging.write_text(json.dumps([{"targets": [address], "labels": {}}]))
+        staging.write_text(json.dumps([{"targets": [address], "labels": labels}]))
         os.replace(staging, path)  # atomic: Prometheus never reads half a file
+
+    def remove_target(self, address: str) -> None:
+        (self.targets_dir / f"{address.replace(':', '_')}.json").unlink(missing_ok=True)
+
+    def query(self, promql: str) -> Any:
+        """Blocking instant query; returns the ``data.result`` list."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)["data"]["result"]
+
+    def wait_for(self, promql: str, timeout: float = 20.0) -> Any:
+        """Poll until ``promql`` returns a non-empty result (e.g. ``up{instance="..."} == 1``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = self.query(promql)
+            if result:
+                return result
+            time.sleep(0.2)
+        raise TimeoutError(f"Prometheus returned nothing for {promql!r} within {timeout:g}s")
+
+
+@dataclass
+class ModelServer:
+    """One model version served on a loopback port (not started until ``start``)."""
+
+    process: Process
+    port: int
+    version: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.process.start(timeout)
+
+    def stop(self) -> None:
+        self.process.stop()
 
 
 def model_server(
     model: Path, *, name: str, version: str, sha256: str, env: str, log: Path, port: int | None = None
-) -> Process:
-    """``python -m model_server.serve`` for one version, with fault injection on (demo only)."""
+) -> ModelServer:
+    """The production model server for one version, with fault injection on (demo and tests only)."""
     port = port or free_port()
     argv = [
         sys.executable,
         "-m",
-        "model_server.serve",
+        MODEL_SERVER_MODULE,
         *("--model", str(model), "--name", name, "--version", version, "--sha256", sha256),
         *("--env", env, "--port", str(port), "--allow-fault-injection"),
     ]
-    return Process(f"model server {name}@{version[:7]}", argv, log, f"http://127.0.0.1:{port}/v2/health/live")
+    process = Process(f"model server {name}@{version[:7]}", argv, log, f"http://127.0.0.1:{port}/v2/health/ready")
+    return ModelServer(process, port, version)
+
+
+def _script(name: str, *args: str, timeout: float = 120) -> str:
+    """Run one of scripts/*.sh; returns the last line it printed (the URL or address)."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / name), *args], capture_output=True, text=True, check=False, timeout=timeout
+    )
+    if done.returncode != 0:
+        raise ProcessError(f"scripts/{name} failed: {done.stderr.strip()}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def podman_url() -> str:
+    """URL of the shared podman service (Docker Engine API), started when not running."""
+    return _script("podman-service.sh")
+
+
+def podman_cpu_seconds() -> float:
+    """CPU time the shared podman service has used so far (user + system)."""
+    pid = (PODMAN_DIR / "service.pid").read_text().strip()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def registry_host() -> str:
+    """host:port of the shared loopback OCI registry (plain HTTP), started when not running."""
+    return _script("registry.sh", "start")
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root; the Debian package creates the `postgres` user.
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+class PostgresCluster:
+    """A throw-away PostgreSQL cluster on a loopback port (no fsync: data is disposable)."""
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            raise ProcessError("PostgreSQL is not installed: run `make setup` (scripts/setup-system.sh)")
+        self.bindir = Path(found[-1]).parent
+        self.root = Path(tempfile.mkdtemp(prefix="modelship-pg-"))
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        """Base URL without a database name."""
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        data, sock = self.root / "data", self.root / "sock"
+        sock.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(sock, "postgres")
+        initdb = [str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"]
+        subprocess.run(_as_postgres([*initdb, "-E", "UTF8"]), check=True, capture_output=True)
+        opts = f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        pg_ctl = [str(self.bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l", str(self.root / "log")]
+        subprocess.run(_as_postgres([*pg_ctl, "start"]), check=True, capture_output=True)
+
+    def stop(self) -> None:
+        pg_ctl = [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop"]
+        subprocess.run(_as_postgres(pg_ctl), capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)

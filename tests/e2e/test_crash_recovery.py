@@ -17,16 +17,11 @@ from bot.store.db import make_engine
 from bot.store.models import Job
 from devkit.devhub import RunningDevHub
 from devkit.devhub.faults import Fault
+from devkit.processes import free_port
 from tests.fixtures.devhub import WEBHOOK_SECRET
 
 REPO = "acme/churn"
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -56,7 +51,7 @@ async def test_sigkill_with_jobs_queued_and_running(devhub: RunningDevHub, tmp_p
     app_id, key = await hub.create_app(slug="modelship")
     await hub.create_repo(REPO, {"models/churn.onnx": b"v1"})
     await hub.install("acme", [REPO])
-    port = _free_port()
+    port = free_port()
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     env = {
         **os.environ,

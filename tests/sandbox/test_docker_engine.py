@@ -19,7 +19,7 @@ import pytest
 from bot.sandbox.docker_engine import SANDBOX_LABEL, DockerEngineRunner, missing_controls, read_result
 from bot.sandbox.local_image import LocalRuntime
 from bot.sandbox.runner import MiB, Mount, SandboxSpec
-from tests.fixtures.podman import engine_cpu_seconds
+from devkit.processes import podman_cpu_seconds
 
 pytestmark = pytest.mark.slow
 
@@ -87,11 +87,11 @@ async def test_concurrent_runs_keep_their_own_results(sandbox_runner, runner_ima
 async def test_waiting_for_a_run_leaves_the_engine_idle(sandbox_runner, runner_image):
     # podman's compat /wait before 4.5 polls every microsecond: a 3 s run would cost the engine over
     # 3 s of CPU, taken from the sandbox itself on a 2-core runner.
-    before = engine_cpu_seconds()
+    before = podman_cpu_seconds()
     result = await sandbox_runner.run(
         probe(runner_image, "import time, json; time.sleep(3); json.dump({}, open('/out/result.json', 'w'))")
     )
-    used = engine_cpu_seconds() - before
+    used = podman_cpu_seconds() - before
     assert result.ok, result.error
     assert used < 1.0, f"the container engine used {used:.2f} s of CPU during a 3 s run"
 
