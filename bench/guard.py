@@ -1,7 +1,7 @@
 """Guard benchmark: the watcher's cost per interval for many deployments, and its detection latency.
 
 Starts a real Prometheus (Debian's binary, 1 s scrapes) and two real model servers (`python -m
-model_server.serve`, versions 1 and 2) under steady traffic, then prints two tables:
+pipelines.serve`, versions 1 and 2) under steady traffic, then prints two tables:
   - cost: one watcher round over N deployments × 3 checks (error_rate, latency_p95, prediction_drift):
     the bot's CPU time, wall time, queries sent, Prometheus' own CPU, and the share of one core
     that costs at a 30 s interval. Every query hits live series (the deployments alternate between
@@ -21,27 +21,27 @@ import argparse
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
 from sqlalchemy import text
 
-# The benchmark reuses the test suite's Prometheus runner and model; run from a checkout.
+# The benchmark uses devkit's launchers, guard world and model; run from a checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.guard.analysis import CheckConfig, CheckState, Decision
 from bot.guard.checks import Deployment, evaluate_many
 from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.templates import load_templates
-from devkit.demo import predict_forever
 from devkit.guard_world import V1, V2, build_world, config, running_bot, wait_until
+from devkit.harness import WEBHOOK_SECRET
 from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier
-from tests.fixtures.prometheus import PrometheusServer, free_port
+from devkit.processes import ModelServer, model_server
+from devkit.processes import Prometheus as PrometheusServer
+from devkit.traffic import predict_forever
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -53,30 +53,12 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def start_server(model: Path, sha: str, version: str, logs: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "model_server.serve",
-        "--model",
-        str(model),
-        "--name",
-        "iris",
-        "--version",
-        version,
-    ]
-    command += ["--sha256", sha, "--env", "production", "--port", str(port), "--allow-fault-injection"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(logs / f"v{version[:7]}.log").open("wb")
+def start_server(model: Path, sha: str, version: str, logs: Path) -> ModelServer:
+    server = model_server(
+        model, name="iris", version=version, sha256=sha, env="production", log=logs / f"v{version[:7]}.log"
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1).close()
-            return url, process
-        time.sleep(0.1)
-    raise RuntimeError(f"model server v{version} did not start: {(logs / f'v{version[:7]}.log').read_text()[-1000:]}")
+    server.start(timeout=30)
+    return server
 
 
 async def cost(prometheus: PrometheusServer, session: aiohttp.ClientSession, n: int, rounds: int) -> None:
@@ -162,7 +144,6 @@ async def detection_via_bot(
 ) -> tuple[float, float]:
     """Breach -> incident recorded (decided) and -> rollback PR opened, through the real service's watcher loop."""
     from devkit.devhub import start
-    from tests.fixtures.devhub import WEBHOOK_SECRET
 
     devhub = await start(root / "devhub", webhook_secret=WEBHOOK_SECRET)
     try:
@@ -241,17 +222,16 @@ async def main(args: argparse.Namespace) -> None:
         model = root / "iris.onnx"
         sha = write_iris_classifier(model)
         prometheus = PrometheusServer(root / "prometheus")
-        servers: list[tuple[str, subprocess.Popen[bytes]]] = []
+        servers: list[ModelServer] = []
         try:
             prometheus.start()
-            servers = [start_server(model, sha, v, root) for v in (V1, V2)]
-            for url, _ in servers:
-                prometheus.add_target(url.removeprefix("http://"))
-            await measure(prometheus, [url for url, _ in servers], args, root)
+            for version in (V1, V2):
+                servers.append(start_server(model, sha, version, root))
+                prometheus.add_target(servers[-1].address)
+            await measure(prometheus, [server.url for server in servers], args, root)
         finally:
-            for _, process in servers:
-                process.terminate()
-                process.wait(timeout=10)
+            for server in servers:
+                server.stop()
             prometheus.stop()
 
 

@@ -42,10 +42,10 @@ from bot.repoconfig import parse_repo_config  # noqa: E402
 from bot.review.evaluation import pipeline_spec  # noqa: E402
 from bot.sandbox.docker_engine import connect  # noqa: E402
 from bot.sandbox.local_image import DEFAULT_TAG, LocalRuntime, build_image  # noqa: E402
+from devkit.demo import sample_files  # noqa: E402
 from devkit.devhub import start  # noqa: E402
-from tests.fixtures.bot import bot_running  # noqa: E402
-from tests.fixtures.devhub import WEBHOOK_SECRET  # noqa: E402
-from tests.fixtures.podman import engine_cpu_seconds  # noqa: E402
+from devkit.harness import WEBHOOK_SECRET, bot_running  # noqa: E402
+from devkit.processes import podman_cpu_seconds, podman_url  # noqa: E402
 
 SAMPLE = ROOT / "examples" / "sample-model-repo"
 REPO = "acme/churn-model"
@@ -54,7 +54,7 @@ REPO = "acme/churn-model"
 def engine_cpu_s() -> float | None:
     """CPU seconds the podman service has used so far (None when it is not ours to read)."""
     try:
-        return engine_cpu_seconds()
+        return podman_cpu_seconds()
     except (OSError, IndexError, ValueError):
         return None
 
@@ -77,14 +77,6 @@ class SandboxLog(logging.Handler):
                     "container_start_s": fields["container_start_s"],
                 }
             )
-
-
-def files(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
-    }
 
 
 def retrain(work: Path, trees: int, depth: int) -> Path:
@@ -110,7 +102,7 @@ async def through_the_bot(work: Path, head: Path, url: str) -> dict[str, Any]:
             devhub, work, container_engine_url=url, sandbox_mount_runtime=True, sandbox_image=DEFAULT_TAG
         ) as bot:
             hub = devhub.hub
-            await hub.create_repo(REPO, files(SAMPLE))
+            await hub.create_repo(REPO, sample_files(SAMPLE))
             await hub.install("acme", [REPO])
             hub.set_permission(REPO, "alice", "write")
             await hub.push(REPO, "retrain", {"models/churn.skops": (head / "models" / "churn.skops").read_bytes()})
@@ -215,18 +207,13 @@ def main() -> int:
     parser.add_argument("--trees", type=int, default=20)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3, help="repetitions; the table shows each and the median")
-    parser.add_argument("--url", help="Docker Engine API URL (default: start scripts/podman-service.sh)")
+    parser.add_argument("--url", help="Docker Engine API URL (default: the shared podman service, started if needed)")
     parser.add_argument("--floor", nargs=2, metavar=("WORK", "HEAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
         print(json.dumps(in_process(Path(args.floor[0]), Path(args.floor[1]))))
         return 0
-    url = (
-        args.url
-        or subprocess.run(
-            [str(ROOT / "scripts" / "podman-service.sh")], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
+    url = args.url or podman_url()
     build_image(connect(url).images, LocalRuntime.discover(ROOT / ".venv", ROOT), DEFAULT_TAG)
     runs = []
     for i in range(args.runs):

@@ -1,4 +1,4 @@
-"""`modelship demo`: the whole flow on loopback — devhub (GitHub simulator), the bot, a sample model repo.
+"""`python -m devkit demo` (`make demo`): the whole flow on loopback — devhub, the bot, a sample model repo.
 
 Prints each step, every webhook delivery with the bot's answer, the jobs the bot ran and the PR comments;
 then merges the PR (the bot deploys it to staging through a deploy repository), serves two versions
@@ -17,25 +17,22 @@ import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import click
-from aiohttp import web
-from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.github.app import GitHubApp
 from bot.guard.service import GUARD_KEY
-from bot.service import Service, build_service
-from bot.settings import Settings
+from bot.service import Service
 from bot.store.review_models import Deployment
 from bot.store.reviews import review_records
 from devkit.devhub import RunningDevHub
 from devkit.devhub import start as start_devhub
-from devkit.processes import Process, ProcessError, Prometheus, free_port, model_server
+from devkit.harness import WEBHOOK_SECRET, bot_running
+from devkit.processes import Process, ProcessError, Prometheus, model_server, podman_url
+from devkit.traffic import traffic
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-model-repo"
 REPO = "acme/churn-model"
@@ -43,7 +40,6 @@ DEPLOY = "acme/deploy"
 ENV = "staging"
 VALUES = f"environments/{ENV}/churn/values.yaml"
 ROLLBACK_BRANCH = f"modelship/rollback/{ENV}/churn"
-SECRET = "demo-webhook-secret"
 INTERVAL, FAILURE_LIMIT = 1, 3
 
 # What the demo adds to the sample's .modelship.yml: where merged models go, and what guards them there.
@@ -132,7 +128,7 @@ class Demo:
         prometheus = Prometheus(self.workdir / "prometheus")
         self.processes.append(prometheus.process)
         try:
-            await asyncio.to_thread(prometheus.process.start)
+            await asyncio.to_thread(prometheus.start)
             self.echo(f"    Prometheus at {prometheus.url}")
             await self.with_devhub(prometheus)
         finally:
@@ -141,41 +137,26 @@ class Demo:
 
     async def with_devhub(self, prometheus: Prometheus) -> None:
         self.step("Starting devhub, the local GitHub simulator")
-        devhub = await start_devhub(self.workdir / "devhub", webhook_secret=SECRET)
+        devhub = await start_devhub(self.workdir / "devhub", webhook_secret=WEBHOOK_SECRET)
         hub = devhub.hub
         app_id, key = await hub.create_app(slug="modelship")
         self.echo(f"    devhub at {devhub.base_url}; GitHub App 'modelship' registered (id {app_id})")
 
         self.step("Starting the bot (SQLite, 2 workers, podman sandbox, guard every second)")
-        settings = Settings(
-            webhook_secret=SecretStr(SECRET),
-            github_app_id=app_id,
-            github_private_key=SecretStr(key),
-            github_api_url=devhub.api_url,
-            data_dir=self.workdir / "bot",
-            container_engine_url=_podman_url(),
-            sandbox_mount_runtime=True,
-            prometheus_url=prometheus.url,
-            guard_interval_seconds=INTERVAL,
-        )
-        session = aiohttp.ClientSession()
-        github = GitHubApp(app_id=app_id, private_key_pem=key, api_url=devhub.api_url, session=session)
-        service = await build_service(settings, github=github)
-        await service.start()
-        runner = web.AppRunner(service.web_app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        hub.sender.url = f"http://127.0.0.1:{port}/webhooks/github"
-        self.echo(f"    bot listening on {hub.sender.url}")
         try:
-            await self.flow(devhub, service, prometheus)
+            engine_url = await asyncio.to_thread(podman_url)
+            async with bot_running(
+                devhub,
+                self.workdir,
+                app=(app_id, key),
+                container_engine_url=engine_url,
+                sandbox_mount_runtime=True,
+                prometheus_url=prometheus.url,
+                guard_interval_seconds=INTERVAL,
+            ) as bot:
+                self.echo(f"    bot listening on {hub.sender.url}")
+                await self.flow(devhub, bot.service, prometheus)
         finally:
-            hub.sender.url = None  # nothing left to take deliveries
-            await service.stop()
-            await runner.cleanup()
-            await session.close()
             await devhub.stop()
 
     def show_comments(
@@ -246,7 +227,7 @@ class Demo:
         self.step(f"Serving v1 ({v1[:7]}) with the ONNX variant the review chose; traffic starts")
         servers: list[str] = []
         await self.serve(prometheus, await self.onnx_of(service, head1), v1, servers)
-        async with traffic(servers) as client:
+        async with traffic(servers, _sample_rows()) as client:
             healthy = await self.wait_health(service, v1, "healthy", 45)
             self.echo(f"    guard verdict for v1 in {ENV}: {healthy}")
 
@@ -327,21 +308,13 @@ class Demo:
         return found
 
     async def serve(self, prometheus: Prometheus, onnx: Path, version: str, servers: list[str]) -> str:
-        port = free_port()
         digest = hashlib.sha256(await asyncio.to_thread(onnx.read_bytes)).hexdigest()
-        server = model_server(
-            onnx,
-            name="churn",
-            version=version,
-            sha256=digest,
-            env=ENV,
-            port=port,
-            log=self.workdir / "servers" / f"{version[:7]}.log",
-        )
-        self.processes.append(server)
+        log = self.workdir / "servers" / f"{version[:7]}.log"
+        server = model_server(onnx, name="churn", version=version, sha256=digest, env=ENV, log=log)
+        self.processes.append(server.process)
         await asyncio.to_thread(server.start)
-        prometheus.add_target(f"127.0.0.1:{port}")
-        url = f"http://127.0.0.1:{port}"
+        prometheus.add_target(server.address)
+        url = server.url
         servers.append(url)
         self.echo(f"    {onnx.name} (sha256 {digest[:12]}) served at {url}, scraped by Prometheus")
         return url
@@ -402,32 +375,6 @@ def _rolled_back_note(devhub: RunningDevHub, number: int) -> bool:
     )
 
 
-async def predict_forever(
-    session: aiohttp.ClientSession, urls: Sequence[str], instances: list[Any], every: float = 0.05
-) -> None:
-    """Steady prediction requests to every model server in ``urls`` until cancelled; the list is read
-    again each round, so servers started later get traffic too. A refused request is not fatal."""
-    while True:
-        for url in list(urls):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.post(f"{url}/predict", json={"instances": instances}) as response:
-                    await response.read()
-        await asyncio.sleep(every)
-
-
-@contextlib.asynccontextmanager
-async def traffic(servers: list[str], instances: list[Any] | None = None) -> AsyncIterator[aiohttp.ClientSession]:
-    """predict_forever while the block runs (by default the sample repository's evaluation rows)."""
-    async with aiohttp.ClientSession() as session:
-        task = asyncio.create_task(predict_forever(session, servers, instances or _sample_rows()))
-        try:
-            yield session
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
 def _git(bare: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=bare, check=True, capture_output=True, text=True).stdout
 
@@ -445,15 +392,6 @@ def retrain_sample(work: Path, trees: int, depth: int) -> bytes:
         timeout=600,
     )
     return (work / "models" / "churn.skops").read_bytes()
-
-
-def _podman_url() -> str:
-    """The demo's container engine: this machine's podman service (started if needed)."""
-    script = SAMPLE.parents[1] / "scripts" / "podman-service.sh"
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise click.ClickException(f"could not start podman (scripts/podman-service.sh): {done.stderr.strip()}")
-    return done.stdout.strip().splitlines()[-1]
 
 
 @click.command("demo")

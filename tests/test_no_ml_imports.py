@@ -67,8 +67,7 @@ REVIEW_IN_A_FRESH_PROCESS = textwrap.dedent(
 
     import bot
     from devkit.devhub import start
-    from tests.fixtures.bot import start_bot
-    from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
+    from devkit.harness import WEBHOOK_SECRET, bot_running, shared_key
 
     FORBIDDEN, PODMAN, IMAGE = json.loads(sys.argv[1])
     SAMPLE = Path("examples/sample-model-repo")
@@ -77,24 +76,22 @@ REVIEW_IN_A_FRESH_PROCESS = textwrap.dedent(
 
     async def review(tmp: Path) -> str:
         devhub = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
-        running, runner, session = await start_bot(
-            devhub, tmp, container_engine_url=PODMAN, sandbox_mount_runtime=True, sandbox_image=IMAGE
-        )
         try:
-            hub = devhub.hub
-            config = (SAMPLE / ".modelship.yml").read_text().replace("optimize: {onnx: true", "optimize: {onnx: false")
-            files = {p: (SAMPLE / p).read_bytes() for p in ("models/churn.skops", "data/eval.csv")}
-            await hub.create_repo(REPO, {".modelship.yml": config.encode(), **files})
-            await hub.install("acme", [REPO])
-            hub.set_permission(REPO, "alice", "write")
-            await hub.push(REPO, "more-data", {"data/notes.csv": b"a,label\\n1,0\\n"})
-            number = await hub.open_pr(REPO, "more-data")
-            await running.idle(timeout=400)
-            return next(c.body for c in hub.comments.values() if c.issue_number == number)
+            async with bot_running(
+                devhub, tmp, container_engine_url=PODMAN, sandbox_mount_runtime=True, sandbox_image=IMAGE
+            ) as running:
+                hub = devhub.hub
+                config = (SAMPLE / ".modelship.yml").read_text()
+                config = config.replace("optimize: {onnx: true", "optimize: {onnx: false")
+                files = {p: (SAMPLE / p).read_bytes() for p in ("models/churn.skops", "data/eval.csv")}
+                await hub.create_repo(REPO, {".modelship.yml": config.encode(), **files})
+                await hub.install("acme", [REPO])
+                hub.set_permission(REPO, "alice", "write")
+                await hub.push(REPO, "more-data", {"data/notes.csv": b"a,label\\n1,0\\n"})
+                number = await hub.open_pr(REPO, "more-data")
+                await running.idle(timeout=400)
+                return next(c.body for c in hub.comments.values() if c.issue_number == number)
         finally:
-            await running.service.stop()
-            await runner.cleanup()
-            await session.close()
             await devhub.stop()
 
 

@@ -18,7 +18,7 @@ from bot.review.service import ReviewService
 from bot.sandbox.runner import SandboxResult, SandboxRunner, SandboxSpec
 from devkit.devhub import DevHub, RunningDevHub, start
 from devkit.devhub.model import CheckRun
-from tests.fixtures.bot import LIVE_BOTS, RunningBot, bot_running
+from tests.fixtures.bot import LIVE_BOTS, RunningBot, bot_running, reviews_still_queued, settle
 from tests.fixtures.devhub import HUBS, WEBHOOK_SECRET, assert_contract_kept, shared_key
 
 BOT = "modelship[bot]"
@@ -36,8 +36,8 @@ async def no_check_run_left_in_progress() -> AsyncIterator[None]:
     yield
     waiting: set[tuple[str, str]] = set()
     for running in list(LIVE_BOTS):
-        await running.settle()
-        waiting |= await running.reviews_still_queued()
+        await settle(running)
+        waiting |= await reviews_still_queued(running)
     left: list[str] = []
     for hub in list(HUBS):
         for run in hub.check_runs.values():

@@ -15,8 +15,8 @@ from bot.guard.analysis import CheckConfig, CheckState, Decision
 from bot.guard.checks import Deployment, Evaluation, evaluate, evaluate_many
 from bot.guard.prometheus import Outcome, PrometheusHTTP
 from bot.guard.templates import load_templates
-from devkit.demo import predict_forever
 from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
+from devkit.traffic import predict_forever
 from tests.fixtures.prometheus import SCRAPE_INTERVAL, PrometheusServer, free_port
 from tests.guard.conftest import ModelServer
 

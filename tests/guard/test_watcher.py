@@ -26,10 +26,10 @@ from bot.guard.watcher import Watcher, guard_checks, is_due, window
 from bot.repoconfig import parse_repo_config
 from bot.service import Service
 from bot.store.guard_models import GuardCheckState
-from devkit.demo import predict_forever
 from devkit.devhub import RunningDevHub
 from devkit.guard_world import MODELS, V2, World, build_world, config, create_app, rows, running_bot
 from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
+from devkit.traffic import predict_forever
 from tests.fixtures.prometheus import PrometheusServer, free_port
 from tests.guard.conftest import ModelServer
 
