@@ -73,9 +73,16 @@ def make_middleware(hub: DevHub) -> Any:
     git_path = re.compile(rf"^{re.escape(hub.git_prefix)}/[^/]+/[^/]+\.git/")
 
     async def git_faults(request: web.Request, handler: Any) -> web.StreamResponse:
-        """Git smart HTTP gets the faults that name its path: an error answers as a git host does (plain
-        text, no JSON), a slow one delays the real answer."""
+        """Git smart HTTP gets the faults meant for it. A "git_unavailable" fault answers in the server's
+        place (an outage mid-push; method "GIT", the path without the git prefix). The REST kinds that name
+        its path answer as a git host does (an error in plain text, no JSON); a slow one delays the real
+        answer."""
         arrived = time.time()
+        repo_path = request.path.removeprefix(hub.git_prefix)
+        outage = hub.faults.take("GIT", repo_path, git=True, kind="git_unavailable")
+        if outage is not None:
+            hub.faults.record(arrived, "GIT", repo_path, outage.status, outage)
+            return web.Response(status=outage.status, text="unavailable\n")
         fault = hub.faults.take(request.method, request.path, named_only=True)
         if fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.delay)
@@ -149,7 +156,7 @@ def build_app(hub: DevHub) -> web.Application:
     rest = Rest(hub)
 
     async def authorize(full_name: str, user: str | None, password: str | None, write: bool) -> bool:
-        fault = hub.faults.take("GIT", f"/{full_name}.git", git=True)
+        fault = hub.faults.take("GIT", f"/{full_name}.git", git=True, kind="revoke_token")
         if fault is not None:  # "revoke_token": the token dies between minting and this request
             if password:
                 hub.revoke_token(password)

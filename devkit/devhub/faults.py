@@ -6,10 +6,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["error", "slow", "rate_limit", "secondary_rate_limit", "unprocessable", "revoke_token"]
-KINDS: tuple[str, ...] = ("error", "slow", "rate_limit", "secondary_rate_limit", "unprocessable", "revoke_token")
-# Faults of git over HTTP (matched against the git request's path); every other kind is for REST.
-GIT_KINDS: tuple[str, ...] = ("revoke_token",)
+FaultKind = Literal[
+    "error", "slow", "rate_limit", "secondary_rate_limit", "unprocessable", "revoke_token", "git_unavailable"
+]
+KINDS: tuple[str, ...] = (
+    "error",
+    "slow",
+    "rate_limit",
+    "secondary_rate_limit",
+    "unprocessable",
+    "revoke_token",
+    "git_unavailable",
+)
+# Faults of git over HTTP (method "GIT"; matched against the git request's path); every other kind is for
+# REST. "git_unavailable": the git server answers `status` (an outage), e.g. path r"/git-receive-pack$".
+GIT_KINDS: tuple[str, ...] = ("revoke_token", "git_unavailable")
 
 
 @dataclass
@@ -51,17 +62,20 @@ class Faults:
         self.pending.append(fault)
         return fault
 
-    def take(self, method: str, path: str, *, git: bool = False, named_only: bool = False) -> Fault | None:
+    def take(
+        self, method: str, path: str, *, git: bool = False, named_only: bool = False, kind: str | None = None
+    ) -> Fault | None:
         """The first pending fault for this request, used up by one.
 
-        ``git``: git's credential check takes only the git kinds (``revoke_token``); every other request
-        only the rest. ``named_only``: git smart HTTP takes the REST kinds (an error, a slow answer) only
-        from a fault that names a path: one without a path is meant for every REST call, not for git too.
+        ``git``: git takes only the git kinds (``revoke_token`` at its credential check, ``git_unavailable``
+        in the server's place); every other request only the rest. ``named_only``: git smart HTTP takes the
+        REST kinds (an error, a slow answer) only from a fault that names a path: one without a path is
+        meant for every REST call, not for git too. ``kind``: only a fault of this kind.
         """
         for fault in self.pending:
             if (fault.kind in GIT_KINDS) != git or (named_only and fault.path is None):
                 continue
-            if fault.matches(method, path):
+            if kind in (None, fault.kind) and fault.matches(method, path):
                 fault.count -= 1
                 if fault.count == 0:
                     self.pending.remove(fault)

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from devkit.devhub import RunningDevHub
-from tests.deploy.githttp import GitHttpServer, git
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
 @dataclass
@@ -63,15 +65,6 @@ async def deploy_hub(devhub: RunningDevHub) -> DeployHub:
     git("config", "receive.denyNonFastForwards", "true", cwd=bare)
     git("config", "core.logAllRefUpdates", "always", cwd=bare)
     return DeployHub(devhub, full_name, hub.issue_token(installation).value)
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def git_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GitHttpServer]:
-    """A bare git http-backend server for faults devhub does not simulate (an outage mid-push)."""
-    server = GitHttpServer(root=tmp_path_factory.mktemp("git-server"))
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import pytest
 from bot.deploy.gitops import DeployError, DeployRepo, Edit, RepoLocks, RetryPolicy
 from bot.deploy.manifest import ModelRef, load_values, plan_deploy, validate_values, values_path
 from bot.github.git import StaticToken, credentials, redact
-from tests.deploy.conftest import DeployHub
-from tests.deploy.githttp import GitHttpServer, git
+from devkit.devhub import Fault
+from tests.deploy.conftest import DeployHub, git
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "charts/model-server/values.schema.json").read_text())
 DEFAULTS = load_values((Path(__file__).parents[2] / "charts/model-server/values.yaml").read_text())
@@ -38,7 +38,7 @@ def deploy_edit(model: ModelRef) -> Edit:
     return lambda text: plan_deploy(text, model, SCHEMA, DEFAULTS).text
 
 
-def make_repo(hub: DeployHub | GitHttpServer, url: str, workdir: Path, **kwargs: object) -> DeployRepo:
+def make_repo(hub: DeployHub, url: str, workdir: Path, **kwargs: object) -> DeployRepo:
     kwargs.setdefault("retry", RetryPolicy(conflict_attempts=40, base_s=0.02, cap_s=0.5, rng=random.Random(7)))
     return DeployRepo(url, workdir, token=StaticToken(hub.token), **kwargs)  # type: ignore[arg-type]
 
@@ -166,18 +166,18 @@ async def test_an_unreachable_remote_is_retried_then_fails_clearly_without_leaki
     assert len(sleeps) == 3
 
 
-async def test_an_outage_during_the_push_leaves_nothing_half_written(git_server: GitHttpServer, workdir: Path) -> None:
-    url = git_server.create_repo("acme/outage")
-    repo = make_repo(git_server, url, workdir, sleep=lambda _: asyncio.sleep(0))
-    before = git_server.commits("acme/outage")
-    git_server.fail_receive_pack = True  # fetches work, every push gets a 503
-    try:
-        with pytest.raises(DeployError, match="unreachable"):
-            await repo.commit({"a.txt": lambda _: "a\n"}, "never lands")
-    finally:
-        git_server.fail_receive_pack = False
+async def test_an_outage_during_the_push_leaves_nothing_half_written(deploy_hub: DeployHub, workdir: Path) -> None:
+    repo = make_repo(deploy_hub, deploy_hub.url, workdir, sleep=lambda _: asyncio.sleep(0))
+    before = deploy_hub.commits()
+    # Fetches work, every push gets a 503 until the outage ends.
+    outage = Fault("git_unavailable", count=1000, path=r"/git-receive-pack$", status=503)
+    deploy_hub.running.hub.faults.add(outage)
+    with pytest.raises(DeployError, match="unreachable"):
+        await repo.commit({"a.txt": lambda _: "a\n"}, "never lands")
+    assert outage.count < 1000  # the pushes reached the remote and were refused
+    deploy_hub.running.hub.faults.pending.remove(outage)
 
-    assert git_server.commits("acme/outage") == before
+    assert deploy_hub.commits() == before
     assert git("status", "--porcelain", cwd=workdir) == ""
     assert not (workdir / "a.txt").exists()
     assert (await repo.commit({"a.txt": lambda _: "a\n"}, "lands once the remote is back")).changed
