@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: setup
-	$(BIN)/modelship demo
+	$(BIN)/python -m devkit demo
 
 test: setup lint
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -31,8 +31,8 @@ test-quick: setup
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check bot pipelines contract model_server tests bench scripts
-	$(BIN)/ruff format --check bot pipelines contract model_server tests bench scripts
+	$(BIN)/ruff check bot pipelines contract model_server devkit tests bench scripts
+	$(BIN)/ruff format --check bot pipelines contract model_server devkit tests bench scripts
 	$(BIN)/mypy
 
 bench: setup

@@ -1,7 +1,7 @@
 """Guard benchmark: the watcher's cost per interval for many deployments, and its detection latency.
 
 Starts a real Prometheus (Debian's binary, 1 s scrapes) and two real model servers (`python -m
-pipelines.serve`, versions 1 and 2) under steady traffic, then prints two tables:
+model_server.serve`, versions 1 and 2) under steady traffic, then prints two tables:
   - cost: one watcher round over N deployments × 3 checks (error_rate, latency_p95, prediction_drift):
     the bot's CPU time, wall time, queries sent, Prometheus' own CPU, and the share of one core
     that costs at a 30 s interval. Every query hits live series (the deployments alternate between

@@ -24,8 +24,6 @@ class LazyGroup(click.Group):
     """Subcommands from feature packages are imported only when used, so `--help` stays fast."""
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
-        "devhub": ("devkit.devhub.cli", "devhub"),
-        "demo": ("devkit.demo", "demo"),
         "serve-model": ("model_server.serve", "serve_model"),
         "fetch-model": ("bot.artifacts.cli", "fetch_model_command"),
         "status": ("bot.guard.cli", "status"),
@@ -47,6 +45,29 @@ class LazyGroup(click.Group):
             cmd: click.Command = getattr(importlib.import_module(module), attr)
             return cmd
         return super().get_command(ctx, name)
+
+
+def _dev_kit_command(name: str, summary: str) -> click.Command:
+    """`modelship demo|devhub` run the dev kit (`python -m devkit`) from a checkout. The product never imports
+    devkit (it is not in the wheel): the command replaces this process with the dev kit's own."""
+
+    @click.command(name, help=summary, context_settings={"ignore_unknown_options": True}, add_help_option=False)
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def forward(args: tuple[str, ...]) -> None:
+        import importlib.util
+        import os
+        from pathlib import Path
+
+        if importlib.util.find_spec("devkit") is None and not (Path.cwd() / "devkit" / "__main__.py").is_file():
+            click.echo(
+                f"modelship: `{name}` is part of the dev kit, which the installed product does not contain; "
+                f"run `python -m devkit {name}` (or `make demo`) from a checkout of the repository",
+                err=True,
+            )
+            sys.exit(2)
+        os.execv(sys.executable, [sys.executable, "-m", "devkit", name, *args])
+
+    return forward
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,6 +179,9 @@ def jobs(states: tuple[str, ...], retry_id: int | None) -> None:
         tries = f"{job['attempts']}/{job['max_attempts']}"
         click.echo(f"{job['id']:>6}  {job['state']:8} {job['kind']:10} {tries:5}  {job['serial_key'][:40]:40} {error}")
 
+
+main.add_command(_dev_kit_command("demo", "Run the whole loop locally (dev kit; see docs/demo.md)."))
+main.add_command(_dev_kit_command("devhub", "Run devhub, the local GitHub simulator (dev kit)."))
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""`modelship devhub`: run the GitHub simulator as a process."""
+"""`python -m devkit devhub`: run the GitHub simulator as a process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`modelship devhub` command-line entry point."""
+"""`python -m devkit devhub` (and `modelship devhub`, which forwards there) command-line entry point."""
 
 from __future__ import annotations
 
