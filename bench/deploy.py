@@ -29,7 +29,6 @@ import tempfile
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, cast
 
 from bot.deploy.gitops import CommitResult, DeployRepo, RepoLocks, RetryPolicy
 from bot.deploy.manifest import ModelRef, commit_message, load_values, plan_deploy, validate_values, values_path
@@ -158,13 +157,8 @@ async def through_the_bot(
     running: RunningDevHub, work: Path, app_id: int, key: str, merges: int
 ) -> tuple[list[dict[str, object]], int]:
     """Merge PRs in devhub; the real bot receives the webhooks and commits to the deploy repository."""
-    import aiohttp
-    from aiohttp import web
-
-    from bot.github.app import GitHubApp
-    from bot.service import build_service
-    from bot.settings import Settings
     from bot.store.queue import ClaimedJob
+    from devkit.harness import bot_running
 
     hub = running.hub
     names = [f"m{i:03d}" for i in range(2 * merges)]
@@ -180,40 +174,27 @@ async def through_the_bot(
     await hub.install("acme", ["acme/models", "acme/bot-deploy"])
     bare = hub.git.path("acme/bot-deploy")
 
-    settings = Settings(
-        webhook_secret=WEBHOOK_SECRET,  # type: ignore[arg-type]
-        github_app_id=app_id,
-        github_private_key=key,  # type: ignore[arg-type]
-        github_api_url=running.api_url,
-        data_dir=work / "bot",
-        workers=2,
-        sandbox="off",  # deploys only: no review runs here
-    )
-    session = aiohttp.ClientSession()
-    service = await build_service(
-        settings, github=GitHubApp(app_id=app_id, private_key_pem=key, api_url=running.api_url, session=session)
-    )
-
     async def no_review(job: ClaimedJob) -> None:
         """Reviews need the sandbox; they are not what this measures."""
 
-    cast(dict[str, Any], service.workers.runners)["review"] = no_review
-    service.workers.poll_seconds = 0.02
-    await service.start()
-    runner = web.AppRunner(service.web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    hub.sender.url = f"http://127.0.0.1:{runner.addresses[0][1]}/webhooks/github"
+    async with bot_running(
+        running,
+        work,
+        app=(app_id, key),
+        extra_runners={"review": no_review},
+        poll_seconds=0.02,
+        workers=2,
+        sandbox="off",  # deploys only: no review runs here
+    ) as bot:
+        service = bot.service
 
-    async def idle() -> None:
-        while True:
-            depth = await service.services.queue.depth()
-            if not depth.get("queued") and not depth.get("running"):
-                return
-            await asyncio.sleep(0.05)
+        async def idle() -> None:
+            while True:
+                depth = await service.services.queue.depth()
+                if not depth.get("queued") and not depth.get("running"):
+                    return
+                await asyncio.sleep(0.05)
 
-    try:
         numbers = []
         for n in names:
             await hub.push("acme/models", f"update-{n}", {f"models/{n}.onnx": f"{n} v1".encode()})
@@ -266,10 +247,6 @@ async def through_the_bot(
         ]
         assert not invalid, f"values files that fail the chart's schema: {invalid}"
         return rows, lost
-    finally:
-        await service.stop()
-        await runner.cleanup()
-        await session.close()
 
 
 if __name__ == "__main__":
