@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 
 from bot.intake import signature_for
+from devkit.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "limits-secret"
@@ -57,12 +58,6 @@ class Served:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _rsa_pem() -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -74,7 +69,7 @@ def _rsa_pem() -> str:
 
 
 def _serve(tmp_path: Path, nofile: int | None = None, **settings: str) -> Iterator[Served]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
