@@ -26,7 +26,7 @@ from bot.service import Service
 from bot.store.base import utcnow
 from bot.store.review_models import Deployment
 from devkit.devhub import DevHub, RunningDevHub
-from tests.fixtures.bot import bot_running
+from devkit.harness import bot_running
 
 V1 = hashlib.sha1(b"iris v1").hexdigest()
 V2 = hashlib.sha1(b"iris v2").hexdigest()
