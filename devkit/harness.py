@@ -29,7 +29,7 @@ WEBHOOK_SECRET = "devhub-test-secret"
 shared_key = functools.cache(generate_key)
 
 
-@dataclass
+@dataclass(eq=False)
 class RunningBot:
     service: Service
     settings: Settings
@@ -50,6 +50,11 @@ class RunningBot:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"jobs still pending after {timeout}s: {depth}")
+
+
+LIVE_BOTS: list[RunningBot] = []
+"""Bots started by bot_running in this process and not stopped yet, whoever started them (tests/e2e checks
+after every test that their jobs left no check run open)."""
 
 
 @asynccontextmanager
@@ -89,9 +94,12 @@ async def bot_running(
             http = await start_http(service.web_app, "127.0.0.1", 0, http_limits(settings))
             url = f"http://127.0.0.1:{http.port}"
             hub.sender.url = f"{url}/webhooks/github"
+            running = RunningBot(service, settings, url, app_id)
+            LIVE_BOTS.append(running)
             try:
-                yield RunningBot(service, settings, url, app_id)
+                yield running
             finally:
+                LIVE_BOTS.remove(running)
                 hub.sender.url = None  # nothing left to take deliveries in
                 await http.stop()
         finally:
