@@ -25,7 +25,7 @@ class LazyGroup(click.Group):
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "serve-model": ("model_server.serve", "serve_model"),
-        "fetch-model": ("bot.artifacts.cli", "fetch_model_command"),
+        "fetch-model": ("model_server.fetch_cli", "fetch_model_command"),
         "status": ("bot.guard.cli", "status"),
         "eval": ("bot.review.local", "eval_command"),
         "deploy": ("bot.deploy.cli", "deploy"),

@@ -21,6 +21,7 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from model_server.fetch import RegistryLogin
 from model_server.metrics import ServerMetrics
 from model_server.model import NUMPY_DTYPES, ModelLoadError, Prediction, ServedModel, verify_sha256
 
@@ -293,7 +294,26 @@ async def _predict(app: web.Application, rows: np.ndarray) -> Prediction:
 
 
 @click.command("serve-model")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True, help="ONNX file to serve.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), help="ONNX file to serve (or --artifact).")
+@click.option(
+    "--artifact",
+    help="Fetch the model from this OCI artifact (registry/repo@sha256:…) first, verifying digest and --sha256.",
+)
+@click.option(
+    "--models-dir",
+    type=click.Path(path_type=Path),
+    default=Path("/models"),
+    show_default=True,
+    help="Where --artifact writes the model (the chart mounts an emptyDir here).",
+)
+@click.option("--insecure", is_flag=True, envvar="MODELSHIP_REGISTRY_INSECURE", help="Plain HTTP registry.")
+@click.option("--username", envvar="MODELSHIP_REGISTRY_USERNAME", help="Registry user (MODELSHIP_REGISTRY_USERNAME).")
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MODELSHIP_REGISTRY_PASSWORD_FILE",
+    help="File with the registry password or token (MODELSHIP_REGISTRY_PASSWORD_FILE); never an argument.",
+)
 @click.option("--name", required=True, help="Model name (in URLs and metrics).")
 @click.option("--version", "version", required=True, help="Model version (in answers and metrics).")
 @click.option("--sha256", required=True, help="Expected sha256 of the model file; the server refuses any other.")
@@ -312,7 +332,12 @@ async def _predict(app: web.Application, rows: np.ndarray) -> Prediction:
     help='TEST/DEMO ONLY: enable POST /admin/faults {"error_rate": x}. Never use in production.',
 )
 def serve_model(
-    model_path: Path,
+    model_path: Path | None,
+    artifact: str | None,
+    models_dir: Path,
+    insecure: bool,
+    username: str | None,
+    password_file: Path | None,
     name: str,
     version: str,
     sha256: str,
@@ -322,7 +347,17 @@ def serve_model(
     error_rate: float | None,
     allow_fault_injection: bool,
 ) -> None:
-    """Serve an ONNX model over the Open Inference Protocol v2 with Prometheus metrics."""
+    """Serve an ONNX model over the Open Inference Protocol v2 with Prometheus metrics.
+
+    With --artifact the server fetches the pinned artifact itself (no init container: the same
+    command runs under Kubernetes and `podman kube play`) and refuses to start on any mismatch.
+    Registry credentials: MODELSHIP_REGISTRY_USERNAME and MODELSHIP_REGISTRY_PASSWORD_FILE.
+    """
+    if (model_path is None) == (artifact is None):
+        raise click.UsageError("give exactly one of --model FILE or --artifact REF")
+    if artifact is not None:
+        model_path = _fetch(artifact, sha256, models_dir, RegistryLogin(insecure, username, password_file))
+    assert model_path is not None
     from model_server.model import (
         load_onnx,
     )  # keeps onnxruntime out of anything that only imports this module
@@ -337,6 +372,18 @@ def serve_model(
     if faults is not None:
         click.echo("WARNING: fault injection is on (test/demo only): POST /admin/faults", err=True)
     web.run_app(create_app(model, faults=faults), host=host, port=port, print=lambda line: click.echo(line, err=True))
+
+
+def _fetch(artifact: str, sha256: str, models_dir: Path, login: RegistryLogin) -> Path:
+    from contract.oci import ArtifactError
+    from model_server.fetch import fetch_model
+
+    try:
+        path = fetch_model(login.reader(artifact), artifact, sha256, models_dir)
+    except ArtifactError as exc:
+        raise click.ClickException(f"refused to serve: {exc}") from None
+    click.echo(f"verified {artifact} (file sha256 {sha256})", err=True)
+    return path
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Blocking (requests): every public method of ``OciRegistry`` runs in a thread.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any, TypeVar
 import oras.provider
 import requests
 
-from bot.artifacts import oci
+from contract import oci
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,27 +111,6 @@ class OciRegistry:
 
     async def referrers(self, reference: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._retrying, lambda: self._referrers(oci.Reference.parse(reference)))
-
-    # ---- blocking reads, for ``modelship fetch-model`` (a plain CLI, no event loop) ----
-
-    def manifest_bytes(self, ref: oci.Reference) -> bytes:
-        """The manifest exactly as the registry serves it (its digest is checked by the caller)."""
-        response = self._request(
-            "GET", self._url(ref, f"manifests/{ref.digest or ref.tag}"), {"Accept": oci.MANIFEST_MEDIA_TYPE}
-        )
-        self._check(response, f"GET {ref}")
-        return response.content
-
-    def download_blob(self, ref: oci.Reference, digest: str, path: Path) -> str:
-        """Stream a blob to ``path``; returns the digest of the bytes received."""
-        response = self._request("GET", self._url(ref, f"blobs/{digest}"), stream=True)
-        self._check(response, f"GET blob {digest} of {ref}")
-        sha = hashlib.sha256()
-        with path.open("wb") as out:
-            for chunk in response.iter_content(1 << 20):
-                sha.update(chunk)
-                out.write(chunk)
-        return "sha256:" + sha.hexdigest()
 
     # ---- blocking implementation ----
 

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from bot.artifacts import oci
+from contract import oci
 
 
 def layer_of(data: bytes, name: str = "churn.onnx") -> tuple[bytes, str]:

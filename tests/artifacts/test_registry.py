@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot.artifacts import oci
-from bot.artifacts.fetch import fetch_model
 from bot.artifacts.registry import Backoff, ModelArtifact, OciRegistry, RegistryError
+from contract import oci
+from model_server.fetch import RegistryReader, fetch_model
 
 pytestmark = pytest.mark.slow
+
+
+def reader(registry: OciRegistry) -> RegistryReader:
+    """What the model server reads the registry with (model_server.fetch), on the test's registry."""
+    return RegistryReader(registry.host, insecure=True)
 
 
 def model_file(tmp_path: Path, size: int = 200_000) -> Path:
@@ -116,14 +121,16 @@ async def test_the_evidence_is_a_referrer_of_the_model(registry: OciRegistry, tm
 async def test_fetch_by_digest_verifies_and_writes_the_model(registry: OciRegistry, tmp_path: Path) -> None:
     path = model_file(tmp_path)
     artifact = await push(registry, path)
-    fetched = fetch_model(registry, artifact.reference, artifact.file_sha256, tmp_path / "out")
+    fetched = fetch_model(
+        RegistryReader(registry.host, insecure=True), artifact.reference, artifact.file_sha256, tmp_path / "out"
+    )
     assert fetched.read_bytes() == path.read_bytes()
 
 
 async def test_fetch_refuses_a_file_that_is_not_the_pinned_one(registry: OciRegistry, tmp_path: Path) -> None:
     artifact = await push(registry, model_file(tmp_path))
     with pytest.raises(oci.ArtifactError, match="does not match the pinned"):
-        fetch_model(registry, artifact.reference, "0" * 64, tmp_path / "out")
+        fetch_model(reader(registry), artifact.reference, "0" * 64, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []  # nothing half-written is left to serve
 
 
@@ -132,10 +139,15 @@ async def test_fetch_refuses_a_tag_and_a_digest_the_registry_does_not_have(
 ) -> None:
     artifact = await push(registry, model_file(tmp_path))
     with pytest.raises(oci.ArtifactError, match="by digest"):
-        fetch_model(registry, artifact.reference.split("@")[0] + ":" + artifact.tag, "0" * 64, tmp_path)
+        fetch_model(
+            RegistryReader(registry.host, insecure=True),
+            artifact.reference.split("@")[0] + ":" + artifact.tag,
+            "0" * 64,
+            tmp_path,
+        )
     missing = artifact.reference.split("@")[0] + "@sha256:" + "e" * 64
-    with pytest.raises(RegistryError, match="404"):
-        fetch_model(registry, missing, artifact.file_sha256, tmp_path)
+    with pytest.raises(oci.ArtifactError, match="404"):
+        fetch_model(reader(registry), missing, artifact.file_sha256, tmp_path)
 
 
 async def test_fetch_refuses_bytes_changed_behind_the_same_tag(
@@ -147,10 +159,14 @@ async def test_fetch_refuses_bytes_changed_behind_the_same_tag(
     tampered = await push(registry, model_file(tmp_path / "other"))
     assert tampered.tag == artifact.tag and tampered.manifest_digest != artifact.manifest_digest
     # The values still pin the original digest and sha256: fetching it gives the original bytes ...
-    assert fetch_model(registry, artifact.reference, artifact.file_sha256, tmp_path / "a").exists()
+    assert fetch_model(
+        RegistryReader(registry.host, insecure=True), artifact.reference, artifact.file_sha256, tmp_path / "a"
+    ).exists()
     # ... and pairing the new manifest with the old pinned sha256 is refused.
     with pytest.raises(oci.ArtifactError, match="does not match the pinned"):
-        fetch_model(registry, tampered.reference, artifact.file_sha256, tmp_path / "b")
+        fetch_model(
+            RegistryReader(registry.host, insecure=True), tampered.reference, artifact.file_sha256, tmp_path / "b"
+        )
 
 
 async def test_an_unreachable_registry_is_retried_then_reported_as_transient(tmp_path: Path) -> None:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from bot.artifacts import oci
-from bot.artifacts.fetch import fetch_model
-from bot.artifacts.registry import OciRegistry
+from contract import oci
+from model_server.fetch import RegistryLogin, fetch_model
 
 
 @click.command("fetch-model")
@@ -34,10 +33,8 @@ def fetch_model_command(
     Exits 1 with the reason when anything does not match what the values pin; nothing is written then.
     """
     try:
-        ref = oci.Reference.parse(artifact)
-        password = password_file.read_text().strip() if password_file else None
-        registry = OciRegistry(ref.registry, insecure=insecure, username=username, password=password)
-        path = fetch_model(registry, artifact, file_sha256, dest)
+        reader = RegistryLogin(insecure, username, password_file).reader(artifact)
+        path = fetch_model(reader, artifact, file_sha256, dest)
     except oci.ArtifactError as exc:
         click.echo(f"modelship fetch-model: refused: {exc}", err=True)
         sys.exit(1)
