@@ -379,7 +379,8 @@ def _fetch(artifact: str, sha256: str, models_dir: Path, login: RegistryLogin) -
     from model_server.fetch import fetch_model
 
     try:
-        path = fetch_model(login.reader(artifact), artifact, sha256, models_dir)
+        # One directory per pinned file: pods that share a volume never write over each other's model.
+        path = fetch_model(login.reader(artifact), artifact, sha256, models_dir / sha256)
     except ArtifactError as exc:
         raise click.ClickException(f"refused to serve: {exc}") from None
     click.echo(f"verified {artifact} (file sha256 {sha256})", err=True)

@@ -1,50 +1,58 @@
 #!/usr/bin/env bash
-# Builds the product image (bot + model server, images/product.Containerfile) with podman and pushes
-# it to the loopback registry (scripts/registry.sh), so the charts' rendered manifests run as they are
-# with `podman kube play`. Prints the pushed reference (REGISTRY/modelship/modelship:TAG).
+# Builds the product image (bot + model server) with podman and pushes it to the loopback registry
+# (scripts/registry.sh), so the charts' rendered manifests run as they are with `podman kube play`.
+# Prints the pushed reference: REGISTRY/modelship/modelship:TAG.
 #
-# Nothing is pulled from a public registry: the base is a Debian root filesystem made by debootstrap
-# (cached in $CACHE), Python packages come from a wheelhouse built on the host by pip. The tag is a
-# hash of the sources and pyproject.toml, so an unchanged tree reuses the image it built before.
+# Nothing is pulled from a public registry: the base is a Debian root filesystem made by debootstrap,
+# Python packages come from a wheelhouse built on the host by pip. Three cached stages, so a fresh
+# clone on a machine that built once before only rebuilds the code layer (seconds):
+#   modelship-base:bookworm   debootstrap (about a minute, once per machine)
+#   modelship-deps:<hash>     the venv with every dependency (minutes; again only when pyproject.toml changes)
+#   modelship:<hash>          the modelship wheel of this tree (tag: hash of the sources)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-CACHE="${MODELSHIP_IMAGE_CACHE:-$ROOT/.modelship/image-cache}"
+CACHE="${MODELSHIP_IMAGE_CACHE:-/var/tmp/modelship-image-cache}"  # outside the checkout: shared by clones
 MIRROR="${MODELSHIP_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-BASE=localhost/modelship-base:bookworm
 PY="${PY:-$ROOT/.venv/bin/python}"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-/tmp/modelship-podman/containers.conf}"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-${MODELSHIP_PODMAN_DIR:-/tmp/modelship-podman}/containers.conf}"
 REGISTRY="$("$ROOT/scripts/registry.sh" start)"
-
-TAG="$(cd "$ROOT" && git ls-files -s bot pipelines contract model_server pyproject.toml images | sha256sum | cut -c1-12)"
-if ! git -C "$ROOT" diff --quiet -- bot pipelines contract model_server pyproject.toml images 2>/dev/null; then
-  TAG="$TAG-$(cd "$ROOT" && git diff -- bot pipelines contract model_server pyproject.toml images | sha256sum | cut -c1-8)"
-fi
+BASE=localhost/modelship-base:bookworm
+DEPS="localhost/modelship-deps:$(cat "$ROOT/pyproject.toml" "$ROOT/images/deps.Containerfile" | sha256sum | cut -c1-12)"
+TAG="$(cd "$ROOT" && { git ls-files -s bot pipelines contract model_server pyproject.toml images; git diff -- bot pipelines contract model_server pyproject.toml images; } | sha256sum | cut -c1-12)"
 IMAGE="$REGISTRY/modelship/modelship:$TAG"
+say() { echo "build-product-image: $*" >&2; }
+
 if podman image exists "$IMAGE" && curl -fsS -o /dev/null "http://$REGISTRY/v2/modelship/modelship/manifests/$TAG" \
    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'; then
   echo "$IMAGE"; exit 0
 fi
-
 mkdir -p "$CACHE"
-if ! podman image exists "$BASE"; then
-  if [ ! -s "$CACHE/rootfs.tar" ]; then
-    echo "build-product-image: debootstrap bookworm (about a minute)" >&2
-    rm -rf "$CACHE/rootfs"
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$CACHE/rootfs" "$MIRROR" >&2
-    tar -C "$CACHE/rootfs" -cf "$CACHE/rootfs.tar.part" . && mv "$CACHE/rootfs.tar.part" "$CACHE/rootfs.tar"
-    rm -rf "$CACHE/rootfs"
-  fi
-  podman import -q "$CACHE/rootfs.tar" "$BASE" >/dev/null
-fi
-
 CONTEXT="$(mktemp -d)"
 trap 'rm -rf "$CONTEXT"' EXIT
-echo "build-product-image: wheelhouse (modelship[pipelines] and its dependencies)" >&2
-"$PY" -m pip wheel -q --wheel-dir "$CACHE/wheelhouse" "$ROOT[pipelines]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-# Only this tree's modelship wheel: older ones in the cache would satisfy the install instead.
-ls -t "$CACHE"/wheelhouse/modelship-*.whl | tail -n +2 | xargs -r rm -f
-cp -r "$CACHE/wheelhouse" "$CONTEXT/wheelhouse"
-echo "build-product-image: podman build $IMAGE" >&2
-podman build -q --network=none -f "$ROOT/images/product.Containerfile" -t "$IMAGE" "$CONTEXT" >/dev/null
+mkdir -p "$CONTEXT/wheels"
+
+if ! podman image exists "$DEPS"; then
+  if ! podman image exists "$BASE"; then
+    if [ ! -s "$CACHE/rootfs.tar" ]; then
+      say "debootstrap bookworm (about a minute)"
+      rm -rf "$CACHE/rootfs"
+      debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$CACHE/rootfs" "$MIRROR" >&2
+      tar -C "$CACHE/rootfs" -cf "$CACHE/rootfs.tar.part" . && mv "$CACHE/rootfs.tar.part" "$CACHE/rootfs.tar"
+      rm -rf "$CACHE/rootfs"
+    fi
+    podman import -q "$CACHE/rootfs.tar" "$BASE" >/dev/null
+  fi
+  say "wheelhouse of modelship[pipelines]'s dependencies (a few minutes, once per pyproject.toml)"
+  "$PY" -m pip wheel -q --wheel-dir "$CACHE/wheelhouse" "$ROOT[pipelines]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  cp "$CACHE"/wheelhouse/*.whl "$CONTEXT/wheels/"
+  ls -t "$CONTEXT"/wheels/modelship-*.whl | tail -n +2 | xargs -r rm -f
+  say "podman build $DEPS"
+  podman build -q --network=none --build-arg "BASE=$BASE" -f "$ROOT/images/deps.Containerfile" -t "$DEPS" "$CONTEXT" >/dev/null
+  rm -f "$CONTEXT"/wheels/*.whl
+fi
+
+say "podman build $IMAGE"
+"$PY" -m pip wheel -q --no-deps --wheel-dir "$CONTEXT/wheels" "$ROOT" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+podman build -q --network=none --build-arg "DEPS=$DEPS" -f "$ROOT/images/product.Containerfile" -t "$IMAGE" "$CONTEXT" >/dev/null
 podman push -q --tls-verify=false "$IMAGE" >&2
 echo "$IMAGE"

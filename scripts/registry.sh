@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Runs a private OCI registry (Debian's docker-registry: the CNCF Distribution registry) on loopback
-# for the demo and the tests: model artifacts and the runner / model-server images are pushed here.
+# Runs a private OCI registry (Debian's docker-registry: the CNCF Distribution registry) for the demo
+# and the tests: model artifacts and the product image are pushed here.
 #
-#   scripts/registry.sh start     # prints 127.0.0.1:5055 (host:port, plain HTTP)
+#   scripts/registry.sh start     # prints HOST:5055 (plain HTTP)
+#
+# HOST is this machine's own address (the source address of its default route), not 127.0.0.1: pods
+# that `podman kube play` runs fetch artifacts from it, and inside a pod 127.0.0.1 is the pod itself.
+# Set MODELSHIP_REGISTRY_HOST to choose another (127.0.0.1 keeps it off the network entirely).
 #   scripts/registry.sh stop
 #
 # MODELSHIP_REGISTRY_DIR (default /tmp/modelship-registry) holds config, blobs and the log;
@@ -12,7 +16,8 @@ set -euo pipefail
 
 DIR="${MODELSHIP_REGISTRY_DIR:-/tmp/modelship-registry}"
 PORT="${MODELSHIP_REGISTRY_PORT:-5055}"
-ADDR="127.0.0.1:$PORT"
+HOST="${MODELSHIP_REGISTRY_HOST:-$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')}"
+ADDR="${HOST:-127.0.0.1}:$PORT"
 BIN="$(command -v docker-registry || echo /usr/bin/docker-registry)"
 
 ready() { curl -fsS "http://$ADDR/v2/" >/dev/null 2>&1; }

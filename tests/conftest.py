@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.podman",
     "tests.fixtures.registry",
+    "tests.fixtures.product_image",
 ]

@@ -57,7 +57,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "model-server.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- $repo := .Values.image.repository }}
+{{- with .Values.image.registry }}{{ $repo = printf "%s/%s" . $repo }}{{ end }}
+{{- printf "%s:%s" $repo (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
 {{/*
