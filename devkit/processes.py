@@ -238,8 +238,17 @@ def podman_cpu_seconds() -> float:
 
 
 def registry_host() -> str:
-    """host:port of the shared loopback OCI registry (plain HTTP), started when not running."""
+    """host:port of the shared OCI registry (plain HTTP), started when not running: this machine's own
+    address, not loopback, so that pods `podman kube play` runs can fetch from it too."""
     return _script("registry.sh", "start")
+
+
+def product_image() -> str:
+    """The product image (bot + model server) built from this tree and pushed to the shared registry.
+
+    The first build on a machine takes minutes (debootstrap, the dependency layer); after that only the
+    code layer is rebuilt, in seconds (scripts/build-product-image.sh)."""
+    return _script("build-product-image.sh", timeout=1800)
 
 
 def _as_postgres(argv: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 from bot.artifacts.registry import ModelArtifact, OciRegistry
 from bot.deploy.helm import Rendered, render_chart_sync
 from devkit.kube import KubePlay, PlayedContainer
-from tests.guard.onnx_model import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier, write_regressor
+from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier, write_regressor
 
 pytestmark = pytest.mark.slow
 CHART = Path(__file__).resolve().parents[2] / "charts" / "model-server"
