@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.repoconfig import parse_repo_config  # noqa: E402
+from bot.config.repo import parse_repo_config  # noqa: E402
 from bot.review.evaluation import pipeline_spec  # noqa: E402
 from bot.sandbox.docker_engine import connect  # noqa: E402
 from bot.sandbox.local_image import DEFAULT_TAG, LocalRuntime, build_image  # noqa: E402

@@ -85,8 +85,8 @@ def main() -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Run the webhook service: intake at POST /webhooks/github, workers, /healthz, /readyz, /metrics."""
     from bot import logs
-    from bot.service import StartupError
-    from bot.service import serve as run
+    from bot.app import StartupError
+    from bot.app import serve as run
 
     settings = _settings(host=host, port=port)
     logs.configure(settings.log_level)
@@ -105,8 +105,8 @@ def doctor(as_json: bool) -> None:
     Each failing check prints one line naming the setting to fix; the exit code is 1 if any failed.
     """
     from bot import logs
+    from bot.app import run_doctor
     from bot.doctor import render, render_json
-    from bot.service import run_doctor
 
     settings = _settings()
     logs.configure("ERROR")  # the checks' own lines are the output; retries would only add noise

@@ -1,6 +1,6 @@
 """`modelship doctor`: can this server do its job? One small value per check, each naming what to fix.
 
-The checks take the collaborators the composition root (bot.service) builds — the GitHub App client,
+The checks take the collaborators the composition root (bot.app) builds — the GitHub App client,
 the database engine, the review sandbox, the guard's Prometheus client — and never read the
 environment. The same checks run for `modelship doctor`, at `serve` start-up (logged) and behind
 `/readyz` (cached by ``Checkup``, refreshed on an interval so readiness stays cheap for GitHub).
@@ -21,11 +21,11 @@ from gidgethub import BadRequest, GitHubException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.config.repo import CONFIG_PATH, RepoConfig
+from bot.github.contents import read_repo_config
 from bot.github.redact import redact
 from bot.guard.prometheus import MetricsProvider, Outcome
-from bot.repoconfig import CONFIG_PATH, RepoConfig
 from bot.sandbox.runner import OUTPUT_DIR, RESULT_FILE, SCRATCH_DIR, MiB, SandboxSpec
-from bot.services.repo_config import read_repo_config
 
 if TYPE_CHECKING:
     from bot.github.app import GitHubApp

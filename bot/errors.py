@@ -99,7 +99,7 @@ def classify(exc: BaseException) -> Failure:
     if docker_errors is not None and isinstance(exc, docker_errors.APIError):
         status = exc.status_code or 0
         return Failure.TRANSIENT if status >= 500 or status == 429 else Failure.INFRASTRUCTURE
-    from bot.repoconfig import RepoConfigError
+    from bot.config.repo import RepoConfigError
 
     if isinstance(exc, RepoConfigError):
         return Failure.INPUT

@@ -199,7 +199,7 @@ class Settings(BaseSettings):
     @field_validator("deploy_root")
     @classmethod
     def _deploy_root(cls, value: str) -> str:
-        from bot.repoconfig import normal_deploy_root
+        from bot.config.repo import normal_deploy_root
 
         return normal_deploy_root(value)
 

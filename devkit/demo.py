@@ -24,8 +24,8 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from bot.app import Service
 from bot.guard.service import GUARD_KEY
-from bot.service import Service
 from bot.store.review_models import Deployment
 from bot.store.reviews import review_records
 from devkit.devhub import RunningDevHub

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.app import Service
 from bot.deploy.manifest import ModelRef, current_ref, render_values
-from bot.service import Service
 from bot.store.base import utcnow
 from bot.store.review_models import Deployment
 from devkit.devhub import DevHub, RunningDevHub

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
+from bot.app import Service, build_service, http_limits
 from bot.github.app import GitHubApp
-from bot.service import Service, build_service, http_limits
 from bot.settings import Settings
 from bot.web.server import start_http
 from bot.worker import JobRunner

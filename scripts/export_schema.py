@@ -17,7 +17,7 @@ SCHEMA_PATH = ROOT / "config" / "modelship.schema.json"
 
 def render() -> str:
     sys.path.insert(0, str(ROOT))
-    from bot.repoconfig import json_schema
+    from bot.config.repo import json_schema
 
     return json.dumps(json_schema(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
 

@@ -11,6 +11,7 @@ import gidgethub
 import pytest
 import requests
 
+from bot.config.repo import ConfigProblem, RepoConfigError
 from bot.deploy.gitops import DeployError, DeployRepoUnreachable
 from bot.errors import (
     Backoff,
@@ -26,7 +27,6 @@ from bot.errors import (
 from bot.github.git import GitAuthError
 from bot.github.git import classify as classify_git
 from bot.github.retry import GitHubRetriesExhausted
-from bot.repoconfig import ConfigProblem, RepoConfigError
 from bot.review.checkout import CheckoutError, TreeRefused
 
 

@@ -15,8 +15,8 @@ from gidgethub import GitHubException
 from gidgethub.abc import GitHubAPI
 
 from bot.chatops.authz import Permission, PrState
-from bot.repoconfig import DEFAULT_DEPLOY_ROOT, RepoConfig, RepoConfigError
-from bot.services.repo_config import read_repo_config
+from bot.config.repo import DEFAULT_DEPLOY_ROOT, RepoConfig, RepoConfigError
+from bot.github.contents import read_repo_config
 
 _KNOWN: tuple[Permission, ...] = ("admin", "maintain", "write", "triage", "read", "none")
 _LOOKUP_ERRORS = (GitHubException, aiohttp.ClientError, asyncio.TimeoutError)

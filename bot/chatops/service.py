@@ -24,10 +24,10 @@ from bot.chatops.lookups import PrLookups, collaborator_permission, from_fork, t
 from bot.chatops.parser import ParsedCommand, ParseError, parse_comment
 from bot.chatops.ratelimit import RateLimiter, Verdict
 from bot.chatops.trust import head_when_commented, may_run_sandbox
+from bot.config.repo import CONFIG_PATH, Environment, RepoConfigError
 from bot.context import Services
-from bot.repoconfig import CONFIG_PATH, Environment, RepoConfigError
+from bot.github.sticky import MAX_COMMENT
 from bot.review.jobs import ReviewRequest, enqueue_review
-from bot.services.sticky import MAX_COMMENT
 
 log = logging.getLogger(__name__)
 

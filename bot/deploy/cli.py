@@ -17,13 +17,13 @@ import click
 from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
 
+from bot.config.repo import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.context import Services
 from bot.deploy.chart import ChartError, ModelServerChart
 from bot.deploy.gitops import DeployError
 from bot.deploy.render import describe
 from bot.deploy.service import DeployService
 from bot.deploy.targets import DeployFailure, Result
-from bot.repoconfig import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.settings import Settings
 
 Action = Callable[[DeployService, GitHubAPI, RepoConfig, int, str], Awaitable[list[Result]]]

@@ -9,12 +9,12 @@ from __future__ import annotations
 from gidgethub import GitHubException
 
 from bot.chatops.service import STATUS_KEY, CommandContext, CommandService, Outcome, register
+from bot.config.repo import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.context import Services
 from bot.deploy.gitops import DeployError
 from bot.deploy.render import describe, render_status
 from bot.deploy.service import DeployService, of
 from bot.deploy.targets import DeployFailure, Result
-from bot.repoconfig import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.store.deployments import of_repo
 
 

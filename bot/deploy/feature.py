@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from bot.app import Feature
 from bot.context import Services
 from bot.deploy.chart import ModelServerChart
 from bot.deploy.commands import register_commands
 from bot.deploy.service import EXTRAS_KEY, KIND, DeployService
 from bot.github.app import git_base_url
-from bot.service import Feature
 from bot.settings import Settings
 from bot.store.queue import ClaimedJob
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.deploy.manifest import ModelRef
 from bot.deploy.render import MARK, github_deployment, github_statuses, newest_per_target, render_section
 from bot.deploy.targets import Result, row_state
-from bot.services.sticky import upsert_sticky
+from bot.github.sticky import upsert_sticky
 from bot.store import deployments
 
 # Row states that get a GitHub Deployment.

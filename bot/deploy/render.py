@@ -13,7 +13,7 @@ from bot.chatops.status import cell
 from bot.deploy.helm import HelmRefused
 from bot.deploy.manifest import ManifestError, ModelRef
 from bot.deploy.targets import Result
-from bot.services.sticky import marker
+from bot.github.sticky import marker
 
 MARK = marker("deploy")
 MAX_DESCRIPTION = 140  # GitHub's limit for a deployment (status) description

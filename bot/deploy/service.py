@@ -18,6 +18,7 @@ from dataclasses import asdict
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.config.repo import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.context import Services
 from bot.deploy.chart import ModelServerChart
 from bot.deploy.gitops import RetryPolicy
@@ -39,7 +40,6 @@ from bot.deploy.targets import (
 from bot.deploy.tenancy import DeployAllowlist
 from bot.deploy.writer import DeployWriter
 from bot.errors import Failure
-from bot.repoconfig import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.store import deployments
 from bot.store.queue import ClaimedJob, enqueue, job_row
 from bot.worker import JobFailure

@@ -10,10 +10,10 @@ import hashlib
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.config.repo import ModelSpec, RepoConfig, RepoConfigError
 from bot.deploy.manifest import ModelRef
 from bot.deploy.targets import DeployFailure, changed_models, choose_variant
-from bot.repoconfig import ModelSpec, RepoConfig, RepoConfigError
-from bot.services.repo_config import ContentsError, read_file, read_repo_config
+from bot.github.contents import ContentsError, read_file, read_repo_config
 from bot.store.reviews import reviewed_model
 
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.config.repo import CONFIG_PATH, Environment, ModelSpec, RepoConfig
 from bot.deploy.manifest import ModelRef, Plan
 from bot.errors import InputError
-from bot.repoconfig import CONFIG_PATH, Environment, ModelSpec, RepoConfig
 
 # What `/modelship deploy --variant fp32|int8` accepts among the variants the optimizer produces.
 VARIANT_FAMILIES: dict[str, tuple[str, ...]] = {

@@ -11,6 +11,7 @@ from pathlib import Path
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.config.repo import RepoConfig
 from bot.context import GitHubAppPort
 from bot.deploy.chart import ModelServerChart
 from bot.deploy.gitops import DeployRepo, Edit, RetryPolicy
@@ -21,7 +22,6 @@ from bot.deploy.targets import DeployFailure, Result, Target, not_written
 from bot.deploy.tenancy import DeployAllowlist, decide
 from bot.github.installations import Installations, from_table
 from bot.github.pulls import open_or_update_pull
-from bot.repoconfig import RepoConfig
 
 log = logging.getLogger(__name__)
 

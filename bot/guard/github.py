@@ -13,12 +13,12 @@ from typing import Any, Protocol
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.config.repo import DEFAULT_DEPLOY_ROOT, RepoConfig, RepoConfigError
 from bot.context import GitHubAppPort
 from bot.deploy.gitops import DeployRepo
+from bot.github.contents import read_repo_config
 from bot.github.installations import Installations, from_table
 from bot.github.pulls import open_or_update_pull
-from bot.repoconfig import DEFAULT_DEPLOY_ROOT, RepoConfig, RepoConfigError
-from bot.services.repo_config import read_repo_config
 
 
 class GuardError(Exception):

@@ -23,6 +23,7 @@ from typing import Any
 import git
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.config.repo import RepoConfig, RepoConfigError
 from bot.deploy.chart import ModelServerChart
 from bot.deploy.gitops import DeployError, DeployRepo
 from bot.deploy.manifest import (
@@ -39,7 +40,6 @@ from bot.deploy.tenancy import DeployAllowlist, decide
 from bot.guard import metrics, store
 from bot.guard.github import GuardError, GuardGitHub
 from bot.guard.store import IncidentView
-from bot.repoconfig import RepoConfig, RepoConfigError
 from bot.store import deployments
 from bot.store.deployments import RAN_STATES, DeploymentView
 

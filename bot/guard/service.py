@@ -20,8 +20,8 @@ from bot.guard.watcher import Watcher
 from bot.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.app import Feature
     from bot.chatops.service import CommandContext, Outcome
-    from bot.service import Feature
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def render_results(results: Sequence[RollbackResult]) -> str:
 
 
 async def setup(services: Services, settings: Settings) -> Feature:
-    from bot.service import Feature
+    from bot.app import Feature
 
     github = AppGitHub(
         services.github,

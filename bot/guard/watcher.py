@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.config.repo import Guard, RepoConfig
 from bot.guard import metrics, store
 from bot.guard.analysis import CheckConfig, CheckState, Decision, OnNoData
 from bot.guard.checks import Deployment, Evaluation, evaluate_many
@@ -27,7 +28,6 @@ from bot.guard.prometheus import MetricsProvider
 from bot.guard.rollback import RollbackError, Rollbacks
 from bot.guard.store import IncidentView
 from bot.guard.templates import QueryTemplate, load_templates
-from bot.repoconfig import Guard, RepoConfig
 from bot.store import deployments
 from bot.store.deployments import DeploymentView
 

@@ -8,10 +8,10 @@ from gidgethub import routing
 from gidgethub.abc import GitHubAPI
 from gidgethub.sansio import Event
 
+from bot.config.repo import RepoConfigError
 from bot.context import Services
 from bot.deploy.service import enqueue_merge, of
 from bot.deploy.targets import DeployFailure, MergeRequest, iso_seconds
-from bot.repoconfig import RepoConfigError
 
 log = logging.getLogger(__name__)
 router = routing.Router()

@@ -33,7 +33,7 @@ RELATIVE_NOISE: Mapping[str, float] = {
 
 
 class ModelPolicy(Protocol):
-    """What the comparison needs from a model's config (bot.repoconfig.ModelSpec satisfies it)."""
+    """What the comparison needs from a model's config (bot.config.repo.ModelSpec satisfies it)."""
 
     @property
     def name(self) -> str: ...

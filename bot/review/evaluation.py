@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from bot.repoconfig import ModelSpec, RepoConfig
+from bot.config.repo import ModelSpec, RepoConfig
 from bot.review.compare import ReviewComparison, compare_review
 from bot.review.parse import results_by_model
 from bot.sandbox.runner import (

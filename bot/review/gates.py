@@ -16,7 +16,7 @@ RULES: tuple[Rule, ...] = ("min", "max", "min_delta", "max_delta")
 
 
 class GateLike(Protocol):
-    """One gate of the repository config (bot.repoconfig.Gate satisfies it)."""
+    """One gate of the repository config (bot.config.repo.Gate satisfies it)."""
 
     @property
     def min(self) -> float | None: ...

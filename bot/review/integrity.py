@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bot.repoconfig import ModelSpec
+from bot.config.repo import ModelSpec
 from bot.review.compare import ReviewComparison
 
 _CHUNK = 1 << 20

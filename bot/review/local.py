@@ -25,7 +25,7 @@ from typing import Any
 import click
 import git
 
-from bot.repoconfig import RepoConfig, RepoConfigError, parse_repo_config
+from bot.config.repo import RepoConfig, RepoConfigError, parse_repo_config
 from bot.review import report
 from bot.review.checkout import CONFIG_FILE, CheckoutError, export_tree
 from bot.review.compare import ModelComparison, ReviewComparison

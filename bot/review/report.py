@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.repoconfig import CONFIG_PATH, ConfigProblem
+from bot.config.repo import CONFIG_PATH, ConfigProblem
 from bot.review.compare import MetricComparison, ModelComparison, ReviewComparison
 from bot.review.gates import GateResult
 from bot.review.parse import Evaluation

@@ -20,9 +20,11 @@ from typing import Any
 
 from gidgethub.abc import GitHubAPI
 
+from bot.config.repo import RepoConfig, RepoConfigError
 from bot.context import Services
 from bot.errors import Backoff
-from bot.repoconfig import RepoConfig, RepoConfigError
+from bot.github.contents import read_repo_config
+from bot.github.sticky import marker, upsert_sticky
 from bot.review import report
 from bot.review.artifacts import ArtifactPolicy, collect, write_manifest
 from bot.review.checkout import CONFIG_FILE, ExportLimits, TreeRefused, fetch_pull_request
@@ -42,8 +44,6 @@ from bot.review.integrity import Verified, git_hashes, verify
 from bot.review.jobs import KIND, ReviewRequest
 from bot.review.optimization import render_optimization
 from bot.sandbox.runner import Mount, SandboxResult, SandboxRunner
-from bot.services.repo_config import read_repo_config
-from bot.services.sticky import marker, upsert_sticky
 from bot.store.deployments import deployed_digests
 from bot.store.queue import ClaimedJob
 from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
@@ -415,7 +415,7 @@ class ReviewService:
 
 async def setup(services: Services, settings: Any) -> Any:
     """Feature hook for bot.service: the `review` job runner and its sandbox."""
-    from bot.service import Feature
+    from bot.app import Feature
 
     sandbox = make_sandbox(settings)
     services.extras[SANDBOX_KEY] = sandbox

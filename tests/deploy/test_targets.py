@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.config.repo import parse_repo_config
 from bot.deploy.manifest import ModelRef
 from bot.deploy.targets import (
     DeployFailure,
@@ -15,7 +16,6 @@ from bot.deploy.targets import (
     merge_targets,
     row_state,
 )
-from bot.repoconfig import parse_repo_config
 
 CONFIG = parse_repo_config(
     """\

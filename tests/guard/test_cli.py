@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.service import Service
+from bot.app import Service
 from devkit.devhub import RunningDevHub
 from devkit.guard_world import MODELS, V1, V2, World, build_world, config, create_app, running_bot
 from tests.fixtures.devhub import WEBHOOK_SECRET

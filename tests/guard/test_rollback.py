@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import Service
+from bot.config.repo import RepoConfig
 from bot.deploy.manifest import current_ref, plan_deploy, render_values
 from bot.deploy.tenancy import DeployAllowlist
 from bot.guard import store
 from bot.guard.rollback import RollbackError, RollbackRequest, Rollbacks, choose_target
 from bot.guard.service import GUARD_KEY, Guard
-from bot.repoconfig import RepoConfig
-from bot.service import Service
 from bot.store.deployments import DeploymentView, current_deployments
 from devkit.devhub import DevHub, RunningDevHub
 from devkit.guard_world import (

@@ -18,13 +18,13 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
+from bot.app import Service
+from bot.config.repo import parse_repo_config
 from bot.guard.analysis import CheckState, Decision
 from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.service import GUARD_KEY, Guard
 from bot.guard.templates import QueryTemplate, load_templates
 from bot.guard.watcher import Watcher, guard_checks, is_due, window
-from bot.repoconfig import parse_repo_config
-from bot.service import Service
 from bot.store.guard_models import GuardCheckState
 from devkit.devhub import RunningDevHub
 from devkit.guard_world import MODELS, V2, World, build_world, config, create_app, rows, running_bot

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.repoconfig import parse_repo_config
+from bot.config.repo import parse_repo_config
 from contract.schema import ModelSpec
 from pipelines.evaluate import evaluate
 from pipelines.files import sha256_file

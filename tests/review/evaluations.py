@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from bot.repoconfig import ModelSpec
+from bot.config.repo import ModelSpec
 from contract.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 RESAMPLES = 400  # enough for stable 95% intervals in tests, cheap on a shared 2-core machine

@@ -328,7 +328,7 @@ def test_results_are_frozen(cancer: dict[str, Any]) -> None:
 
 def test_the_bot_modules_never_import_ml_libraries() -> None:
     probe = (
-        "import sys, bot.repoconfig, bot.review.compare, bot.review.report, contract.metrics\n"
+        "import sys, bot.config.repo, bot.review.compare, bot.review.report, contract.metrics\n"
         "heavy = ('sklearn', 'scipy', 'onnxruntime', 'skl2onnx', 'onnx')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )

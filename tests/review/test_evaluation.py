@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.repoconfig import parse_repo_config
+from bot.config.repo import parse_repo_config
 from bot.review.evaluation import pipeline_spec
 from contract.metrics import METRICS_BY_TASK, OPERATIONAL_METRICS
 from pipelines.errors import PipelineError

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from bot.repoconfig import parse_repo_config
+from bot.config.repo import parse_repo_config
 from bot.review.compare import compare_review
 from bot.review.evaluation import SandboxMaxima, sandbox_limits
 from bot.review.integrity import git_hashes, sha256_under, verify

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.repoconfig import ModelSpec, RepoConfigError, parse_repo_config
+from bot.config.repo import ModelSpec, RepoConfigError, parse_repo_config
 from bot.review.compare import ReviewComparison, compare_model
 from bot.review.parse import parse_evaluation
 from bot.review.report import (

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from bot.app import Service, build_service
 from bot.intake import signature_for
-from bot.service import Service, build_service
 from bot.settings import Settings
 from bot.store.models import Delivery, Installation, Job
 

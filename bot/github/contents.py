@@ -10,7 +10,7 @@ from urllib.parse import quote
 from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
 
-from bot.repoconfig import (
+from bot.config.repo import (
     CONFIG_PATH,
     DEFAULT_DEPLOY_ROOT,
     ConfigProblem,

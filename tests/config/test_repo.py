@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.repoconfig import (
+from bot.config.repo import (
     MAX_YAML_NODES,
     ConfigLoader,
     ConfigProblem,
@@ -24,7 +24,7 @@ from bot.repoconfig import (
     parse_repo_config,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 ISSUE_EXAMPLE = """\
 version: 1

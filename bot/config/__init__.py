@@ -1,0 +1,1 @@
+"""The repository config `.modelship.yml`: schema, loader, errors (bot.config.repo)."""

@@ -1,1 +1,0 @@
-"""Domain services shared by handlers: small, I/O through the GitHub client passed in."""
