@@ -65,9 +65,9 @@ async def cost(prometheus: PrometheusServer, session: aiohttp.ClientSession, n: 
     provider = PrometheusHTTP(prometheus.url, session)
     templates = load_templates()
     checks = [
-        CheckConfig(template="error_rate", max=0.02, window="1m"),
-        CheckConfig(template="latency_p95", max=0.05, window="1m"),
-        CheckConfig(template="prediction_drift", max=0.2, window="1m"),
+        CheckConfig(template="error_rate", max=0.02, window="1m", initial_delay=0),
+        CheckConfig(template="latency_p95", max=0.05, window="1m", initial_delay=0),
+        CheckConfig(template="prediction_drift", max=0.2, window="1m", initial_delay=0),
     ]
     deployments = [Deployment("production", "iris", V1 if i % 2 else V2) for i in range(n)]
     states: list[dict[str, CheckState]] = [{} for _ in deployments]
@@ -105,7 +105,7 @@ async def detection(
 ) -> float:
     provider = PrometheusHTTP(prometheus.url, session)
     templates = load_templates()
-    check = CheckConfig(template="error_rate", max=0.02, window="5s", failure_limit=failure_limit)
+    check = CheckConfig(template="error_rate", max=0.02, window="5s", failure_limit=failure_limit, initial_delay=0)
     deployment = Deployment("production", "iris", V2)
     states: dict[str, CheckState] = {}
 

@@ -298,15 +298,36 @@ class Check(_Section):
     def _threshold(self) -> Check:
         if self.max is None and self.min is None:
             raise ValueError(f"the {self.template} check needs a threshold: add max or min")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"the {self.template} check's min {self.min:g} is above its max {self.max:g}")
         return self
+
+
+@dataclass(frozen=True)
+class GuardDefaults:
+    """What a ``guard`` section leaves out; the guard's analysis (bot.guard.analysis) uses the same."""
+
+    initial_delay: float = 60.0
+    failure_limit: int = 3
+    on_no_data: Literal["inconclusive", "pass", "fail"] = "inconclusive"
+    consecutive_error_limit: int = 5
+
+
+GUARD_DEFAULTS = GuardDefaults()
 
 
 class Guard(_Section):
     interval: Duration = Field(default=30.0, ge=1, description="Time between analyses, e.g. 30s.")
-    initial_delay: Duration = Field(default=60.0, description="Wait after a deploy before the first analysis.")
-    failure_limit: int = Field(default=3, ge=1, description="Consecutive failed analyses before a rollback.")
-    on_no_data: Literal["inconclusive", "pass", "fail"] = "inconclusive"
-    consecutive_error_limit: int = Field(default=5, ge=1, description="Prometheus errors in a row before alerting.")
+    initial_delay: Duration = Field(
+        default=GUARD_DEFAULTS.initial_delay, description="Wait after a deploy before the first analysis."
+    )
+    failure_limit: int = Field(
+        default=GUARD_DEFAULTS.failure_limit, ge=1, description="Consecutive failed analyses before a rollback."
+    )
+    on_no_data: Literal["inconclusive", "pass", "fail"] = GUARD_DEFAULTS.on_no_data
+    consecutive_error_limit: int = Field(
+        default=GUARD_DEFAULTS.consecutive_error_limit, ge=1, description="Prometheus errors in a row before alerting."
+    )
     auto_merge: bool = Field(default=False, description="Merge the rollback PR at once.")
     checks: list[Check] = Field(min_length=1)
 

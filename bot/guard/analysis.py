@@ -17,24 +17,24 @@ Keep one state per (environment, model, version, check); start a fresh one when 
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from bot.config.repo import GUARD_DEFAULTS
 from bot.guard.prometheus import Outcome, QueryResult
-from bot.guard.templates import DURATION_RE
 
 MAX_OBSERVATIONS = 30  # recent values kept for the evidence chart of a rollback PR
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 class OnNoData(StrEnum):
     INCONCLUSIVE = "inconclusive"
     PASS = "pass"
     FAIL = "fail"
+
+
+_DEFAULT_ON_NO_DATA = OnNoData(GUARD_DEFAULTS.on_no_data)
 
 
 class Decision(StrEnum):
@@ -69,52 +69,21 @@ def worst(decisions: Iterable[Decision]) -> Decision:
     return min(decisions, key=_SEVERITY.index, default=Decision.INCONCLUSIVE)
 
 
-class CheckConfigError(ValueError):
-    """A check in the repository config is invalid; ``problems`` name the keys to fix."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
-def parse_seconds(value: Any, key: str) -> float:
-    """``30``, ``"30s"``, ``"5m"``, ``"1h30m"`` -> seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str) and DURATION_RE.match(value):
-        parts = re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", value)
-        return sum(int(n) * _UNITS[unit] for n, unit in parts)
-    raise CheckConfigError([f"{key}: {value!r} is not a duration like 30s, 5m or 1h"])
-
-
 @dataclass(frozen=True)
 class CheckConfig:
+    """One check of a validated ``guard`` section (bot.watcher.guard_checks builds it from bot.config.repo,
+    the one validator of `.modelship.yml`); the defaults are that schema's, so a check built by hand
+    (tests, bench) behaves like one the repository left at its defaults."""
+
     template: str
     window: str = "5m"
     max: float | None = None
     min: float | None = None
-    failure_limit: int = 3
-    initial_delay: float = 0.0  # seconds
-    on_no_data: OnNoData = OnNoData.INCONCLUSIVE
-    consecutive_error_limit: int = 3
+    failure_limit: int = GUARD_DEFAULTS.failure_limit
+    initial_delay: float = GUARD_DEFAULTS.initial_delay  # seconds
+    on_no_data: OnNoData = _DEFAULT_ON_NO_DATA
+    consecutive_error_limit: int = GUARD_DEFAULTS.consecutive_error_limit
     name: str | None = None
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.max is None and self.min is None:
-            problems.append(f"check {self.template!r}: set max or min (the threshold)")
-        if self.max is not None and self.min is not None and self.min > self.max:
-            problems.append(f"check {self.template!r}: min {self.min} is above max {self.max}")
-        if self.failure_limit < 1:
-            problems.append(f"check {self.template!r}: failure_limit must be at least 1")
-        if self.consecutive_error_limit < 1:
-            problems.append(f"check {self.template!r}: consecutive_error_limit must be at least 1")
-        if self.initial_delay < 0:
-            problems.append(f"check {self.template!r}: initial_delay must not be negative")
-        if not DURATION_RE.match(self.window):
-            problems.append(f"check {self.template!r}: window {self.window!r} is not a duration like 5m")
-        if problems:
-            raise CheckConfigError(problems)
 
     @property
     def key(self) -> str:
@@ -129,61 +98,6 @@ class CheckConfig:
 
     def breached_by(self, value: float) -> bool:
         return (self.max is not None and value > self.max) or (self.min is not None and value < self.min)
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], where: str = "check") -> CheckConfig:
-        """Build from a repository-config mapping; errors name ``where.key``."""
-        known = {
-            "template",
-            "window",
-            "max",
-            "min",
-            "failure_limit",
-            "initial_delay",
-            "on_no_data",
-            "consecutive_error_limit",
-            "name",
-        }
-        problems = [f"{where}.{k}: unknown key (known: {', '.join(sorted(known))})" for k in data if k not in known]
-        kwargs: dict[str, Any] = {}
-        if not isinstance(data.get("template"), str):
-            problems.append(f"{where}.template: name one of the server's PromQL templates, e.g. error_rate")
-        else:
-            kwargs["template"] = data["template"]
-        for key in ("max", "min"):
-            if key in data:
-                value = data[key]
-                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                    problems.append(f"{where}.{key}: must be a finite number, got {value!r}")
-                else:
-                    kwargs[key] = float(value)
-        for key in ("failure_limit", "consecutive_error_limit"):
-            if key in data:
-                value = data[key]
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    problems.append(f"{where}.{key}: must be a whole number ≥ 1, got {value!r}")
-                else:
-                    kwargs[key] = value
-        if "window" in data:
-            kwargs["window"] = str(data["window"])
-        if "initial_delay" in data:
-            try:
-                kwargs["initial_delay"] = parse_seconds(data["initial_delay"], f"{where}.initial_delay")
-            except CheckConfigError as exc:
-                problems.extend(exc.problems)
-        if "on_no_data" in data:
-            try:
-                kwargs["on_no_data"] = OnNoData(data["on_no_data"])
-            except ValueError:
-                problems.append(f"{where}.on_no_data: must be inconclusive, pass or fail, got {data['on_no_data']!r}")
-        if "name" in data:
-            kwargs["name"] = str(data["name"])
-        if problems:
-            raise CheckConfigError(problems)
-        try:
-            return cls(**kwargs)
-        except CheckConfigError as exc:
-            raise CheckConfigError([f"{where}: {p}" for p in exc.problems]) from exc
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,20 @@ import math
 
 import pytest
 
+from bot.config.repo import Guard, RepoConfig, RepoConfigError, parse_repo_config
 from bot.guard.analysis import (
     CheckConfig,
-    CheckConfigError,
     CheckState,
     Decision,
     OnNoData,
     Verdict,
     analyse,
-    parse_seconds,
     worst,
 )
 from bot.guard.prometheus import QueryResult
+from bot.guard.watcher import guard_checks
 
-ERROR_RATE = CheckConfig(template="error_rate", max=0.02, failure_limit=3, consecutive_error_limit=2)
+ERROR_RATE = CheckConfig(template="error_rate", max=0.02, failure_limit=3, consecutive_error_limit=2, initial_delay=0)
 BREACH = QueryResult.of(0.5)
 PASS = QueryResult.of(0.001)
 NO_DATA = QueryResult.no_data()
@@ -101,7 +101,7 @@ def test_missing_data_never_rolls_back_by_default_however_long_it_lasts() -> Non
     ],
 )
 def test_on_no_data_is_the_repositorys_explicit_choice(on_no_data: OnNoData, expected: list[Decision]) -> None:
-    config = CheckConfig(template="error_rate", max=0.02, failure_limit=3, on_no_data=on_no_data)
+    config = CheckConfig(template="error_rate", max=0.02, failure_limit=3, on_no_data=on_no_data, initial_delay=0)
     assert decisions(config, [BREACH, NO_DATA, BREACH]) == expected
 
 
@@ -119,7 +119,7 @@ def test_first_seen_is_set_by_the_first_check_when_not_preset() -> None:
 
 
 def test_a_min_threshold_breaches_below_it() -> None:
-    config = CheckConfig(template="accuracy", min=0.9, failure_limit=1)
+    config = CheckConfig(template="accuracy", min=0.9, failure_limit=1, initial_delay=0)
     assert decisions(config, [QueryResult.of(0.95), QueryResult.of(0.5)]) == [D.HEALTHY, D.ROLLBACK]
 
 
@@ -153,38 +153,46 @@ def test_the_worst_check_decides_for_the_deployment() -> None:
     assert D.ROLLBACK.health == "degraded" and D.ERROR_ALERT.health == "error"
 
 
-def test_a_check_is_read_from_repository_config() -> None:
-    check = CheckConfig.from_mapping(
-        {"template": "latency_p95", "max": 0.05, "window": "2m", "initial_delay": "1m", "on_no_data": "pass"}
-    )
-    assert (check.max, check.window, check.initial_delay, check.on_no_data) == (
-        0.05,
-        "2m",
-        60.0,
-        OnNoData.PASS,
-    )
-    assert check.failure_limit == 3 and check.consecutive_error_limit == 3
+def test_a_check_is_read_from_the_validated_repository_config() -> None:
+    """bot.config.repo validates once; the guard takes its values, defaults included (no second validator)."""
+    config = parse_repo_config(GUARDED.format(check="{template: latency_p95, max: 0.05, window: 2m}"))
+    [check] = guard_checks(guarded(config))
+    assert (check.template, check.max, check.on_no_data) == ("latency_p95", 0.05, OnNoData.INCONCLUSIVE)
+    assert (check.failure_limit, check.consecutive_error_limit, check.initial_delay) == (3, 5, 60.0)
+    by_hand = CheckConfig(template="latency_p95", max=0.05, window=check.window, name=check.name)
+    assert by_hand == check, "a check built by hand has the schema's defaults"
 
 
 @pytest.mark.parametrize(
-    "data, fragment",
+    "check, fragment",
     [
-        ({"template": "error_rate"}, "set max or min"),
-        ({"template": "error_rate", "max": 1, "failure_limit": 0}, "guard.checks[0].failure_limit"),
-        ({"template": "error_rate", "max": "high"}, "guard.checks[0].max: must be a finite number"),
-        ({"template": "error_rate", "max": 1, "on_no_data": "rollback"}, "inconclusive, pass or fail"),
-        ({"template": "error_rate", "max": 1, "window": "5 minutes"}, "window"),
-        ({"template": "error_rate", "max": 1, "query": "up"}, "guard.checks[0].query: unknown key"),
-        ({"max": 1}, "guard.checks[0].template"),
+        ("{template: error_rate}", "needs a threshold: add max or min"),
+        ("{template: error_rate, max: 1, min: 2}", "min 2 is above its max 1"),
+        ("{template: error_rate, max: high}", "max"),
+        ("{template: error_rate, max: 1, window: 5 minutes}", "window"),
+        ("{template: error_rate, max: 1, query: up}", "query"),
+        ("{max: 1}", "template"),
     ],
 )
-def test_a_bad_check_names_the_key_to_fix(data: dict[str, object], fragment: str) -> None:
-    with pytest.raises(CheckConfigError) as caught:
-        CheckConfig.from_mapping(data, where="guard.checks[0]")
-    assert fragment in str(caught.value)
+def test_a_bad_check_names_the_key_to_fix(check: str, fragment: str) -> None:
+    with pytest.raises(RepoConfigError) as caught:
+        parse_repo_config(GUARDED.format(check=check))
+    assert "environments.production.guard.checks[0]" in str(caught.value) and fragment in str(caught.value)
 
 
-def test_durations_parse_to_seconds() -> None:
-    assert [parse_seconds(v, "k") for v in ("30s", "5m", "1h30m", 45, "500ms")] == [30, 300, 5400, 45, 0.5]
-    with pytest.raises(CheckConfigError, match="k: 'soon'"):
-        parse_seconds("soon", "k")
+def guarded(config: RepoConfig) -> Guard:
+    guard = config.environments["production"].guard
+    assert guard is not None
+    return guard
+
+
+GUARDED = """version: 1
+models:
+  - {{name: iris, path: models/iris.onnx, task: classification, dataset: {{path: data/iris.csv, target: y}}}}
+deploy: {{repository: acme/deploy}}
+environments:
+  production:
+    guard:
+      checks:
+        - {check}
+"""

@@ -22,8 +22,8 @@ from tests.guard.conftest import ModelServer
 
 INTERVAL = 1.0
 FAILURE_LIMIT = 3
-ERROR_RATE = CheckConfig(template="error_rate", max=0.02, window="5s", failure_limit=FAILURE_LIMIT)
-LATENCY = CheckConfig(template="latency_p95", max=1.0, window="5s", failure_limit=FAILURE_LIMIT)
+ERROR_RATE = CheckConfig(template="error_rate", max=0.02, window="5s", failure_limit=FAILURE_LIMIT, initial_delay=0)
+LATENCY = CheckConfig(template="latency_p95", max=1.0, window="5s", failure_limit=FAILURE_LIMIT, initial_delay=0)
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ async def test_prometheus_down_raises_the_alert_at_the_error_limit_and_never_rol
     session: aiohttp.ClientSession,
 ) -> None:
     provider = PrometheusHTTP(f"http://127.0.0.1:{free_port()}", session, timeout=2)
-    check = CheckConfig(template="error_rate", max=0.02, failure_limit=1, consecutive_error_limit=2)
+    check = CheckConfig(template="error_rate", max=0.02, failure_limit=1, consecutive_error_limit=2, initial_delay=0)
     deployment = Deployment("production", "iris", "2")
     states: dict[str, CheckState] = {}
     seen = []
@@ -139,7 +139,7 @@ async def test_prometheus_down_raises_the_alert_at_the_error_limit_and_never_rol
 
 
 async def test_an_unknown_template_is_an_error_outcome_not_a_crash(prometheus: PrometheusServer, session: Any) -> None:
-    check = CheckConfig(template="accuracy", min=0.9)
+    check = CheckConfig(template="accuracy", min=0.9, initial_delay=0)
     evaluation = await evaluate(
         PrometheusHTTP(prometheus.url, session),
         load_templates(),

@@ -7,7 +7,7 @@ from bot.guard.checks import CheckOutcome, Deployment, Evaluation
 from bot.guard.evidence import mermaid_chart, render_evidence
 from bot.guard.prometheus import QueryResult
 
-CHECK = CheckConfig(template="error_rate", max=0.02, window="5m", failure_limit=2)
+CHECK = CheckConfig(template="error_rate", max=0.02, window="5m", failure_limit=2, initial_delay=0)
 QUERY = 'sum(rate(modelship_model_requests_total{status=~"5.."}[5m])) / sum(...)'
 
 
