@@ -1,4 +1,9 @@
-"""Assembles the running service from settings: database, intake, workers, GitHub client, web app."""
+"""The composition root: builds the running service from settings — database, intake, workers, GitHub
+App client, sandbox and every feature — and the same pieces for the CLI commands that need them.
+
+Features are imported here, at top level, and never import this module (they get ``bot.context``).
+The chat-ops command registry and the `/modelship status` sections are one literal each (``commands``).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,19 @@ from gidgethub.sansio import Event
 from sqlalchemy import select
 
 from bot import handlers, logs, metrics
-from bot.context import GitHubAppPort, Services
+from bot.chatops import service as chatops
+from bot.chatops.ratelimit import RateLimiter
+from bot.chatops.service import CommandService, StatusSection
+from bot.chatops.store import SqlBuckets
+from bot.context import Feature, GitHubAppPort, Services
+from bot.deploy import commands as deploy_commands
+from bot.deploy import feature as deploy_feature
 from bot.doctor import Check, Checkup, Doctor, failed, skipped
 from bot.github.retry import RetryPolicy
+from bot.guard import service as guard_feature
 from bot.intake import Delivery, Plan, plan_delivery
+from bot.review import service as review_feature
+from bot.review.service import SandboxConfig, SandboxUnavailable, make_sandbox
 from bot.settings import Settings
 from bot.store.db import make_engine, migrate
 from bot.store.deliveries import DeliveryWriter
@@ -31,7 +45,6 @@ from bot.worker import FinalFailureHook, JobRunner, WorkerPool
 
 if TYPE_CHECKING:
     from bot.github.app import GitHubApp
-    from bot.review.service import SandboxConfig
 
 log = logging.getLogger(__name__)
 
@@ -115,27 +128,27 @@ def webhook_runner(services: Services) -> JobRunner:
     return run
 
 
-@dataclass
-class Feature:
-    """What a feature package plugs into the service: job runners, background loops, clean-up."""
+def commands() -> tuple[dict[str, CommandService], tuple[StatusSection, ...]]:
+    """Every chat-ops command by name, and the sections `/modelship status` adds, in order.
 
-    runners: dict[str, JobRunner] = field(default_factory=dict)
-    # Per job kind: how users hear that a job of that kind ended without a result (bot.worker.FinalFailureHook).
-    on_final_failure: dict[str, FinalFailureHook] = field(default_factory=dict)
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-
-FeatureSetup = Callable[[Services, Settings], Awaitable[Feature]]
-
-
-def feature_setups() -> list[FeatureSetup]:
-    """Each feature's `setup(services, settings) -> Feature`, in start order."""
-    from bot.deploy import feature as deploy
-    from bot.guard import service as guard
-    from bot.review import service as review
-
-    return [review.setup, deploy.setup, guard.setup]
+    The parser's command table (bot.chatops.commands) names the same commands; a name missing here
+    answers "not available yet"."""
+    return (
+        {
+            "status": chatops.run_status,
+            "evaluate": chatops.run_review,
+            "optimize": chatops.run_review,
+            "ok-to-test": chatops.run_ok_to_test,
+            "hold": chatops.run_hold,
+            "unhold": chatops.run_unhold,
+            "cancel": chatops.run_cancel,
+            "deploy": deploy_commands.run_deploy,
+            "promote": deploy_commands.run_promote,
+            "unpin": deploy_commands.run_unpin,
+            "rollback": guard_feature.run_rollback,
+        },
+        (deploy_commands.status_section, guard_feature.status_section),
+    )
 
 
 @dataclass
@@ -182,7 +195,14 @@ async def build_service(
             await session.close()
             await engine.dispose()
             raise
+    try:
+        sandbox = make_sandbox(settings)
+    except SandboxUnavailable as exc:
+        for close in reversed(closers):
+            await close()
+        raise StartupError(str(exc), "MODELSHIP_CONTAINER_ENGINE_URL") from None
     queue = JobQueue(engine, lease_seconds=settings.job_lease_seconds)
+    registry, sections = commands()
     services = Services(
         engine=engine,
         queue=queue,
@@ -190,19 +210,22 @@ async def build_service(
         app_slug=settings.github_app_slug,
         data_dir=settings.data_dir,
         deploy_root=settings.deploy_root,
+        commands=registry,
+        status_sections=sections,
+        limiter=RateLimiter(SqlBuckets(engine)),
+        sandbox=sandbox,
     )
-    from bot.review.service import SandboxUnavailable
-
+    services.deploy = deploy_feature.make_service(services, settings)
+    services.guard, guard = guard_feature.setup(services, settings)
+    features: list[Feature] = [
+        review_feature.feature(services, sandbox),
+        deploy_feature.feature(services.deploy),
+        guard,
+    ]
     runners: dict[str, JobRunner] = {"webhook": webhook_runner(services)}
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []
     hooks: dict[str, FinalFailureHook] = {}
-    for setup in feature_setups():
-        try:
-            feature = await setup(services, settings)
-        except SandboxUnavailable as exc:
-            for close in reversed(closers):
-                await close()
-            raise StartupError(str(exc), "MODELSHIP_CONTAINER_ENGINE_URL") from None
+    for feature in features:
         runners.update(feature.runners)
         hooks.update(feature.on_final_failure)
         background.extend(feature.background)
@@ -245,16 +268,14 @@ async def build_service(
 def service_doctor(settings: Settings, services: Services) -> Doctor:
     """The doctor over the running service's own collaborators (its App client, engine, sandbox, Prometheus)."""
     from bot.github.app import GitHubApp
-    from bot.guard.service import GUARD_KEY
-    from bot.review.service import SANDBOX_KEY
 
     github: GitHubApp | Check = (
         services.github
         if isinstance(services.github, GitHubApp)
         else skipped("github_app", "not checked: the service runs with a custom GitHub client")
     )
-    sandbox = services.extras.get(SANDBOX_KEY) or skipped("sandbox", "not checked: no review feature")
-    guard = services.extras.get(GUARD_KEY)
+    sandbox = services.sandbox or skipped("sandbox", "not checked: no review feature")
+    guard = services.guard
     return Doctor(
         engine=services.engine,
         github=github,
@@ -272,7 +293,6 @@ async def run_doctor(settings: Settings) -> list[Check]:
     turns an unreachable API into a failed check within seconds.
     """
     from bot.guard.prometheus import PrometheusHTTP
-    from bot.review.service import SandboxUnavailable, make_sandbox
 
     engine = make_engine(settings.effective_database_url)
     async with aiohttp.ClientSession() as session:

@@ -1,16 +1,32 @@
-"""The collaborators a handler or job runner receives. Built once by the entry point."""
+"""The collaborators a handler, job runner or chat-ops command receives, and what a feature plugs in.
+
+The composition root (bot.app) builds one ``Services`` and fills its typed feature fields; features
+import this module, never the root, so there is no import cycle between the root and the features.
+The feature types are named for the type checker only: this module imports no feature.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.github.git import TokenSource
 from bot.store.queue import JobQueue
+from bot.worker import FinalFailureHook, JobRunner
+
+if TYPE_CHECKING:
+    from bot.chatops.ratelimit import RateLimiter
+    from bot.chatops.service import CommandService, StatusSection
+    from bot.deploy.service import DeployService
+    from bot.guard.service import Guard
+    from bot.review.service import SandboxConfig
+
+T = TypeVar("T")
 
 
 class GitHubAppPort(Protocol):
@@ -26,15 +42,44 @@ class GitHubAppPort(Protocol):
 
 
 @dataclass
+class Feature:
+    """What a feature package plugs into the service: job runners, their final-failure hooks, background
+    loops, clean-up."""
+
+    runners: dict[str, JobRunner] = field(default_factory=dict)
+    # Per job kind: how users hear that a job of that kind ended without a result (bot.worker.FinalFailureHook).
+    on_final_failure: dict[str, FinalFailureHook] = field(default_factory=dict)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+class FeatureUnavailable(LookupError):
+    """A handler or command needs a feature this service was built without (a wiring bug, not bad input)."""
+
+
+def need(value: T | None, feature: str) -> T:
+    """``value``, or a FeatureUnavailable naming the feature bot.app did not build."""
+    if value is None:
+        raise FeatureUnavailable(f"the {feature} feature is not set up on this service (bot.app builds it)")
+    return value
+
+
+@dataclass
 class Services:
     engine: AsyncEngine
     queue: JobQueue
     github: GitHubAppPort
     app_slug: str
     data_dir: Path
-    extras: dict[str, Any] = field(default_factory=dict)  # feature services (sandbox, deploy, guard…)
     # MODELSHIP_DEPLOY_ROOT, normalised: every reader of `.modelship.yml` checks deploy.path_template against it.
     deploy_root: str = "environments/"
+    # Filled in by bot.app once each feature is built (None / empty: not part of this service).
+    commands: Mapping[str, CommandService] = field(default_factory=dict)  # chat-ops: command name -> service
+    status_sections: Sequence[StatusSection] = ()  # extra sections of `/modelship status`, in order
+    limiter: RateLimiter | None = None  # the one chat-ops rate limiter, shared by all comments
+    sandbox: SandboxConfig | None = None  # the sandbox reviews run in (bot.doctor probes it)
+    deploy: DeployService | None = None
+    guard: Guard | None = None
 
     @property
     def bot_login(self) -> str:

@@ -25,7 +25,7 @@ import click
 from sqlalchemy import select
 
 from bot.app import Service
-from bot.guard.service import GUARD_KEY
+from bot.context import need
 from bot.store.review_models import Deployment
 from bot.store.reviews import review_records
 from devkit.devhub import RunningDevHub
@@ -343,7 +343,7 @@ class Demo:
         self.quote((values or b"").decode())
         self.step("`modelship status` (the guard watches the restored version)")
         await self.wait_health(service, restored, "healthy", 20)
-        self.quote(await service.services.extras[GUARD_KEY].status(REPO))
+        self.quote(await need(service.services.guard, "guard").status(REPO))
 
 
 async def wait_for(check: Callable[[], Any], limit: float, what: str) -> Any:

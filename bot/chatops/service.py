@@ -1,9 +1,9 @@
 """Chat-ops at the edges: read a PR comment's commands, gather the facts, decide, act, answer, audit.
 
 The decision is ``dispatch.decide`` (pure); this module looks things up, carries out what was
-decided and talks back. Commands are services in a registry keyed by command name: the built-in ones
-live here, and later features (deploy, promote, rollback, unpin) plug theirs in with ``register``,
-without touching this module or the handler. A command nobody registered answers "not available yet".
+decided and talks back. Commands are services keyed by command name in ``Services.commands``, one
+literal in the composition root (bot.app): the built-in ones live here, deploy's and the guard's in
+their packages. A command the service was built without answers "not available yet".
 """
 
 from __future__ import annotations
@@ -22,18 +22,14 @@ from bot.chatops.authz import PrState, has_write
 from bot.chatops.dispatch import Facts, Reaction, Reply, Run, decide
 from bot.chatops.lookups import PrLookups, collaborator_permission, from_fork, team_refs
 from bot.chatops.parser import ParsedCommand, ParseError, parse_comment
-from bot.chatops.ratelimit import RateLimiter, Verdict
+from bot.chatops.ratelimit import Verdict
 from bot.chatops.trust import head_when_commented, may_run_sandbox
 from bot.config.repo import CONFIG_PATH, Environment, RepoConfigError
-from bot.context import Services
+from bot.context import Services, need
 from bot.github.sticky import MAX_COMMENT
 from bot.review.jobs import ReviewRequest, enqueue_review
 
 log = logging.getLogger(__name__)
-
-SERVICES_KEY = "chatops_services"  # Services.extras[...]: dict[command name, CommandService]
-STATUS_KEY = "chatops_status_sections"  # Services.extras[...]: list[StatusSection]
-LIMITER_KEY = "chatops_ratelimiter"  # Services.extras[...]: RateLimiter shared by all comments
 
 
 @dataclass(frozen=True)
@@ -65,22 +61,6 @@ CommandService = Callable[[CommandContext], Awaitable[Outcome]]
 StatusSection = Callable[[CommandContext], Awaitable[str]]
 
 
-def register(services: Services, name: str, service: CommandService) -> None:
-    """Plug a command in (``deploy``, ``promote``, ``rollback``, ``unpin``)."""
-    services.extras.setdefault(SERVICES_KEY, {})[name] = service
-
-
-def registry(services: Services) -> dict[str, CommandService]:
-    return {**BUILTIN, **services.extras.get(SERVICES_KEY, {})}
-
-
-def limiter(services: Services) -> RateLimiter:
-    found = services.extras.get(LIMITER_KEY)
-    if not isinstance(found, RateLimiter):
-        found = services.extras[LIMITER_KEY] = RateLimiter(store.SqlBuckets(services.engine))
-    return found
-
-
 # --------------------------------------------------------------------------- the comment
 
 
@@ -107,7 +87,7 @@ async def handle_comment(
         return  # a retried job: the commands ran (and were audited) once already
     audit = _Audit(repo, number, actor, comment["id"])
     reactions = f"/repos/{repo}/issues/comments/{comment['id']}/reactions"
-    rate_limiter = limiter(services)
+    rate_limiter = need(services.limiter, "chat-ops rate limiter")
     verdict = await rate_limiter.check(actor.lower(), now())
     if verdict is Verdict.DENY:
         # The flood was answered once already; answering again would make the bot the flood.
@@ -153,7 +133,7 @@ async def _answer(
         ctx = CommandContext(
             outcome.command, outcome, lookups.repo, lookups.number, installation_id, actor, gh, services, lookups
         )
-        done = await registry(services)[outcome.command.name](ctx)
+        done = await services.commands[outcome.command.name](ctx)
         return _Answer(done.body, "rocket" if done.ok else "confused", "allowed", done.result, done.ok)
     except Exception as exc:
         # One broken command must not swallow the answers to the others, nor stay unanswered.
@@ -181,7 +161,7 @@ def _created_at(comment: dict[str, Any]) -> int | None:
 async def _facts(
     item: ParsedCommand | ParseError, actor: str, services: Services, lookups: PrLookups, commented_at: int | None
 ) -> Facts | _Answer:
-    available = frozenset(registry(services))
+    available = frozenset(services.commands)
     bare = Facts(actor, None, PrState(False, None, False, None), "", available=available, app_slug=services.app_slug)
     if not isinstance(item, ParsedCommand) or item.wants_help or not item.spec.mutating:
         return bare  # help, status and parse errors need no lookups
@@ -391,22 +371,11 @@ async def run_status(ctx: CommandContext) -> Outcome:
         hold = await store.held(conn, ctx.repo, ctx.number)
         approvals = await store.approvals(conn, ctx.repo, ctx.number)
         audit = await store.recent(conn, ctx.repo, ctx.number)
-    sections = [await section(ctx) for section in ctx.services.extras.get(STATUS_KEY, [])]
+    sections = [await section(ctx) for section in ctx.services.status_sections]
     body = status.render(
         head_sha=pull["head"]["sha"], jobs=jobs, hold=hold, approvals=approvals, audit=audit, sections=sections
     )
     return Outcome(True, ctx.reply(body), "status shown")
-
-
-BUILTIN: dict[str, CommandService] = {
-    "status": run_status,
-    "evaluate": run_review,
-    "optimize": run_review,
-    "ok-to-test": run_ok_to_test,
-    "hold": run_hold,
-    "unhold": run_unhold,
-    "cancel": run_cancel,
-}
 
 
 # --------------------------------------------------------------------------- untrusted PRs

@@ -1,4 +1,4 @@
-"""Chat-ops commands `deploy`, `promote` and `unpin`, plugged into the chat-ops registry.
+"""Chat-ops commands `deploy`, `promote` and `unpin` and the Deployments status section (bot.app lists them).
 
 Authorization (write access, the environment's ``allowed`` and ``requires``) was decided by chat-ops
 before these run; they read the base branch's config, act through the DeployService and answer.
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from gidgethub import GitHubException
 
-from bot.chatops.service import STATUS_KEY, CommandContext, CommandService, Outcome, register
+from bot.chatops.service import CommandContext, Outcome
 from bot.config.repo import CONFIG_PATH, RepoConfig, RepoConfigError
-from bot.context import Services
+from bot.context import need
 from bot.deploy.gitops import DeployError
 from bot.deploy.render import describe, render_status
-from bot.deploy.service import DeployService, of
+from bot.deploy.service import DeployService
 from bot.deploy.targets import DeployFailure, Result
 from bot.store.deployments import of_repo
 
@@ -37,7 +37,7 @@ def _outcome(ctx: CommandContext, service: DeployService, config: RepoConfig, re
 
 
 async def _run(ctx: CommandContext, action: str) -> Outcome:
-    service = of(ctx.services)
+    service = need(ctx.services.deploy, "deploy")
     config = await _config(ctx)
     if isinstance(config, str):
         return Outcome(False, ctx.reply(config), "config problem")
@@ -93,15 +93,6 @@ async def run_unpin(ctx: CommandContext) -> Outcome:
     return await _run(ctx, "unpin")
 
 
-COMMANDS: dict[str, CommandService] = {"deploy": run_deploy, "promote": run_promote, "unpin": run_unpin}
-
-
 async def status_section(ctx: CommandContext) -> str:
     async with ctx.services.engine.connect() as conn:
         return render_status(await of_repo(conn, ctx.repo))
-
-
-def register_commands(services: Services) -> None:
-    for name, command in COMMANDS.items():
-        register(services, name, command)
-    services.extras.setdefault(STATUS_KEY, []).append(status_section)

@@ -30,10 +30,10 @@ from typing import Any
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.context import Services
+from bot.context import Services, need
 from bot.deploy.manifest import ManifestError, pr_branch_name
 from bot.deploy.render import MAX_DESCRIPTION
-from bot.deploy.service import DeployService, of
+from bot.deploy.service import DeployService
 from bot.errors import TransientError
 from bot.guard import store
 from bot.store import deployments
@@ -185,7 +185,7 @@ async def on_closed(services: Services, pull: ClosedPull) -> None:
     if why is not None:
         log.warning("%s#%s closed on a Modelship branch but ignored: %s", pull.repo, pull.number, why)
         return
-    deploy = of(services)
+    deploy = need(services.deploy, "deploy")
     if rows:
         await _record(services, deploy, pull, rows)
     for incident in incidents:
@@ -268,9 +268,7 @@ async def _tell_github(gh: GitHubAPI, deploy: DeployService, row: Row, state: st
 
 async def _rollback(services: Services, deploy: DeployService, pull: ClosedPull, incident: store.IncidentView) -> None:
     """A rollback PR a person merged or closed: the guard's incident steps record it."""
-    from bot.guard.service import GUARD_KEY
-
-    guard = services.extras.get(GUARD_KEY)
+    guard = services.guard
     if guard is None:
         log.warning("rollback PR %s closed, but the guard feature is not set up", pull.url_path)
         return

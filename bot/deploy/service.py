@@ -47,7 +47,6 @@ from bot.worker import JobFailure
 log = logging.getLogger(__name__)
 
 KIND = "deploy"
-EXTRAS_KEY = "deploy"  # Services.extras[...]: the DeployService
 
 
 class DeployService:
@@ -314,8 +313,3 @@ async def enqueue_merge(conn: AsyncConnection, request: MergeRequest, *, max_att
     await enqueue(conn, [job_row(KIND, key, payload=asdict(request), max_attempts=max_attempts)])
 
 
-def of(services: Services) -> DeployService:
-    found = services.extras.get(EXTRAS_KEY)
-    if not isinstance(found, DeployService):
-        raise LookupError("the deploy feature is not set up (bot.deploy.service.setup)")
-    return found

@@ -1,4 +1,4 @@
-"""The guard as a feature of the running service: the watcher loop, chat-ops ``rollback`` and status."""
+"""The guard as a feature of the running service: the watcher loop, chat-ops ``rollback`` and its status section."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiohttp
 
-from bot.context import Services
+from bot.chatops.service import CommandContext, Outcome
+from bot.context import Feature, Services, need
 from bot.deploy.chart import ChartError, ModelServerChart
 from bot.guard.github import AppGitHub
 from bot.guard.prometheus import PrometheusHTTP
@@ -19,13 +19,7 @@ from bot.guard.status import status_text
 from bot.guard.watcher import Watcher
 from bot.settings import Settings
 
-if TYPE_CHECKING:
-    from bot.app import Feature
-    from bot.chatops.service import CommandContext, Outcome
-
 log = logging.getLogger(__name__)
-
-GUARD_KEY = "guard"  # Services.extras[...]: Guard
 
 
 @dataclass
@@ -67,9 +61,8 @@ def render_results(results: Sequence[RollbackResult]) -> str:
     return "\n\n".join(lines)
 
 
-async def setup(services: Services, settings: Settings) -> Feature:
-    from bot.app import Feature
-
+def setup(services: Services, settings: Settings) -> tuple[Guard, Feature]:
+    """The guard and what it plugs into the service: the watcher loop (with Prometheus) and its session."""
     github = AppGitHub(
         services.github,
         services.engine,
@@ -98,40 +91,33 @@ async def setup(services: Services, settings: Settings) -> Feature:
         feature.background.append(watcher.run)
     else:
         log.info("guard: MODELSHIP_PROMETHEUS_URL is not set, so no deployment is watched (rollback still works)")
-    guard = Guard(rollbacks, watcher)
-    services.extras[GUARD_KEY] = guard
-    _plug_into_chatops(services, guard)
-    return feature
+    return Guard(rollbacks, watcher), feature
 
 
-def _plug_into_chatops(services: Services, guard: Guard) -> None:
-    from bot.chatops.service import STATUS_KEY, Outcome, register
+async def run_rollback(ctx: CommandContext) -> Outcome:
+    """`/modelship rollback <env> [to <version>]`."""
+    guard = need(ctx.services.guard, "guard")
+    cmd = ctx.command
+    if cmd.env is None:
+        return Outcome(False, ctx.reply("Say which environment: `/modelship rollback <env> [to <version>]`."), "no env")
+    request = RollbackRequest(
+        repo=ctx.repo,
+        environment=cmd.env,
+        to=cmd.args.get("version"),
+        actor=ctx.actor,
+        reason=f"/modelship rollback by {ctx.actor} in {ctx.repo}#{ctx.number}",
+        dry_run=cmd.dry_run,
+    )
+    try:
+        results = await guard.rollbacks.request(request)
+    except RollbackError as exc:
+        return Outcome(False, ctx.reply(f"Cannot roll back: {exc}"), f"refused: {exc}"[:200])
+    body = render_results(results)
+    if cmd.dry_run:
+        body = f"Dry run, nothing written:\n\n```diff\n{body}\n```"
+    return Outcome(True, ctx.reply(body), "dry run" if cmd.dry_run else "rollback requested")
 
-    async def rollback(ctx: CommandContext) -> Outcome:
-        cmd = ctx.command
-        if cmd.env is None:
-            return Outcome(
-                False, ctx.reply("Say which environment: `/modelship rollback <env> [to <version>]`."), "no env"
-            )
-        request = RollbackRequest(
-            repo=ctx.repo,
-            environment=cmd.env,
-            to=cmd.args.get("version"),
-            actor=ctx.actor,
-            reason=f"/modelship rollback by {ctx.actor} in {ctx.repo}#{ctx.number}",
-            dry_run=cmd.dry_run,
-        )
-        try:
-            results = await guard.rollbacks.request(request)
-        except RollbackError as exc:
-            return Outcome(False, ctx.reply(f"Cannot roll back: {exc}"), f"refused: {exc}"[:200])
-        body = render_results(results)
-        if cmd.dry_run:
-            body = f"Dry run, nothing written:\n\n```diff\n{body}\n```"
-        return Outcome(True, ctx.reply(body), "dry run" if cmd.dry_run else "rollback requested")
 
-    async def section(ctx: CommandContext) -> str:
-        return await guard.status(ctx.repo)
-
-    register(services, "rollback", rollback)
-    services.extras.setdefault(STATUS_KEY, []).append(section)
+async def status_section(ctx: CommandContext) -> str:
+    """The guard's section of `/modelship status`."""
+    return await need(ctx.services.guard, "guard").status(ctx.repo)

@@ -9,8 +9,8 @@ from gidgethub.abc import GitHubAPI
 from gidgethub.sansio import Event
 
 from bot.config.repo import RepoConfigError
-from bot.context import Services
-from bot.deploy.service import enqueue_merge, of
+from bot.context import Services, need
+from bot.deploy.service import enqueue_merge
 from bot.deploy.targets import DeployFailure, MergeRequest, iso_seconds
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ async def on_merged(event: Event, gh: GitHubAPI | None, services: Services) -> N
     repo = repository["full_name"]
     try:
         # Policy from the base the PR was reviewed against, never from the PR's own copy.
-        config = await of(services).config_at(gh, repo, pr["base"]["sha"])
+        config = await need(services.deploy, "deploy").config_at(gh, repo, pr["base"]["sha"])
     except (RepoConfigError, DeployFailure) as exc:
         log.info("merge of %s#%s not deployed: %s", repo, pr["number"], exc)
         return

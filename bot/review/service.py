@@ -21,7 +21,7 @@ from typing import Any
 from gidgethub.abc import GitHubAPI
 
 from bot.config.repo import RepoConfig, RepoConfigError
-from bot.context import Services
+from bot.context import Feature, Services
 from bot.errors import Backoff
 from bot.github.contents import read_repo_config
 from bot.github.sticky import marker, upsert_sticky
@@ -56,7 +56,6 @@ MARK = marker("review")
 assert MARK == report.REVIEW_MARKER
 
 
-SANDBOX_KEY = "sandbox"  # Services.extras[...]: the SandboxConfig reviews run in (bot.doctor probes it)
 TURNED_OFF = "reviews are turned off on this server: MODELSHIP_SANDBOX=off"
 
 
@@ -413,12 +412,8 @@ class ReviewService:
         )
 
 
-async def setup(services: Services, settings: Any) -> Any:
-    """Feature hook for bot.service: the `review` job runner and its sandbox."""
-    from bot.app import Feature
-
-    sandbox = make_sandbox(settings)
-    services.extras[SANDBOX_KEY] = sandbox
+def feature(services: Services, sandbox: SandboxConfig) -> Feature:
+    """The `review` job runner, in the sandbox the composition root built (bot.app)."""
     review = ReviewService(services, sandbox)
     return Feature(runners={KIND: review.run_job}, on_final_failure={KIND: review.on_final_failure})
 

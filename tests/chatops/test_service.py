@@ -9,10 +9,18 @@ from typing import Any, cast
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.app import commands
 from bot.chatops import service, store
-from bot.chatops.ratelimit import RateLimiter
-from bot.chatops.service import BUILTIN, CommandContext, Outcome, register, registry, sandbox_allowed
+from bot.chatops.commands import COMMANDS
+from bot.chatops.dispatch import Facts
+from bot.chatops.lookups import PrLookups
+from bot.chatops.parser import parse_comment
+from bot.chatops.service import sandbox_allowed
 from bot.context import GitHubAppPort, Services
+from bot.deploy.commands import run_deploy
+from bot.deploy.commands import status_section as deploy_status
+from bot.guard.service import run_rollback
+from bot.guard.service import status_section as guard_status
 from bot.store.queue import JobQueue
 
 REPO = "acme/churn"
@@ -32,22 +40,22 @@ def fork_pr(head: str) -> dict[str, Any]:
     }
 
 
-async def test_a_feature_plugs_its_command_in_without_touching_chatops(engine: AsyncEngine, tmp_path: Path) -> None:
+def test_the_composition_root_lists_every_command_the_parser_knows() -> None:
+    """One literal in bot.app: each command of the parser's table has a service, and nothing else does."""
+    registry, sections = commands()
+    assert set(registry) == set(COMMANDS) - {"help"}, "help is answered by the parser's table itself"
+    assert registry["deploy"] is run_deploy and registry["rollback"] is run_rollback
+    assert sections == (deploy_status, guard_status)
+
+
+async def test_a_command_the_service_lacks_is_not_available(engine: AsyncEngine, tmp_path: Path) -> None:
     services = services_for(engine, tmp_path)
-    assert "deploy" not in registry(services), "deploy answers 'not available yet' until its service lands"
-
-    async def deploy(ctx: CommandContext) -> Outcome:
-        return Outcome(True, ctx.reply("deployed"), "deployed")
-
-    register(services, "deploy", deploy)
-    assert registry(services)["deploy"] is deploy
-    assert {name: registry(services)[name] for name in BUILTIN} == BUILTIN
-
-
-async def test_one_rate_limiter_serves_every_comment(engine: AsyncEngine, tmp_path: Path) -> None:
-    services = services_for(engine, tmp_path)
-    first = service.limiter(services)
-    assert isinstance(first, RateLimiter) and service.limiter(services) is first
+    [help_] = parse_comment("/modelship help", app_slug="modelship")
+    facts = await service._facts(help_, "alice", services, PrLookups(cast(GitHubAPI, None), REPO, 4), None)
+    assert isinstance(facts, Facts) and facts.available == frozenset(), "a bare Services has no commands"
+    services.commands = commands()[0]
+    facts = await service._facts(help_, "alice", services, PrLookups(cast(GitHubAPI, None), REPO, 4), None)
+    assert isinstance(facts, Facts) and "deploy" in facts.available
 
 
 def test_answers_are_joined_and_reactions_summarised() -> None:

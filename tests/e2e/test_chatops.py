@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert, select
 
 from bot.chatops import store
 from bot.chatops.ratelimit import RateLimiter
-from bot.chatops.service import LIMITER_KEY, SERVICES_KEY, CommandContext, Outcome, register, sandbox_allowed
+from bot.chatops.service import CommandContext, CommandService, Outcome, sandbox_allowed
 from bot.store.base import utcnow
 from bot.store.chatops_models import ChatopsApproval, ChatopsAudit, ChatopsHold
 from bot.store.models import Job
@@ -59,6 +59,19 @@ class DeployDouble:
         return Outcome(True, ctx.reply(f"{ctx.command.name} done (test double)"), "test double")
 
 
+FEATURE_COMMANDS = ("deploy", "promote", "rollback", "unpin")
+
+
+def plug(world: World, name: str, service: CommandService) -> None:
+    """Put a command service in place of the one bot.app built (a test double for deploy or the guard)."""
+    world.services.commands = {**world.services.commands, name: service}
+
+
+def unplug_features(world: World) -> None:
+    """The running service as if built without deploy and the guard: their commands are "not available yet"."""
+    world.services.commands = {k: v for k, v in world.services.commands.items() if k not in FEATURE_COMMANDS}
+
+
 @dataclass
 class World:
     hub: DevHub
@@ -82,7 +95,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     try:
         async with bot_running(running, tmp) as bot:
             cast(dict[str, Any], bot.service.workers.runners)["review"] = record_review
-            bot.service.services.extras[LIMITER_KEY] = RateLimiter(capacity=10_000, per_second=1_000)
+            bot.service.services.limiter = RateLimiter(capacity=10_000, per_second=1_000)
             yield World(running.hub, bot, reviews)
     finally:
         await running.stop()
@@ -196,7 +209,7 @@ async def test_permission_matrix_runs_only_what_each_role_may(world: World) -> N
     prs = {user: await open_pr(world, repo, f"pr-{user}") for user in people}
     double = DeployDouble()
     for name in ("deploy", "promote", "rollback", "unpin"):
-        register(world.services, name, double)
+        plug(world, name, double)
     outcomes: dict[tuple[str, str], bool] = {}
     try:
         for command in MATRIX_COMMANDS:
@@ -214,7 +227,7 @@ async def test_permission_matrix_runs_only_what_each_role_may(world: World) -> N
                 if not ran:
                     assert f"Sorry @{user}" in answer[0], answer[0]
     finally:
-        world.services.extras.pop(SERVICES_KEY, None)
+        unplug_features(world)
         async with world.services.engine.begin() as conn:
             await conn.execute(delete(Job).where(Job.kind == "sentinel"))
 
@@ -281,8 +294,8 @@ async def test_environment_allow_lists_and_requirements(world: World) -> None:
     world.hub.add_team_member("acme", "ml-release", "erin")
     number = await open_pr(world, repo, "retrain")
     double = DeployDouble()
-    register(world.services, "deploy", double)
-    register(world.services, "promote", double)
+    plug(world, "deploy", double)
+    plug(world, "promote", double)
     try:
         unapproved = await say(world, repo, number, "/modelship deploy production", "carol")
         assert "requires an approving review" in replies_after(world, repo, number, unapproved)[0]
@@ -306,7 +319,7 @@ async def test_environment_allow_lists_and_requirements(world: World) -> None:
         conflict = await say(world, repo, number, "/modelship deploy production", "carol")
         assert "resolve the conflicts" in replies_after(world, repo, number, conflict)[0]
     finally:
-        world.services.extras.pop(SERVICES_KEY, None)
+        unplug_features(world)
     assert double.calls == [
         ("deploy", "carol", "production", number),
         ("promote", "alice", "production", number),
@@ -318,14 +331,14 @@ async def test_commands_without_a_service_say_what_is_missing(world: World) -> N
     repo = await new_repo(world, "missing")
     number = await open_pr(world, repo, "b")
     # A server where the deploy and guard features are not installed.
-    saved = world.services.extras.pop(SERVICES_KEY, None)
+    saved = world.services.commands
+    unplug_features(world)
     try:
         comment = await say(
             world, repo, number, "/modelship deploy staging\n/modelship rollback staging to v3", "alice"
         )
     finally:
-        if saved is not None:
-            world.services.extras[SERVICES_KEY] = saved
+        world.services.commands = saved
     [answer] = replies_after(world, repo, number, comment)
     assert answer.count("This is not available yet") == 2 and "> /modelship rollback staging to v3" in answer
     assert reactions(world, comment) == ["eyes", "confused"]
@@ -335,11 +348,11 @@ async def test_an_invalid_base_config_is_named_and_nothing_runs(world: World) ->
     repo = await new_repo(world, "badconfig", config=CONFIG.replace("version: 1", "version: 2"))
     number = await open_pr(world, repo, "b")
     double = DeployDouble()
-    register(world.services, "deploy", double)
+    plug(world, "deploy", double)
     try:
         comment = await say(world, repo, number, "/modelship deploy staging", "alice")
     finally:
-        world.services.extras.pop(SERVICES_KEY, None)
+        unplug_features(world)
     [answer] = replies_after(world, repo, number, comment)
     assert "`.modelship.yml` on the base branch `main` is invalid" in answer and "version: 1" in answer
     assert double.calls == []
@@ -521,14 +534,14 @@ async def test_a_failed_permission_lookup_denies(world: World) -> None:
 async def test_a_flood_is_answered_once(world: World) -> None:
     repo = await new_repo(world, "flood")
     number = await open_pr(world, repo, "b")
-    generous = world.services.extras[LIMITER_KEY]
-    world.services.extras[LIMITER_KEY] = RateLimiter(capacity=2, per_second=0.001)
+    generous = world.services.limiter
+    world.services.limiter = RateLimiter(capacity=2, per_second=0.001)
     try:
         first = await say(world, repo, number, "/modelship help", "alice")
         for _ in range(4):
             await say(world, repo, number, "/modelship hold", "alice")
     finally:
-        world.services.extras[LIMITER_KEY] = generous
+        world.services.limiter = generous
     answers = replies_after(world, repo, number, first)
     assert len(answers) == 3 and "more commands than I take at once" in answers[2]
     assert [r.result for r in await audit_rows(world, repo)] == ["replied", "held", "skipped", "skipped", "skipped"]

@@ -21,11 +21,11 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from bot.chatops.ratelimit import RateLimiter
-from bot.chatops.service import LIMITER_KEY
+from bot.context import need
 from bot.deploy.cli import promote
 from bot.deploy.gitops import RetryPolicy
 from bot.deploy.manifest import current_ref, load_values, parse_trailers, validate_values
-from bot.deploy.service import DeployService, of
+from bot.deploy.service import DeployService
 from bot.deploy.tenancy import DeployAllowlist
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob
@@ -81,7 +81,7 @@ class World:
 
     @property
     def deploy(self) -> DeployService:
-        return of(self.services)
+        return need(self.services.deploy, "deploy")
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         async with bot_running(running, tmp) as bot:
             cast(dict[str, Any], bot.service.workers.runners)["review"] = no_review
             # Every test comments as alice; the flood limit is chat-ops' own subject.
-            bot.service.services.extras[LIMITER_KEY] = RateLimiter(capacity=10_000, per_second=1_000)
+            bot.service.services.limiter = RateLimiter(capacity=10_000, per_second=1_000)
             yield World(running.hub, bot)
     finally:
         await running.stop()

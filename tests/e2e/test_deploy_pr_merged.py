@@ -16,7 +16,6 @@ from typing import Any
 from click.testing import CliRunner
 
 from bot.guard.cli import status as status_cli
-from bot.guard.service import GUARD_KEY
 from devkit.devhub.faults import Fault
 from tests.e2e.test_deploy import (
     World,
@@ -51,7 +50,7 @@ def deployment_statuses(world: World, repo: str, environment: str) -> list[list[
 
 
 async def guard_status(world: World, repo: str) -> str:
-    return str(await world.services.extras[GUARD_KEY].status(repo))
+    return str(await world.services.guard.status(repo))
 
 
 async def promote(world: World, model_repo: str, number: int) -> None:
@@ -202,7 +201,7 @@ async def test_prs_the_bot_did_not_open_change_nothing(world: World) -> None:
 
 async def test_a_rollback_pr_a_person_merges_is_recorded_without_a_watcher(world: World) -> None:
     """This bot has no Prometheus, so no watcher round will look at the rollback PR: only its webhook."""
-    assert world.services.extras[GUARD_KEY].watcher is None
+    assert world.services.guard.watcher is None
     r = await repos(world, "reverted", PROTECTED)
     first_pr, first = await merge(world, r.model, "one", b"churn v6")
     await promote(world, r.model, first_pr)

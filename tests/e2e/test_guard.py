@@ -18,10 +18,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.deploy.service import EXTRAS_KEY as DEPLOY_KEY
+from bot.context import need
 from bot.deploy.service import DeployService
 from bot.deploy.targets import Target
-from bot.guard.service import GUARD_KEY
 from bot.store.guard_models import GuardIncident
 from devkit import demo
 from devkit.devhub import RunningDevHub
@@ -127,7 +126,7 @@ async def test_an_error_rate_breach_rolls_back_to_the_last_healthy_version_and_p
         assert await restored(engine)
 
         # A later merge of the same bad version does not deploy over the pin: the real auto-deploy path.
-        deploy = service.services.extras[DEPLOY_KEY]
+        deploy = service.services.deploy
         assert isinstance(deploy, DeployService)
         installation = await deploy.installations(MODELS)
         assert installation is not None
@@ -148,7 +147,7 @@ async def test_an_error_rate_breach_rolls_back_to_the_last_healthy_version_and_p
         assert after is not None and after.revision == V1 and after.pinned
 
         # Status and /metrics tell the same story.
-        status = await service.services.extras[GUARD_KEY].status(MODELS)
+        status = await need(service.services.guard, "guard").status(MODELS)
         assert f"`{V1[:7]}`" in status and "| yes |" in status
         async with aiohttp.ClientSession() as client:
             bot_address = urlsplit(devhub.hub.sender.url or "").netloc

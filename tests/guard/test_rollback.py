@@ -15,7 +15,7 @@ from bot.deploy.manifest import current_ref, plan_deploy, render_values
 from bot.deploy.tenancy import DeployAllowlist
 from bot.guard import store
 from bot.guard.rollback import RollbackError, RollbackRequest, Rollbacks, choose_target
-from bot.guard.service import GUARD_KEY, Guard
+from bot.guard.service import Guard
 from bot.store.deployments import DeploymentView, current_deployments
 from devkit.devhub import DevHub, RunningDevHub
 from devkit.guard_world import (
@@ -82,7 +82,7 @@ async def bot(devhub: RunningDevHub, tmp_path: Path) -> AsyncIterator[tuple[Serv
 
 
 def guard_of(service: Service) -> Guard:
-    guard = service.services.extras[GUARD_KEY]
+    guard = service.services.guard
     assert isinstance(guard, Guard)
     return guard
 

@@ -22,7 +22,7 @@ from bot.app import Service
 from bot.config.repo import parse_repo_config
 from bot.guard.analysis import CheckState, Decision
 from bot.guard.prometheus import PrometheusHTTP
-from bot.guard.service import GUARD_KEY, Guard
+from bot.guard.service import Guard
 from bot.guard.templates import QueryTemplate, load_templates
 from bot.guard.watcher import Watcher, guard_checks, is_due, window
 from bot.store.guard_models import GuardCheckState
@@ -62,7 +62,7 @@ def watcher(
     lease_ttl: float | None = None,
     **templates: QueryTemplate,
 ) -> Watcher:
-    guard = service.services.extras[GUARD_KEY]
+    guard = service.services.guard
     assert isinstance(guard, Guard)
     return Watcher(
         service.services.engine,
@@ -113,7 +113,7 @@ async def test_prometheus_down_is_an_error_then_an_alert_and_never_a_rollback(
         after = REGISTRY.get_sample_value("modelship_guard_alerts_total", labels)
         assert after == (before or 0) + 1
         assert [(r.state, r.health) for r in await rows(service.services.engine)][-1] == ("deployed", "error")
-        status = await service.services.extras[GUARD_KEY].status(MODELS)
+        status = await service.services.guard.status(MODELS)
         assert "ALERT: acme/models production iris `error_rate`: 4 failed queries in a row" in status
         assert "unreachable" in status and "Open incidents**\n\nNone." in status
 
