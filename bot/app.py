@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ import aiohttp
 from aiohttp import web
 from gidgethub.sansio import Event
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import handlers, logs, metrics
 from bot.chatops import service as chatops
@@ -27,6 +29,7 @@ from bot.chatops.store import SqlBuckets
 from bot.context import Feature, GitHubAppPort, Services
 from bot.deploy import commands as deploy_commands
 from bot.deploy import feature as deploy_feature
+from bot.deploy.chart import ChartError, ModelServerChart
 from bot.doctor import Check, Checkup, Doctor, failed, skipped
 from bot.github.retry import RetryPolicy
 from bot.guard import service as guard_feature
@@ -92,6 +95,47 @@ def make_github_app(
         )
     except ValueError as exc:
         raise StartupError(str(exc), key_setting(settings)) from None
+
+
+@asynccontextmanager
+async def operator_services(settings: Settings) -> AsyncIterator[Services]:
+    """What `modelship deploy|promote|rollback` act through: the migrated database, the App client, the
+    DeployService and the guard's rollbacks, built as `serve` builds them (no workers, web or sandbox).
+
+    A StartupError names the setting to fix (e.g. the App's id or key) before anything is opened."""
+    async with aiohttp.ClientSession() as session:
+        github = make_github_app(settings, session)
+        chart = load_chart(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.effective_database_url)
+        try:
+            await migrate(engine)
+            services = core_services(settings, engine, github)
+            services.deploy = deploy_feature.make_service(services, settings, chart)
+            services.guard = guard_feature.Guard(guard_feature.make_rollbacks(services, settings, chart), watcher=None)
+            yield services
+        finally:
+            await engine.dispose()
+
+
+def core_services(settings: Settings, engine: AsyncEngine, github: GitHubAppPort) -> Services:
+    """The collaborators every feature shares; the features fill in their fields."""
+    return Services(
+        engine=engine,
+        queue=JobQueue(engine, lease_seconds=settings.job_lease_seconds),
+        github=github,
+        app_slug=settings.github_app_slug,
+        data_dir=settings.data_dir,
+        deploy_root=settings.deploy_root,
+    )
+
+
+def load_chart(settings: Settings) -> ModelServerChart:
+    """The model-server chart, read once for deploy and the guard's rollbacks."""
+    try:
+        return ModelServerChart.load(settings.charts_dir)
+    except ChartError as exc:
+        raise StartupError(str(exc), "MODELSHIP_CHARTS_DIR") from None
 
 
 def require_sandbox(settings: Settings) -> None:
@@ -182,41 +226,38 @@ async def build_service(
     settings: Settings, *, github: GitHubAppPort | None = None, extra_runners: dict[str, JobRunner] | None = None
 ) -> Service:
     require_sandbox(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.effective_database_url)
-    await migrate(engine)
-    closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
-    if github is None:
+    chart = load_chart(settings)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if github is None:  # missing credentials are refused before the data directory or database is touched
         session = aiohttp.ClientSession()
-        closers.append(session.close)
         try:
             github = make_github_app(settings, session)
         except StartupError:
             await session.close()
-            await engine.dispose()
             raise
+        closers.append(session.close)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    closers.append(engine.dispose)
+    try:
+        await migrate(engine)
+    except BaseException:
+        for close in reversed(closers):
+            await close()
+        raise
     try:
         sandbox = make_sandbox(settings)
     except SandboxUnavailable as exc:
         for close in reversed(closers):
             await close()
         raise StartupError(str(exc), "MODELSHIP_CONTAINER_ENGINE_URL") from None
-    queue = JobQueue(engine, lease_seconds=settings.job_lease_seconds)
-    registry, sections = commands()
-    services = Services(
-        engine=engine,
-        queue=queue,
-        github=github,
-        app_slug=settings.github_app_slug,
-        data_dir=settings.data_dir,
-        deploy_root=settings.deploy_root,
-        commands=registry,
-        status_sections=sections,
-        limiter=RateLimiter(SqlBuckets(engine)),
-        sandbox=sandbox,
-    )
-    services.deploy = deploy_feature.make_service(services, settings)
-    services.guard, guard = guard_feature.setup(services, settings)
+    services = core_services(settings, engine, github)
+    queue = services.queue
+    services.commands, services.status_sections = commands()
+    services.limiter = RateLimiter(SqlBuckets(engine))
+    services.sandbox = sandbox
+    services.deploy = deploy_feature.make_service(services, settings, chart)
+    services.guard, guard = guard_feature.setup(services, settings, chart)
     features: list[Feature] = [
         review_feature.feature(services, sandbox),
         deploy_feature.feature(services.deploy),

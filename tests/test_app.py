@@ -50,6 +50,32 @@ async def test_serve_without_an_engine_refuses_to_start_naming_both_settings(tmp
     assert not (tmp_path / "data").exists(), "refused before touching the data directory or the database"
 
 
+async def test_every_command_acting_as_the_app_names_the_same_missing_credential(tmp_path: Path) -> None:
+    """serve, deploy, promote and rollback get their App client from the composition root: one message."""
+    messages = []
+    for command in (
+        ["serve"],
+        ["deploy", "--repo", REPO, "--pr", "1", "--env", "staging"],
+        ["promote", "--repo", REPO, "--env", "production"],
+        ["rollback", "--repo", REPO, "--env", "production"],
+    ):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            *command,
+            cwd=tmp_path,
+            env=serve_env(tmp_path, webhook_secret="s", sandbox="off", data_dir=str(tmp_path / "data")),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode in (1, 2) and "Traceback" not in err.decode(), (command, err)
+        messages.append(err.decode().strip().split(": ", 1)[-1] if command[0] != "deploy" else err.decode().strip())
+    assert messages == ["MODELSHIP_GITHUB_APP_ID is required (the GitHub App's numeric id)"] * 4
+    assert not (tmp_path / "data").exists(), "refused before touching the data directory or the database"
+
+
 async def test_serve_with_an_engine_that_is_not_there_refuses_naming_the_setting(tmp_path: Path) -> None:
     (tmp_path / "app.pem").write_bytes(generate_key()[0])
     process = await asyncio.create_subprocess_exec(

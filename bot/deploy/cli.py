@@ -12,14 +12,12 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 import click
 from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
 
 from bot.config.repo import CONFIG_PATH, RepoConfig, RepoConfigError
-from bot.context import Services
-from bot.deploy.chart import ChartError, ModelServerChart
+from bot.context import need
 from bot.deploy.gitops import DeployError
 from bot.deploy.render import describe
 from bot.deploy.service import DeployService
@@ -30,41 +28,16 @@ Action = Callable[[DeployService, GitHubAPI, RepoConfig, int, str], Awaitable[li
 
 
 async def _run(settings: Settings, repo: str, action: Action) -> tuple[str, bool]:
-    from bot.deploy.feature import web_url
-    from bot.github.app import GitHubApp
-    from bot.store.db import make_engine, migrate
-    from bot.store.queue import JobQueue
+    from bot.app import StartupError, operator_services  # the composition root builds what the bot runs
 
-    key = settings.private_key_pem()
-    if settings.github_app_id is None or key is None:
-        return "MODELSHIP_GITHUB_APP_ID and MODELSHIP_GITHUB_PRIVATE_KEY_PATH (or _PRIVATE_KEY) are required", False
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.effective_database_url)
     try:
-        await migrate(engine)
-        async with aiohttp.ClientSession() as session:
-            github = GitHubApp(
-                app_id=settings.github_app_id, private_key_pem=key, api_url=settings.github_api_url, session=session
-            )
-            services = Services(
-                engine,
-                JobQueue(engine),
-                github,
-                settings.github_app_slug,
-                settings.data_dir,
-                deploy_root=settings.deploy_root,
-            )
-            service = DeployService(
-                services,
-                chart=ModelServerChart.load(settings.charts_dir),
-                web_url=web_url(settings.github_api_url),
-                allowlist=settings.deploy_pairs,
-            )
+        async with operator_services(settings) as services:
+            service = need(services.deploy, "deploy")
             try:
                 installation = await service.installations(repo)
                 if installation is None:
                     return f"the Modelship app is not installed on {repo}: install it there first", False
-                gh = await github.for_installation(installation)
+                gh = await services.github.for_installation(installation)
                 branch = (await gh.getitem(f"/repos/{repo}"))["default_branch"]
                 config = await service.config_at(gh, repo, branch)
             except RepoConfigError as exc:
@@ -75,10 +48,10 @@ async def _run(settings: Settings, repo: str, action: Action) -> tuple[str, bool
                 return f"{repo} has no {CONFIG_PATH} with a deploy section on its default branch", False
             results = await action(service, gh, config, installation, f"{getpass.getuser()} (modelship cli)")
             return describe(results, service.web_url, config.deploy.repository), all(r.ok for r in results)
-    except (DeployFailure, DeployError, ChartError) as exc:
+    except StartupError as exc:
         return str(exc), False
-    finally:
-        await engine.dispose()
+    except (DeployFailure, DeployError) as exc:
+        return str(exc), False
 
 
 def _finish(text: str, ok: bool) -> None:

@@ -14,10 +14,10 @@ def web_url(api_url: str) -> str:
     return git_base_url(api_url)
 
 
-def make_service(services: Services, settings: Settings) -> DeployService:
+def make_service(services: Services, settings: Settings, chart: ModelServerChart) -> DeployService:
     return DeployService(
         services,
-        chart=ModelServerChart.load(settings.charts_dir),
+        chart=chart,  # loaded once by bot.app
         web_url=web_url(settings.github_api_url),
         allowlist=settings.deploy_pairs,
     )

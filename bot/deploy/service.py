@@ -311,5 +311,3 @@ async def enqueue_merge(conn: AsyncConnection, request: MergeRequest, *, max_att
     GitHub calls; ordering by merge time keeps an older version from overwriting a newer one."""
     key = f"{request.repo}#{request.number}:deploy"
     await enqueue(conn, [job_row(KIND, key, payload=asdict(request), max_attempts=max_attempts)])
-
-

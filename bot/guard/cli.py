@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import aiohttp
 import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -53,48 +52,25 @@ def rollback(
     repo: str, environment: str, version: str | None, model: str | None, reason: str, actor: str, dry_run: bool
 ) -> None:
     """Open a rollback PR in the deploy repository that restores and pins a version (same path as the guard)."""
-    from bot.github.app import GitHubApp
-    from bot.guard.github import AppGitHub
-    from bot.guard.rollback import RollbackError, RollbackRequest, Rollbacks
-    from bot.guard.service import render_results, rollback_chart
-    from bot.store.db import make_engine, migrate
+    from bot.app import StartupError, operator_services  # the composition root builds what the bot runs
+    from bot.context import need
+    from bot.guard.rollback import RollbackError, RollbackRequest
+    from bot.guard.service import render_results
 
     settings = _settings()
-    key = settings.private_key_pem()
-    if settings.github_app_id is None or key is None:
-        click.echo(
-            "modelship rollback: MODELSHIP_GITHUB_APP_ID and MODELSHIP_GITHUB_PRIVATE_KEY_PATH are required", err=True
-        )
-        sys.exit(2)
 
     async def run() -> str:
-        engine = make_engine(settings.effective_database_url)
-        await migrate(engine)
-        async with aiohttp.ClientSession() as session:
-            app = GitHubApp(
-                app_id=settings.github_app_id or 0,
-                private_key_pem=key,
-                api_url=settings.github_api_url,
-                session=session,
-            )
-            rollbacks = Rollbacks(
-                engine,
-                AppGitHub(app, engine, deploy_root=settings.deploy_root),
-                settings.data_dir / "guard" / "deploy",
-                chart=rollback_chart(settings.charts_dir),
-                bot_login=f"{settings.github_app_slug}[bot]",
-                allowlist=settings.deploy_pairs,
-            )
+        async with operator_services(settings) as services:
             request = RollbackRequest(
                 repo, environment, model=model, to=version, actor=actor, reason=reason, dry_run=dry_run
             )
-            try:
-                return render_results(await rollbacks.request(request))
-            finally:
-                await engine.dispose()
+            return render_results(await need(services.guard, "guard").rollbacks.request(request))
 
     try:
         click.echo(asyncio.run(run()))
+    except StartupError as exc:
+        click.echo(f"modelship rollback: {exc}", err=True)
+        sys.exit(2)
     except RollbackError as exc:
         click.echo(f"modelship rollback: {exc}", err=True)
         sys.exit(1)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 
 from bot.chatops.service import CommandContext, Outcome
 from bot.context import Feature, Services, need
-from bot.deploy.chart import ChartError, ModelServerChart
+from bot.deploy.chart import ModelServerChart
 from bot.guard.github import AppGitHub
 from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.rollback import RollbackError, RollbackRequest, RollbackResult, Rollbacks
@@ -29,16 +28,6 @@ class Guard:
 
     async def status(self, repo: str | None = None) -> str:
         return await status_text(self.rollbacks.engine, repo)
-
-
-def rollback_chart(charts_dir: Path) -> ModelServerChart | None:
-    """The model-server chart a rollback's values are validated against; None (logged): not validated,
-    since a rollback that cannot be checked still beats a bad version that keeps running."""
-    try:
-        return ModelServerChart.load(charts_dir)
-    except ChartError as exc:
-        log.warning("guard: rollbacks are not validated: %s", exc)
-        return None
 
 
 def render_results(results: Sequence[RollbackResult]) -> str:
@@ -61,22 +50,28 @@ def render_results(results: Sequence[RollbackResult]) -> str:
     return "\n\n".join(lines)
 
 
-def setup(services: Services, settings: Settings) -> tuple[Guard, Feature]:
-    """The guard and what it plugs into the service: the watcher loop (with Prometheus) and its session."""
+def make_rollbacks(services: Services, settings: Settings, chart: ModelServerChart | None) -> Rollbacks:
+    """The one way to rollbacks, for the service's guard and `modelship rollback` alike; ``chart``: the
+    model-server chart the composition root loaded once (None: rollbacks are not validated against it)."""
     github = AppGitHub(
         services.github,
         services.engine,
         config_ttl=settings.guard_interval_seconds,
         deploy_root=settings.deploy_root,
     )
-    rollbacks = Rollbacks(
+    return Rollbacks(
         services.engine,
         github,
         settings.data_dir / "guard" / "deploy",
-        chart=rollback_chart(settings.charts_dir),
+        chart=chart,
         bot_login=services.bot_login,
         allowlist=settings.deploy_pairs,
     )
+
+
+def setup(services: Services, settings: Settings, chart: ModelServerChart | None) -> tuple[Guard, Feature]:
+    """The guard and what it plugs into the service: the watcher loop (with Prometheus) and its session."""
+    rollbacks = make_rollbacks(services, settings, chart)
     feature = Feature()
     watcher = None
     if settings.prometheus_url:
