@@ -36,12 +36,15 @@ from bot.guard.analysis import CheckConfig, CheckState, Decision
 from bot.guard.checks import Deployment, evaluate_many
 from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.templates import load_templates
+from bot.settings import SOURCE_ROOT
 from devkit.guard_world import V1, V2, build_world, config, running_bot, wait_until
 from devkit.harness import WEBHOOK_SECRET
 from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA, write_iris_classifier
 from devkit.processes import ModelServer, model_server
 from devkit.processes import Prometheus as PrometheusServer
 from devkit.traffic import predict_forever
+
+PROMQL = SOURCE_ROOT / "config" / "promql"  # the default of MODELSHIP_PROMQL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,7 +66,7 @@ def start_server(model: Path, sha: str, version: str, logs: Path) -> ModelServer
 
 async def cost(prometheus: PrometheusServer, session: aiohttp.ClientSession, n: int, rounds: int) -> None:
     provider = PrometheusHTTP(prometheus.url, session)
-    templates = load_templates()
+    templates = load_templates(PROMQL)
     checks = [
         CheckConfig(template="error_rate", max=0.02, window="1m", initial_delay=0),
         CheckConfig(template="latency_p95", max=0.05, window="1m", initial_delay=0),
@@ -104,7 +107,7 @@ async def detection(
     failure_limit: int,
 ) -> float:
     provider = PrometheusHTTP(prometheus.url, session)
-    templates = load_templates()
+    templates = load_templates(PROMQL)
     check = CheckConfig(template="error_rate", max=0.02, window="5s", failure_limit=failure_limit, initial_delay=0)
     deployment = Deployment("production", "iris", V2)
     states: dict[str, CheckState] = {}

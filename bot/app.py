@@ -36,7 +36,7 @@ from bot.guard import service as guard_feature
 from bot.intake import Delivery, Plan, plan_delivery
 from bot.review import service as review_feature
 from bot.review.service import SandboxConfig, SandboxUnavailable, make_sandbox
-from bot.settings import Settings
+from bot.settings import SOURCE_ROOT, Settings
 from bot.store.db import make_engine, migrate
 from bot.store.deliveries import DeliveryWriter
 from bot.store.models import Delivery as DeliveryRow
@@ -246,7 +246,7 @@ async def build_service(
             await close()
         raise
     try:
-        sandbox = make_sandbox(settings)
+        sandbox = make_sandbox(settings, SOURCE_ROOT)
     except SandboxUnavailable as exc:
         for close in reversed(closers):
             await close()
@@ -348,7 +348,7 @@ async def run_doctor(settings: Settings) -> list[Check]:
             github = failed("github_app", str(exc), exc.setting)
         sandbox: SandboxConfig | Check
         try:
-            sandbox = await asyncio.to_thread(make_sandbox, settings)
+            sandbox = await asyncio.to_thread(make_sandbox, settings, SOURCE_ROOT)
         except SandboxUnavailable as exc:
             sandbox = failed("sandbox", str(exc), "MODELSHIP_CONTAINER_ENGINE_URL")
         prometheus = PrometheusHTTP(settings.prometheus_url, session, timeout=5.0) if settings.prometheus_url else None

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from bot.deploy.tenancy import DeployAllowlist
 
 
+# Where the product's data lives — charts/, config/promql/, and (for the local runner image) pipelines/
+# and scripts/: the repository root, in a checkout and in an editable install. The one place that decides
+# it; everything else receives the paths from settings (bot.app passes them on).
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
 class SettingsError(Exception):
     """Start-up configuration is invalid; ``problems`` holds one line per bad key."""
 
@@ -124,8 +130,12 @@ class Settings(BaseSettings):
     )
     guard_interval_seconds: float = Field(default=30.0, gt=0, le=3600, description="Default guard check interval.")
     charts_dir: Path = Field(
-        default=Path(__file__).resolve().parents[1] / "charts",
+        default=SOURCE_ROOT / "charts",
         description="Helm charts; a deploy renders model-server with the new values through Helm before committing.",
+    )
+    promql_dir: Path = Field(
+        default=SOURCE_ROOT / "config" / "promql",
+        description="The guard's PromQL templates (one YAML file per check template).",
     )
     workers: int = Field(default=2, ge=0, le=64, description="Concurrent job workers; 0 runs intake only.")
     job_lease_seconds: float = Field(

@@ -15,6 +15,7 @@ from bot.guard.github import AppGitHub
 from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.rollback import RollbackError, RollbackRequest, RollbackResult, Rollbacks
 from bot.guard.status import status_text
+from bot.guard.templates import load_templates
 from bot.guard.watcher import Watcher
 from bot.settings import Settings
 
@@ -81,6 +82,7 @@ def setup(services: Services, settings: Settings, chart: ModelServerChart | None
             services.engine,
             PrometheusHTTP(settings.prometheus_url, session),
             rollbacks,
+            templates=load_templates(settings.promql_dir),
             default_interval=settings.guard_interval_seconds,
         )
         feature.background.append(watcher.run)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "config" / "promql"
 IDENTITY = ("model", "version", "env")
 DURATION_RE = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 # Matches only placeholders: PromQL's own braces always hold a '=', '~' or ',' (selectors) or are empty.
@@ -57,7 +56,7 @@ def _literal(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def load_templates(directory: Path = DEFAULT_TEMPLATE_DIR) -> dict[str, QueryTemplate]:
+def load_templates(directory: Path) -> dict[str, QueryTemplate]:
     templates: dict[str, QueryTemplate] = {}
     for path in sorted(directory.glob("*.yml")):
         template = parse_template(path.read_text(), source=str(path))

@@ -27,7 +27,7 @@ from bot.guard.evidence import render_evidence
 from bot.guard.prometheus import MetricsProvider
 from bot.guard.rollback import RollbackError, Rollbacks
 from bot.guard.store import IncidentView
-from bot.guard.templates import QueryTemplate, load_templates
+from bot.guard.templates import QueryTemplate
 from bot.store import deployments
 from bot.store.deployments import DeploymentView
 
@@ -102,7 +102,7 @@ class Watcher:
         provider: MetricsProvider,
         rollbacks: Rollbacks,
         *,
-        templates: Mapping[str, QueryTemplate] | None = None,
+        templates: Mapping[str, QueryTemplate],
         default_interval: float = 30.0,
         clock: Callable[[], float] = time.time,
         holder: str | None = None,
@@ -111,7 +111,7 @@ class Watcher:
         self.engine = engine
         self.provider = provider
         self.rollbacks = rollbacks
-        self.templates = templates if templates is not None else load_templates()
+        self.templates = templates
         self.default_interval = default_interval
         self.clock = clock
         self.rounds = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -39,8 +38,8 @@ from bot.review.evaluation import (
 )
 from bot.review.optimization import render_optimization
 from bot.sandbox.runner import SandboxResult, SandboxRunner, SandboxSpec
+from bot.settings import SOURCE_ROOT, Settings
 
-ROOT = Path(__file__).resolve().parents[2]
 FORMATS = ("table", "markdown", "json")
 Progress = Callable[[str], None]
 
@@ -105,12 +104,9 @@ def _export(repo: git.Repo, sha: str, dest: Path, ref: str) -> None:
 # --------------------------------------------------------------------------- the sandbox
 
 
-def default_engine_url(environ: Mapping[str, str]) -> str:
-    """MODELSHIP_CONTAINER_ENGINE_URL, else DOCKER_HOST, else the podman service this repository starts."""
-    url = environ.get("MODELSHIP_CONTAINER_ENGINE_URL") or environ.get("DOCKER_HOST")
-    if url:
-        return url
-    script = ROOT / "scripts" / "podman-service.sh"
+def default_engine_url() -> str:
+    """The podman service this checkout starts (when neither --engine nor its environment variables are set)."""
+    script = SOURCE_ROOT / "scripts" / "podman-service.sh"
     done = subprocess.run([str(script)], capture_output=True, text=True, check=False, timeout=120)
     if done.returncode != 0 or not done.stdout.strip():
         raise LocalError(
@@ -118,20 +114,6 @@ def default_engine_url(environ: Mapping[str, str]) -> str:
             f"{done.stderr.strip()[-300:] or 'no output'})"
         )
     return done.stdout.strip().splitlines()[-1]
-
-
-def output_limits(environ: Mapping[str, str]) -> Any:
-    """The /out cap: MODELSHIP_SANDBOX_OUT_MAX_BYTES / _FILES as the service reads them (0 bytes: uncapped)."""
-    from bot.sandbox.docker_engine import OutputLimits
-
-    defaults = OutputLimits()
-    try:
-        return OutputLimits(
-            out_bytes=int(environ.get("MODELSHIP_SANDBOX_OUT_MAX_BYTES", defaults.out_bytes)),
-            out_files=int(environ.get("MODELSHIP_SANDBOX_OUT_MAX_FILES", defaults.out_files)),
-        )
-    except ValueError:
-        raise LocalError("MODELSHIP_SANDBOX_OUT_MAX_BYTES and _FILES must be whole numbers") from None
 
 
 def make_runner(url: str, image: str, limits: Any = None) -> SandboxRunner:
@@ -155,7 +137,7 @@ def make_runner(url: str, image: str, limits: Any = None) -> SandboxRunner:
         except docker.errors.ImageNotFound:
             raise LocalError(f"--image {image!r} is not on the engine at {url}: pull or build it first") from None
         return DockerEngineRunner(client, limits=limits)
-    runtime = LocalRuntime.discover(Path(sys.prefix), ROOT)
+    runtime = LocalRuntime.discover(Path(sys.prefix), SOURCE_ROOT)
     build_image(client.images, runtime, image)  # reuses the image when it is up to date
     return DockerEngineRunner(client, runtime_mounts=runtime.mounts(), limits=limits)
 
@@ -427,7 +409,26 @@ _common = [
     click.option("--model", help="Only this model (a name from .modelship.yml)."),
     click.option(
         "--engine",
+        envvar=["MODELSHIP_CONTAINER_ENGINE_URL", "DOCKER_HOST"],
         help="Docker Engine API URL [MODELSHIP_CONTAINER_ENGINE_URL, DOCKER_HOST, else scripts/podman-service.sh].",
+    ),
+    click.option(
+        "--out-max-bytes",
+        "out_max_bytes",
+        type=click.IntRange(min=0),
+        envvar="MODELSHIP_SANDBOX_OUT_MAX_BYTES",
+        default=Settings.model_fields["sandbox_out_max_bytes"].default,
+        show_default=True,
+        help="Cap on the sandbox's /out, as the service reads it (0: uncapped) [MODELSHIP_SANDBOX_OUT_MAX_BYTES].",
+    ),
+    click.option(
+        "--out-max-files",
+        "out_max_files",
+        type=click.IntRange(min=16),
+        envvar="MODELSHIP_SANDBOX_OUT_MAX_FILES",
+        default=Settings.model_fields["sandbox_out_max_files"].default,
+        show_default=True,
+        help="Cap on the number of files in /out [MODELSHIP_SANDBOX_OUT_MAX_FILES].",
     ),
     click.option(
         "--image",
@@ -444,10 +445,12 @@ def _options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _sandbox(engine: str | None, image: str, say: Progress) -> SandboxRunner:
-    url = engine or default_engine_url(os.environ)
+def _sandbox(engine: str | None, image: str, say: Progress, out_max_bytes: int, out_max_files: int) -> SandboxRunner:
+    from bot.sandbox.docker_engine import OutputLimits
+
+    url = engine or default_engine_url()
     say(f"starting sandbox (engine {url}, image {image})")
-    return make_runner(url, image, output_limits(os.environ))
+    return make_runner(url, image, OutputLimits(out_bytes=out_max_bytes, out_files=out_max_files))
 
 
 @click.command("eval")
@@ -466,6 +469,8 @@ def eval_command(
     model: str | None,
     engine: str | None,
     image: str,
+    out_max_bytes: int,
+    out_max_files: int,
     base_ref: str,
     head_ref: str,
     optimize: bool,
@@ -487,7 +492,7 @@ def eval_command(
         base, head = Side(base_ref, base_sha, work / "base"), Side(head_ref, head_sha, work / "head")
         _export(repo, base_sha, base.tree, base_ref)
         _export(repo, head_sha, head.tree, head_ref)
-        runner = _sandbox(engine, image, say)
+        runner = _sandbox(engine, image, say, out_max_bytes, out_max_files)
         result = asyncio.run(
             review(
                 runner, image, config, base, head, only=model, optimize=optimize and config.optimize.onnx, progress=say
@@ -501,7 +506,16 @@ def eval_command(
 @click.command("optimize")
 @_options
 @click.option("--ref", required=True, help="The ref to optimize (its .modelship.yml is the policy).")
-def optimize_command(repo_path: Path, fmt: str, model: str | None, engine: str | None, image: str, ref: str) -> None:
+def optimize_command(
+    repo_path: Path,
+    fmt: str,
+    model: str | None,
+    engine: str | None,
+    image: str,
+    out_max_bytes: int,
+    out_max_files: int,
+    ref: str,
+) -> None:
     """Convert, check parity, quantize and benchmark the models at REF in the sandbox; print the table.
 
     Exit code 0 when the optimization report came back, 1 when the sandbox run failed, 2 on a usage
@@ -519,7 +533,7 @@ def optimize_command(repo_path: Path, fmt: str, model: str | None, engine: str |
         Path(tmp).chmod(0o755)
         say(f"exporting tree: {ref} ({sha[:12]})")
         _export(repo, sha, tree, ref)
-        runner = _sandbox(engine, image, say)
+        runner = _sandbox(engine, image, say, out_max_bytes, out_max_files)
         say(f"evaluating and optimizing {', '.join(m.name for m in selected_models(config, model))} in the sandbox")
         run = asyncio.run(run_one(runner, review_sandbox_spec(config, tree, model, optimize=True, image=image), say))
     say(f"{'done' if run.ok else 'FAILED: ' + str(run.error)} ({run.duration_s:.1f} s)")

@@ -422,7 +422,9 @@ class SandboxUnavailable(Exception):
     """The configured container engine cannot be used; the message names the setting."""
 
 
-def make_sandbox(settings: Any) -> SandboxConfig:
+def make_sandbox(settings: Any, source_root: Path) -> SandboxConfig:
+    """The sandbox from settings; ``source_root`` holds pipelines/ for the local runner image
+    (bot.settings.SOURCE_ROOT, passed by bot.app)."""
     if settings.sandbox == "off":
         return SandboxConfig(None, settings.sandbox_image, TURNED_OFF, turned_off=True)
     if not settings.container_engine_url:
@@ -443,7 +445,7 @@ def make_sandbox(settings: Any) -> SandboxConfig:
     if settings.sandbox_mount_runtime:
         from bot.sandbox.local_image import LocalRuntime
 
-        mounts = LocalRuntime.discover(Path(sys.prefix), Path(__file__).resolve().parents[2]).mounts()
+        mounts = LocalRuntime.discover(Path(sys.prefix), source_root).mounts()
     maxima, export, artifacts, limits = sandbox_policy(settings)
     runner = DockerEngineRunner(client, runtime_mounts=mounts, limits=limits)
     return SandboxConfig(runner, settings.sandbox_image, maxima=maxima, export=export, artifacts=artifacts)

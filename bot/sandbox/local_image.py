@@ -233,7 +233,8 @@ def build_image(images: _Images, runtime: LocalRuntime, tag: str = DEFAULT_TAG, 
 def main(argv: list[str] | None = None) -> int:
     import docker  # only the CLI talks to the engine directly
 
-    repo = Path(__file__).resolve().parents[2]
+    from bot.settings import SOURCE_ROOT as repo  # the one place that knows where the checkout is
+
     parser = argparse.ArgumentParser(description="Build the Modelship runner image locally (no registry).")
     parser.add_argument("--url", required=True, help="Docker Engine API URL, e.g. unix:///…/podman.sock")
     parser.add_argument("--venv", type=Path, default=repo / ".venv", help="venv with modelship[pipelines]")

@@ -15,10 +15,13 @@ from bot.guard.analysis import CheckConfig, CheckState, Decision
 from bot.guard.checks import Deployment, Evaluation, evaluate, evaluate_many
 from bot.guard.prometheus import Outcome, PrometheusHTTP
 from bot.guard.templates import load_templates
+from bot.settings import SOURCE_ROOT
 from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
 from devkit.traffic import predict_forever
 from tests.fixtures.prometheus import SCRAPE_INTERVAL, PrometheusServer, free_port
 from tests.guard.conftest import ModelServer
+
+PROMQL = SOURCE_ROOT / "config" / "promql"  # the default of MODELSHIP_PROMQL_DIR
 
 INTERVAL = 1.0
 FAILURE_LIMIT = 3
@@ -37,7 +40,7 @@ class Watcher:
 
     def __init__(self, provider: PrometheusHTTP, deployments: list[Deployment], checks: list[CheckConfig]) -> None:
         self.provider, self.deployments, self.checks = provider, deployments, checks
-        self.templates = load_templates()
+        self.templates = load_templates(PROMQL)
         self.states: dict[Deployment, dict[str, CheckState]] = {d: {} for d in deployments}
         self.history: dict[Deployment, list[Evaluation]] = {d: [] for d in deployments}
 
@@ -131,7 +134,7 @@ async def test_prometheus_down_raises_the_alert_at_the_error_limit_and_never_rol
     states: dict[str, CheckState] = {}
     seen = []
     for i in range(3):
-        evaluation = await evaluate(provider, load_templates(), deployment, [check], states, now=100.0 + i)
+        evaluation = await evaluate(provider, load_templates(PROMQL), deployment, [check], states, now=100.0 + i)
         states = evaluation.states
         seen.append(evaluation.decision)
     assert seen == [Decision.ERROR, Decision.ERROR_ALERT, Decision.ERROR]
@@ -142,7 +145,7 @@ async def test_an_unknown_template_is_an_error_outcome_not_a_crash(prometheus: P
     check = CheckConfig(template="accuracy", min=0.9, initial_delay=0)
     evaluation = await evaluate(
         PrometheusHTTP(prometheus.url, session),
-        load_templates(),
+        load_templates(PROMQL),
         Deployment("e", "m", "1"),
         [check],
         {},
@@ -158,5 +161,5 @@ async def test_checks_in_their_initial_delay_send_no_query(session: aiohttp.Clie
     provider = PrometheusHTTP(f"http://127.0.0.1:{free_port()}", session)
     check = CheckConfig(template="error_rate", max=0.02, initial_delay=60)
     states = {"error_rate": CheckState(first_seen=0.0)}
-    evaluation = await evaluate(provider, load_templates(), Deployment("e", "m", "1"), [check], states, now=30.0)
+    evaluation = await evaluate(provider, load_templates(PROMQL), Deployment("e", "m", "1"), [check], states, now=30.0)
     assert evaluation.decision is Decision.INCONCLUSIVE and provider.queries == 0

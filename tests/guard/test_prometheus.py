@@ -12,7 +12,10 @@ from aiohttp import web
 
 from bot.guard.prometheus import Outcome, PrometheusHTTP
 from bot.guard.templates import load_templates
+from bot.settings import SOURCE_ROOT
 from tests.fixtures.prometheus import PrometheusServer, free_port
+
+PROMQL = SOURCE_ROOT / "config" / "promql"  # the default of MODELSHIP_PROMQL_DIR
 
 
 @pytest.fixture
@@ -83,6 +86,6 @@ async def test_every_shipped_template_is_promql_that_prometheus_accepts(
     prometheus: PrometheusServer, session: aiohttp.ClientSession
 ) -> None:
     provider = PrometheusHTTP(prometheus.url, session)
-    for name, template in load_templates().items():
+    for name, template in load_templates(PROMQL).items():
         result = await provider.query(template.render(model="iris", version="1", env="production", window="1m"))
         assert result.outcome is not Outcome.ERROR, f"{name}: {result.error}"

@@ -25,6 +25,7 @@ from bot.guard.prometheus import PrometheusHTTP
 from bot.guard.service import Guard
 from bot.guard.templates import QueryTemplate, load_templates
 from bot.guard.watcher import Watcher, guard_checks, is_due, window
+from bot.settings import SOURCE_ROOT
 from bot.store.guard_models import GuardCheckState
 from devkit.devhub import RunningDevHub
 from devkit.guard_world import MODELS, V2, World, build_world, config, create_app, rows, running_bot
@@ -32,6 +33,8 @@ from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
 from devkit.traffic import predict_forever
 from tests.fixtures.prometheus import PrometheusServer, free_port
 from tests.guard.conftest import ModelServer
+
+PROMQL = SOURCE_ROOT / "config" / "promql"  # the default of MODELSHIP_PROMQL_DIR
 
 
 class Clock:
@@ -68,7 +71,7 @@ def watcher(
         service.services.engine,
         PrometheusHTTP(url, session, timeout=2),
         guard.rollbacks,
-        templates={**load_templates(), **templates},
+        templates={**load_templates(PROMQL), **templates},
         clock=clock,
         holder=holder,
         lease_ttl=lease_ttl,
