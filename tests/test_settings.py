@@ -116,3 +116,20 @@ def test_the_example_settings_file_loads(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("MODELSHIP_CONFIG", str(cfg))
     assert load_settings().port == example["port"]
     assert set(example) <= set(Settings.model_fields)
+
+
+def test_only_entry_points_read_the_environment_or_find_the_checkout() -> None:
+    """os.environ is read by bot.settings and bot.cli; where charts/ and config/ are is decided in
+    bot.settings (SOURCE_ROOT) alone (the dev kit, bot/devhub and bot/demo*, is not the product)."""
+    allowed_env = {"bot/settings.py", "bot/cli.py"}
+    found_env, found_walk = [], []
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        if name.startswith(("bot/devhub/", "bot/demo")):
+            continue
+        text = path.read_text()
+        if ("os.environ" in text or "getenv(" in text) and name not in allowed_env:
+            found_env.append(name)
+        if "Path(__file__).resolve().parents" in text and name != "bot/settings.py":
+            found_walk.append(name)
+    assert found_env == [] and found_walk == []

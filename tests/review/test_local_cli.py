@@ -195,3 +195,14 @@ def test_a_symlink_out_of_the_tree_is_a_readable_review_error(repo: Repo, target
     assert f"Error: {branch} (" in result.stderr and "cannot be reviewed" in result.stderr, result.stderr
     assert "data/leak.csv" in result.stderr and complaint in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_the_out_caps_come_from_the_environment_through_the_options(repo: Repo) -> None:
+    """The entry point reads MODELSHIP_SANDBOX_OUT_MAX_BYTES (a click option), and names it when it is wrong."""
+    result = CliRunner().invoke(
+        eval_command,
+        ["--repo", str(repo.path), "--base", "main", "--head", "retrain"],
+        env={"MODELSHIP_SANDBOX_OUT_MAX_BYTES": "lots"},
+    )
+    assert result.exit_code == 2
+    assert "--out-max-bytes" in result.output and "'lots' is not a valid integer" in result.output
