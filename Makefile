@@ -30,7 +30,8 @@ test: setup lint
 test-quick: setup
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
-lint: setup
+# Lint needs only the venv: no system packages, no container engine, no runner image.
+lint: $(STAMP)
 	$(BIN)/ruff check bot pipelines contract model_server devkit tests bench scripts
 	$(BIN)/ruff format --check bot pipelines contract model_server devkit tests bench scripts
 	$(BIN)/mypy

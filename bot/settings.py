@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from pydantic_settings import SettingsError as SourceError
 
 if TYPE_CHECKING:
-    from bot.deploy.tenancy import DeployAllowlist
+    from bot.config.deploy_allowlist import DeployAllowlist
 
 
 # Where the product's data lives — charts/, config/promql/, and (for the local runner image) pipelines/
@@ -201,7 +201,7 @@ class Settings(BaseSettings):
     @field_validator("deploy_allowlist")
     @classmethod
     def _deploy_pairs(cls, value: list[str]) -> list[str]:
-        from bot.deploy.tenancy import DeployAllowlist
+        from bot.config.deploy_allowlist import DeployAllowlist
 
         DeployAllowlist.parse(value)  # a ValueError names the bad entry
         return value
@@ -263,7 +263,7 @@ class Settings(BaseSettings):
     @functools.cached_property
     def deploy_pairs(self) -> DeployAllowlist:
         """MODELSHIP_DEPLOY_ALLOWLIST, parsed (bot.deploy.tenancy)."""
-        from bot.deploy.tenancy import DeployAllowlist
+        from bot.config.deploy_allowlist import DeployAllowlist
 
         return DeployAllowlist.parse(self.deploy_allowlist)
 

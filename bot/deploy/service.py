@@ -18,6 +18,7 @@ from dataclasses import asdict
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.config.deploy_allowlist import DeployAllowlist
 from bot.config.repo import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.context import Services
 from bot.deploy.chart import ModelServerChart
@@ -37,7 +38,6 @@ from bot.deploy.targets import (
     merged_ref,
     on_hold,
 )
-from bot.deploy.tenancy import DeployAllowlist
 from bot.deploy.writer import DeployWriter
 from bot.errors import Failure
 from bot.store import deployments

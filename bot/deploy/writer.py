@@ -11,6 +11,7 @@ from pathlib import Path
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.config.deploy_allowlist import DeployAllowlist
 from bot.config.repo import RepoConfig
 from bot.context import GitHubAppPort
 from bot.deploy.chart import ModelServerChart
@@ -19,7 +20,7 @@ from bot.deploy.helm import check_values
 from bot.deploy.manifest import ManifestError, Plan, commit_message, plan_deploy, pr_branch_name, values_path
 from bot.deploy.render import refused
 from bot.deploy.targets import DeployFailure, Result, Target, not_written
-from bot.deploy.tenancy import DeployAllowlist, decide
+from bot.deploy.tenancy import decide
 from bot.github.installations import Installations, from_table
 from bot.github.pulls import open_or_update_pull
 

@@ -23,6 +23,7 @@ from typing import Any
 import git
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.config.deploy_allowlist import DeployAllowlist
 from bot.config.repo import RepoConfig, RepoConfigError
 from bot.deploy.chart import ModelServerChart
 from bot.deploy.gitops import DeployError, DeployRepo
@@ -36,7 +37,7 @@ from bot.deploy.manifest import (
     pr_branch_name,
     values_path,
 )
-from bot.deploy.tenancy import DeployAllowlist, decide
+from bot.deploy.tenancy import decide
 from bot.guard import metrics, store
 from bot.guard.github import GuardError, GuardGitHub
 from bot.guard.store import IncidentView

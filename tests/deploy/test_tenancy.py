@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.deploy.tenancy import SAME_INSTALLATION, SETTING, DeployAllowlist, decide, parse_rule
+from bot.config.deploy_allowlist import SETTING, DeployAllowlist, parse_rule
+from bot.deploy.tenancy import SAME_INSTALLATION, decide
 
 DEFAULT = DeployAllowlist.default()
 

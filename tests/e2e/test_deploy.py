@@ -21,12 +21,12 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from bot.chatops.ratelimit import RateLimiter
+from bot.config.deploy_allowlist import DeployAllowlist
 from bot.context import need
 from bot.deploy.cli import promote
 from bot.deploy.gitops import RetryPolicy
 from bot.deploy.manifest import current_ref, load_values, parse_trailers, validate_values
 from bot.deploy.service import DeployService
-from bot.deploy.tenancy import DeployAllowlist
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob
 from bot.store.review_models import Deployment

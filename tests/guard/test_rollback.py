@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import Service
+from bot.config.deploy_allowlist import DeployAllowlist
 from bot.config.repo import RepoConfig
 from bot.deploy.manifest import current_ref, plan_deploy, render_values
-from bot.deploy.tenancy import DeployAllowlist
 from bot.guard import store
 from bot.guard.rollback import RollbackError, RollbackRequest, Rollbacks, choose_target
 from bot.guard.service import Guard
