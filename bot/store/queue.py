@@ -21,6 +21,16 @@ from bot.store.base import utcnow
 from bot.store.models import Job
 
 JOBS = cast(Table, Job.__table__)
+# What a claimed (or abandoned) job carries back to its worker: the fields of ClaimedJob, in order.
+CLAIMED_COLUMNS = (
+    JOBS.c.id,
+    JOBS.c.kind,
+    JOBS.c.serial_key,
+    JOBS.c.delivery_id,
+    JOBS.c.payload,
+    JOBS.c.attempts,
+    JOBS.c.max_attempts,
+)
 
 
 @dataclass(frozen=True)
@@ -122,15 +132,7 @@ class JobQueue:
                         attempts=JOBS.c.attempts + 1,
                         updated_at=now,
                     )
-                    .returning(
-                        JOBS.c.id,
-                        JOBS.c.kind,
-                        JOBS.c.serial_key,
-                        JOBS.c.delivery_id,
-                        JOBS.c.payload,
-                        JOBS.c.attempts,
-                        JOBS.c.max_attempts,
-                    )
+                    .returning(*CLAIMED_COLUMNS)
                 )
                 row = result.first()
                 if row is not None:
@@ -196,15 +198,7 @@ class JobQueue:
                     finished_at=now,
                     updated_at=now,
                 )
-                .returning(
-                    JOBS.c.id,
-                    JOBS.c.kind,
-                    JOBS.c.serial_key,
-                    JOBS.c.delivery_id,
-                    JOBS.c.payload,
-                    JOBS.c.attempts,
-                    JOBS.c.max_attempts,
-                )
+                .returning(*CLAIMED_COLUMNS)
             )
             return [ClaimedJob(*row) for row in result.all()]
 
