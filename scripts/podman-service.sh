@@ -98,6 +98,9 @@ graphroot = "$DIR/storage"
 EOF
 
 rm -f "$SOCK"
+# From its own directory: conmon writes an `oom` marker into the cwd of the service when a container is
+# OOM-killed, which would otherwise land in whatever checkout started it.
+cd "$DIR"
 setsid nohup podman system service --time=0 "$URL" >>"$DIR/service.log" 2>&1 </dev/null 9>&- &
 echo $! >"$DIR/service.pid"
 
