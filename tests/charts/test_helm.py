@@ -147,11 +147,21 @@ def test_the_bot_chart_renders_from_its_defaults_alone() -> None:
     }
 
 
-def test_model_server_defaults_alone_are_refused_naming_every_model_value_to_set() -> None:
+def test_model_server_defaults_lint_clean_and_run_nothing_until_a_model_is_pinned() -> None:
+    """`helm lint charts/model-server` with the chart's own defaults passes; no workload renders then."""
+    assert helm.lint(str(CHARTS / "model-server"), {}, strict=True)["errors"] == []
     result = render("model-server", {})
 
+    assert not isinstance(result, HelmRefusal), result
+    assert {doc["kind"] for doc in result.documents()} <= {"ServiceAccount"}
+    assert "No model is pinned yet" in result.manifests["model-server/templates/NOTES.txt"]
+
+
+def test_a_half_written_pin_is_refused_naming_every_model_value_to_set() -> None:
+    result = render("model-server", {"model": {"sha256": "a" * 64}})
+
     assert isinstance(result, HelmRefusal)
-    assert {"model.name", "model.repository", "model.revision", "model.path", "model.sha256"} <= set(result.values)
+    assert {"model.name", "model.repository", "model.revision", "model.path"} <= set(result.values)
 
 
 def _merge(base: dict[str, Any], override: str) -> dict[str, Any]:
