@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import handlers, logs, metrics
+from bot.artifacts.registry import OciRegistry
 from bot.chatops import service as chatops
 from bot.chatops.ratelimit import RateLimiter
 from bot.chatops.service import CommandService, StatusSection
@@ -111,7 +112,7 @@ async def operator_services(settings: Settings) -> AsyncIterator[Services]:
         try:
             await migrate(engine)
             services = core_services(settings, engine, github)
-            services.deploy = deploy_feature.make_service(services, settings, chart)
+            services.deploy = deploy_feature.make_service(services, settings, chart, make_registry(settings))
             services.guard = guard_feature.Guard(guard_feature.make_rollbacks(services, settings, chart), watcher=None)
             yield services
         finally:
@@ -128,6 +129,17 @@ def core_services(settings: Settings, engine: AsyncEngine, github: GitHubAppPort
         data_dir=settings.data_dir,
         deploy_root=settings.deploy_root,
     )
+
+
+def make_registry(settings: Settings) -> OciRegistry | None:
+    """The one OCI registry client (MODELSHIP_REGISTRY), credentials from the environment or a file; None
+    when unset: reviews publish nothing and deploys pin the model file's sha256 alone."""
+    if settings.registry is None:
+        return None
+    host, _, prefix = settings.registry.partition("/")
+    credentials = settings.registry_credentials()
+    user, password = credentials if credentials is not None else (None, None)
+    return OciRegistry(host, prefix=prefix, insecure=settings.registry_insecure, username=user, password=password)
 
 
 def load_chart(settings: Settings) -> ModelServerChart:
@@ -256,10 +268,11 @@ async def build_service(
     services.commands, services.status_sections = commands()
     services.limiter = RateLimiter(SqlBuckets(engine))
     services.sandbox = sandbox
-    services.deploy = deploy_feature.make_service(services, settings, chart)
+    registry = make_registry(settings)
+    services.deploy = deploy_feature.make_service(services, settings, chart, registry)
     services.guard, guard = guard_feature.setup(services, settings, chart)
     features: list[Feature] = [
-        review_feature.feature(services, sandbox),
+        review_feature.feature(services, sandbox, registry),
         deploy_feature.feature(services.deploy),
         guard,
     ]

@@ -125,6 +125,21 @@ class Settings(BaseSettings):
     artifacts_max_runs: int = Field(
         default=200, ge=0, description="Kept runs under data_dir/artifacts before old ones are removed."
     )
+    registry: str | None = Field(
+        default=None,
+        description="OCI registry reviewed variants are published to, host[:port][/prefix]; deploys then pin "
+        "model.artifact by digest. Unset: no publishing, deploys pin the model file's sha256 alone.",
+    )
+    registry_username: str | None = Field(default=None, description="User name for MODELSHIP_REGISTRY.")
+    registry_password: SecretStr | None = Field(
+        default=None, description="Password or token for MODELSHIP_REGISTRY (or MODELSHIP_REGISTRY_PASSWORD_FILE)."
+    )
+    registry_password_file: Path | None = Field(
+        default=None, description="File holding the MODELSHIP_REGISTRY password (e.g. a mounted Secret)."
+    )
+    registry_insecure: bool = Field(
+        default=False, description="Speak plain HTTP to MODELSHIP_REGISTRY (a local registry without TLS)."
+    )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus HTTP API root the guard queries; unset disables the guard."
     )
@@ -234,6 +249,21 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if "://" in value:
+            raise ValueError("must be host[:port][/prefix] without a scheme (MODELSHIP_REGISTRY_INSECURE for HTTP)")
+        host, _, prefix = value.partition("/")
+        if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?", host):
+            raise ValueError(f"{host!r} is not a host[:port]")
+        if prefix and not re.fullmatch(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*", prefix):
+            raise ValueError(f"prefix {prefix!r} must be lower-case letters, digits, '.', '_', '-' and '/'")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -247,6 +277,17 @@ class Settings(BaseSettings):
             self.container_engine_url = os.environ["DOCKER_HOST"]
         if self.github_private_key_path is not None and not self.github_private_key_path.is_file():
             raise ValueError(f"github_private_key_path: no such file {self.github_private_key_path}")
+        if self.registry_password is not None and self.registry_password_file is not None:
+            raise ValueError(
+                "registry_password: set MODELSHIP_REGISTRY_PASSWORD or MODELSHIP_REGISTRY_PASSWORD_FILE, not both"
+            )
+        if self.registry_password_file is not None and not self.registry_password_file.is_file():
+            raise ValueError(f"registry_password_file: no such file {self.registry_password_file}")
+        has_password = self.registry_password is not None or self.registry_password_file is not None
+        if (self.registry_username is None) == has_password:
+            if self.registry_username is not None:
+                raise ValueError("registry_password: MODELSHIP_REGISTRY_USERNAME is set but no password (or _FILE)")
+            raise ValueError("registry_username: a registry password is set but MODELSHIP_REGISTRY_USERNAME is not")
         return self
 
     @property
@@ -259,6 +300,15 @@ class Settings(BaseSettings):
         if self.github_private_key_path is not None:
             return self.github_private_key_path.read_text()
         return None
+
+    def registry_credentials(self) -> tuple[str, str] | None:
+        """(user, password) for MODELSHIP_REGISTRY, the password from the setting or its file; never logged."""
+        if self.registry_username is None:
+            return None
+        if self.registry_password is not None:
+            return self.registry_username, self.registry_password.get_secret_value()
+        assert self.registry_password_file is not None
+        return self.registry_username, self.registry_password_file.read_text().strip()
 
     @functools.cached_property
     def deploy_pairs(self) -> DeployAllowlist:

@@ -30,8 +30,10 @@ FOUNDATION = {
 # Declared links between features (importer -> imported), each for a reason:
 LINKS = {
     "chatops": {"review"},  # `/modelship evaluate` enqueues a review
-    "review": {"chatops"},  # whether a PR may run at all is chat-ops' trust decision (ok-to-test)
-    "deploy": {"chatops", "guard"},  # its commands are chat-ops commands; a merged rollback PR ends an incident
+    # whether a PR may run at all is chat-ops' trust decision (ok-to-test); a kept variant is published
+    "review": {"chatops", "artifacts"},
+    # its commands are chat-ops commands; a merged rollback PR ends an incident; it pins published artifacts
+    "deploy": {"chatops", "guard", "artifacts"},
     "guard": {"chatops", "deploy"},  # rollback is a command; it writes values through the deploy repository
 }
 

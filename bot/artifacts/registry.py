@@ -98,6 +98,11 @@ class OciRegistry:
         if username is not None and password is not None:
             self._client.set_basic_auth(username, password)
 
+    @property
+    def name(self) -> str:
+        """``host[/prefix]``, as MODELSHIP_REGISTRY names it (no credentials)."""
+        return f"{self.host}/{self.prefix}" if self.prefix else self.host
+
     # ---- the bot's calls (async, off the event loop) ----
 
     async def push_model(self, model_file: Path, **kwargs: Any) -> ModelArtifact:

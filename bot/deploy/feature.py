@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.artifacts.registry import OciRegistry
 from bot.context import Feature, Services
 from bot.deploy.chart import ModelServerChart
 from bot.deploy.service import KIND, DeployService
@@ -14,10 +15,13 @@ def web_url(api_url: str) -> str:
     return git_base_url(api_url)
 
 
-def make_service(services: Services, settings: Settings, chart: ModelServerChart) -> DeployService:
+def make_service(
+    services: Services, settings: Settings, chart: ModelServerChart, registry: OciRegistry | None = None
+) -> DeployService:
     return DeployService(
         services,
         chart=chart,  # loaded once by bot.app
+        registry=registry,  # MODELSHIP_REGISTRY, built once by bot.app
         web_url=web_url(settings.github_api_url),
         allowlist=settings.deploy_pairs,
     )

@@ -61,6 +61,9 @@ class ModelRef:
     source_pr: int | None = None
     pinned: bool = False
     pin_reason: str = ""
+    # The reviewed bytes in the OCI registry, registry/repository@sha256:<manifest digest>; "" when the
+    # deploy has no registry (MODELSHIP_REGISTRY unset) and the chart fetches from the model repository.
+    artifact: str = ""
 
     @property
     def short(self) -> str:
@@ -86,6 +89,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("revision", "revision"),
     ("path", "path"),
     ("sha256", "sha256"),
+    ("artifact", "artifact"),
     ("variant", "variant"),
     ("sequence", "sequence"),
     ("source_pr", "sourcePR"),
@@ -178,6 +182,7 @@ def current_ref(text: str | None) -> ModelRef | None:
             sha256=str(model["sha256"]),
             variant=str(model.get("variant", "onnx")),
             sequence=int(model.get("sequence") or 0),
+            artifact=str(model.get("artifact") or ""),
             source_pr=int(model["sourcePR"]) if model.get("sourcePR") else None,
             pinned=bool(model.get("pinned", False)),
             pin_reason=str(model.get("pinReason") or ""),
@@ -202,8 +207,8 @@ def render_values(existing_text: str | None, ref: ModelRef, env: str | None = No
     previous: str | None = None
     for attr, key in _FIELDS:
         value = getattr(ref, attr)
-        if attr == "source_pr" and value is None:
-            model.pop(key, None)
+        if (attr == "source_pr" and value is None) or (attr == "artifact" and not value):
+            model.pop(key, None)  # an artifact left from another version would pin other bytes
         elif key in model:
             model[key] = _styled(model[key], value)
         else:
@@ -300,12 +305,13 @@ def unpin(existing_text: str | None) -> Plan:
 
 
 def _same_version(a: ModelRef, b: ModelRef) -> bool:
-    return (a.repository, a.revision, a.path, a.sha256, a.variant) == (
+    return (a.repository, a.revision, a.path, a.sha256, a.variant, a.artifact) == (
         b.repository,
         b.revision,
         b.path,
         b.sha256,
         b.variant,
+        b.artifact,
     )
 
 
@@ -421,6 +427,8 @@ def commit_message(
         f"sha256:    {ref.sha256}",
         f"Variant:   {ref.variant}",
     ]
+    if ref.artifact:
+        lines.append(f"Artifact:  {ref.artifact}")
     if actor:
         lines.append(f"Actor:     {actor}")
     if metrics:

@@ -18,9 +18,11 @@ from dataclasses import asdict
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.artifacts.registry import OciRegistry
 from bot.config.deploy_allowlist import DeployAllowlist
 from bot.config.repo import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.context import Services
+from bot.deploy.artifact import ArtifactPins
 from bot.deploy.chart import ModelServerChart
 from bot.deploy.gitops import RetryPolicy
 from bot.deploy.manifest import commit_message, current_ref, unpin, values_path
@@ -60,10 +62,13 @@ class DeployService:
         web_url: str,
         retry: RetryPolicy | None = None,
         allowlist: DeployAllowlist | None = None,
+        registry: OciRegistry | None = None,
     ) -> None:
         self.services = services
         self.web_url = web_url.rstrip("/")
-        self.sources = ModelRepository(services.engine, deploy_root=services.deploy_root)
+        # MODELSHIP_REGISTRY: every ref a deploy writes pins an artifact the registry has (bot.deploy.artifact).
+        self.pins = ArtifactPins(registry, data_dir=services.data_dir, web_url=self.web_url)
+        self.sources = ModelRepository(services.engine, deploy_root=services.deploy_root, pins=self.pins)
         self.writer = DeployWriter(
             services.github,
             services.engine,
@@ -243,6 +248,11 @@ class DeployService:
                 results.append(Result(env, spec.name, "skipped", why, ref))
                 continue
             reason = f"Promoted from {rule.upstream} by {actor}."
+            try:
+                ref = await self.pins.present(ref, env)
+            except DeployFailure as exc:
+                results.append(failed(env, spec.name, str(exc), ref))
+                continue
             results.append(
                 await self.writer.write(
                     gh,

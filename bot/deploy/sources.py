@@ -6,6 +6,7 @@ of the bytes at a commit: hashed here, never loaded).
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,15 +15,19 @@ from bot.config.repo import ModelSpec, RepoConfig, RepoConfigError
 from bot.deploy.manifest import ModelRef
 from bot.deploy.targets import DeployFailure, changed_models, choose_variant
 from bot.github.contents import ContentsError, read_file, read_repo_config
-from bot.store.reviews import reviewed_model
+from bot.store.reviews import reviewed_model_at
+
+if TYPE_CHECKING:
+    from bot.deploy.artifact import ArtifactPins
 
 
 class ModelRepository:
     """Reads of model repositories (through the caller's installation client) and of their reviews."""
 
-    def __init__(self, engine: AsyncEngine, *, deploy_root: str) -> None:
+    def __init__(self, engine: AsyncEngine, *, deploy_root: str, pins: ArtifactPins | None = None) -> None:
         self.engine = engine
         self.deploy_root = deploy_root  # MODELSHIP_DEPLOY_ROOT: deploy.path_template is checked against it
+        self.pins = pins  # the registry's artifacts (bot.deploy.artifact); None: the file's sha256 alone
 
     async def config_at(self, gh: GitHubAPI, repo: str, ref: str) -> RepoConfig | None:
         config = await read_repo_config(gh, repo, ref, deploy_root=self.deploy_root)
@@ -43,10 +48,11 @@ class ModelRepository:
         variant: str | None = None,
     ) -> tuple[ModelRef, dict[str, float | int | str]]:
         """The immutable reference: sha256 and variant from the review when there is one, else the
-        sha256 of the bytes at ``revision`` (hashed here, never loaded)."""
-        reviewed = None
-        if number is not None:
-            reviewed = await reviewed_model(self.engine, repo, number, review_sha, spec.name)
+        sha256 of the bytes at ``revision`` (hashed here, never loaded); with a registry, the reviewed
+        variant's artifact too, checked to be in the registry (DeployFailure saying why otherwise)."""
+        reviewed, reviewed_sha = None, None
+        if number is not None and (found := await reviewed_model_at(self.engine, repo, number, review_sha, spec.name)):
+            reviewed_sha, reviewed = found
         sha256 = reviewed.model_sha256 if reviewed is not None and reviewed.model_path == spec.path else None
         if not sha256:
             try:
@@ -73,6 +79,8 @@ class ModelRepository:
             sequence=sequence,
             source_pr=number,
         )
+        if self.pins is not None:
+            ref = await self.pins.reviewed(ref, reviewed, review_sha=reviewed_sha)
         return ref, dict(reviewed.metrics) if reviewed is not None else {}
 
     async def changed_models(self, gh: GitHubAPI, repo: str, number: int, config: RepoConfig) -> list[ModelSpec]:

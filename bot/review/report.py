@@ -564,3 +564,23 @@ def render_review_failed(
     comment = f"{REVIEW_MARKER}\n{lead}\n\n{advice}\n"
     summary = f"{lead}\n\n{advice}\n"
     return comment, {"title": title, "summary": fit(summary, SUMMARY_LIMIT), "text": "", "conclusion": conclusion}
+
+
+def render_published(published: Mapping[str, tuple[str, str | None, str | None]], registry: str) -> str | None:
+    """The comment's Deploy section for published variants: ``model -> (variant, reference, why not)``.
+
+    The reference is the bot's (registry/repo@sha256:…, validated digests); ``why`` is the registry's
+    answer, shown as code. None when nothing was kept to publish.
+    """
+    if not published:
+        return None
+    lines = []
+    for model, (variant, reference, why) in published.items():
+        if reference:
+            lines.append(f"- {code(model, 60)} ({code(variant, 40)}) published as {code(reference, 300)}")
+        else:
+            lines.append(
+                f"- ⚠️ {code(model, 60)} ({code(variant, 40)}) was **not published** to {code(registry, 120)}: "
+                f"{code(why or 'unknown error', 300)}. A deploy publishes it from the kept files, or says why not."
+            )
+    return "\n".join(lines)

@@ -13,13 +13,15 @@ import fnmatch
 import logging
 import shutil
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gidgethub.abc import GitHubAPI
 
+from bot.artifacts.publish import Publication, failure_reason, kept_file, kept_run, publish, write_evidence
+from bot.artifacts.registry import OciRegistry
 from bot.config.repo import RepoConfig, RepoConfigError
 from bot.context import Feature, Services
 from bot.errors import Backoff
@@ -48,6 +50,7 @@ from bot.store.deployments import deployed_digests
 from bot.store.queue import ClaimedJob
 from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
 from bot.worker import JobFailure
+from contract.oci import ArtifactError
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +98,17 @@ def changed_under(paths: list[str], changed: list[str]) -> bool:
 
 
 class ReviewService:
-    def __init__(self, services: Services, sandbox: SandboxConfig, *, retry: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        sandbox: SandboxConfig,
+        *,
+        retry: Backoff | None = None,
+        registry: OciRegistry | None = None,
+    ) -> None:
         self.services = services
         self.sandbox = sandbox
+        self.registry = registry  # MODELSHIP_REGISTRY: kept variants are published there (None: not published)
         # In-job retries of transient failures (git 5xx, resets): about 8 s of patience before the job fails.
         self.retry = retry or Backoff(attempts=5, base_s=0.5, cap_s=4.0)
 
@@ -203,6 +214,18 @@ class ReviewService:
                 notes=notes,
                 problems=problems,
             )
+            summary = self._summary(done, 0, check_id)
+            summary, published = await self._publish(req, pr, done, summary, body)
+            if published is not None:
+                body = report.render_review_comment(
+                    done.comparison,
+                    head_sha=req.head_sha,
+                    base_sha=base_sha,
+                    optimization=opt_md,
+                    deploy=published,
+                    notes=notes,
+                    problems=problems,
+                )
             comment_id = await self._comment(gh, req, body)
             await self._finish_check(
                 gh,
@@ -232,9 +255,8 @@ class ReviewService:
                 )
             )
             raise
-        await self._record(
-            req, base_sha, "success" if done.passed else "failure", self._summary(done, comment_id, check_id)
-        )
+        conclusion = "success" if done.passed else "failure"
+        await self._record(req, base_sha, conclusion, replace(summary, comment_id=comment_id))
 
     # ------------------------------------------------------------------ steps
     async def _not_evaluated(self, gh: GitHubAPI, req: ReviewRequest) -> None:
@@ -319,7 +341,70 @@ class ReviewService:
 
     def artifacts(self, req: ReviewRequest) -> Path:
         """Where a head's optimized variants are kept, so that deploy can ship exactly the chosen file."""
-        return self.services.data_dir / "artifacts" / req.repo.replace("/", "--") / req.head_sha
+        return kept_run(self.services.data_dir, req.repo, req.head_sha)
+
+    async def _publish(
+        self, req: ReviewRequest, pr: dict[str, Any], done: _Evaluated, summary: ReviewRecord, body: str
+    ) -> tuple[ReviewRecord, str | None]:
+        """Push each kept variant (the one deploy would ship) with its evidence; the bot pushes, never the
+        sandbox. A refusal or an outage is recorded and said in the comment, never fatal to the review:
+        deploy publishes from the same kept files later, or fails visibly."""
+        if self.registry is None:
+            return summary, None
+        models = dict(summary.models)
+        published: dict[str, tuple[str, str | None, str | None]] = {}
+        run = self.artifacts(req)
+        source = str((pr["base"].get("repo") or {}).get("html_url") or "")
+        comparisons = {m.name: m for m in done.comparison.models}
+        optimized = {str(m.get("name")): m for m in (done.optimization or {}).get("models", []) if isinstance(m, dict)}
+        for name, model in summary.models.items():
+            if not model.variant_artifact or not model.variant_sha256:
+                continue  # nothing kept (original, or a void review): there are no reviewed bytes to publish
+            created = _now()
+            verdict = "passed" if model.gates_passed else "failed"
+            file = kept_file(self.services.data_dir, req.repo, req.head_sha, model.variant_artifact)
+            reference, why = None, None
+            if file is None:
+                why = f"the kept file {model.variant_artifact} is missing"
+            else:
+                evidence = await asyncio.to_thread(
+                    write_evidence,
+                    run,
+                    name,
+                    {
+                        "repository": req.repo,
+                        "pull_request": req.number,
+                        "head_sha": req.head_sha,
+                        "base_sha": pr["base"]["sha"],
+                        "model": name,
+                        "verdict": verdict,
+                        "reviewed": asdict(model),
+                        "comparison": asdict(comparisons[name]) if name in comparisons else None,
+                        "optimization": optimized.get(name),
+                    },
+                    body,
+                )
+                publication = Publication(
+                    model_repo=req.repo,
+                    source_url=source,
+                    model=name,
+                    revision=req.head_sha,
+                    variant=model.variant,
+                    file=file,
+                    file_sha256=model.variant_sha256,
+                    created=created,
+                    pull_request=req.number,
+                    verdict=verdict,
+                )
+                try:
+                    reference = (await publish(self.registry, publication, evidence)).reference
+                except (ArtifactError, OSError) as exc:  # reported; the review stands
+                    why = failure_reason(exc)
+                    log.warning("review %s#%d: %s not published: %s", req.repo, req.number, name, why)
+            models[name] = replace(model, artifact=reference, artifact_error=why, artifact_created=created)
+            published[name] = (model.variant, reference, why)
+        rendered = report.render_published(published, self.registry.name)
+        return replace(summary, models=models), rendered
 
     async def _run_side(
         self,
@@ -412,9 +497,9 @@ class ReviewService:
         )
 
 
-def feature(services: Services, sandbox: SandboxConfig) -> Feature:
-    """The `review` job runner, in the sandbox the composition root built (bot.app)."""
-    review = ReviewService(services, sandbox)
+def feature(services: Services, sandbox: SandboxConfig, registry: OciRegistry | None = None) -> Feature:
+    """The `review` job runner, in the sandbox and with the registry the composition root built (bot.app)."""
+    review = ReviewService(services, sandbox, registry=registry)
     return Feature(runners={KIND: review.run_job}, on_final_failure={KIND: review.on_final_failure})
 
 

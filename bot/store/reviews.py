@@ -30,6 +30,12 @@ class ReviewedModel:
     variant_sha256: str | None = None
     # variants/<model>/<file> under the artifacts directory of this head, when a variant was kept.
     variant_artifact: str | None = None
+    # The kept variant published to MODELSHIP_REGISTRY: registry/repository@sha256:<manifest digest>.
+    artifact: str | None = None
+    # Why it was not published (the registry refused or was down); deploy publishes it then.
+    artifact_error: str | None = None
+    # The artifact's created annotation: a later push of the same bytes reuses it, so the digest is the same.
+    artifact_created: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ def _model(doc: Mapping[str, Any]) -> ReviewedModel:
         variant=_str(doc.get("variant")) or "original",
         variant_sha256=_str(doc.get("variant_sha256")),
         variant_artifact=_str(doc.get("variant_artifact")),
+        artifact=_str(doc.get("artifact")),
+        artifact_error=_str(doc.get("artifact_error")),
+        artifact_created=_str(doc.get("artifact_created")),
     )
 
 
@@ -123,8 +132,9 @@ def _model_json(model: ReviewedModel) -> dict[str, Any]:
         "variant": model.variant,
         "variant_sha256": model.variant_sha256,
     }
-    if model.variant_artifact is not None:
-        doc["variant_artifact"] = model.variant_artifact
+    for key in ("variant_artifact", "artifact", "artifact_error", "artifact_created"):
+        if (value := getattr(model, key)) is not None:
+            doc[key] = value
     return doc
 
 
@@ -159,13 +169,22 @@ async def reviewed_model(
     engine: AsyncEngine, repo: str, number: int, head_sha: str | None, model: str
 ) -> ReviewedModel | None:
     """What the review of ``head_sha`` (else the PR's newest review) recorded for ``model``."""
+    found = await reviewed_model_at(engine, repo, number, head_sha, model)
+    return found[1] if found is not None else None
+
+
+async def reviewed_model_at(
+    engine: AsyncEngine, repo: str, number: int, head_sha: str | None, model: str
+) -> tuple[str, ReviewedModel] | None:
+    """``reviewed_model`` with the head commit that review was of (where its kept files are)."""
     query = select(Review.head_sha, Review.summary).where(Review.repo == repo, Review.number == number)
     async with engine.connect() as conn:
         rows = (await conn.execute(query.order_by(Review.id.desc()))).all()
     row = next((r for r in rows if r.head_sha == head_sha), rows[0] if rows else None)
     if row is None:
         return None
-    return record_from_json(row.summary).models.get(model)
+    reviewed = record_from_json(row.summary).models.get(model)
+    return (str(row.head_sha), reviewed) if reviewed is not None else None
 
 
 async def review_records(engine: AsyncEngine, repo: str, head_sha: str) -> list[ReviewRecord]:
