@@ -133,3 +133,56 @@ def test_only_entry_points_read_the_environment_or_find_the_checkout() -> None:
         if "Path(__file__).resolve().parents" in text and name != "bot/settings.py":
             found_walk.append(name)
     assert found_env == [] and found_walk == []
+
+
+def test_the_registry_and_its_credentials_come_from_the_environment_or_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bot.app import make_registry
+
+    monkeypatch.setenv("MODELSHIP_WEBHOOK_SECRET", "s")
+    assert make_registry(load_settings()) is None  # unset: nothing is published
+    secret = tmp_path / "registry-password"
+    secret.write_text("s3cret\n")
+    monkeypatch.setenv("MODELSHIP_REGISTRY", "registry.example:5000/models/")
+    monkeypatch.setenv("MODELSHIP_REGISTRY_USERNAME", "bot")
+    monkeypatch.setenv("MODELSHIP_REGISTRY_PASSWORD_FILE", str(secret))
+    monkeypatch.setenv("MODELSHIP_REGISTRY_INSECURE", "true")
+    settings = load_settings()
+    assert settings.registry_credentials() == ("bot", "s3cret")
+    registry = make_registry(settings)
+    assert registry is not None and (registry.host, registry.prefix, registry.name) == (
+        "registry.example:5000",
+        "models",
+        "registry.example:5000/models",
+    )
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"MODELSHIP_REGISTRY": "https://registry.example"}, "MODELSHIP_REGISTRY: must be host[:port][/prefix]"),
+        ({"MODELSHIP_REGISTRY": "registry.example/Models"}, "MODELSHIP_REGISTRY: prefix 'Models'"),
+        ({"MODELSHIP_REGISTRY_USERNAME": "bot"}, "MODELSHIP_REGISTRY_USERNAME is set but no password"),
+        ({"MODELSHIP_REGISTRY_PASSWORD": "p"}, "MODELSHIP_REGISTRY_USERNAME is not"),
+        (
+            {
+                "MODELSHIP_REGISTRY_USERNAME": "bot",
+                "MODELSHIP_REGISTRY_PASSWORD": "p",
+                "MODELSHIP_REGISTRY_PASSWORD_FILE": "/x",
+            },
+            "not both",
+        ),
+        ({"MODELSHIP_REGISTRY_USERNAME": "bot", "MODELSHIP_REGISTRY_PASSWORD_FILE": "/nonexistent"}, "no such file"),
+    ],
+)
+def test_bad_registry_settings_are_refused_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    monkeypatch.setenv("MODELSHIP_WEBHOOK_SECRET", "s")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert any(named in p for p in exc.value.problems), exc.value.problems

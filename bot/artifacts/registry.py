@@ -96,7 +96,7 @@ class OciRegistry:
         self._client = _Client(hostname=host, insecure=insecure)
         self._timeout = timeout
         if username is not None and password is not None:
-            self._client.set_basic_auth(username, password)
+            self._client.auth.set_basic_auth(username, password)
 
     @property
     def name(self) -> str:
@@ -273,6 +273,11 @@ class OciRegistry:
             )
         except requests.RequestException as exc:
             raise RegistryError(f"registry {self.host} unreachable: {type(exc).__name__}", transient=True) from None
+        except ValueError:  # oras-py: a 401/403 it has no (or no accepted) credentials for
+            raise RegistryError(
+                f"registry {self.host} refused the credentials (MODELSHIP_REGISTRY_USERNAME / _PASSWORD)",
+                transient=False,
+            ) from None
         return response
 
     def _check(self, response: requests.Response, what: str) -> None:

@@ -245,3 +245,18 @@ def test_the_commit_message_carries_provenance_metrics_and_trailers() -> None:
         "Modelship-Source-PR": "acme/models#42",
         "Modelship-Environment": "staging",
     }
+
+
+def test_the_artifact_is_pinned_with_the_version_and_dropped_with_it() -> None:
+    from dataclasses import replace as _replace
+
+    artifact = "registry.example/acme/churn@sha256:" + "a" * 64
+    ref = ModelRef("churn", "acme/churn", "1" * 40, "models/churn.skops", "b" * 64, "onnx_optimized", 10, 3)
+    text = render_values(None, _replace(ref, artifact=artifact), env="staging")
+    assert load_values(text)["model"]["artifact"] == artifact
+    assert current_ref(text) == _replace(ref, artifact=artifact)
+    assert "Artifact:  " + artifact in commit_message(_replace(ref, artifact=artifact), "staging")
+    # A later version deployed without a registry must not keep pinning the old artifact's bytes.
+    later = _replace(ref, revision="2" * 40, sha256="c" * 64, sequence=11)
+    plan = plan_deploy(text, later)
+    assert plan.text is not None and "artifact" not in load_values(plan.text)["model"]

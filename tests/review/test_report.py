@@ -341,3 +341,17 @@ def test_a_metric_missing_on_one_side_says_which() -> None:
     body = render_review_comment(review_of((spec(gates={}), BASE, head)))
 
     assert "| f1_macro ↑ | 0.3333 | — | — | — | ➖ n/a (not reported for the head) |" in body
+
+
+def test_the_deploy_section_shows_the_published_reference_or_why_it_was_not_published() -> None:
+    from bot.review.report import render_published
+
+    ok = "registry.example/acme/churn@sha256:" + "a" * 64
+    text = render_published(
+        {"churn": ("onnx_optimized", ok, None), "iris": ("int8_dynamic", None, "registry x unreachable")},
+        "registry.example",
+    )
+    assert text is not None
+    assert f"`churn` (`onnx_optimized`) published as `{ok}`" in text
+    assert "`iris` (`int8_dynamic`) was **not published** to `registry.example`: `registry x unreachable`" in text
+    assert render_published({}, "registry.example") is None
