@@ -42,7 +42,7 @@ class ArtifactPins:
         if reviewed is None or not reviewed.variant_artifact or ref.variant != reviewed.variant:
             # Nothing kept to publish (the original model file): the chart fetches it from the repository.
             return replace(ref, artifact="")
-        if reviewed.artifact and await self._present(reviewed.artifact):
+        if reviewed.artifact and await self._present(reviewed.artifact, ref):
             return replace(ref, artifact=reviewed.artifact)
         if review_sha is None:
             raise DeployFailure(
@@ -53,21 +53,21 @@ class ArtifactPins:
 
     async def present(self, ref: ModelRef, env: str) -> ModelRef:
         """A promoted or restored ref: its artifact must be in the registry (DeployFailure otherwise)."""
-        if self.registry is not None and ref.artifact and not await self._present(ref.artifact):
+        if self.registry is not None and ref.artifact and not await self._present(ref.artifact, ref):
             raise DeployFailure(
                 f"model `{ref.name}`: `{ref.artifact}` is not in the registry {self.registry.name}, so it "
                 f"cannot be deployed to `{env}`; nothing was committed"
             )
         return ref
 
-    async def _present(self, reference: str) -> bool:
+    async def _present(self, reference: str, ref: ModelRef) -> bool:
         assert self.registry is not None
         try:
             if oci.Reference.parse(reference).registry != self.registry.host:
                 return False  # published to another registry than this server's: publish here
             return await self.registry.has_manifest(reference)
         except oci.ArtifactError as exc:
-            raise self._failed(reference, exc) from None
+            raise self._failed(ref, exc) from None
 
     async def _publish(self, ref: ModelRef, reviewed: ReviewedModel, review_sha: str) -> str:
         assert self.registry is not None and reviewed.variant_artifact is not None
@@ -94,14 +94,15 @@ class ArtifactPins:
         try:
             artifact = await publish(self.registry, publication, evidence)
         except (oci.ArtifactError, OSError) as exc:
-            raise self._failed(f"`{ref.name}` ({ref.variant})", exc) from None
+            raise self._failed(ref, exc) from None
         log.info("deploy: published %s %s as %s", ref.name, ref.variant, artifact.reference)
         return artifact.reference
 
-    def _failed(self, what: str, exc: Exception) -> DeployFailure:
+    def _failed(self, ref: ModelRef, exc: Exception) -> DeployFailure:
+        # The cause first: a GitHub Deployment status keeps only the first 140 characters.
         assert self.registry is not None
         return DeployFailure(
-            f"the model artifact {what} could not be published to or found in the registry "
-            f"`{self.registry.name}` (`{failure_reason(exc)}`), so nothing was committed; once the registry "
+            f"{failure_reason(exc)} — the artifact of `{ref.name}` ({ref.variant}) could not be found in or "
+            f"published to the registry `{self.registry.name}`, so nothing was committed; once the registry "
             "is back, comment `/modelship deploy <env>` on this PR"
         )
