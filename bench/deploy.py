@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import subprocess
 import tempfile
@@ -31,13 +30,13 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from bot.deploy.gitops import CommitResult, DeployRepo, RepoLocks, RetryPolicy
-from bot.deploy.manifest import ModelRef, commit_message, load_values, plan_deploy, validate_values, values_path
+from bot.deploy.helm import HelmRefusal, check_values, render_chart_sync
+from bot.deploy.manifest import ModelRef, commit_message, plan_deploy, values_path
 from bot.github.git import StaticToken
 from devkit.devhub import RunningDevHub, start
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = json.loads((ROOT / "charts/model-server/values.schema.json").read_text())
-DEFAULTS = load_values((ROOT / "charts/model-server/values.yaml").read_text())
+CHART = ROOT / "charts/model-server"
 
 
 def model(i: int, run: str) -> ModelRef:
@@ -54,9 +53,16 @@ def model(i: int, run: str) -> ModelRef:
 
 
 async def deploy(repo: DeployRepo, ref: ModelRef) -> tuple[float, CommitResult]:
+    def edit(text: str | None) -> str | None:
+        # As the product's writer does: Helm renders the new values before anything is committed.
+        planned = plan_deploy(text, ref).text
+        if planned is not None:
+            check_values(CHART, planned)
+        return planned
+
     started = time.perf_counter()
     result = await repo.commit(
-        {values_path("staging", ref.name): lambda text: plan_deploy(text, ref, SCHEMA, DEFAULTS).text},
+        {values_path("staging", ref.name): edit},
         commit_message(ref, "staging", metrics={"accuracy": 0.95}),
     )
     return time.perf_counter() - started, result
@@ -243,9 +249,11 @@ async def through_the_bot(
         invalid = [
             n
             for n in names
-            if validate_values(_git(bare, "show", f"main:{values_path('staging', n)}"), SCHEMA, DEFAULTS)
+            if isinstance(
+                render_chart_sync(CHART, _git(bare, "show", f"main:{values_path('staging', n)}")), HelmRefusal
+            )
         ]
-        assert not invalid, f"values files that fail the chart's schema: {invalid}"
+        assert not invalid, f"values files Helm refuses: {invalid}"
         return rows, lost
 
 

@@ -19,8 +19,6 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
@@ -247,16 +245,11 @@ def is_newer(current: ModelRef | None, candidate: ModelRef) -> bool:
     return candidate.sequence == current.sequence and (candidate.source_pr or 0) > (current.source_pr or 0)
 
 
-def plan_deploy(
-    existing_text: str | None,
-    ref: ModelRef,
-    schema: Mapping[str, Any] | None = None,
-    defaults: Mapping[str, Any] | None = None,
-    env: str | None = None,
-) -> Plan:
+def plan_deploy(existing_text: str | None, ref: ModelRef, env: str | None = None) -> Plan:
     """Decide what an auto-deploy writes. Redelivery, stale versions and pins write nothing.
 
-    Raises ManifestError when the resulting values violate the chart's schema (nothing is written).
+    Whether the chart accepts the values is Helm's call (bot.deploy.helm.check_values), made by the
+    writer before anything is committed.
     """
     current = current_ref(existing_text)
     if current is not None and _same_version(current, ref):
@@ -271,19 +264,13 @@ def plan_deploy(
             f"stale: deployed {current.short} (sequence {current.sequence}) is not older than "
             f"{ref.short} (sequence {ref.sequence})",
         )
-    text = render_values(existing_text, replace(ref, pinned=False, pin_reason=""), env)
-    _check(text, schema, defaults)
-    return Plan(text, "update")
+    return Plan(render_values(existing_text, replace(ref, pinned=False, pin_reason=""), env), "update")
 
 
-def pin(
-    existing_text: str | None,
-    reason: str,
-    ref: ModelRef | None = None,
-    schema: Mapping[str, Any] | None = None,
-    defaults: Mapping[str, Any] | None = None,
-) -> Plan:
-    """Pin the environment, restoring ``ref`` first when given (a rollback); ordering is bypassed."""
+def pin(existing_text: str | None, reason: str, ref: ModelRef | None = None) -> Plan:
+    """Pin the environment, restoring ``ref`` first when given (a rollback); ordering is bypassed.
+
+    Whether the chart accepts the values is Helm's call (bot.deploy.helm.check_values; the guard asks it)."""
     target = ref or current_ref(existing_text)
     if target is None:
         raise ManifestError(["model: no model is deployed here, so there is nothing to pin"])
@@ -291,9 +278,7 @@ def pin(
     pinned = replace(target, pinned=True, pin_reason=reason)
     if current == pinned:
         return Plan(None, "unchanged")
-    text = render_values(existing_text, pinned)
-    _check(text, schema, defaults)
-    return Plan(text, "update")
+    return Plan(render_values(existing_text, pinned), "update")
 
 
 def unpin(existing_text: str | None) -> Plan:
@@ -315,20 +300,7 @@ def _same_version(a: ModelRef, b: ModelRef) -> bool:
     )
 
 
-# --- validation -------------------------------------------------------------------------------
-
-
-def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's coalescing: maps merge key by key, anything else replaces, null deletes."""
-    merged: dict[str, Any] = dict(base)
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_values(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+# --- reading values ---------------------------------------------------------------------------
 
 
 def load_values(text: str) -> dict[str, Any]:
@@ -342,64 +314,6 @@ def load_values(text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ManifestError([f"values file must hold a mapping at the top, found {type(data).__name__}"])
     return data
-
-
-def validate_values(text: str, schema: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> list[str]:
-    """Human-readable schema violations, one per line, each naming the value path and why.
-
-    ``defaults`` are the chart's own values.yaml: Helm validates the merged values, so an
-    environment file only needs the keys it overrides. This is Python's jsonschema, not Helm's (Go
-    regexps, templates): deploys ask Helm itself through ``bot.deploy.helm`` before committing.
-    """
-    try:
-        data = load_values(text)
-    except ManifestError as exc:
-        return exc.problems
-    merged = merge_values(defaults or {}, data)
-    validator = Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(merged), key=lambda e: (list(map(str, e.absolute_path)), e.message))
-    return [_describe(e) for e in errors]
-
-
-def _check(text: str, schema: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None) -> None:
-    if schema is not None and (problems := validate_values(text, schema, defaults)):
-        raise ManifestError(problems)
-
-
-def _path(parts: Sequence[Any]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _describe(error: ValidationError) -> str:
-    where = _path(list(error.absolute_path))
-    value = error.instance
-    schema = error.schema if isinstance(error.schema, Mapping) else {}
-    match error.validator:
-        case "required":
-            missing = re.findall(r"'([^']+)' is a required property", error.message)
-            name = missing[0] if missing else error.message
-            full = f"{where}.{name}" if error.absolute_path else name
-            return f"{full}: is required but missing"
-        case "additionalProperties":
-            allowed = sorted(schema.get("properties", {}))
-            extra = sorted(set(value) - set(allowed)) if isinstance(value, Mapping) else []
-            names = ", ".join(f"{where}.{k}" if error.absolute_path else k for k in extra)
-            return f"{names}: unknown key (allowed here: {', '.join(allowed)})"
-        case "pattern":
-            return f"{where}: {value!r} does not match the pattern {schema.get('pattern')}"
-        case "enum":
-            return f"{where}: {value!r} is not one of {', '.join(map(repr, schema.get('enum', [])))}"
-        case "type":
-            return f"{where}: must be of type {error.validator_value}, got {type(value).__name__} {value!r}"
-        case "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum":
-            return f"{where}: {value!r} violates {error.validator} {error.validator_value}"
-        case "minLength" | "maxLength":
-            return f"{where}: {value!r} violates {error.validator} {error.validator_value}"
-        case _:
-            return f"{where}: {error.message}"
 
 
 # --- commit messages --------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def render_status(rows: Iterable[Row]) -> str:
 
 
 def refused(exc: ManifestError, path: str, deploy_repo: str) -> str:
-    """Why a values file was not committed: Helm's own words, or the chart schema's violations."""
+    """Why a values file was not committed: Helm's own words, or why the file cannot be edited at all."""
     if isinstance(exc, HelmRefused):
         named = exc.refusal.values
         naming = f" ({', '.join(f'`{v}`' for v in named)})" if named else ""
@@ -112,10 +112,7 @@ def refused(exc: ManifestError, path: str, deploy_repo: str) -> str:
             f"{naming}, so nothing was committed:\n```\n{exc.refusal.message}\n```"
         )
     problems = "\n".join(f"- `{p.replace('`', chr(39))}`" for p in exc.problems)
-    return (
-        f"the values for `{path}` in `{deploy_repo}` would violate the chart's schema "
-        f"(charts/model-server/values.schema.json), so nothing was committed:\n{problems}"
-    )
+    return f"the values file `{path}` in `{deploy_repo}` cannot be edited, so nothing was committed:\n{problems}"
 
 
 def github_deployment(ref: ModelRef, env: str, deploy_repo: str) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class DeployWriter:
             if target.via_pr:
                 return await self._propose(deploy, deploy_name, deploy_installation, target, path, edit, message, plans)
             done = await deploy.commit({path: edit}, message)
-        except ManifestError as exc:  # Helm's refusal, or the chart schema's
+        except ManifestError as exc:  # Helm's refusal, or a values file that is not a YAML mapping
             return Result(env, ref.name, "invalid", refused(exc, path, deploy_name), ref)
         if done.changed:
             return Result(env, ref.name, "deployed", "", ref, deploy_commit=done.sha)

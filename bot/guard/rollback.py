@@ -27,6 +27,7 @@ from bot.config.deploy_allowlist import DeployAllowlist
 from bot.config.repo import RepoConfig, RepoConfigError
 from bot.deploy.chart import ModelServerChart
 from bot.deploy.gitops import DeployError, DeployRepo
+from bot.deploy.helm import check_values
 from bot.deploy.manifest import (
     DEFAULT_PATH_TEMPLATE,
     ManifestError,
@@ -152,7 +153,7 @@ class Rollbacks:
         github: GuardGitHub,
         workdir: Path,
         *,
-        chart: ModelServerChart | None = None,  # None: rollback values are not checked against the chart
+        chart: ModelServerChart | None = None,  # None: rollback values are not rendered with Helm first
         bot_login: str = "modelship[bot]",
         allowlist: DeployAllowlist | None = None,
     ) -> None:
@@ -160,11 +161,18 @@ class Rollbacks:
         self.allowlist = allowlist or DeployAllowlist.default()  # MODELSHIP_DEPLOY_ALLOWLIST
         self.github = github
         self.workdir = workdir
-        self._schema = chart.schema if chart is not None else None
-        self._defaults = chart.defaults if chart is not None else None
+        self._chart = chart.path if chart is not None else None
         self._bot = bot_login
         # The watcher and a chat-ops command may advance the same incident: one at a time.
         self._lock = asyncio.Lock()
+
+    def _pinned(self, text: str | None, reason: str, ref: ModelRef) -> str | None:
+        """The rollback's values, which Helm must render (HelmRefused, a ManifestError, otherwise):
+        runs in the deploy repository's worker thread, before anything is committed or proposed."""
+        pinned = pin(text, reason, ref).text
+        if pinned is not None and self._chart is not None:
+            check_values(self._chart, pinned)
+        return pinned
 
     # ------------------------------------------------------------------ opening
 
@@ -278,7 +286,7 @@ class Rollbacks:
         text = await deploy.read(path)
         ref = await self._target_ref(deploy, path, target, text)
         reason = req.reason or "dry run"
-        diff = await deploy.preview({path: lambda t: pin(t, reason, ref, self._schema, self._defaults).text})
+        diff = await deploy.preview({path: lambda t: self._pinned(t, reason, ref)})
         header = (
             f"Would roll back {current.model} {current.short} -> {target.short} in {current.environment} "
             f"with a pull request to {current.deploy_repo} (pinned):\n"
@@ -367,14 +375,12 @@ class Rollbacks:
         text = await deploy.read(path)
         ref = await self._target_ref(deploy, path, target, text)
         reason = f"rolled back from {incident.bad_version[:7]}: {incident.reason}"[:500]
-        if not pin(text, reason, ref, self._schema, self._defaults).changed:
+        if not pin(text, reason, ref).changed:
             return await self._set(incident, state="closed", last_error="the environment already runs it, pinned")
         message = commit_message(
             ref, incident.environment, action="rollback", reason=reason, actor=incident.actor or self._bot
         )
-        await deploy.open_or_update_pr_branch(
-            incident.branch, {path: lambda t: pin(t, reason, ref, self._schema, self._defaults).text}, message
-        )
+        await deploy.open_or_update_pr_branch(incident.branch, {path: lambda t: self._pinned(t, reason, ref)}, message)
         pull = await self.github.open_or_update_pr(
             incident.deploy_repo, incident.branch, deploy.branch, pr_title(incident), pr_body(incident)
         )
@@ -419,6 +425,7 @@ class Rollbacks:
             source_pr=target.source_pr,
             pinned=False,
             pin_reason="",
+            artifact="",  # the current artifact holds the bad version's bytes; this version's is not known here
         )
 
     async def _merge(self, incident: IncidentView) -> IncidentView:

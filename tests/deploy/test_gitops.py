@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import subprocess
 import threading
@@ -12,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from bot.deploy.gitops import DeployError, DeployRepo, Edit, RepoLocks, RetryPolicy
-from bot.deploy.manifest import ModelRef, load_values, plan_deploy, validate_values, values_path
+from bot.deploy.helm import check_values
+from bot.deploy.manifest import ModelRef, plan_deploy, values_path
 from bot.github.git import StaticToken, credentials, redact
 from devkit.devhub import Fault
 from tests.deploy.conftest import DeployHub, git
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "charts/model-server/values.schema.json").read_text())
-DEFAULTS = load_values((Path(__file__).parents[2] / "charts/model-server/values.yaml").read_text())
+CHART = Path(__file__).parents[2] / "charts/model-server"
 
 
 def ref(name: str, sequence: int, revision: str | None = None) -> ModelRef:
@@ -35,7 +34,13 @@ def ref(name: str, sequence: int, revision: str | None = None) -> ModelRef:
 
 
 def deploy_edit(model: ModelRef) -> Edit:
-    return lambda text: plan_deploy(text, model, SCHEMA, DEFAULTS).text
+    def edit(text: str | None) -> str | None:
+        planned = plan_deploy(text, model).text
+        if planned is not None:
+            check_values(CHART, planned)  # as the writer does: Helm judges before anything is committed
+        return planned
+
+    return edit
 
 
 def make_repo(hub: DeployHub, url: str, workdir: Path, **kwargs: object) -> DeployRepo:
@@ -143,7 +148,7 @@ async def test_fifty_concurrent_merges_from_racing_clones_all_land(deploy_hub: D
         subprocess.run(["git", "merge-base", "--is-ancestor", old, new], cwd=deploy_hub.bare, check=True)
     for m in models:
         text = deploy_hub.show(values_path("staging", m.name))
-        assert validate_values(text, SCHEMA, DEFAULTS) == []
+        check_values(CHART, text)  # Helm renders what landed
         assert f"sequence: {m.sequence}" in text
 
 
@@ -192,11 +197,11 @@ async def test_wrong_credentials_fail_at_once_with_an_actionable_message(deploy_
     assert "ghs_expired_token" not in str(failure.value)
 
 
-async def test_schema_violations_stop_the_commit(deploy_hub: DeployHub, workdir: Path) -> None:
+async def test_values_helm_refuses_stop_the_commit(deploy_hub: DeployHub, workdir: Path) -> None:
     repo = make_repo(deploy_hub, deploy_hub.url, workdir)
     bad = ModelRef("iris", "acme/models", "not-a-sha", "models/iris/model.onnx", "f" * 64, sequence=5)
 
-    with pytest.raises(ValueError, match=r"model\.revision"):
+    with pytest.raises(ValueError, match="at '/model/revision': 'not-a-sha' does not match pattern"):
         await repo.commit({values_path("prod", "iris"): deploy_edit(bad)}, "deploy")
 
     assert len(deploy_hub.commits()) == 1

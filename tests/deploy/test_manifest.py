@@ -1,14 +1,14 @@
-"""The values writer: round-trip edits, ordering, pins, schema messages, commit messages."""
+"""The values writer: round-trip edits, ordering, pins, what Helm says of the values, commit messages."""
 
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bot.deploy.helm import HelmRefused, check_values
 from bot.deploy.manifest import (
     ManifestError,
     ModelRef,
@@ -16,20 +16,16 @@ from bot.deploy.manifest import (
     current_ref,
     is_newer,
     load_values,
-    merge_values,
     parse_trailers,
     pin,
     plan_deploy,
     pr_branch_name,
     render_values,
     unpin,
-    validate_values,
     values_path,
 )
 
 CHART = Path(__file__).parents[2] / "charts/model-server"
-SCHEMA = json.loads((CHART / "values.schema.json").read_text())
-DEFAULTS = load_values((CHART / "values.yaml").read_text())
 
 V1 = ModelRef(
     name="iris",
@@ -79,7 +75,7 @@ def changed_lines(before: str, after: str) -> list[str]:
 
 
 def test_a_deploy_changes_only_the_model_lines_and_keeps_comments_order_and_quotes() -> None:
-    after = plan_deploy(HUMAN, V2, SCHEMA, DEFAULTS).text
+    after = plan_deploy(HUMAN, V2).text
 
     assert after is not None
     diff = changed_lines(HUMAN, after)
@@ -116,14 +112,14 @@ def test_a_new_file_gets_a_header_the_environment_and_valid_values() -> None:
     assert load_values(text)["environment"] == "staging"
     assert "environment" not in load_values(render_values(HUMAN, V2, env="staging")), "only new files get it"
     assert current_ref(text) == V1
-    assert validate_values(text, SCHEMA, DEFAULTS) == []
+    check_values(CHART, text)  # Helm renders it
 
 
 def test_a_redelivered_deploy_writes_nothing() -> None:
-    first = plan_deploy(None, V1, SCHEMA, DEFAULTS)
+    first = plan_deploy(None, V1)
     assert first.text is not None
 
-    again = plan_deploy(first.text, V1, SCHEMA, DEFAULTS)
+    again = plan_deploy(first.text, V1)
 
     assert (again.text, again.reason) == (None, "unchanged")
 
@@ -146,7 +142,7 @@ def test_an_older_version_never_overwrites_a_newer_one() -> None:
 def test_a_rollback_pins_the_old_version_and_auto_deploy_respects_the_pin_until_unpinned() -> None:
     bad = render_values(HUMAN, V2)
 
-    rolled_back = pin(bad, "error_rate 0.08 > 0.02", ref=V1, schema=SCHEMA, defaults=DEFAULTS).text
+    rolled_back = pin(bad, "error_rate 0.08 > 0.02", ref=V1).text
     assert rolled_back is not None
     restored = current_ref(rolled_back)
     assert restored is not None and restored.revision == V1.revision and restored.pinned
@@ -170,43 +166,16 @@ def test_pinning_twice_is_a_no_op_and_pinning_nothing_is_an_error() -> None:
         pin(None, "hold")
 
 
-def test_values_that_violate_the_schema_are_not_written_and_the_message_names_the_value() -> None:
-    broken = replace(V2, sha256="abc", variant="ONNX INT8")
+def test_values_helm_refuses_are_named_in_helms_words() -> None:
+    """The writer writes; Helm judges (with Go's regular expressions), naming each value it refuses."""
+    broken = plan_deploy(HUMAN, replace(V2, sha256="abc", variant="ONNX INT8")).text
+    assert broken is not None
 
-    with pytest.raises(ManifestError) as failure:
-        plan_deploy(HUMAN, broken, SCHEMA, DEFAULTS)
+    with pytest.raises(HelmRefused) as refused:
+        check_values(CHART, broken)
 
-    assert failure.value.problems == [
-        "model.sha256: 'abc' does not match the pattern ^([0-9a-f]{64})?$",
-        "model.variant: 'ONNX INT8' does not match the pattern ^[a-z0-9][a-z0-9._-]{0,62}$",
-    ]
-
-
-DEPLOYED = merge_values(DEFAULTS, load_values(render_values(None, V1)))
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("replicaCount: two\n", "replicaCount: must be of type integer, got str 'two'"),
-        ("image:\n  pullPolicy: Sometimes\n", "image.pullPolicy: 'Sometimes' is not one of 'Always', 'IfNotPresent'"),
-        ("modle:\n  name: iris\n", "modle: unknown key"),
-        ("model:\n  revision: HEAD\n", "model.revision: 'HEAD' does not match"),
-        ("model: [1, 2\n", "values file is not valid YAML"),
-        ("- a list\n", "values file must hold a mapping"),
-    ],
-)
-def test_schema_messages_name_the_value_and_why(text: str, expected: str) -> None:
-    problems = validate_values(text, SCHEMA, DEPLOYED)
-
-    assert any(p.startswith(expected) for p in problems), problems
-
-
-def test_a_missing_required_value_is_named() -> None:
-    problems = validate_values("model:\n  name: iris\n", SCHEMA)
-
-    assert "model.sha256: is required but missing" in problems
-    assert "image: is required but missing" in problems
+    assert set(refused.value.refusal.values) == {"model.sha256", "model.variant"}
+    assert "'abc' does not match pattern" in refused.value.refusal.message
 
 
 def test_paths_and_branches_follow_the_layout_and_refuse_escapes() -> None:

@@ -237,3 +237,19 @@ async def test_a_rollback_never_reads_or_writes_another_tenants_deploy_repositor
     assert untouched(hub)
     status = await guard_of(service).status(EVE)
     assert "same-installation rule" in status
+
+
+async def test_a_rollback_helm_refuses_proposes_nothing_and_says_what_helm_said(bot: tuple[Service, World]) -> None:
+    """A person typed a quantity Kubernetes does not understand into the environment's file: Helm (not a
+    Python schema) judges the rollback's values, so no branch and no PR propose them."""
+    service, world = bot
+    main = (world.hub.git.read(DEPLOY, "refs/heads/main", VALUES) or b"").decode()
+    await world.hub.push(DEPLOY, "main", {VALUES: main + "resources:\n  limits:\n    memory: 1Gib-oops\n"})
+
+    [result] = await guard_of(service).rollbacks.request(RollbackRequest(MODELS, "production", actor="alice"))
+
+    assert world.rollback_pulls() == []
+    assert world.hub.git.read(DEPLOY, f"refs/heads/{BRANCH}", VALUES) is None
+    assert result.incident is not None and result.incident.state == "opening"  # retried next round
+    error = result.incident.last_error or ""
+    assert "at '/resources/limits/memory': '1Gib-oops' does not match pattern" in error, error
