@@ -1,0 +1,83 @@
+"""Helpers for the stand-in's tests: clients of the official ``kubernetes`` library through the kubeconfig."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client import ApiClient
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> Iterator[ApiClient]:
+    client = kubernetes.config.new_client_from_config(str(kubeconfig))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def core(api_client: ApiClient) -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def batch(api_client: ApiClient) -> kubernetes.client.BatchV1Api:
+    return kubernetes.client.BatchV1Api(api_client)
+
+
+@pytest.fixture
+def namespace(core: kubernetes.client.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace per test, deleted (with everything in it) afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+    eventually(lambda: name not in [n.metadata.name for n in core.list_namespace().items], timeout=60)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout:g}s: {check}")
+        time.sleep(interval)
+
+
+def sandbox_container(image: str, command: list[str], **extra: Any) -> dict[str, Any]:
+    """A container with the product's sandbox controls (all of which the kubelet enforces)."""
+    container = {
+        "name": "main",
+        "image": image,
+        "command": command,
+        "securityContext": {
+            "runAsUser": 65534,
+            "runAsGroup": 65534,
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "resources": {"limits": {"cpu": "500m", "memory": "64Mi", "ephemeral-storage": "16Mi"}},
+    }
+    container.update(extra)
+    return container
+
+
+def job_body(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    pod_spec = {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": containers}
+    pod_spec.update(spec.pop("pod", {}))
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {"app": "kubeapi-test"}},
+        "spec": {"backoffLimit": 0, "template": {"spec": pod_spec}, **spec},
+    }
