@@ -73,7 +73,12 @@ def sandbox_container(image: str, command: list[str], **extra: Any) -> dict[str,
 
 
 def job_body(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    pod_spec = {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": containers}
+    pod_spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 1,  # `sleep` as PID 1 ignores SIGTERM: do not wait 30 s to kill it
+        "containers": containers,
+    }
     pod_spec.update(spec.pop("pod", {}))
     return {
         "apiVersion": "batch/v1",

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+import threading
+
+import docker
 import kubernetes
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from tests.devkit.kubeapi.conftest import eventually, job_body, sandbox_container
 
@@ -29,3 +36,201 @@ def test_a_job_that_echoes_completes_and_its_log_reads_back(
     terminated = pods[0].status.container_statuses[0].state.terminated
     assert (terminated.exit_code, terminated.reason) == (0, "Completed")
     assert core.read_namespaced_pod_log(pods[0].metadata.name, namespace) == "hello from the pod\n65534\n"
+
+
+def test_a_job_past_its_active_deadline_is_killed_and_fails_with_deadline_exceeded(
+    batch: kubernetes.client.BatchV1Api, core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    body = job_body("slow", [sandbox_container(kube_test_image, ["sleep", "120"])], activeDeadlineSeconds=2)
+    batch.create_namespaced_job(namespace, body)
+    job = eventually(lambda: (j := batch.read_namespaced_job("slow", namespace)) and _condition(j, "Failed") and j, 60)
+    failed = _condition(job, "Failed")
+    assert failed.reason == "DeadlineExceeded" and job.status.active is None
+    assert eventually(lambda: core.list_namespaced_pod(namespace, label_selector="job-name=slow").items == [], 30)
+
+
+def test_a_pod_past_its_own_active_deadline_fails_with_deadline_exceeded(
+    core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    pod = {
+        "metadata": {"name": "slow"},
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": 2,
+            "automountServiceAccountToken": False,
+            "containers": [sandbox_container(kube_test_image, ["sleep", "120"])],
+        },
+    }
+    core.create_namespaced_pod(namespace, pod)
+    done = eventually(lambda: (p := core.read_namespaced_pod("slow", namespace)).status.phase == "Failed" and p, 60)
+    assert done.status.reason == "DeadlineExceeded"
+    assert done.status.container_statuses[0].state.terminated.exit_code == 137
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("privileged", True),
+        ("seLinuxOptions", {"level": "s0:c1"}),
+        ("seccompProfile", {"type": "Localhost", "localhostProfile": "x.json"}),
+    ],
+)
+def test_a_security_control_the_kubelet_cannot_enforce_is_refused_with_422_naming_it(
+    batch: kubernetes.client.BatchV1Api, namespace: str, kube_test_image: str, field: str, value: object
+) -> None:
+    container = sandbox_container(kube_test_image, ["true"])
+    container["securityContext"][field] = value
+    with pytest.raises(ApiException) as refused:
+        batch.create_namespaced_job(namespace, job_body("unsafe", [container]))
+    status = json.loads(refused.value.body)
+    assert refused.value.status == 422
+    fields = [c["field"] for c in status["details"]["causes"]]
+    assert fields[0].startswith(f"spec.template.spec.containers[0].securityContext.{field}")
+    assert batch.list_namespaced_job(namespace).items == []
+
+
+def _answer_and_close(listener: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # ends when the test closes the listener
+        while True:
+            connection, _ = listener.accept()
+            connection.close()
+
+
+def test_a_pod_under_a_deny_all_network_policy_has_no_network(
+    core: kubernetes.client.CoreV1Api,
+    api_client: kubernetes.client.ApiClient,
+    namespace: str,
+    kube_test_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    gateway = docker_client.networks.get("podman").attrs["IPAM"]["Config"][0]["Gateway"]
+    with socket.socket() as listener:  # something to reach on the host, from the pod's network
+        listener.bind(("0.0.0.0", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        threading.Thread(target=_answer_and_close, args=(listener,), daemon=True).start()
+        probe = (
+            f"ls /sys/class/net | tr '\\n' ' '; echo; "
+            f"nc -w 3 {gateway} {port} </dev/null && echo reached || echo unreachable"
+        )
+        kubernetes.client.NetworkingV1Api(api_client).create_namespaced_network_policy(
+            namespace,
+            {
+                "metadata": {"name": "sandbox-deny-all"},
+                "spec": {"podSelector": {"matchLabels": {"sandbox": "yes"}}, "policyTypes": ["Ingress", "Egress"]},
+            },
+        )
+        logs = {}
+        for name, labels in (("open", {"sandbox": "no"}), ("isolated", {"sandbox": "yes"})):
+            spec = {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [sandbox_container(kube_test_image, ["sh", "-c", probe])],
+            }
+            core.create_namespaced_pod(namespace, {"metadata": {"name": name, "labels": labels}, "spec": spec})
+        for name in ("open", "isolated"):
+            eventually(
+                lambda n=name: core.read_namespaced_pod(n, namespace).status.phase in ("Succeeded", "Failed"), 60
+            )
+            logs[name] = core.read_namespaced_pod_log(name, namespace)
+    assert logs["open"].split("\n")[0].split() == ["eth0", "lo"] and "reached" in logs["open"]
+    assert logs["isolated"].split("\n")[0].split() == ["lo"] and "unreachable" in logs["isolated"]
+
+
+def test_foreground_deletion_removes_the_pods_then_the_job_and_their_containers(
+    batch: kubernetes.client.BatchV1Api,
+    core: kubernetes.client.CoreV1Api,
+    namespace: str,
+    kube_test_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    batch.create_namespaced_job(namespace, job_body("long", [sandbox_container(kube_test_image, ["sleep", "300"])]))
+    pod = eventually(
+        lambda: next(
+            (
+                p
+                for p in core.list_namespaced_pod(namespace, label_selector="job-name=long").items
+                if p.status.phase == "Running"
+            ),
+            None,
+        ),
+        60,
+    )
+    batch.delete_namespaced_job("long", namespace, propagation_policy="Foreground")
+    deleting = batch.read_namespaced_job("long", namespace)  # still there: its pod is not gone yet
+    assert deleting.metadata.deletion_timestamp is not None
+    assert "foregroundDeletion" in deleting.metadata.finalizers
+
+    def job_gone() -> bool:
+        try:
+            batch.read_namespaced_job("long", namespace)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    eventually(job_gone, 60)
+    assert core.list_namespaced_pod(namespace, label_selector="job-name=long").items == []
+    left = docker_client.containers.list(all=True, filters={"label": f"io.modelship.kubeapi.pod={pod.metadata.uid}"})
+    assert left == []
+
+
+def test_init_containers_run_first_and_share_a_size_capped_empty_dir(
+    core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    mount = [{"name": "scratch", "mountPath": "/scratch"}]
+    spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}],
+        "initContainers": [
+            sandbox_container(
+                kube_test_image, ["sh", "-c", "echo first > /scratch/order"], name="one", volumeMounts=mount
+            ),
+            sandbox_container(
+                kube_test_image, ["sh", "-c", "echo second >> /scratch/order"], name="two", volumeMounts=mount
+            ),
+        ],
+        "containers": [
+            sandbox_container(
+                kube_test_image,
+                [
+                    "sh",
+                    "-c",
+                    "cat /scratch/order; head -c 2000000 /dev/zero > /scratch/big || echo capped; "
+                    "touch /outside 2>/dev/null || echo read-only; "
+                    "cat /var/run/secrets/kubernetes.io/serviceaccount/token 2>/dev/null || echo no-token",
+                ],
+                volumeMounts=mount,
+            )
+        ],
+    }
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "staged"}, "spec": spec})
+    done = eventually(
+        lambda: (p := core.read_namespaced_pod("staged", namespace)).status.phase == "Succeeded" and p, 60
+    )
+    assert [s.state.terminated.reason for s in done.status.init_container_statuses] == ["Completed", "Completed"]
+    lines = [line for line in core.read_namespaced_pod_log("staged", namespace, container="main").split("\n") if line]
+    assert [line for line in lines if "I/O error" not in line and "No space" not in line] == [
+        "first",
+        "second",
+        "capped",
+        "read-only",
+        "no-token",
+    ]
+
+
+def test_tens_of_megabytes_of_log_come_back_intact(
+    core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    size = 30 * 1024 * 1024
+    command = ["sh", "-c", f"head -c {size} /dev/zero | tr '\\0' x; echo; echo end"]
+    spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "containers": [sandbox_container(kube_test_image, command)],
+    }
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "loud"}, "spec": spec})
+    eventually(lambda: core.read_namespaced_pod("loud", namespace).status.phase == "Succeeded", 120)
+    text = core.read_namespaced_pod_log("loud", namespace)
+    assert len(text) == size + 5 and text.endswith("x\nend\n") and set(text[:size]) == {"x"}
+    assert core.read_namespaced_pod_log("loud", namespace, tail_lines=1) == "end\n"
