@@ -12,10 +12,18 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiClient
 
+from devkit.kubeapi import KubeAPI
+
 
 @pytest.fixture(scope="session")
-def api_client(kubeconfig: Path) -> Iterator[ApiClient]:
-    client = kubernetes.config.new_client_from_config(str(kubeconfig))
+def stand_in_kubeconfig(kubeapi: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Always the stand-in's (these tests test it), even when MODELSHIP_TEST_KUBECONFIG names a cluster."""
+    return kubeapi.write_kubeconfig(tmp_path_factory.mktemp("stand-in") / "config")
+
+
+@pytest.fixture(scope="session")
+def api_client(stand_in_kubeconfig: Path) -> Iterator[ApiClient]:
+    client = kubernetes.config.new_client_from_config(str(stand_in_kubeconfig))
     yield client
     client.close()
 

@@ -109,7 +109,7 @@ def _raw(kubeconfig: Path, method: str, path: str, body: object) -> tuple[int, d
 
 
 def test_a_malformed_body_is_a_422_naming_the_field_not_accepted(
-    api_client: kubernetes.client.ApiClient, kubeconfig: Path, namespace: str
+    api_client: kubernetes.client.ApiClient, stand_in_kubeconfig: Path, namespace: str
 ) -> None:
     batch = kubernetes.client.BatchV1Api(api_client)
     body = {
@@ -123,7 +123,7 @@ def test_a_malformed_body_is_a_422_naming_the_field_not_accepted(
             },
         },
     }
-    code, status = _raw(kubeconfig, "POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
+    code, status = _raw(stand_in_kubeconfig, "POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
     assert code == 422 and (status["kind"], status["reason"]) == ("Status", "Invalid")
     fields = {c["field"] for c in status["details"]["causes"]}
     assert fields == {"spec.backoffLimit", "spec.template.spec.containers[0]"}
@@ -174,8 +174,8 @@ def test_deployment_status_is_written_through_its_subresource_and_generation_cou
     assert (scaled.metadata.generation, scaled.spec.replicas) == (3, 1)  # a JSON patch (the client's default type)
 
 
-def test_requests_without_the_kubeconfig_token_are_401(kubeapi: KubeAPI, kubeconfig: Path) -> None:
-    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+def test_requests_without_the_kubeconfig_token_are_401(kubeapi: KubeAPI, stand_in_kubeconfig: Path) -> None:
+    server = yaml.safe_load(stand_in_kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(f"{server}/api/v1/namespaces", timeout=5)
     assert denied.value.code == 401
