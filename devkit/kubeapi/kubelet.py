@@ -615,7 +615,7 @@ def _user(security: dict[str, Any], image: dict[str, Any]) -> str:
     image_user = str((image.get("Config") or {}).get("User") or "")
     if security.get("runAsNonRoot"):
         if uid is None:
-            name = image_user.split(":")[0]
+            name = image_user.split(":")[0] or "0"  # no USER in the image: root
             if not name.isdigit():
                 raise _Refused(
                     "CreateContainerConfigError",

@@ -9,6 +9,7 @@ import threading
 
 import docker
 import kubernetes
+import kubernetes_validate
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -234,3 +235,56 @@ def test_tens_of_megabytes_of_log_come_back_intact(
     text = core.read_namespaced_pod_log("loud", namespace)
     assert len(text) == size + 5 and text.endswith("x\nend\n") and set(text[:size]) == {"x"}
     assert core.read_namespaced_pod_log("loud", namespace, tail_lines=1) == "end\n"
+
+
+def test_a_container_over_its_memory_limit_is_oom_killed_and_the_job_fails_at_backoff_limit(
+    batch: kubernetes.client.BatchV1Api, core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    # dd fills a 64 MiB block buffer: it cannot fit in a 16 MiB limit
+    hog = sandbox_container(kube_test_image, ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
+    hog["resources"]["limits"]["memory"] = "16Mi"
+    batch.create_namespaced_job(namespace, job_body("hog", [hog], backoffLimit=1))
+    job = eventually(lambda: (j := batch.read_namespaced_job("hog", namespace)) and _condition(j, "Failed") and j, 90)
+    assert _condition(job, "Failed").reason == "BackoffLimitExceeded" and job.status.failed == 2  # one retry
+    pods = core.list_namespaced_pod(namespace, label_selector="job-name=hog").items
+    reasons = [p.status.container_statuses[0].state.terminated.reason for p in pods]
+    assert len(pods) == 2 and reasons == ["OOMKilled", "OOMKilled"]
+
+
+def test_a_finished_job_is_deleted_with_its_pods_after_ttl_seconds_after_finished(
+    batch: kubernetes.client.BatchV1Api, core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    body = job_body("brief", [sandbox_container(kube_test_image, ["true"])], ttlSecondsAfterFinished=1)
+    batch.create_namespaced_job(namespace, body)
+    eventually(lambda: batch.list_namespaced_job(namespace).items == [], 60)
+    assert core.list_namespaced_pod(namespace).items == []
+
+
+def test_run_as_non_root_with_an_image_that_runs_as_root_leaves_the_container_waiting(
+    core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    container = sandbox_container(kube_test_image, ["true"])
+    del container["securityContext"]["runAsUser"]  # the busybox image's USER is root
+    spec = {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": [container]}
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "rooty"}, "spec": spec})
+
+    def waiting() -> object:
+        statuses = core.read_namespaced_pod("rooty", namespace).status.container_statuses or []
+        state = statuses[0].state.waiting if statuses else None
+        return state if state is not None and state.reason == "CreateContainerConfigError" else None
+
+    state = eventually(waiting, 30)
+    assert "runAsNonRoot and image will run as root" in state.message
+    assert core.read_namespaced_pod("rooty", namespace).status.phase == "Pending"
+
+
+def test_what_the_server_sends_for_a_finished_job_and_its_pod_validates_against_kubernetes_schema(
+    batch: kubernetes.client.BatchV1Api, core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    batch.create_namespaced_job(namespace, job_body("checked", [sandbox_container(kube_test_image, ["true"])]))
+    eventually(lambda: _condition(batch.read_namespaced_job("checked", namespace), "Complete"), 60)
+    job = batch.read_namespaced_job("checked", namespace, _preload_content=False)
+    pods = core.list_namespaced_pod(namespace, _preload_content=False)
+    for document in (json.loads(job.data), json.loads(pods.data)):  # the raw JSON, checked independently
+        kubernetes_validate.validate(document, "1.33", strict=True)
+    assert json.loads(pods.data)["items"][0]["status"]["phase"] == "Succeeded"
