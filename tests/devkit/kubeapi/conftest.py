@@ -12,7 +12,7 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiClient
 
-from devkit.kubeapi import KubeAPI
+from devkit.kubeapi import KubeAPI, running_in_thread
 
 
 @pytest.fixture(scope="session")
@@ -21,19 +21,27 @@ def stand_in_kubeconfig(kubeapi: KubeAPI, tmp_path_factory: pytest.TempPathFacto
     return kubeapi.write_kubeconfig(tmp_path_factory.mktemp("stand-in") / "config")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:
+    """A stand-in with no kubelet (no podman needed): for tests of the API alone; pods stay Pending."""
+    with running_in_thread() as api:
+        yield api
+        assert not api.violations, "\n".join(api.violations)
+
+
+@pytest.fixture(scope="module")
 def api_client(stand_in_kubeconfig: Path) -> Iterator[ApiClient]:
     client = kubernetes.config.new_client_from_config(str(stand_in_kubeconfig))
     yield client
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def core(api_client: ApiClient) -> kubernetes.client.CoreV1Api:
     return kubernetes.client.CoreV1Api(api_client)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def batch(api_client: ApiClient) -> kubernetes.client.BatchV1Api:
     return kubernetes.client.BatchV1Api(api_client)
 

@@ -14,6 +14,12 @@ from kubernetes.client.exceptions import ApiException
 from devkit.kubeapi import KubeAPI
 
 
+@pytest.fixture(scope="module")
+def stand_in_kubeconfig(control_plane: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The API alone (no kubelet, no podman): these tests need no container engine."""
+    return control_plane.write_kubeconfig(tmp_path_factory.mktemp("control-plane") / "config")
+
+
 def _status(exc: ApiException) -> dict:
     return json.loads(exc.body)
 
@@ -174,7 +180,7 @@ def test_deployment_status_is_written_through_its_subresource_and_generation_cou
     assert (scaled.metadata.generation, scaled.spec.replicas) == (3, 1)  # a JSON patch (the client's default type)
 
 
-def test_requests_without_the_kubeconfig_token_are_401(kubeapi: KubeAPI, stand_in_kubeconfig: Path) -> None:
+def test_requests_without_the_kubeconfig_token_are_401(stand_in_kubeconfig: Path) -> None:
     server = yaml.safe_load(stand_in_kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(f"{server}/api/v1/namespaces", timeout=5)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from devkit.kubeapi import KubeAPI
+
+
+@pytest.fixture(scope="module")
+def stand_in_kubeconfig(control_plane: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The API alone (no kubelet, no podman): these tests need no container engine."""
+    return control_plane.write_kubeconfig(tmp_path_factory.mktemp("control-plane") / "config")
 
 
 def _policy(name: str, labels: dict[str, str]) -> dict:
@@ -50,12 +58,12 @@ def test_a_watch_from_a_resource_version_sees_added_modified_deleted_and_bookmar
 
 
 def test_a_watch_from_a_compacted_resource_version_is_410_gone(
-    api_client: kubernetes.client.ApiClient, kubeapi: KubeAPI, namespace: str
+    api_client: kubernetes.client.ApiClient, control_plane: KubeAPI, namespace: str
 ) -> None:
     net = kubernetes.client.NetworkingV1Api(api_client)
     old = net.list_namespaced_network_policy(namespace).metadata.resource_version
     net.create_namespaced_network_policy(namespace, _policy("x", {}))
-    kubeapi.compact()
+    control_plane.compact()
     with pytest.raises(ApiException) as gone:
         for _ in kubernetes.watch.Watch().stream(
             net.list_namespaced_network_policy, namespace, resource_version=old, timeout_seconds=5
