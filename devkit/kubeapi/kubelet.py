@@ -594,13 +594,16 @@ class Kubelet:
         runtime = self.pods.get(pod["metadata"]["uid"])
         return runtime.containers.get(container) if runtime is not None else None
 
-    def log_chunks(self, cid: str, *, tail: int | None, timestamps: bool, since: int | None) -> Iterator[bytes]:
-        """The container's stdout and stderr as the engine kept them (blocking: run it in a thread)."""
+    def log_chunks(
+        self, cid: str, *, tail: int | None, timestamps: bool, since: int | None, follow: bool = False
+    ) -> Iterator[bytes]:
+        """The container's stdout and stderr as the engine kept them (blocking: run it in a thread);
+        with ``follow``, until the container exits."""
         kwargs: dict[str, Any] = {
             "stdout": True,
             "stderr": True,
             "stream": True,
-            "follow": False,
+            "follow": follow,
             "timestamps": timestamps,
         }
         if tail is not None:

@@ -586,6 +586,8 @@ class KubeAPI:
                     if kind.generation:
                         updated["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         result = self.store.update(kind, updated, expect_rv=meta.get("resourceVersion"))
+        if kind == NETWORK_POLICIES and self.kubelet is not None:  # a changed selector may isolate running pods
+            self._spawn(self.kubelet.network_changed(ns))
         if result["metadata"].get("deletionTimestamp") and not result["metadata"].get("finalizers"):
             self.store.remove(kind, ns, name)
         return result
@@ -825,7 +827,8 @@ class KubeAPI:
         response.enable_chunked_encoding()
         await response.prepare(request)
         assert self.kubelet is not None
-        chunks = self.kubelet.log_chunks(cid, tail=tail, timestamps=timestamps, since=since)
+        follow = query.get("follow") in ("true", "1")
+        chunks = self.kubelet.log_chunks(cid, tail=tail, timestamps=timestamps, since=since, follow=follow)
         sent = 0
         async for chunk in _in_thread(chunks):
             if limit is not None:
@@ -916,33 +919,53 @@ def _json_patch(document: Any, operations: list[Any]) -> Any:
 
 
 async def _in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Iterate a blocking iterator on a thread, a bounded queue in between (big logs never pile up)."""
+    """Iterate a blocking iterator on a thread, a bounded queue in between (big logs never pile up).
+
+    When the consumer stops early (limitBytes, a client gone) the thread is told to stop and the
+    iterator is closed, so no reader is left blocked on a full queue.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=16)
+    stopped = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
 
     def pump() -> None:
         try:
             buffer = b""
             for chunk in chunks:
+                if stopped.is_set():
+                    return
                 buffer += chunk
                 if len(buffer) >= LOG_CHUNK:
-                    asyncio.run_coroutine_threadsafe(queue.put(buffer), loop).result()
+                    put(buffer)
                     buffer = b""
             if buffer:
-                asyncio.run_coroutine_threadsafe(queue.put(buffer), loop).result()
-            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+                put(buffer)
+            put(None)
         except BaseException as exc:
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
+                put(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
 
     threading.Thread(target=pump, name="kubeapi-log", daemon=True).start()
-    while True:
-        item = await queue.get()
-        if item is None:
-            return
-        if isinstance(item, BaseException):
-            raise ApiError(500, "InternalError", f"reading the container's log failed: {item}")
-        yield item
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise ApiError(500, "InternalError", f"reading the container's log failed: {item}")
+            yield item
+    finally:
+        stopped.set()
+        while not queue.empty():  # unblock a put in flight; the pump then sees ``stopped``
+            queue.get_nowait()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -288,3 +288,18 @@ def test_what_the_server_sends_for_a_finished_job_and_its_pod_validates_against_
     for document in (json.loads(job.data), json.loads(pods.data)):  # the raw JSON, checked independently
         kubernetes_validate.validate(document, "1.33", strict=True)
     assert json.loads(pods.data)["items"][0]["status"]["phase"] == "Succeeded"
+
+
+def test_a_followed_log_streams_until_the_container_exits_and_limit_bytes_caps_it(
+    core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    command = ["sh", "-c", "echo first; sleep 2; echo second"]
+    spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "containers": [sandbox_container(kube_test_image, command)],
+    }
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "talker"}, "spec": spec})
+    eventually(lambda: core.read_namespaced_pod("talker", namespace).status.phase == "Running", 60)
+    assert core.read_namespaced_pod_log("talker", namespace, follow=True) == "first\nsecond\n"
+    assert core.read_namespaced_pod_log("talker", namespace, limit_bytes=3) == "fir"
