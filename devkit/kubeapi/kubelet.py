@@ -422,9 +422,13 @@ class Kubelet:
         return code
 
     async def _wait(self, cid: str, exit_future: asyncio.Future[None]) -> dict[str, Any]:
+        # The engine's event stream reports an exit at once, but podman's file-backed events can miss the
+        # first ones after the stream opens: ask the engine too, soon at first, then every _POLL_S.
+        interval = 0.1
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(exit_future), _POLL_S)
+                await asyncio.wait_for(asyncio.shield(exit_future), interval)
+            interval = min(interval * 2, _POLL_S)
             state = await self._call(self._state, cid)
             if state.get("Status") not in ("created", "running", "paused", "restarting", "configured"):
                 self._exits.pop(cid, None)
