@@ -550,6 +550,7 @@ class Kubelet:
             "no_new_privileges": "no-new-privileges" in security_opt,
             "cap_drop": set(caps.get("drop") or ()),
             "memory": memory,
+            "nano_cpus": host_config.get("NanoCpus"),
             "network_none": runtime.network == "none",
             "pids": self.pod_pids_limit,
         }
@@ -658,6 +659,8 @@ def _missing(attrs: dict[str, Any], expected: dict[str, Any]) -> list[str]:
             problems.append("capabilities.drop: ALL")
     if expected["memory"] is not None and host.get("Memory") != expected["memory"]:
         problems.append(f"memory limit is {host.get('Memory')}, not {expected['memory']}")
+    if expected["nano_cpus"] and host.get("NanoCpus") != expected["nano_cpus"]:
+        problems.append(f"CPU limit is {host.get('NanoCpus')} nano-CPUs, not {expected['nano_cpus']}")
     if expected["network_none"] and host.get("NetworkMode") != "none":
         problems.append(f"network mode is {host.get('NetworkMode')!r}, not 'none'")
     if host.get("PidsLimit") != expected["pids"]:

@@ -303,3 +303,39 @@ def test_a_followed_log_streams_until_the_container_exits_and_limit_bytes_caps_i
     eventually(lambda: core.read_namespaced_pod("talker", namespace).status.phase == "Running", 60)
     assert core.read_namespaced_pod_log("talker", namespace, follow=True) == "first\nsecond\n"
     assert core.read_namespaced_pod_log("talker", namespace, limit_bytes=3) == "fir"
+
+
+def test_resource_limits_reach_the_container_cgroup_and_ephemeral_storage_caps_an_empty_dir(
+    core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    cgroup = "/sys/fs/cgroup"
+    probe = (
+        f"cat {cgroup}/cpu/cpu.cfs_quota_us {cgroup}/memory/memory.limit_in_bytes {cgroup}/pids/pids.max; "
+        "head -c 20000000 /dev/zero > /scratch/f 2>/dev/null || echo capped"
+    )
+    container = sandbox_container(
+        kube_test_image, ["sh", "-c", probe], volumeMounts=[{"name": "s", "mountPath": "/scratch"}]
+    )
+    spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "volumes": [{"name": "s", "emptyDir": {}}],  # no sizeLimit: the 16Mi ephemeral-storage limit caps it
+        "containers": [container],
+    }
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "limits"}, "spec": spec})
+    eventually(lambda: core.read_namespaced_pod("limits", namespace).status.phase == "Succeeded", 60)
+    # 500m CPU = 50 ms per 100 ms period; 64Mi; the kubelet's pod PID limit
+    assert core.read_namespaced_pod_log("limits", namespace).split() == ["50000", str(64 * 2**20), "1024", "capped"]
+
+
+def test_an_ephemeral_storage_limit_on_a_writable_root_is_refused_naming_it(
+    core: kubernetes.client.CoreV1Api, namespace: str, kube_test_image: str
+) -> None:
+    container = sandbox_container(kube_test_image, ["true"])
+    container["securityContext"]["readOnlyRootFilesystem"] = False
+    spec = {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": [container]}
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod(namespace, {"metadata": {"name": "disk"}, "spec": spec})
+    causes = json.loads(refused.value.body)["details"]["causes"]
+    assert refused.value.status == 422
+    assert [c["field"] for c in causes] == ["spec.containers[0].resources.limits.ephemeral-storage"]
