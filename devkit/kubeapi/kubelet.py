@@ -452,7 +452,7 @@ class Kubelet:
     async def _create(self, runtime: _PodRuntime, pod: Obj, container: dict[str, Any]) -> tuple[str, str]:
         image = await self._call(self._image, container["image"], container.get("imagePullPolicy", "IfNotPresent"))
         kwargs, expected = self._create_kwargs(runtime, pod, container, image)
-        created = await self._call(self.client.api.create_container, **kwargs)
+        created = await self._call(self._create_unless_terminating, runtime, kwargs)
         cid = created["Id"]
         runtime.containers[container["name"]] = cid
         attrs = await self._call(self.client.api.inspect_container, cid)
@@ -461,6 +461,16 @@ class Kubelet:
             runtime.containers.pop(container["name"], None)
             raise _Refused("CreateContainerError", "the engine did not apply: " + "; ".join(problems))
         return cid, str(image.get("Id", ""))
+
+    def _create_unless_terminating(self, runtime: _PodRuntime, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # A pod deleted while its container was being created: the awaiting task is cancelled and would
+        # never learn the id, so the thread itself removes what it made (terminate lists by label before).
+        created: dict[str, Any] = self.client.api.create_container(**kwargs)
+        if runtime.terminating:
+            with contextlib.suppress(docker.errors.DockerException):
+                self.client.api.remove_container(created["Id"], force=True)
+            raise _Refused("Terminating", "the pod is being deleted")
+        return created
 
     def _image(self, ref: str, policy: str) -> dict[str, Any]:
         if policy != "Always":
