@@ -1,4 +1,4 @@
-"""`python -m devkit demo|devhub`: the dev kit's commands, run from a checkout (they are not in the wheel)."""
+"""`python -m devkit demo|devhub|kubeapi`: the dev kit's commands, run from a checkout (they are not in the wheel)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import click
 
 from devkit.demo import demo
 from devkit.devhub.cli import devhub
+from devkit.kubeapi.cli import kubeapi
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +16,7 @@ def main() -> None:
 
 main.add_command(demo)
 main.add_command(devhub)
+main.add_command(kubeapi)
 
 if __name__ == "__main__":
     main(prog_name="python -m devkit")

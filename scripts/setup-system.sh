@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Modelship's demo and tests use on a fresh Debian machine:
 # podman + runc + catatonit (Docker Engine API for the sandbox, `podman kube play`), PostgreSQL,
-# Prometheus, git + git-lfs, wrk, docker-registry (the CNCF Distribution OCI registry).
+# Prometheus, git + git-lfs, wrk, docker-registry (the CNCF Distribution OCI registry), busybox-static.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 need=()
@@ -13,6 +13,8 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v git-lfs >/dev/null || need+=(git-lfs)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# a static busybox: the tiny FROM-scratch test image of devkit.kubeapi
+[ -x /bin/busybox ] || need+=(busybox-static)
 command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then

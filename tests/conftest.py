@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.podman",
     "tests.fixtures.registry",
     "tests.fixtures.product_image",
+    "tests.fixtures.kubeapi",
 ]
