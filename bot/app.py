@@ -337,6 +337,7 @@ def service_doctor(settings: Settings, services: Services) -> Doctor:
         prometheus=guard.watcher.provider if guard is not None and guard.watcher is not None else None,
         key_setting=key_setting(settings),
         prometheus_url=settings.prometheus_url,
+        registry=services.deploy.pins.registry if services.deploy is not None else None,
     )
 
 
@@ -373,6 +374,7 @@ async def run_doctor(settings: Settings) -> list[Check]:
                 prometheus=prometheus,
                 key_setting=key_setting(settings),
                 prometheus_url=settings.prometheus_url,
+                registry=make_registry(settings),
             ).run()
         finally:
             await engine.dispose()

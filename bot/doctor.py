@@ -28,6 +28,7 @@ from bot.guard.prometheus import MetricsProvider, Outcome
 from bot.sandbox.runner import OUTPUT_DIR, RESULT_FILE, SCRATCH_DIR, MiB, SandboxSpec
 
 if TYPE_CHECKING:
+    from bot.artifacts.registry import OciRegistry
     from bot.github.app import GitHubApp
     from bot.review.service import SandboxConfig
 
@@ -39,6 +40,7 @@ IMAGE_SETTING = "MODELSHIP_SANDBOX_IMAGE"
 API_SETTING = "MODELSHIP_GITHUB_API_URL"
 DATABASE_SETTING = "MODELSHIP_DATABASE_URL"
 PROMETHEUS_SETTING = "MODELSHIP_PROMETHEUS_URL"
+REGISTRY_SETTING = "MODELSHIP_REGISTRY"
 # What the review pipeline imports inside the sandbox; a runner image without one of them fails every
 # review with ModuleNotFoundError, so the probe imports exactly these and reports their versions.
 ML_STACK = ("sklearn", "onnxruntime", "skops")
@@ -114,6 +116,7 @@ class Doctor:
     timeout: float = 60.0  # per check: a hung dependency is a failed check, never a hung doctor
     sandbox_timeout: float = 120.0
     max_repos: int = 50  # repositories whose .modelship.yml is read to find deploy repositories
+    registry: OciRegistry | None = None  # MODELSHIP_REGISTRY: where reviewed variants are published
 
     async def run(self) -> list[Check]:
         github = self._github_checks()
@@ -121,6 +124,7 @@ class Doctor:
             self._guard("database", DATABASE_SETTING, self.database, self.timeout),
             self._guard("sandbox", IMAGE_SETTING, self.sandbox_check, self.sandbox_timeout + 30),
             self._guard("prometheus", PROMETHEUS_SETTING, self.prometheus_check, self.timeout),
+            self._guard("registry", REGISTRY_SETTING, self.registry_check, self.timeout),
         )
         return [*await github, *rest]
 
@@ -316,6 +320,19 @@ class Doctor:
         if result.outcome is Outcome.VALUE and result.value == 1:
             return ok(name, f"{where} answers queries")
         return failed(name, result.describe(), PROMETHEUS_SETTING)
+
+    # -- OCI registry ------------------------------------------------------------------------
+    async def registry_check(self) -> Check:
+        name = "registry"
+        if self.registry is None:
+            return ok(name, "not configured: reviews publish nothing, deploys pin the file sha256 alone")
+        from contract.oci import ArtifactError
+
+        try:
+            await self.registry.ping()
+        except ArtifactError as exc:  # RegistryError: unreachable, or credentials refused
+            return failed(name, str(exc), REGISTRY_SETTING)
+        return ok(name, f"{self.registry.name} answers the OCI distribution API")
 
 
 def _exists(path: str) -> bool:

@@ -71,15 +71,18 @@ async def test_no_engine_a_wrong_key_and_an_unreachable_prometheus_fail_one_line
         "github_api_url": devhub.api_url,
         "database_url": await migrated_database(tmp_path),
         "prometheus_url": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "registry": f"127.0.0.1:{free_port()}/models",  # nor here
+        "registry_insecure": "true",
     }
 
     code, out, err = await doctor(tmp_path, **settings)
 
     assert code == 1, (out, err)
     failing = [line for line in out.splitlines() if line.startswith("FAILED")]
-    assert len(failing) == 3, out
+    assert len(failing) == 4, out
     by_check = {line.split()[1]: line for line in failing}
-    assert set(by_check) == {"github_app", "sandbox", "prometheus"}, out
+    assert set(by_check) == {"github_app", "sandbox", "prometheus", "registry"}, out
+    assert by_check["registry"].endswith("-> fix MODELSHIP_REGISTRY") and "unreachable" in by_check["registry"]
     assert by_check["github_app"].endswith("-> fix MODELSHIP_GITHUB_PRIVATE_KEY_PATH") and "401" in out
     assert by_check["sandbox"].endswith("-> fix MODELSHIP_CONTAINER_ENGINE_URL")
     assert by_check["prometheus"].endswith("-> fix MODELSHIP_PROMETHEUS_URL") and "unreachable" in out
@@ -99,6 +102,7 @@ async def test_no_engine_a_wrong_key_and_an_unreachable_prometheus_fail_one_line
         "github_app": "MODELSHIP_GITHUB_PRIVATE_KEY_PATH",
         "sandbox": "MODELSHIP_CONTAINER_ENGINE_URL",
         "prometheus": "MODELSHIP_PROMETHEUS_URL",
+        "registry": "MODELSHIP_REGISTRY",
     }
 
 
@@ -126,7 +130,12 @@ async def test_an_engine_url_that_answers_nothing_and_a_missing_database_name_th
 
 @pytest.mark.slow
 async def test_doctor_passes_against_devhub_podman_and_prometheus(
-    devhub: RunningDevHub, tmp_path: Path, podman_url: str, runner_image: str, prometheus: PrometheusServer
+    devhub: RunningDevHub,
+    tmp_path: Path,
+    podman_url: str,
+    runner_image: str,
+    prometheus: PrometheusServer,
+    registry_host: str,
 ) -> None:
     hub = devhub.hub
     app_id, key = await hub.create_app()
@@ -147,6 +156,8 @@ async def test_doctor_passes_against_devhub_podman_and_prometheus(
         sandbox_image=runner_image,
         sandbox_mount_runtime="true",
         prometheus_url=prometheus.url,
+        registry=f"{registry_host}/models",
+        registry_insecure="true",
     )
 
     report = json.loads(out)
@@ -160,7 +171,9 @@ async def test_doctor_passes_against_devhub_podman_and_prometheus(
         "database",
         "sandbox",
         "prometheus",
+        "registry",
     }
+    assert checks["registry"]["detail"] == f"{registry_host}/models answers the OCI distribution API"
     assert "sklearn 1." in checks["sandbox"]["detail"] and "onnxruntime" in checks["sandbox"]["detail"]
     assert "acme/deploy" in checks["deploy_repositories"]["detail"]
     # The App asked GitHub for a token for its installation, as a review would.

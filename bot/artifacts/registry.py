@@ -111,6 +111,10 @@ class OciRegistry:
     async def attach_evidence(self, artifact: ModelArtifact, files: Mapping[str, bytes], **kwargs: Any) -> str:
         return await asyncio.to_thread(self._retrying, lambda: self._attach_evidence(artifact, files, **kwargs))
 
+    async def ping(self) -> None:
+        """The registry answers the distribution API (``GET /v2/``) and accepts our credentials, or RegistryError."""
+        await asyncio.to_thread(self._retrying, self._ping)
+
     async def has_manifest(self, reference: str) -> bool:
         return await asyncio.to_thread(self._retrying, lambda: self._has_manifest(oci.Reference.parse(reference)))
 
@@ -217,6 +221,9 @@ class OciRegistry:
             return list(response.json().get("manifests", []))
         index = self._get_json(ref, oci.referrers_tag(ref.digest), oci.INDEX_MEDIA_TYPE)
         return list((index or {}).get("manifests", []))
+
+    def _ping(self) -> None:
+        self._check(self._request("GET", f"{self._scheme}://{self.host}/v2/"), f"GET {self.host}/v2/")
 
     def _has_manifest(self, ref: oci.Reference) -> bool:
         accept = f"{oci.MANIFEST_MEDIA_TYPE}, {oci.INDEX_MEDIA_TYPE}"
