@@ -38,6 +38,7 @@ REST_OPERATIONS = words(
     git/get-ref git/create-ref git/update-ref repos/get-content
     repos/create-deployment repos/list-deployments repos/create-deployment-status
     repos/list-deployment-statuses
+    users/get-authenticated repos/list-for-authenticated-user orgs/list-for-authenticated-user
     """
 )
 # Error bodies devhub sends for statuses GitHub's description does not list on every operation.

@@ -20,6 +20,7 @@ from devkit.devhub.faults import Fault
 from devkit.devhub.githttp import RefUpdate, git_http_routes
 from devkit.devhub.http import GitHubError, credential_key, error_response, etag_of, json_response
 from devkit.devhub.hub import DevHub, DevHubError
+from devkit.devhub.oauth import OAuth
 from devkit.devhub.rest import Rest
 
 GHE_PREFIX = "/api/v3"
@@ -96,7 +97,7 @@ def make_middleware(hub: DevHub) -> Any:
 
     @web.middleware
     async def github(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/_devhub"):
+        if request.path.startswith(("/_devhub", "/login/oauth/")):  # devhub's controls; github.com's pages
             return await handler(request)
         if git_path.match(request.path):
             return await git_faults(request, handler)
@@ -178,6 +179,9 @@ def build_app(hub: DevHub) -> web.Application:
     app.add_routes(control_routes(hub))
     app.add_routes(rest.routes())
     app.add_routes(rest.routes(GHE_PREFIX))
+    oauth = OAuth(hub)
+    app.add_routes(oauth.routes())
+    app.add_routes(oauth.routes(GHE_PREFIX)[3:])  # GHES: the REST calls under /api/v3, the pages at the root
 
     async def unknown(request: web.Request) -> web.Response:
         return json_response({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, 404)

@@ -7,6 +7,7 @@ validated against GitHub's webhook schemas. The HTTP face lives in `devkit.devhu
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from devkit.devhub.model import (
     Comment,
     Deployment,
     Installation,
+    OAuthCode,
     Pull,
     Reaction,
     Repo,
@@ -89,6 +91,8 @@ class DevHub:
         self.statuses: list[Status] = []
         self.deployments: dict[int, Deployment] = {}
         self.teams: dict[tuple[str, str], dict[str, str]] = {}
+        self.oauth_codes: dict[str, OAuthCode] = {}
+        self.user_tokens: dict[str, tuple[str, float]] = {}  # token -> (login, expires at)
         self._numbers: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
@@ -144,6 +148,8 @@ class DevHub:
             "check_runs",
             "deployments",
             "teams",
+            "oauth_codes",
+            "user_tokens",
             "_numbers",
         ):
             getattr(self, attr).clear()
@@ -645,6 +651,54 @@ class DevHub:
         reaction = Reaction(next_id(), user, content)
         c.reactions.append(reaction)
         return reaction, True
+
+    # -- sign-in with GitHub (the App's user-authorization web flow) ----------------------------
+    def oauth_client(self, app_id: int) -> tuple[str, str]:
+        """(client id, client secret) of an App, as its settings page shows them."""
+        app = self.apps[app_id]
+        return app.client_id, app.client_secret
+
+    def app_by_client_id(self, client_id: str) -> App | None:
+        return next((a for a in self.apps.values() if a.client_id == client_id), None)
+
+    def grant_code(self, app: App, login: str, redirect_uri: str) -> str:
+        self.account(login)
+        code = secrets.token_hex(10)
+        self.oauth_codes[code] = OAuthCode(app.id, login, redirect_uri, time.time() + 600)
+        return code
+
+    def exchange_code(self, client_id: str, client_secret: str, code: str, redirect_uri: str | None) -> str | None:
+        """A user access token for a valid, unused code of this client, else None (GitHub: bad_verification_code)."""
+        app = self.app_by_client_id(client_id)
+        grant = self.oauth_codes.pop(code, None)
+        if app is None or app.client_secret != client_secret or grant is None or grant.app_id != app.id:
+            return None
+        if grant.expires_at < time.time() or (redirect_uri and redirect_uri != grant.redirect_uri):
+            return None
+        token = "ghu_" + secrets.token_urlsafe(27)[:36]
+        self.user_tokens[token] = (grant.login, time.time() + 8 * 3600)
+        return token
+
+    def token_user(self, token: str | None) -> Account | None:
+        found = self.user_tokens.get(token or "")
+        if found is None or found[1] < time.time():
+            return None
+        return self.users.get(found[0])
+
+    def orgs_of(self, login: str) -> list[Account]:
+        """The organizations a user belongs to: owners of repositories they own, and orgs of their teams."""
+        names = sorted({org for (org, _), members in self.teams.items() if login in members})
+        return [self.account(n, "Organization") for n in names]
+
+    def repos_of(self, login: str) -> list[tuple[Repo, str]]:
+        """(repository, role) for every repository the user owns or collaborates on (GET /user/repos)."""
+        found = []
+        for r in self.repos.values():
+            if r.owner.login == login or login in r.collaborators:
+                role = self.permission_of(r.full_name, login)
+                if role != "none":
+                    found.append((r, role))
+        return found
 
     # -- people -------------------------------------------------------------------------------
     def set_permission(self, full_name: str, user: str, permission: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ class App:
     public_key_pem: bytes
     client_id: str
     created_at: float = field(default_factory=time.time)
+    # The user-authorization web flow's secret (the App settings page's "client secret").
+    client_secret: str = field(default_factory=lambda: secrets.token_hex(20))
 
 
 @dataclass
@@ -184,3 +187,13 @@ class DeploymentStatus:
     environment_url: str
     creator: Account
     created_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class OAuthCode:
+    """A code the authorize page handed to an app's redirect URI; one exchange, ten minutes (as GitHub)."""
+
+    app_id: int
+    login: str
+    redirect_uri: str
+    expires_at: float

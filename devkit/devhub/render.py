@@ -79,6 +79,24 @@ def user(u: Account, urls: Urls) -> dict[str, Any]:
     }
 
 
+def org_simple(o: Account, urls: Urls) -> dict[str, Any]:
+    api = f"{urls.api}/orgs/{o.login}"
+    return {
+        "login": o.login,
+        "id": o.id,
+        "node_id": node_id("O", o.id),
+        "url": api,
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events",
+        "hooks_url": f"{api}/hooks",
+        "issues_url": f"{api}/issues",
+        "members_url": f"{api}/members{{/member}}",
+        "public_members_url": f"{api}/public_members{{/member}}",
+        "avatar_url": f"{urls.web}/avatars/{o.login}",
+        "description": None,
+    }
+
+
 def repo(r: Repo, urls: Urls, *, open_issues: int = 0) -> dict[str, Any]:
     api = urls.repo_api(r.full_name)
     templated = {

@@ -213,7 +213,9 @@ class Rest:
         return json_response({"permission": legacy, "role_name": role, "user": collaborator})
 
     async def get_team_membership(self, request: web.Request) -> web.Response:
-        self.installation_auth(request)
+        # An installation token (chat-ops) or a signed-in user's token (the dashboard's team restriction).
+        if self.hub.token_user(bearer(request.headers)) is None:
+            self.installation_auth(request)
         org, team, login = (request.match_info[k] for k in ("org", "team_slug", "username"))
         role = self.hub.teams.get((org, team), {}).get(login)
         if role is None:
