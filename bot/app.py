@@ -42,6 +42,9 @@ from bot.store.db import make_engine, migrate
 from bot.store.deliveries import DeliveryWriter
 from bot.store.models import Delivery as DeliveryRow
 from bot.store.queue import ClaimedJob, JobQueue
+from bot.ui.app import Dashboard
+from bot.ui.github import OAuthClient
+from bot.ui.session import SessionStore
 from bot.web.app import Health, Intake, create_web_app
 from bot.web.limits import HttpLimits
 from bot.web.server import start_http
@@ -316,7 +319,43 @@ async def build_service(
             checks=checkup.report,
         ),
     )
+    if settings.ui == "on":
+        web_app.add_subapp("/ui/", dashboard(settings, services, checkup, closers).app())
     return Service(services, writer, workers, web_app, closers, background, checkup=checkup)
+
+
+def dashboard(
+    settings: Settings, services: Services, checkup: Checkup, closers: list[Callable[[], Awaitable[None]]]
+) -> Dashboard:
+    """The /ui dashboard (MODELSHIP_UI=on), or a StartupError naming the sign-in setting that is missing."""
+    for name, value in (
+        ("MODELSHIP_UI_CLIENT_ID", settings.ui_client_id),
+        ("MODELSHIP_UI_CLIENT_SECRET", settings.ui_client_secret),
+        ("MODELSHIP_UI_SESSION_SECRET", settings.ui_session_secret),
+    ):
+        if not value:
+            raise StartupError(f"MODELSHIP_UI=on needs {name} (sign-in with GitHub); or set MODELSHIP_UI=off", name)
+    assert settings.ui_client_id and settings.ui_client_secret and settings.ui_session_secret
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+    closers.append(session.close)
+    oauth = OAuthClient(
+        settings.ui_client_id,
+        settings.ui_client_secret.get_secret_value(),
+        settings.github_web_url,
+        settings.github_api_url,
+        session,
+    )
+    sessions = SessionStore(settings.ui_session_secret.get_secret_value().encode(), settings.ui_session_hours * 3600)
+    return Dashboard(
+        engine=services.engine,
+        queue=services.queue,
+        github=services.github,
+        oauth=oauth,
+        sessions=sessions,
+        allowed=settings.ui_allowed,
+        public_url=settings.ui_public_url,
+        health=checkup.report,
+    )
 
 
 def service_doctor(settings: Settings, services: Services) -> Doctor:

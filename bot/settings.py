@@ -178,6 +178,26 @@ class Settings(BaseSettings):
         ge=40 * 1024 * 1024,  # three quarters of it must hold one 25 MB body
         description="Bytes of webhook bodies read at once; beyond it intake answers 503 with Retry-After.",
     )
+    ui: Literal["on", "off"] = Field(
+        default="off",
+        description="'on' serves the dashboard under /ui (sign-in with GitHub: needs the ui_* client settings).",
+    )
+    ui_client_id: str | None = Field(default=None, description="The GitHub App's client id (user sign-in).")
+    ui_client_secret: SecretStr | None = Field(default=None, description="The GitHub App's client secret.")
+    ui_session_secret: SecretStr | None = Field(
+        default=None, description="Key that signs dashboard session cookies (32+ random characters)."
+    )
+    ui_session_hours: float = Field(default=8.0, gt=0, le=24 * 7, description="Dashboard session lifetime.")
+    ui_allowed: str = Field(
+        default="", description="Restrict the dashboard to members of an org ('acme') or a team ('acme/ml')."
+    )
+    ui_public_url: str | None = Field(
+        default=None,
+        description="The dashboard's external base URL (https://bot.example); the OAuth callback is built on it.",
+    )
+    github_web_url: str = Field(
+        default="https://github.com", description="GitHub's web root (sign-in pages; GHES: https://ghe.example)."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -198,7 +218,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("sandbox", mode="before")
+    @field_validator("sandbox", "ui", mode="before")
     @classmethod
     def _on_off(cls, value: Any) -> Any:
         # YAML reads a bare `off` as false.
@@ -235,7 +255,7 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("github_api_url")
+    @field_validator("github_api_url", "github_web_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -270,6 +290,13 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return value.upper()
+
+    @field_validator("ui_session_secret")
+    @classmethod
+    def _session_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

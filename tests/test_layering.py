@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bot", "contract", "pipelines", "model_server", "devkit")
 # The feature slices: each may import the foundation and the features listed for it, nothing else.
-FEATURES = ("chatops", "review", "deploy", "guard", "artifacts")
+FEATURES = ("chatops", "review", "deploy", "guard", "artifacts", "ui")
 FOUNDATION = {
     "bot.context",
     "bot.store",
@@ -35,6 +35,8 @@ LINKS = {
     # its commands are chat-ops commands; a merged rollback PR ends an incident; it pins published artifacts
     "deploy": {"chatops", "guard", "artifacts"},
     "guard": {"chatops", "deploy"},  # rollback is a command; it writes values through the deploy repository
+    # the dashboard's retry/cancel go through chat-ops' authorization and audit; incidents are the guard's table
+    "ui": {"chatops", "guard"},
 }
 
 

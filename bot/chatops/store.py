@@ -260,3 +260,29 @@ async def head_events(conn: AsyncConnection, repo: str, number: int) -> list[Hea
 def epoch_seconds(stamp: str) -> int:
     """GitHub's ``2026-12-06T16:30:00Z`` as whole epoch seconds."""
     return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+
+
+async def search(
+    conn: AsyncConnection,
+    repos: Sequence[str],
+    *,
+    actor: str | None = None,
+    command: str | None = None,
+    repo: str | None = None,
+    limit: int = 200,
+) -> list[AuditEntry]:
+    """The newest audit rows of ``repos`` (the dashboard's audit page), filtered, newest first."""
+    if not repos:
+        return []
+    query = select(AUDIT).where(AUDIT.c.repo.in_(list(repos)))
+    if actor:
+        query = query.where(AUDIT.c.actor == actor)
+    if command:
+        query = query.where(AUDIT.c.command == command)
+    if repo:
+        query = query.where(AUDIT.c.repo == repo)
+    rows = await conn.execute(query.order_by(AUDIT.c.id.desc()).limit(limit))
+    return [
+        AuditEntry(r.repo, r.pr, r.actor, r.comment_id, r.command, r.line, r.args, r.decision, r.result, r.ok, r.at)
+        for r in rows
+    ]

@@ -192,3 +192,16 @@ async def update_incident(conn: AsyncConnection, incident_id: int, **values: Any
     await conn.execute(
         update(GuardIncident).where(GuardIncident.id == incident_id).values(updated_at=utcnow(), **values)
     )
+
+
+async def incident(conn: AsyncConnection, incident_id: int) -> IncidentView | None:
+    row = (await conn.execute(select(*_INCIDENT_COLUMNS).where(GuardIncident.id == incident_id))).first()
+    return _incident(row) if row is not None else None
+
+
+async def incidents_of(conn: AsyncConnection, repos: Sequence[str], limit: int = 200) -> list[IncidentView]:
+    """The newest incidents of ``repos`` (the dashboard shows a user only what they can read)."""
+    if not repos:
+        return []
+    query = select(*_INCIDENT_COLUMNS).where(GuardIncident.repo.in_(list(repos)))
+    return [_incident(r) for r in await conn.execute(query.order_by(GuardIncident.id.desc()).limit(limit))]

@@ -9,6 +9,7 @@ groups several of them in one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -182,3 +183,47 @@ async def retire_proposal(conn: AsyncConnection, deployment_id: int) -> bool:
         .values(state="superseded", updated_at=utcnow())
     )
     return bool(moved.rowcount)
+
+
+# --------------------------------------------------------------------------- the dashboard's reads
+
+
+async def repositories(conn: AsyncConnection) -> list[str]:
+    """Every model repository with a deployments row."""
+    return sorted((await conn.execute(select(_C.repo).distinct())).scalars())
+
+
+async def newest_per_target(conn: AsyncConnection, repos: Sequence[str]) -> list[Row]:
+    """The newest row (any state) and the newest ``deployed`` row of each (repo, environment, model) of
+    ``repos``, whole rows: the dashboard's matrix. Two grouped id lookups, one fetch of the rows."""
+    if not repos:
+        return []
+    keys = (_C.repo, _C.environment, _C.model)
+    newest = select(func.max(_C.id)).where(_C.repo.in_(repos)).group_by(*keys)
+    running = select(func.max(_C.id)).where(_C.repo.in_(repos), _C.state == "deployed").group_by(*keys)
+    query = select(DEPLOYMENTS).where(_C.id.in_(newest.union(running).subquery().select())).order_by(_C.id)
+    return list((await conn.execute(query)).mappings().all())
+
+
+async def changed_since(conn: AsyncConnection, repos: Sequence[str], stamp: datetime) -> set[tuple[str, str, str]]:
+    """The (repo, environment, model) of ``repos`` whose rows changed after ``stamp``."""
+    if not repos:
+        return set()
+    query = select(_C.repo, _C.environment, _C.model).where(_C.repo.in_(repos), _C.updated_at > stamp).distinct()
+    return {(r, e, m) for r, e, m in await conn.execute(query)}
+
+
+async def last_change(conn: AsyncConnection) -> datetime | None:
+    """When any row last changed (the dashboard's live cursor)."""
+    return cast(datetime | None, await conn.scalar(select(func.max(_C.updated_at))))
+
+
+async def of_model(conn: AsyncConnection, repo: str, model: str) -> list[Row]:
+    """Every row of one model of a repository, in every environment, oldest first (its timeline)."""
+    query = select(DEPLOYMENTS).where(_C.repo == repo, _C.model == model).order_by(_C.id)
+    return list((await conn.execute(query)).mappings().all())
+
+
+async def rows_by_id(conn: AsyncConnection, ids: Sequence[int]) -> list[Row]:
+    query = select(DEPLOYMENTS).where(_C.id.in_(list(ids))).order_by(_C.id)
+    return list((await conn.execute(query)).mappings().all())

@@ -220,6 +220,22 @@ class JobQueue:
             )
             return bool(result.rowcount)
 
+    async def get(self, job_id: int) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(JOBS).where(JOBS.c.id == job_id))).mappings().first()
+            return dict(row) if row is not None else None
+
+    async def cancel_one(self, job_id: int, actor: str) -> bool:
+        """Cancel one queued, running or parked job (a running worker stops at its heartbeat)."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(JOBS)
+                .where(JOBS.c.id == job_id, JOBS.c.state.in_(("queued", "running", "parked")))
+                .values(state="cancelled", last_error=f"cancelled by {actor}", finished_at=now, updated_at=now)
+            )
+            return bool(result.rowcount)
+
     async def list(
         self, states: Sequence[str] = ("queued", "running", "parked"), limit: int = 200
     ) -> list[dict[str, Any]]:

@@ -192,3 +192,24 @@ async def review_records(engine: AsyncEngine, repo: str, head_sha: str) -> list[
     query = select(Review.summary).where(Review.repo == repo, Review.head_sha == head_sha)
     async with engine.connect() as conn:
         return [record_from_json(s) for s in (await conn.execute(query.order_by(Review.id.desc()))).scalars()]
+
+
+@dataclass(frozen=True)
+class StoredReview:
+    """One row of the reviews table as the dashboard shows it."""
+
+    head_sha: str
+    base_sha: str
+    conclusion: str
+    record: ReviewRecord
+    created_at: Any
+
+
+async def reviews_of_pr(engine: AsyncEngine, repo: str, number: int) -> list[StoredReview]:
+    """Every review of a PR, newest first (its dashboard page)."""
+    query = select(Review.head_sha, Review.base_sha, Review.conclusion, Review.summary, Review.created_at).where(
+        Review.repo == repo, Review.number == number
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query.order_by(Review.id.desc()))).all()
+    return [StoredReview(r.head_sha, r.base_sha, r.conclusion, record_from_json(r.summary), r.created_at) for r in rows]
