@@ -145,7 +145,11 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
                 await hub.create_repo(deploy, {"README.md": "# deploy\n"}, private=True)
                 await hub.create_repo(
                     repo,
-                    {"models/churn.onnx": b"v0", "data/eval.csv": "a,label\n1,0\n", ".modelship.yml": CONFIG.format(deploy=deploy)},
+                    {
+                        "models/churn.onnx": b"v0",
+                        "data/eval.csv": "a,label\n1,0\n",
+                        ".modelship.yml": CONFIG.format(deploy=deploy),
+                    },
                     private=True,
                 )
                 await hub.install("acme", [repo, deploy])
@@ -194,7 +198,13 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             browser = await playwright.chromium.launch(
                 executable_path=CHROMIUM,
                 headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
             )
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             print(f"\nscreenshots: {ARTIFACTS}")
