@@ -200,9 +200,16 @@ async def newest_per_target(conn: AsyncConnection, repos: Sequence[str]) -> list
         return []
     keys = (_C.repo, _C.environment, _C.model)
     newest = select(func.max(_C.id)).where(_C.repo.in_(repos)).group_by(*keys)
-    running = select(func.max(_C.id)).where(_C.repo.in_(repos), _C.state == "deployed").group_by(*keys)
-    query = select(DEPLOYMENTS).where(_C.id.in_(newest.union(running).subquery().select())).order_by(_C.id)
-    return list((await conn.execute(query)).mappings().all())
+    rows = list((await conn.execute(select(DEPLOYMENTS).where(_C.id.in_(newest)))).mappings().all())
+    # Where the newest row is not the running one (a rollout, a failure), the running row too: usually none.
+    moving = {(r["repo"], r["environment"], r["model"]) for r in rows if r["state"] != "deployed"}
+    if moving:
+        running = (
+            select(func.max(_C.id)).where(_C.repo.in_({k[0] for k in moving}), _C.state == "deployed").group_by(*keys)
+        )
+        extra = (await conn.execute(select(DEPLOYMENTS).where(_C.id.in_(running)))).mappings().all()
+        rows += [r for r in extra if (r["repo"], r["environment"], r["model"]) in moving]
+    return sorted(rows, key=lambda r: r["id"])
 
 
 async def changed_since(conn: AsyncConnection, repos: Sequence[str], stamp: datetime) -> set[tuple[str, str, str]]:

@@ -8,6 +8,7 @@ rule as `/modelship cancel`) and land in its audit log.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import secrets
@@ -21,6 +22,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.chatops import store as chatops_store
@@ -118,12 +120,14 @@ class Dashboard:
     clock: Callable[[], float] = time.time
     refresh_seconds: float = 300.0
     env: jinja2.Environment = field(init=False)
+    _rows_cache: tuple[datetime | None, list[Any]] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
         )
         self.env.globals["quote"] = lambda s: quote(str(s), safe="/")
+        self.env.globals["cell_html"] = lambda c, oob=False: cell_html(c, self.clock(), oob)
         self.env.filters["short"] = lambda s: str(s or "")[:7] if _SHA.match(str(s or "")) else str(s or "")
 
     # ------------------------------------------------------------------ plumbing
@@ -252,10 +256,22 @@ class Dashboard:
         raise response
 
     # ------------------------------------------------------------------ matrix
+    async def _rows(self, conn: Any, stamp: datetime | None, repos: Sequence[str]) -> list[Any]:
+        """The matrix rows of ``repos``. Every user's matrix is a filter of the same rows: they are read
+        once per change of the table (``stamp``), not once per page view."""
+        cached = self._rows_cache
+        if cached is None or cached[0] != stamp:
+            # plain dicts: a RowMapping's .get of a column it lacks costs an exception (cells ask for newer ones)
+            rows = await deployments.newest_per_target(conn, await deployments.repositories(conn))
+            cached = (stamp, [dict(r) for r in rows])
+            self._rows_cache = cached
+        readable = set(repos)
+        return [r for r in cached[1] if r["repo"] in readable]
+
     async def _matrix(self, repos: Sequence[str]) -> tuple[list[str], list[dict[str, Any]], datetime | None]:
         async with self.engine.connect() as conn:
             stamp = await deployments.last_change(conn)
-            rows = await deployments.newest_per_target(conn, repos)
+            rows = await self._rows(conn, stamp, repos)
         return (*self._cells(rows), stamp)
 
     def _cells(self, rows: Sequence[Mapping[Any, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -291,10 +307,10 @@ class Dashboard:
         except ValueError:
             raise web.HTTPBadRequest(text="after: an ISO timestamp from the page is required") from None
         async with self.engine.connect() as conn:
-            stamp = await deployments.last_change(conn)
-            stamp = _utc(stamp) if stamp is not None else None
+            raw = await deployments.last_change(conn)
+            stamp = _utc(raw) if raw is not None else None
             changed = await deployments.changed_since(conn, repos, after) if stamp and stamp > after else set()
-            rows = await deployments.newest_per_target(conn, sorted({c[0] for c in changed})) if changed else []
+            rows = await self._rows(conn, raw, sorted({c[0] for c in changed})) if changed else []
         _, models = self._cells([r for r in rows if (r["repo"], r["environment"], r["model"]) in changed])
         cells = [c for m in models for c in m["cells"].values()]
         return self.render(request, "matrix_fragment.html", cells=cells, stamp=_stamp(stamp or after))
@@ -302,7 +318,7 @@ class Dashboard:
     async def api_deployments(self, request: web.Request) -> web.Response:
         repos = self.visible(request)
         async with self.engine.connect() as conn:
-            rows = await deployments.newest_per_target(conn, repos)
+            rows = await self._rows(conn, await deployments.last_change(conn), repos)
         items = [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows]
         return web.json_response({"repositories": repos, "deployments": items})
 
@@ -492,6 +508,27 @@ class Dashboard:
         app.router.add_post("/jobs/{id:\\d+}/{action}", self.job_action)
         app.router.add_static("/static/", HERE / "static", append_version=False)
         return app
+
+
+def cell_html(c: Mapping[str, Any], now: float, oob: bool = False) -> Markup:
+    """One matrix cell. Plain Python rather than a Jinja macro: the matrix has a thousand of them and the
+    page must render in well under 50 ms (bench/ui.py); every value is escaped."""
+    row, newest = c["row"], c["newest"]
+    e = html.escape
+    version = str(row["version"] or "")
+    short = version[:7] if _SHA.match(version) else version
+    created = newest["created_at"]
+    pinned = f'<dt>pinned</dt><dd class="pinned">{e(row["detail"] or "pinned")}</dd>' if row["pinned"] else ""
+    link = f"/ui/models/{quote(str(row['repo']), safe='/')}/{quote(str(row['model']), safe='/')}"
+    swap = ' hx-swap-oob="true"' if oob else ""
+    return Markup(
+        f'<div id="{c["id"]}" class="cell state-{e(c["state"])}"{swap}>'
+        f'<a href="{link}"><span class="version">{e(short)}</span></a> <span class="badge">{e(c["state"])}</span>'
+        f"<dl><dt>variant</dt><dd>{e(str(row['variant']))}</dd>"
+        f'<dt>digest</dt><dd class="digest" title="{e(c["digest"])}">{e(c["digest"][:19])}</dd>'
+        f'<dt>guard</dt><dd class="health-{e(str(row["health"]))}">{e(str(row["health"]))}</dd>{pinned}'
+        f'<dt>deployed</dt><dd><time datetime="{_stamp(created)}">{ago(created, now)}</time></dd></dl></div>'
+    )
 
 
 def cell_id(repo: str, env: str, model: str) -> str:

@@ -1,0 +1,177 @@
+"""Dashboard benchmark: server time per page and per live fragment, next to a static file from the same server.
+
+Run: `.venv/bin/python bench/ui.py [--requests 200]`.
+The database (SQLite, migrated) holds 1,000 deployments: 10 environments x 100 models (10 repositories of
+10 models), plus 50 incidents, 200 audit rows and 100 jobs. One signed-in session that can read every
+repository asks each page; the server time is the dashboard's own `Server-Timing: app;dur=` (handler,
+queries and template), the round trip is measured by the client on loopback.
+Targets (issue 17): p95 server time <= 50 ms per page, <= 10 ms per live fragment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bot.chatops import store as chatops_store  # noqa: E402
+from bot.guard import store as guard_store  # noqa: E402
+from bot.store import deployments  # noqa: E402
+from bot.store.base import utcnow  # noqa: E402
+from bot.store.db import make_engine, migrate  # noqa: E402
+from bot.store.queue import JobQueue, enqueue, job_row  # noqa: E402
+from bot.ui.app import Dashboard  # noqa: E402
+from bot.ui.github import OAuthClient  # noqa: E402
+from bot.ui.session import COOKIE, SessionStore  # noqa: E402
+from tests.ui.test_dashboard_browser import EVIDENCE  # noqa: E402
+
+ENVS = [f"env{i}" for i in range(10)]
+REPOS = [f"acme/models-{i}" for i in range(10)]
+
+
+async def seed(engine: Any) -> None:
+    now = utcnow()
+    async with engine.begin() as conn:
+        for r, repo in enumerate(REPOS):
+            for m in range(10):
+                for e, env in enumerate(ENVS):
+                    await deployments.insert(
+                        conn,
+                        repo=repo,
+                        environment=env,
+                        model=f"model-{r}-{m}",
+                        version=f"{(r * 100 + m * 10 + e):040x}",
+                        source_pr=m + 1,
+                        deploy_repo=f"{repo}-deploy",
+                        variant="int8_dynamic" if e % 2 else "original",
+                        sha256=f"{e:064x}",
+                        actor="maya",
+                        state="deployed",
+                        health="healthy",
+                        pinned=e == 9,
+                        detail="rolled back by the guard" if e == 9 else None,
+                        created_at=now - timedelta(minutes=e),
+                        updated_at=now - timedelta(minutes=e),
+                    )
+        for i in range(50):
+            await guard_store.create_incident(
+                conn,
+                {
+                    "key": f"k{i}",
+                    "repo": REPOS[i % 10],
+                    "environment": "env0",
+                    "model": f"model-{i % 10}-0",
+                    "bad_version": "b" * 40,
+                    "bad_deployment_id": 1,
+                    "target_version": "a" * 40,
+                    "target_deployment_id": 2,
+                    "deploy_repo": "acme/deploy",
+                    "values_path": "environments/env0/m/values.yaml",
+                    "branch": "modelship/rollback/env0/m",
+                    "trigger": "guard",
+                    "evidence": EVIDENCE.format(bad="b" * 7),
+                    "state": "merged",
+                },
+            )
+        await chatops_store.record(
+            conn,
+            [
+                chatops_store.AuditEntry(
+                    REPOS[i % 10], i, "maya", i, "status", "/modelship status", {}, "allowed", "ok", True
+                )
+                for i in range(200)
+            ],
+        )
+        await enqueue(conn, [job_row("review", f"{REPOS[i % 10]}#{i}:review") for i in range(100)])
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def main(requests: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
+        await migrate(engine)
+        await seed(engine)
+        async with aiohttp.ClientSession() as http:
+            oauth = OAuthClient("bench", "bench", "http://127.0.0.1:9", "http://127.0.0.1:9", http)
+            sessions = SessionStore(b"b" * 32, 3600)
+            dashboard = Dashboard(
+                engine=engine,
+                queue=JobQueue(engine),
+                github=None,  # type: ignore[arg-type]  # no action is measured
+                oauth=oauth,
+                sessions=sessions,
+                health=lambda: {"checked_at": "now", "failed": [], "checks": []},
+                refresh_seconds=1e9,
+            )
+            cookie, _ = sessions.create("maya", "ghu_x", dict.fromkeys(REPOS, "read"), time.time())
+            app = web.Application()
+            app.add_subapp("/ui/", dashboard.app())
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            async with engine.connect() as conn:
+                before = (await deployments.last_change(conn)) or utcnow()
+            async with engine.begin() as conn:  # the guard changes one cell: what a poll usually finds
+                await deployments.set_health(conn, 345, "degraded")
+            async with engine.connect() as conn:
+                stamp = (await deployments.last_change(conn)) or utcnow()
+            stamp_q = stamp.replace(tzinfo=None).isoformat() + "%2B00:00"
+            earlier = before.replace(tzinfo=None).isoformat() + "%2B00:00"
+            targets = [
+                ("static file (ui.css)", "static", "/ui/static/ui.css"),
+                ("matrix page (1,000 cells)", "page", "/ui/"),
+                ("model timeline + diff", "page", "/ui/models/acme/models-3/model-3-4?a=341&b=342"),
+                ("PR page", "page", "/ui/prs/acme/models-3/5"),
+                ("incidents", "page", "/ui/incidents"),
+                ("incident + SVG chart", "page", "/ui/incidents/7"),
+                ("jobs", "page", "/ui/jobs"),
+                ("audit (filtered)", "page", "/ui/audit?actor=maya"),
+                ("health", "page", "/ui/health"),
+                ("matrix fragment, no change", "fragment", f"/ui/fragments/matrix?after={stamp_q}"),
+                ("matrix fragment, 1 cell changed", "fragment", f"/ui/fragments/matrix?after={earlier}"),
+                ("deployments JSON", "api", "/ui/api/deployments"),
+            ]
+            rows = []
+            for name, kind, path in targets:
+                server, total = [], []
+                for i in range(requests + 10):
+                    started = time.perf_counter()
+                    async with http.get(base + path, cookies={COOKIE: cookie}, allow_redirects=False) as resp:
+                        await resp.read()
+                        assert resp.status == 200, (path, resp.status)
+                        timing = resp.headers["Server-Timing"]
+                    if i >= 10:  # warm-up: template compilation, SQLite page cache
+                        total.append((time.perf_counter() - started) * 1000)
+                        server.append(float(timing.split("dur=")[1]))
+                rows.append((name, kind, pct(server, 50), pct(server, 95), pct(total, 95)))
+            await runner.cleanup()
+        await engine.dispose()
+    print(f"dashboard, {requests} requests each, 1,000 deployments / 10 envs / 100 models, SQLite, one client")
+    print(f"{'what':32} {'kind':9} {'server p50 ms':>14} {'server p95 ms':>14} {'round trip p95 ms':>18}  target")
+    for name, kind, p50, p95, rt in rows:
+        target = {"page": "<= 50", "fragment": "<= 10", "api": "<= 50"}.get(kind, "")
+        ok = "" if not target else (" ok" if p95 <= float(target.split()[1]) else " MISSED")
+        print(f"{name:32} {kind:9} {p50:14.2f} {p95:14.2f} {rt:18.2f}  {target}{ok}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    asyncio.run(main(parser.parse_args().requests))
