@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import itertools
 import logging
+import secrets
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.app import Service
@@ -143,6 +145,7 @@ class Demo:
         self.echo(f"    devhub at {devhub.base_url}; GitHub App 'modelship' registered (id {app_id})")
 
         self.step("Starting the bot (SQLite, 2 workers, podman sandbox, guard every second)")
+        client_id, client_secret = hub.oauth_client(app_id)
         try:
             engine_url = await asyncio.to_thread(podman_url)
             async with bot_running(
@@ -153,8 +156,15 @@ class Demo:
                 sandbox_mount_runtime=True,
                 prometheus_url=prometheus.url,
                 guard_interval_seconds=INTERVAL,
+                # the dashboard, signed in through devhub's authorize page
+                ui="on",
+                ui_client_id=client_id,
+                ui_client_secret=SecretStr(client_secret),
+                ui_session_secret=SecretStr(secrets.token_hex(32)),
+                github_web_url=devhub.base_url,
             ) as bot:
                 self.echo(f"    bot listening on {hub.sender.url}")
+                self.echo(f"    dashboard at {bot.url}/ui/ (sign in on devhub's page as alice, who can read {REPO})")
                 await self.flow(devhub, bot.service, prometheus)
         finally:
             await devhub.stop()
