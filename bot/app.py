@@ -153,6 +153,19 @@ def load_chart(settings: Settings) -> ModelServerChart:
         raise StartupError(str(exc), "MODELSHIP_CHARTS_DIR") from None
 
 
+def require_ui(settings: Settings) -> None:
+    """MODELSHIP_UI=on needs the sign-in settings; say which one is missing before anything starts."""
+    if settings.ui != "on":
+        return
+    for name, value in (
+        ("MODELSHIP_UI_CLIENT_ID", settings.ui_client_id),
+        ("MODELSHIP_UI_CLIENT_SECRET", settings.ui_client_secret),
+        ("MODELSHIP_UI_SESSION_SECRET", settings.ui_session_secret),
+    ):
+        if not value:
+            raise StartupError(f"MODELSHIP_UI=on needs {name} (sign-in with GitHub); or set MODELSHIP_UI=off", name)
+
+
 def require_sandbox(settings: Settings) -> None:
     """Reviews need a sandbox: running without one must be a decision, not a surprise on the first PR."""
     if settings.sandbox == "on" and not settings.container_engine_url:
@@ -241,6 +254,7 @@ async def build_service(
     settings: Settings, *, github: GitHubAppPort | None = None, extra_runners: dict[str, JobRunner] | None = None
 ) -> Service:
     require_sandbox(settings)
+    require_ui(settings)
     chart = load_chart(settings)
     closers: list[Callable[[], Awaitable[None]]] = []
     if github is None:  # missing credentials are refused before the data directory or database is touched
@@ -327,14 +341,7 @@ async def build_service(
 def dashboard(
     settings: Settings, services: Services, checkup: Checkup, closers: list[Callable[[], Awaitable[None]]]
 ) -> Dashboard:
-    """The /ui dashboard (MODELSHIP_UI=on), or a StartupError naming the sign-in setting that is missing."""
-    for name, value in (
-        ("MODELSHIP_UI_CLIENT_ID", settings.ui_client_id),
-        ("MODELSHIP_UI_CLIENT_SECRET", settings.ui_client_secret),
-        ("MODELSHIP_UI_SESSION_SECRET", settings.ui_session_secret),
-    ):
-        if not value:
-            raise StartupError(f"MODELSHIP_UI=on needs {name} (sign-in with GitHub); or set MODELSHIP_UI=off", name)
+    """The /ui dashboard (MODELSHIP_UI=on; ``require_ui`` checked its settings before anything started)."""
     assert settings.ui_client_id and settings.ui_client_secret and settings.ui_session_secret
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
     closers.append(session.close)
