@@ -39,6 +39,10 @@ def test_the_wheel_holds_the_bot_and_the_pipelines(wheel_names: list[str]) -> No
     assert {"bot", "pipelines"} <= tops
     assert tops <= {"bot", "pipelines", "contract", "model_server"}
     assert "bot/cli.py" in wheel_names and "bot/store/migrations/env.py" in wheel_names
+    # the dashboard's templates and its vendored htmx with the licence it ships under
+    assert {"bot/ui/templates/base.html", "bot/ui/static/htmx-2.0.4.min.js", "bot/ui/static/LICENSE-htmx.org"} <= set(
+        wheel_names
+    )
 
 
 def test_the_wheel_holds_no_dev_kit_and_no_openapi_description(wheel_names: list[str]) -> None:
