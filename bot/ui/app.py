@@ -62,10 +62,11 @@ def pr_of_job(serial_key: str) -> int:
 
 
 def cell_state(newest: Mapping[Any, Any], running: Mapping[Any, Any] | None) -> str:
-    """live | rolling | failed | …: what the newest row says about the target."""
-    live = newest.get("live_state")  # the live-deploy follower's column, where it has landed
-    if isinstance(live, str) and live:
-        return live
+    """live | rolling | committed | failed | …: what the newest row says about the target. Live tracking's
+    ``rollout`` (committed → rolling_out → live | failed) wins where the table has it."""
+    rollout = newest.get("rollout")
+    if isinstance(rollout, str) and rollout and newest["state"] == "deployed":
+        return {"rolling_out": "rolling"}.get(rollout, rollout)
     return {"deployed": "live", "pending": "rolling", "failed": "failed"}.get(
         str(newest["state"]), "live" if running is not None else str(newest["state"])
     )
@@ -587,6 +588,9 @@ def cell_html(c: Mapping[str, Any], oob: bool = False) -> Markup:
     created = newest["created_at"]
     when = _utc(created).strftime("%Y-%m-%d %H:%M UTC") if created is not None else ""
     pinned = f'<dt>pinned</dt><dd class="pinned">{e(row["detail"] or "pinned")}</dd>' if row["pinned"] else ""
+    why = newest.get("rollout_detail") if c["state"] == "failed" else None
+    if why:
+        pinned += f'<dt>why</dt><dd class="error">{e(str(why)[:200])}</dd>'
     link = f"/ui/models/{quote(str(row['repo']), safe='/')}/{quote(str(row['model']), safe='/')}"
     swap = ' hx-swap-oob="true"' if oob else ""
     return Markup(
