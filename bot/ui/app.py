@@ -35,7 +35,7 @@ from bot.guard import store as guard_store
 from bot.store import deployments
 from bot.store.installations import installation_for
 from bot.store.queue import JobQueue
-from bot.store.reviews import reviewed_model, reviews_of_pr
+from bot.store.reviews import published_artifacts, reviewed_model, reviews_of_pr
 from bot.ui import evidence
 from bot.ui.github import OAuthClient, SignInError
 from bot.ui.session import COOKIE, STATE_COOKIE, Session, SessionStore, same, sign, unsign
@@ -73,6 +73,7 @@ def cell_state(newest: Mapping[Any, Any], running: Mapping[Any, Any] | None) -> 
 
 
 def digest_of(row: Mapping[Any, Any]) -> str:
+    """The artifact reference the version was published as (its review's), else the model file's sha256."""
     for key in ("artifact_digest", "artifact", "digest"):
         value = row.get(key)
         if isinstance(value, str) and value:
@@ -282,9 +283,14 @@ class Dashboard:
                 candidates = await deployments.newest_per_target(conn, sorted({k[0] for k in changed}))
                 fresh = [r for r in candidates if (r["repo"], r["environment"], r["model"]) in changed]
                 by_key = {k: v for k, v in self._by_key.items() if (k[0], k[1], k[2]) not in changed}
+            artifacts = await published_artifacts(
+                conn, {(r["repo"], r["source_pr"]) for r in fresh if r["source_pr"] is not None}
+            )
             # plain dicts: a RowMapping's .get of a column it lacks costs an exception (cells ask for newer ones)
             for row in fresh:
-                by_key[(row["repo"], row["environment"], row["model"], row["state"] == "deployed")] = dict(row)
+                plain = dict(row)
+                plain.setdefault("artifact", artifacts.get((row["repo"], row["source_pr"], row["model"])))
+                by_key[(row["repo"], row["environment"], row["model"], row["state"] == "deployed")] = plain
             self._by_key = by_key
             cached = (stamp, sorted(by_key.values(), key=lambda r: r["id"]))
             self._rows_cache = cached
@@ -597,7 +603,7 @@ def cell_html(c: Mapping[str, Any], oob: bool = False) -> Markup:
         f'<div id="{c["id"]}" class="cell state-{e(c["state"])}"{swap}>'
         f'<a href="{link}"><span class="version">{e(short)}</span></a> <span class="badge">{e(c["state"])}</span>'
         f"<dl><dt>variant</dt><dd>{e(str(row['variant']))}</dd>"
-        f'<dt>digest</dt><dd class="digest" title="{e(c["digest"])}">{e(c["digest"][:19])}</dd>'
+        f'<dt>digest</dt><dd class="digest" title="{e(c["digest"])}">{e(c["digest"].rpartition("@")[2][:19])}</dd>'
         f'<dt>guard</dt><dd class="health-{e(str(row["health"]))}">{e(str(row["health"]))}</dd>{pinned}'
         f'<dt>deployed</dt><dd><time datetime="{_stamp(created)}">{when}</time></dd></dl></div>'
     )

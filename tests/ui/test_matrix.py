@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.store import deployments
 from bot.store.db import make_engine, migrate
 from bot.store.queue import JobQueue
+from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
 from bot.ui.app import Dashboard
 from bot.ui.github import OAuthClient
 from bot.ui.session import COOKIE, SessionStore
@@ -79,10 +80,23 @@ async def test_the_cached_matrix_follows_rollouts_new_versions_and_health(ui: An
     rolling = await cells(client)
     assert "state-rolling" in rolling and "aaaaaaa" in rolling  # what runs is still the old version
 
-    new = await record(engine, **row("acme/churn", "staging", "bbbbbbb"))
+    digest = "sha256:" + "d" * 64
+    await save_review(  # the review published the variant: the matrix shows that artifact for the version
+        engine,
+        repo="acme/churn",
+        number=5,
+        head_sha="h" * 40,
+        base_sha="b" * 40,
+        conclusion="success",
+        record=ReviewRecord(
+            models={"churn": ReviewedModel("compared", artifact=f"127.0.0.1:5000/acme/churn@{digest}")}
+        ),
+    )
+    new = await record(engine, **row("acme/churn", "staging", "bbbbbbb"), source_pr=5)
     await record(engine, **row("acme/churn", "production", "aaaaaaa"))
     live = await cells(client)
     assert "bbbbbbb" in live and "aaaaaaa" in live and live.count("state-live") == 2
+    assert f'title="127.0.0.1:5000/acme/churn@{digest}">{digest[:19]}<' in live
 
     stamp = live.split('data-stamp="')[1].split('"')[0]
     async with engine.begin() as conn:
