@@ -122,8 +122,10 @@ class Dashboard:
     health: Callable[[], dict[str, Any] | None] = lambda: None
     clock: Callable[[], float] = time.time
     refresh_seconds: float = 300.0
+    stamp_ttl: float = 1.0
     env: jinja2.Environment = field(init=False)
     _rows_cache: tuple[datetime | None, list[Any]] | None = field(default=None, init=False)
+    _stamp: tuple[float, datetime | None] | None = field(default=None, init=False)
     # Rendered matrices and JSON by (what, readable repositories), for the table as of _rows_cache[0].
     _rendered: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict, init=False)
     _by_key: dict[tuple[str, str, str, bool], dict[str, Any]] = field(default_factory=dict, init=False)
@@ -266,6 +268,15 @@ class Dashboard:
         raise response
 
     # ------------------------------------------------------------------ matrix
+    async def _last_change(self) -> datetime | None:
+        """When the deployments table last changed, asked at most once per ``stamp_ttl`` for all users: every
+        open matrix polls, and a second of delay is live enough."""
+        now = time.monotonic()
+        if self._stamp is None or now - self._stamp[0] >= self.stamp_ttl:
+            async with self.engine.connect() as conn:
+                self._stamp = (now, await deployments.last_change(conn))
+        return self._stamp[1]
+
     async def _rows(self, conn: Any, stamp: datetime | None, repos: Sequence[str]) -> list[Any]:
         """The matrix rows of ``repos``. Every user's matrix is a filter of the same rows, kept here and
         brought up to date when the table changes (``stamp``): only the targets whose rows changed since the
@@ -322,8 +333,8 @@ class Dashboard:
     async def matrix(self, request: web.Request) -> web.Response:
         repos = self.visible(request)
         key = ("matrix", tuple(repos))
+        stamp = await self._last_change()
         async with self.engine.connect() as conn:
-            stamp = await deployments.last_change(conn)
             rows = await self._rows(conn, stamp, repos)  # (drops what was rendered when the table changed)
         table = self._rendered.get(key)
         if table is None:
@@ -374,10 +385,12 @@ class Dashboard:
             after = _utc(datetime.fromisoformat(request.query.get("after", "")))
         except ValueError:
             raise web.HTTPBadRequest(text="after: an ISO timestamp from the page is required") from None
+        raw = await self._last_change()
+        stamp = _utc(raw) if raw is not None else None
+        if stamp is None or stamp <= after:  # the usual poll: nothing new, no query
+            return self.render(request, "matrix_fragment.html", cells=[], stamp=_stamp(stamp or after))
         async with self.engine.connect() as conn:
-            raw = await deployments.last_change(conn)
-            stamp = _utc(raw) if raw is not None else None
-            changed = await deployments.changed_since(conn, repos, after) if stamp and stamp > after else set()
+            changed = await deployments.changed_since(conn, repos, after)
             rows = await self._rows(conn, raw, sorted({c[0] for c in changed})) if changed else []
         _, models = self._cells([r for r in rows if (r["repo"], r["environment"], r["model"]) in changed])
         cells = [c for m in models for c in m["cells"].values()]
@@ -386,7 +399,7 @@ class Dashboard:
     async def api_deployments(self, request: web.Request) -> web.Response:
         repos = self.visible(request)
         async with self.engine.connect() as conn:
-            rows = await self._rows(conn, await deployments.last_change(conn), repos)
+            rows = await self._rows(conn, await self._last_change(), repos)
         key = ("json", tuple(repos))
         body = self._rendered.get(key)
         if body is None:

@@ -48,6 +48,7 @@ async def ui(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Any, s
             oauth=OAuthClient("id", "secret", "http://127.0.0.1:9", "http://127.0.0.1:9", http),
             sessions=sessions,
             refresh_seconds=1e9,
+            stamp_ttl=0.0,  # every request sees the table as it is (serve: changes show within a second)
         )
         cookie, _ = sessions.create("maya", "ghu_x", {"acme/churn": "read"}, time.time())
         app = web.Application()
