@@ -200,7 +200,15 @@ class ModelServer:
 
 
 def model_server(
-    model: Path, *, name: str, version: str, sha256: str, env: str, log: Path, port: int | None = None
+    model: Path,
+    *,
+    name: str,
+    version: str,
+    sha256: str,
+    env: str,
+    log: Path,
+    port: int | None = None,
+    variant: str = "original",
 ) -> ModelServer:
     """The production model server for one version, with fault injection on (demo and tests only)."""
     port = port or free_port()
@@ -209,7 +217,7 @@ def model_server(
         "-m",
         MODEL_SERVER_MODULE,
         *("--model", str(model), "--name", name, "--version", version, "--sha256", sha256),
-        *("--env", env, "--port", str(port), "--allow-fault-injection"),
+        *("--env", env, "--variant", variant, "--port", str(port), "--allow-fault-injection"),
     ]
     process = Process(f"model server {name}@{version[:7]}", argv, log, f"http://127.0.0.1:{port}/v2/health/ready")
     return ModelServer(process, port, version)

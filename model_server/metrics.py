@@ -7,7 +7,7 @@ without relying on how the scrape config labels targets.
 from __future__ import annotations
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from model_server.model import Prediction, ServedModel
 
@@ -85,6 +85,16 @@ class ServerMetrics:
         )
         for status in KNOWN_STATUSES:
             self.requests.labels(*self._ident, status)
+        # One series per replica, always 1: which file this replica serves. The bot's live tracking counts
+        # replicas by sha256 (config/promql/live/); the server only exports it once the file is verified and
+        # loaded, so a series means "ready and serving exactly these bytes".
+        self.info = Gauge(
+            "modelship_model_info",
+            "The model file this replica serves (always 1): version is the model repository revision.",
+            [*ident, "variant", "sha256"],
+            registry=registry,
+        )
+        self.info.labels(*self._ident, model.variant or "original", model.sha256).set(1)
 
     def request(self, status: int, seconds: float) -> None:
         self.requests.labels(*self._ident, str(status)).inc()

@@ -84,6 +84,10 @@ class ServedModel:
     predictor: Predictor
     env: str = ""
     platform: str = "onnxruntime_onnx"
+    # What the bot pinned (values: model.sha256 / model.variant): exported as modelship_model_info so the
+    # bot can tell which file every replica serves (live tracking) without ever loading a model itself.
+    sha256: str = ""
+    variant: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
 
 

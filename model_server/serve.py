@@ -318,6 +318,13 @@ async def _predict(app: web.Application, rows: np.ndarray) -> Prediction:
 @click.option("--version", "version", required=True, help="Model version (in answers and metrics).")
 @click.option("--sha256", required=True, help="Expected sha256 of the model file; the server refuses any other.")
 @click.option("--env", default="", help="Environment name attached to every metric.")
+@click.option(
+    "--variant",
+    default="original",
+    show_default=True,
+    envvar="MODELSHIP_MODEL_VARIANT",
+    help="The variant the review chose (in modelship_model_info; MODELSHIP_MODEL_VARIANT).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
@@ -342,6 +349,7 @@ def serve_model(
     version: str,
     sha256: str,
     env: str,
+    variant: str,
     host: str,
     port: int,
     error_rate: float | None,
@@ -368,7 +376,9 @@ def serve_model(
     except ModelLoadError as exc:
         raise click.ClickException(str(exc)) from exc
     faults = FaultInjector(error_rate or 0.0) if allow_fault_injection or error_rate is not None else None
-    model = ServedModel(name=name, version=version, env=env, predictor=predictor)
+    model = ServedModel(
+        name=name, version=version, env=env, predictor=predictor, sha256=sha256.strip().lower(), variant=variant
+    )
     if faults is not None:
         click.echo("WARNING: fault injection is on (test/demo only): POST /admin/faults", err=True)
     web.run_app(create_app(model, faults=faults), host=host, port=port, print=lambda line: click.echo(line, err=True))

@@ -25,7 +25,10 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
 
 @pytest.fixture
 def served(iris: tuple[Path, str]) -> ServedModel:
-    return ServedModel(name="iris", version="3", env="staging", predictor=load_onnx(iris[0]))
+    path, sha256 = iris
+    return ServedModel(
+        name="iris", version="3", env="staging", predictor=load_onnx(path), sha256=sha256, variant="onnx_optimized"
+    )
 
 
 @pytest.fixture
@@ -118,6 +121,26 @@ async def test_metrics_count_requests_latency_predictions_and_input_statistics(c
     assert value("modelship_model_prediction_score_count") == 3
     assert value("modelship_model_input_feature_count_total", feature="0") == 3
     assert value("modelship_model_input_feature_positive_sum_total", feature="0") == pytest.approx(5.1 + 5.1 + 6.7)
+
+
+async def test_every_replica_says_which_file_it_serves_in_one_info_series(client: Any, iris: tuple[Path, str]) -> None:
+    # The bot's live tracking counts replicas by this series' sha256 (config/promql/live/serving.yml).
+    values = samples(await (await client.get("/metrics")).text())
+    info = [(labels, v) for (name, labels), v in values.items() if name == "modelship_model_info"]
+    assert info == [
+        (
+            frozenset(
+                {
+                    ("model", "iris"),
+                    ("version", "3"),
+                    ("env", "staging"),
+                    ("variant", "onnx_optimized"),
+                    ("sha256", iris[1]),
+                }
+            ),
+            1.0,
+        )
+    ]
 
 
 async def test_fault_injection_fails_exactly_the_requested_fraction_with_500(client: Any) -> None:
