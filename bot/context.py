@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gidgethub.abc import GitHubAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.github.git import TokenSource
 from bot.store.queue import JobQueue
@@ -53,6 +54,50 @@ class Feature:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
+ROLLOUT_PHASES = ("committed", "rolling_out", "live", "failed")
+
+
+@dataclass(frozen=True)
+class DeployTransition:
+    """One step of a deploy towards serving: ``committed`` (the values are in the deploy repository), then
+    ``rolling_out`` (replicas are changing), then ``live`` (every ready replica serves the new file) or
+    ``failed`` (not live by ``environments.<env>.progress_deadline``; ``reason`` says what the bot saw).
+
+    bot.deploy.live emits one per phase a deployment reaches (``key`` is unique across restarts and
+    replicas), to every DeployListener in ``Services.deploy_listeners``.
+    """
+
+    deployment_id: int  # the deployments row (bot.store.deployments)
+    phase: str  # one of ROLLOUT_PHASES
+    repo: str  # the model repository
+    environment: str
+    model: str
+    version: str  # the model repository revision
+    variant: str
+    sha256: str  # the model file the environment must serve
+    deploy_repo: str
+    deploy_commit: str | None
+    source_pr: int | None  # the model-repository PR that shipped the version, if any
+    at: datetime  # when the phase was reached
+    committed_at: datetime | None
+    live_at: datetime | None = None
+    reason: str = ""  # failed: what the bot saw; rolling_out: how far it got
+
+    @property
+    def key(self) -> str:
+        """One event per (deployment, phase): what an idempotent consumer dedupes on."""
+        return f"deploy:{self.deployment_id}:{self.phase}"
+
+
+class DeployListener(Protocol):
+    """Hears every DeployTransition, inside the transaction that records it: write rows there (an outbox),
+    never call out — the transition and what the listener writes commit together or not at all, so a
+    crash or a second replica can neither lose nor repeat an event. An exception rolls the transition back
+    (it is tried again next round)."""
+
+    async def __call__(self, conn: AsyncConnection, event: DeployTransition) -> None: ...
+
+
 class FeatureUnavailable(LookupError):
     """A handler or command needs a feature this service was built without (a wiring bug, not bad input)."""
 
@@ -80,6 +125,8 @@ class Services:
     sandbox: SandboxConfig | None = None  # the sandbox reviews run in (bot.doctor probes it)
     deploy: DeployService | None = None
     guard: Guard | None = None
+    # Told of every rollout transition of every deployment (bot.deploy.live), in the recording transaction.
+    deploy_listeners: list[DeployListener] = field(default_factory=list)
 
     @property
     def bot_login(self) -> str:
