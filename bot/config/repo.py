@@ -342,6 +342,25 @@ class Environment(_Section):
     upstream: str | None = Field(default=None, description="Environment promoted from.")
     require_healthy_upstream: bool = False
     guard: Guard | None = None
+    # Live tracking (bot.deploy.live): a deploy is live once every ready replica serves the new file.
+    progress_deadline: Duration = Field(
+        default=600.0,
+        description="How long a committed deploy may take to be served by every ready replica before it "
+        "counts as failed, e.g. 10m (between 10s and 24h).",
+    )
+    on_not_live: Literal["rollback", "alert"] = Field(
+        default="rollback",
+        description="A deploy not live by progress_deadline: open the guard's rollback PR to the last live "
+        "version (rollback), or only alert.",
+    )
+
+    @field_validator("progress_deadline")
+    @classmethod
+    def _deadline(cls, value: float) -> float:
+        # Under 10 s no replica can even start; over a day nobody is still waiting for the deploy.
+        if not 10 <= value <= 24 * 3600:
+            raise ValueError(f"progress_deadline must be between 10s and 24h, got {value:g}s: write e.g. 10m")
+        return value
 
     @model_validator(mode="after")
     def _upstream_needed(self) -> Environment:

@@ -500,3 +500,35 @@ def test_an_environment_name_with_spaces_is_refused_at_its_line() -> None:
 
     assert problem.key == "environments.pro duction" and problem.line == 8
     assert "letters, digits" in problem.message
+
+
+def test_live_tracking_defaults_to_ten_minutes_then_a_rollback() -> None:
+    config = parse_repo_config(MINIMAL + "deploy: {repository: acme/deploy}\nenvironments:\n  staging: {auto: true}\n")
+
+    assert config.environments["staging"].progress_deadline == 600.0
+    assert config.environments["staging"].on_not_live == "rollback"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("5s", "progress_deadline must be between 10s and 24h, got 5s"),
+        ("25h", "progress_deadline must be between 10s and 24h, got 90000s"),
+        ("soon", "'soon' is not a duration"),
+    ],
+)
+def test_a_progress_deadline_out_of_range_names_the_key_and_the_limits(value: str, message: str) -> None:
+    text = MINIMAL + f"deploy: {{repository: acme/deploy}}\nenvironments:\n  staging: {{progress_deadline: {value}}}\n"
+
+    problem = only_problem(text)
+
+    assert problem.key == "environments.staging.progress_deadline" and problem.line == 9
+    assert message in problem.message
+
+
+def test_on_not_live_is_rollback_or_alert() -> None:
+    text = MINIMAL + "deploy: {repository: acme/deploy}\nenvironments:\n  staging: {on_not_live: page}\n"
+
+    problem = only_problem(text)
+
+    assert problem.key == "environments.staging.on_not_live" and "'rollback' or 'alert'" in problem.message
