@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, or_, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.guard.analysis import CheckState
 from bot.store.base import utcnow
 from bot.store.deployments import DeploymentView
-from bot.store.guard_models import GuardCheckState, GuardIncident, GuardLease
+from bot.store.guard_models import GuardCheckState, GuardIncident
 from bot.store.installations import installation_for as installation_for  # re-exported for the guard
+from bot.store.leases import drop_lease as drop_lease  # re-exported: the watcher's lease
+from bot.store.leases import take_lease as take_lease
 
 OPEN_INCIDENT_STATES = ("opening", "open")
 
@@ -129,36 +131,7 @@ async def save_states(
         await conn.execute(stmt)
 
 
-# --------------------------------------------------------------------------- leadership
-
-
-async def take_lease(conn: AsyncConnection, name: str, holder: str, ttl_s: float, now: datetime | None = None) -> bool:
-    """Hold or renew the lease ``name`` for ``ttl_s``; False while another holder's lease is unexpired.
-
-    One conditional UPDATE (PostgreSQL re-checks its WHERE on the locked row, so two replicas racing
-    for an expired lease cannot both win), else an INSERT that loses quietly to a concurrent one.
-    """
-    now = now or utcnow()
-    until = now + timedelta(seconds=ttl_s)
-    table = cast(Table, GuardLease.__table__)
-    renewed = await conn.execute(
-        update(table)
-        .where(table.c.name == name, or_(table.c.holder == holder, table.c.expires_at <= now))
-        .values(holder=holder, expires_at=until)
-    )
-    if renewed.rowcount:
-        return True
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    inserted = await conn.execute(
-        dialect.insert(table).values(name=name, holder=holder, expires_at=until).on_conflict_do_nothing()
-    )
-    return bool(inserted.rowcount)
-
-
-async def drop_lease(conn: AsyncConnection, name: str, holder: str) -> None:
-    table = cast(Table, GuardLease.__table__)
-    await conn.execute(delete(table).where(table.c.name == name, table.c.holder == holder))
-
+# --------------------------------------------------------------------------- leadership: bot.store.leases
 
 # --------------------------------------------------------------------------- incidents
 

@@ -9,9 +9,7 @@ itself is bot.guard.analysis (pure); this module is the loop around it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from bot.guard.store import IncidentView
 from bot.guard.templates import QueryTemplate
 from bot.store import deployments
 from bot.store.deployments import DeploymentView
+from bot.store.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +114,11 @@ class Watcher:
         self.default_interval = default_interval
         self.clock = clock
         self.rounds = 0
-        # The host (a pod's name), not the process: a bot restarted in place takes its lease straight back.
-        self.holder = holder or socket.gethostname()
         # Renewed every round (at most default_interval apart): a dead leader is replaced within ~3 rounds.
-        self.lease_ttl = lease_ttl if lease_ttl is not None else 3 * default_interval
+        self.lease = Lease(
+            engine, LEASE, ttl=lease_ttl if lease_ttl is not None else 3 * default_interval, holder=holder
+        )
+        self.holder = self.lease.holder
 
     async def run(self) -> None:
         """Forever: a round, then sleep until the next deployment is due (a failed round is logged)."""
@@ -141,16 +141,13 @@ class Watcher:
 
     async def _resign(self) -> None:
         """On shutdown, hand the lease back so another replica watches from its next round."""
-        with contextlib.suppress(Exception):
-            async with self.engine.begin() as conn:
-                await store.drop_lease(conn, LEASE, self.holder)
+        await self.lease.resign()
         metrics.LEADING.set(0)
 
     async def round(self) -> Round:
         now = self.clock()
         report = Round(next_in=self.default_interval)
-        async with self.engine.begin() as conn:
-            report.leading = await store.take_lease(conn, LEASE, self.holder, self.lease_ttl)
+        report.leading = await self.lease.take()
         metrics.LEADING.set(1 if report.leading else 0)
         if not report.leading:
             return report  # another replica watches; look again in an interval, in case it died

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Table, func, select, update
+from sqlalchemy import RowMapping, Table, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.base import utcnow
@@ -26,6 +26,9 @@ Row = RowMapping  # a whole row, by column name
 # States of a row whose version really ran in the environment (a candidate to restore).
 RAN_STATES = ("deployed", "superseded")
 ABANDONED = "abandoned"  # a proposal whose deploy PR closed unmerged
+# Live tracking (bot.deploy.live): the phases a ``deployed`` row goes through; the last two are final.
+COMMITTED, ROLLING_OUT, LIVE, NOT_LIVE = "committed", "rolling_out", "live", "failed"
+TRACKED = (COMMITTED, ROLLING_OUT)
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,28 @@ async def of_deploy_pr(conn: AsyncConnection, deploy_repo: str, number: int) -> 
     return list((await conn.execute(query)).mappings().all())
 
 
+async def rollouts(conn: AsyncConnection) -> list[Row]:
+    """Rows the live tracker works on: deployed ones not live or failed yet, and any whose phase has not been
+    told yet (GitHub, the dossier, the DeployListeners), oldest first."""
+    query = select(DEPLOYMENTS).where(
+        _C.rollout.is_not(None),
+        or_(
+            (_C.state == "deployed") & _C.rollout.in_(TRACKED),
+            _C.rollout_told.is_(None),
+            _C.rollout_told != _C.rollout,
+        ),
+    )
+    return list((await conn.execute(query.order_by(_C.id))).mappings().all())
+
+
+async def last_live(conn: AsyncConnection, repo: str, environment: str, model: str, before: int) -> Row | None:
+    """The newest row before ``before`` whose version was seen live (what a failed deploy rolls back to)."""
+    query = select(DEPLOYMENTS).where(
+        _C.repo == repo, _C.environment == environment, _C.model == model, _C.id < before, _C.rollout == LIVE
+    )
+    return (await conn.execute(query.order_by(_C.id.desc()).limit(1))).mappings().first()
+
+
 async def deployed_digests(conn: AsyncConnection) -> set[str]:
     """The sha256 of every model file ever written to an environment."""
     return set((await conn.execute(select(_C.sha256).distinct())).scalars())
@@ -122,7 +147,11 @@ async def deployed_digests(conn: AsyncConnection) -> set[str]:
 
 
 async def insert(conn: AsyncConnection, **values: Any) -> int:
-    """A new row as given; see ``record`` for a version that replaces the running one."""
+    """A new row as given; see ``record`` for a version that replaces the running one. A ``deployed`` row
+    starts its live tracking here (``committed``, with the file the environment served until now)."""
+    if values.get("state") == "deployed" and "rollout" not in values:
+        values |= {"rollout": COMMITTED, "committed_at": utcnow()}
+        values.setdefault("previous_sha256", await _served_before(conn, values))
     result = await conn.execute(DEPLOYMENTS.insert().values(**values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
@@ -132,6 +161,51 @@ async def record(conn: AsyncConnection, **values: Any) -> int:
     if values.get("state") == "deployed":
         await supersede_running(conn, values["repo"], values["environment"], values["model"])
     return await insert(conn, **values)
+
+
+async def _served_before(conn: AsyncConnection, values: dict[str, Any]) -> str | None:
+    # Rows that ran have a deploy commit; a protected environment's proposals (superseded once merged) do not.
+    query = select(_C.sha256).where(
+        _C.repo == values["repo"],
+        _C.environment == values["environment"],
+        _C.model == values["model"],
+        _C.state.in_((*RAN_STATES, "rolled_back")),
+        _C.deploy_commit.is_not(None),
+        _C.sha256 != "",
+    )
+    return (await conn.execute(query.order_by(_C.id.desc()).limit(1))).scalar()
+
+
+async def move_rollout(
+    conn: AsyncConnection, deployment_id: int, expected: str, phase: str, detail: str, *, live_at: datetime | None
+) -> bool:
+    """Move a row's rollout from ``expected`` to ``phase`` (False: another replica or round moved it first)."""
+    values: dict[str, Any] = {"rollout": phase, "rollout_detail": detail[:2000] or None, "updated_at": utcnow()}
+    if live_at is not None:
+        values["live_at"] = live_at
+    moved = await conn.execute(
+        update(DEPLOYMENTS).where(_C.id == deployment_id, _C.rollout == expected).values(**values)
+    )
+    return bool(moved.rowcount)
+
+
+async def note_rollout(conn: AsyncConnection, deployment_id: int, detail: str) -> None:
+    """What the tracker saw this round, without a change of phase (shown in the dossier)."""
+    await conn.execute(
+        update(DEPLOYMENTS)
+        .where(_C.id == deployment_id, _C.rollout_detail.is_distinct_from(detail or None))
+        .values(rollout_detail=detail[:2000] or None)
+    )
+
+
+async def told_rollout(conn: AsyncConnection, deployment_id: int, phase: str) -> bool:
+    """Record that ``phase`` was told (False: it was already, by another round or replica)."""
+    moved = await conn.execute(
+        update(DEPLOYMENTS)
+        .where(_C.id == deployment_id, or_(_C.rollout_told.is_(None), _C.rollout_told != phase))
+        .values(rollout_told=phase)
+    )
+    return bool(moved.rowcount)
 
 
 async def supersede_running(conn: AsyncConnection, repo: str, environment: str, model: str) -> None:

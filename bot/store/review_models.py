@@ -34,7 +34,10 @@ class Deployment(Base):
     """One model version written to one environment of the deploy repository (history, newest last)."""
 
     __tablename__ = "deployments"
-    __table_args__ = (Index("ix_deployments_env_model", "repo", "environment", "model", "id"),)
+    __table_args__ = (
+        Index("ix_deployments_env_model", "repo", "environment", "model", "id"),
+        Index("ix_deployments_rollout", "rollout"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     repo: Mapped[str] = mapped_column(String(256))  # the model repository
@@ -56,5 +59,14 @@ class Deployment(Base):
     pinned: Mapped[bool] = mapped_column(default=False)
     detail: Mapped[str | None] = mapped_column(Text)
     github_deployment_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Live tracking (bot.deploy.live) of a ``deployed`` row: committed | rolling_out | live | failed; NULL for
+    # rows that never ran (and rows from before live tracking). ``rollout_told``: the phase GitHub, the PR's
+    # dossier and the DeployListeners last heard of (behind ``rollout`` until the tracker has told them).
+    rollout: Mapped[str | None] = mapped_column(String(16))
+    rollout_told: Mapped[str | None] = mapped_column(String(16))
+    rollout_detail: Mapped[str | None] = mapped_column(Text)  # what the bot saw last (failed: why)
+    previous_sha256: Mapped[str | None] = mapped_column(String(64))  # the file the environment served before
+    committed_at: Mapped[datetime | None]
+    live_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
