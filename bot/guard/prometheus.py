@@ -7,6 +7,7 @@ analysis treats them differently: only a finite value can pass or fail a check.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -69,29 +70,77 @@ class PrometheusHTTP:
         self.queries = 0  # queries sent, for the watcher's own metrics and the benchmark
 
     async def query(self, promql: str) -> QueryResult:
+        body = await self._post(promql)
+        return QueryResult.failed(body) if isinstance(body, str) else parse_response(body)
+
+    async def vector(self, promql: str) -> VectorResult:
+        """An instant vector of any number of series (live tracking counts replicas by sha256)."""
+        body = await self._post(promql)
+        return VectorResult((), body) if isinstance(body, str) else parse_vector(body)
+
+    async def _post(self, promql: str) -> Any:
+        """The decoded answer, or a string saying why there is none."""
         self.queries += 1
         url = f"{self._base}/api/v1/query"
         try:
             # POST keeps long templated queries out of URL length limits.
             async with self._session.post(url, data={"query": promql}, timeout=self._timeout) as response:
                 try:
-                    body = await response.json(content_type=None)
+                    return await response.json(content_type=None)
                 except ValueError:
-                    return QueryResult.failed(f"Prometheus at {self._base} answered HTTP {response.status}, not JSON")
+                    return f"Prometheus at {self._base} answered HTTP {response.status}, not JSON"
         except TimeoutError:
-            return QueryResult.failed(f"Prometheus at {self._base} did not answer within {self._timeout.total:g}s")
+            return f"Prometheus at {self._base} did not answer within {self._timeout.total:g}s"
         except aiohttp.ClientError as exc:
-            return QueryResult.failed(f"Prometheus at {self._base} is unreachable: {exc}")
-        return parse_response(body)
+            return f"Prometheus at {self._base} is unreachable: {exc}"
+
+
+@dataclass(frozen=True)
+class Series:
+    labels: Mapping[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class VectorResult:
+    series: tuple[Series, ...] = ()
+    error: str | None = None
+
+
+class VectorProvider(Protocol):
+    async def vector(self, promql: str) -> VectorResult: ...
+
+
+def _refused(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "Prometheus answered something that is not a JSON object"
+    if body.get("status") != "success":
+        kind = body.get("errorType", "error")
+        return f"Prometheus refused the query ({kind}): {body.get('error', 'no message')}"
+    return None
+
+
+def parse_vector(body: Any) -> VectorResult:
+    """An ``/api/v1/query`` answer as every series of an instant vector."""
+    refused = _refused(body)
+    if refused is not None:
+        return VectorResult((), refused)
+    data: dict[str, Any] = body.get("data") or {}
+    if data.get("resultType") != "vector":
+        return VectorResult((), f"the query returned a {data.get('resultType')}; it must return an instant vector")
+    try:
+        return VectorResult(
+            tuple(Series(dict(r.get("metric") or {}), float(r["value"][1])) for r in data.get("result") or [])
+        )
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        return VectorResult((), f"cannot read Prometheus' answer: {exc!r}")
 
 
 def parse_response(body: Any) -> QueryResult:
     """Turn an ``/api/v1/query`` answer into one QueryResult."""
-    if not isinstance(body, dict):
-        return QueryResult.failed("Prometheus answered something that is not a JSON object")
-    if body.get("status") != "success":
-        kind = body.get("errorType", "error")
-        return QueryResult.failed(f"Prometheus refused the query ({kind}): {body.get('error', 'no message')}")
+    refused = _refused(body)
+    if refused is not None:
+        return QueryResult.failed(refused)
     data: dict[str, Any] = body.get("data") or {}
     kind, result = data.get("resultType"), data.get("result") or []
     try:

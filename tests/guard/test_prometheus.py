@@ -89,3 +89,29 @@ async def test_every_shipped_template_is_promql_that_prometheus_accepts(
     for name, template in load_templates(PROMQL).items():
         result = await provider.query(template.render(model="iris", version="1", env="production", window="1m"))
         assert result.outcome is not Outcome.ERROR, f"{name}: {result.error}"
+
+
+async def test_a_vector_answer_keeps_every_series_with_its_labels(
+    prometheus: PrometheusServer, session: aiohttp.ClientSession
+) -> None:
+    promql = 'label_replace(vector(2), "sha256", "aa", "", "") or label_replace(vector(1), "sha256", "bb", "", "")'
+    result = await PrometheusHTTP(prometheus.url, session).vector(promql)
+
+    assert result.error is None
+    assert sorted((dict(s.labels).get("sha256"), s.value) for s in result.series) == [("aa", 2.0), ("bb", 1.0)]
+
+
+async def test_a_vector_query_that_fails_says_why(prometheus: PrometheusServer, session: aiohttp.ClientSession) -> None:
+    assert "bad_data" in ((await PrometheusHTTP(prometheus.url, session).vector("count(")).error or "")
+    down = PrometheusHTTP(f"http://127.0.0.1:{free_port()}", session, timeout=2)
+    assert "unreachable" in ((await down.vector("vector(1)")).error or "")
+
+
+async def test_the_live_template_is_promql_that_prometheus_accepts(
+    prometheus: PrometheusServer, session: aiohttp.ClientSession
+) -> None:
+    (template,) = load_templates(PROMQL / "live").values()
+    result = await PrometheusHTTP(prometheus.url, session).vector(
+        template.render(model="iris", version="1", env="production", window="1m")
+    )
+    assert result.error is None and result.series == ()  # nothing serves "iris" here
