@@ -288,10 +288,12 @@ async def build_service(
     registry = make_registry(settings)
     services.deploy = deploy_feature.make_service(services, settings, chart, registry)
     services.guard, guard = guard_feature.setup(services, settings, chart)
+    _, live = deploy_feature.live_feature(services, settings)
     features: list[Feature] = [
         review_feature.feature(services, sandbox, registry),
         deploy_feature.feature(services.deploy),
         guard,
+        live,
     ]
     runners: dict[str, JobRunner] = {"webhook": webhook_runner(services)}
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []

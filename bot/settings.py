@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         default=None, description="Prometheus HTTP API root the guard queries; unset disables the guard."
     )
     guard_interval_seconds: float = Field(default=30.0, gt=0, le=3600, description="Default guard check interval.")
+    live_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="How often live tracking asks Prometheus whether each rolling-out deploy is served.",
+    )
     charts_dir: Path = Field(
         default=SOURCE_ROOT / "charts",
         description="Helm charts; a deploy renders model-server with the new values through Helm before committing.",

@@ -251,14 +251,18 @@ async def _model_repo_client(services: Services, deploy: DeployService, repo: st
 async def _tell_github(gh: GitHubAPI, deploy: DeployService, row: Row, state: str, pull: ClosedPull) -> None:
     """Add ``state`` to the row's GitHub Deployment unless it already has it (a redelivery adds nothing)."""
     statuses = f"/repos/{row['repo']}/deployments/{row['github_deployment_id']}/statuses"
+    told = "in_progress" if state == "success" and deploy.records.live_tracking else state
     async for status in gh.getiter(f"{statuses}?per_page=100"):
-        if status.get("state") == state:
+        if status.get("state") == told:
             return
     pr_url = f"{deploy.web_url}/{pull.url_path}"
+    merged = f"{pull.repo}#{pull.number} merged as {pull.merge_sha[:7]}"
+    if state == "success" and deploy.records.live_tracking:
+        # Merged is committed, not serving: bot.deploy.live adds `success` once every replica serves it.
+        state, merged = "in_progress", f"{merged}; waiting until every replica serves it"
     data: dict[str, Any] = {"state": state, "log_url": pr_url}
-    if state == "success":
+    if state in ("success", "in_progress"):
         commit_url = f"{deploy.web_url}/{pull.repo}/commit/{pull.merge_sha}"
-        merged = f"{pull.repo}#{pull.number} merged as {pull.merge_sha[:7]}"
         data |= {"environment_url": commit_url, "description": merged}
     else:
         data["description"] = str(row["detail"] or CLOSED_UNMERGED)

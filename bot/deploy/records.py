@@ -10,7 +10,15 @@ from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.deploy.manifest import ModelRef
-from bot.deploy.render import MARK, github_deployment, github_statuses, newest_per_target, render_section
+from bot.deploy.render import (
+    MARK,
+    Row,
+    github_deployment,
+    github_statuses,
+    newest_per_target,
+    render_section,
+    rollout_status,
+)
 from bot.deploy.targets import Result, row_state
 from bot.github.sticky import upsert_sticky
 from bot.store import deployments
@@ -20,10 +28,12 @@ _ANNOUNCED = ("deployed", "pending", "failed")
 
 
 class DeployRecords:
-    def __init__(self, engine: AsyncEngine, *, web_url: str, bot_login: str) -> None:
+    def __init__(self, engine: AsyncEngine, *, web_url: str, bot_login: str, live_tracking: bool = False) -> None:
         self.engine = engine
         self.web_url = web_url
         self.bot_login = bot_login
+        # With live tracking (bot.deploy.live) a commit is only `in_progress`; `success` waits for live.
+        self.live_tracking = live_tracking
 
     async def record(
         self, gh: GitHubAPI, repo: str, deploy_repo: str, result: Result, actor: str, *, failure: str = "failure"
@@ -74,10 +84,22 @@ class DeployRecords:
             return
         created = await gh.post(f"/repos/{repo}/deployments", data=github_deployment(ref, env, deploy_repo))
         deployment_id = int(created["id"])
-        for status in github_statuses(row, self.web_url, deploy_repo, failure):
+        for status in github_statuses(row, self.web_url, deploy_repo, failure, live_tracking=self.live_tracking):
             await gh.post(f"/repos/{repo}/deployments/{deployment_id}/statuses", data=status)
         async with self.engine.begin() as conn:
             await deployments.set_github_deployment(conn, row["id"], deployment_id)
+
+    async def tell_rollout(self, gh: GitHubAPI, row: Row) -> None:
+        """Give the row's GitHub Deployment the status of its rollout phase, unless it has it (a round redone
+        after a crash adds nothing)."""
+        status = rollout_status(row, self.web_url)
+        if status is None or not row["github_deployment_id"]:
+            return
+        statuses = f"/repos/{row['repo']}/deployments/{row['github_deployment_id']}/statuses"
+        async for existing in gh.getiter(f"{statuses}?per_page=100"):
+            if existing.get("state") == status["state"]:
+                return
+        await gh.post(statuses, data=status)
 
     async def update_sticky(self, gh: GitHubAPI, repo: str, number: int) -> None:
         """The source PR's Deploy comment, from the table."""

@@ -7,13 +7,16 @@ Pure: rows (bot.store.deployments) and results (bot.deploy.targets) in, Markdown
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.chatops.status import cell
 from bot.deploy.helm import HelmRefused
 from bot.deploy.manifest import ManifestError, ModelRef
+from bot.deploy.rollout import duration
 from bot.deploy.targets import Result
 from bot.github.sticky import marker
+from bot.store.deployments import COMMITTED, LIVE, NOT_LIVE, ROLLING_OUT
 
 MARK = marker("deploy")
 MAX_DESCRIPTION = 140  # GitHub's limit for a deployment (status) description
@@ -39,28 +42,79 @@ def newest_per_target(rows: Iterable[Row]) -> list[Row]:
     return list(newest.values())
 
 
+def _utc(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+
+
+def _time(at: datetime | None) -> str:
+    stamp = _utc(at)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S UTC") if stamp is not None else ""
+
+
+def took(row: Row) -> float | None:
+    """Seconds from the deploy commit to live (None: not live)."""
+    committed, live = _utc(row.get("committed_at")), _utc(row.get("live_at"))
+    return (live - committed).total_seconds() if committed is not None and live is not None else None
+
+
+def _deploy_cell(row: Row, web_url: str) -> str:
+    label = str(_STATE_LABEL.get(row["state"], row["state"]))
+    if row["deploy_commit"]:
+        link = f"[{row['deploy_commit'][:7]}]({web_url}/{row['deploy_repo']}/commit/{row['deploy_commit']})"
+        at = _time(row.get("committed_at"))
+        return f"{label}: committed {link}" + (f" at {at}" if at else "")
+    if row["deploy_pr"]:
+        link = f"[{row['deploy_repo']}#{row['deploy_pr']}]({web_url}/{row['deploy_repo']}/pull/{row['deploy_pr']})"
+        return f"{label}: {link}"
+    return label
+
+
+def _live_cell(row: Row) -> str:
+    phase = row.get("rollout")
+    if phase == LIVE:
+        seconds = took(row)
+        after = f" ({duration(seconds)} after the commit)" if seconds is not None else ""
+        return f"✅ live at {_time(row.get('live_at'))}{after}"
+    if phase == NOT_LIVE:
+        return "❌ not live (below)"
+    if phase == ROLLING_OUT:
+        return f"🔄 rolling out: {row.get('rollout_detail') or 'replicas are changing'}"
+    if phase == COMMITTED:
+        return "⏳ waiting for the replicas to serve it"
+    return "—"
+
+
+def _guard_cell(row: Row) -> str:
+    if row["state"] == "rolled_back":
+        return "↩️ rolled back"
+    return {"healthy": "✅ healthy", "degraded": "❌ degraded", "inconclusive": "❔ inconclusive"}.get(
+        row["health"], "—"
+    )
+
+
 def render_section(rows: Sequence[Row], web_url: str) -> str:
-    """The sticky Deploy comment: the newest state of each (environment, model) of this PR."""
+    """The PR's dossier (its sticky Deploy comment): per environment and model of this PR, the deploy (commit
+    and when), live (when every replica served it, and how long that took) and the guard's verdict."""
     lines = [
         MARK,
         "### Modelship · Deploy",
         "",
-        "| Environment | Model | Version | State | Where |",
-        "|---|---|---|---|---|",
+        "| Environment | Model | Version | Deploy | Live | Guard |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        where = ""
-        if row["deploy_commit"]:
-            where = f"[{row['deploy_commit'][:7]}]({web_url}/{row['deploy_repo']}/commit/{row['deploy_commit']})"
-        elif row["deploy_pr"]:
-            where = f"[{row['deploy_repo']}#{row['deploy_pr']}]({web_url}/{row['deploy_repo']}/pull/{row['deploy_pr']})"
         lines.append(
             f"| `{row['environment']}` | `{row['model']}` | `{row['version'][:7]}` ({row['variant']}) "
-            f"| {_STATE_LABEL.get(row['state'], row['state'])} | {where} |"
+            f"| {_deploy_cell(row, web_url)} | {_live_cell(row)} | {_guard_cell(row)} |"
         )
-    problems = [r for r in rows if r["detail"] and r["state"] in ("failed", "skipped")]
-    for row in problems:
-        lines += ["", f"**{row['environment']} / {row['model']}** — {row['state']}:", "", row["detail"]]
+    for row in rows:
+        if row["detail"] and row["state"] in ("failed", "skipped"):
+            lines += ["", f"**{row['environment']} / {row['model']}** — {row['state']}:", "", row["detail"]]
+        if row.get("rollout") == NOT_LIVE:
+            why = row.get("rollout_detail") or "not live by the progress deadline"
+            lines += ["", f"**{row['environment']} / {row['model']}** — not live:", "", why]
     return "\n".join(lines) + "\n"
 
 
@@ -128,21 +182,47 @@ def github_deployment(ref: ModelRef, env: str, deploy_repo: str) -> dict[str, An
     }
 
 
-def github_statuses(row: Row, web_url: str, deploy_repo: str, failure: str = "failure") -> list[dict[str, Any]]:
+def github_statuses(
+    row: Row, web_url: str, deploy_repo: str, failure: str = "failure", *, live_tracking: bool = False
+) -> list[dict[str, Any]]:
     """The statuses a new GitHub Deployment gets for its row, in order. ``failure``: the status of a
-    failed row (``failure``: refused; ``error``: it broke)."""
+    failed row (``failure``: refused; ``error``: it broke). With ``live_tracking`` a committed deploy is
+    only ``in_progress``: bot.deploy.live adds ``success`` once every replica serves it."""
     if row["state"] == "deployed" and row["deploy_commit"]:
         commit_url = f"{web_url}/{deploy_repo}/commit/{row['deploy_commit']}"
+        committed = f"committed {row['deploy_commit'][:7]} to {deploy_repo}"
+        progress = {"state": "in_progress", "log_url": commit_url, "environment_url": commit_url}
+        if live_tracking:
+            return [progress | {"description": f"{committed}; waiting until every replica serves it"}]
         return [
-            {"state": "in_progress", "log_url": commit_url},
-            {
-                "state": "success",
-                "log_url": commit_url,
-                "environment_url": commit_url,
-                "description": f"committed {row['deploy_commit'][:7]} to {deploy_repo}",
-            },
+            progress,
+            {"state": "success", "log_url": commit_url, "environment_url": commit_url, "description": committed},
         ]
     if row["state"] == "pending" and row["deploy_pr"]:
         pr_url = f"{web_url}/{deploy_repo}/pull/{row['deploy_pr']}"
         return [{"state": "queued", "log_url": pr_url, "description": f"waiting for {deploy_repo}#{row['deploy_pr']}"}]
     return [{"state": failure, "description": (row["detail"] or "failed")[:MAX_DESCRIPTION]}]
+
+
+def rollout_status(row: Row, web_url: str) -> dict[str, Any] | None:
+    """The GitHub Deployment status that says a deployment's rollout phase (None: GitHub shows it already:
+    ``in_progress`` is posted at the commit). ``log_url`` is the PR's dossier when a PR shipped it."""
+    phase = row.get("rollout")
+    if phase not in (LIVE, NOT_LIVE):
+        return None
+    commit_url = f"{web_url}/{row['deploy_repo']}/commit/{row['deploy_commit']}" if row["deploy_commit"] else ""
+    log_url = f"{web_url}/{row['repo']}/pull/{row['source_pr']}" if row.get("source_pr") else commit_url
+    if phase == LIVE:
+        seconds = took(row)
+        after = f" {duration(seconds)} after the commit" if seconds is not None else ""
+        description = f"live: every ready replica serves {row['sha256'][:12]}{after}"
+        state = "success"
+    else:
+        description = str(row.get("rollout_detail") or "not live by the progress deadline")
+        state = "failure"
+    return {
+        "state": state,
+        "log_url": log_url,
+        "environment_url": commit_url,
+        "description": description[:MAX_DESCRIPTION],
+    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -46,6 +47,9 @@ from bot.store import deployments
 from bot.store.queue import ClaimedJob, enqueue, job_row
 from bot.worker import JobFailure
 
+if TYPE_CHECKING:
+    from bot.deploy.live import LiveTracker
+
 log = logging.getLogger(__name__)
 
 KIND = "deploy"
@@ -63,6 +67,7 @@ class DeployService:
         retry: RetryPolicy | None = None,
         allowlist: DeployAllowlist | None = None,
         registry: OciRegistry | None = None,
+        live_tracking: bool = False,
     ) -> None:
         self.services = services
         self.web_url = web_url.rstrip("/")
@@ -80,7 +85,10 @@ class DeployService:
             allowlist=allowlist,
         )
         self.installations = self.writer.installations
-        self.records = DeployRecords(services.engine, web_url=self.web_url, bot_login=services.bot_login)
+        self.tracker: LiveTracker | None = None  # live tracking, when the service runs it (bot.deploy.feature)
+        self.records = DeployRecords(
+            services.engine, web_url=self.web_url, bot_login=services.bot_login, live_tracking=live_tracking
+        )
 
     async def config_at(self, gh: GitHubAPI, repo: str, ref: str) -> RepoConfig | None:
         """The repository config at ``ref`` (RepoConfigError when it is invalid)."""

@@ -104,7 +104,8 @@ def incident_key(trigger: str, current: DeploymentView, target: DeploymentView) 
     # Keyed by the deployments row, not the version: the same version deployed again later and
     # failing again is a new incident.
     base = f"{current.repo}:{current.environment}:{current.model}:{current.id}"
-    return f"guard:{base}" if trigger == "guard" else f"manual:{base}:{target.version}"
+    # An automatic trigger (the guard, live tracking) acts once per row; a person may ask for other targets.
+    return f"{trigger}:{base}" if trigger in ("guard", "live") else f"manual:{base}:{target.version}"
 
 
 def pr_title(incident: IncidentView) -> str:
@@ -115,7 +116,9 @@ def pr_title(incident: IncidentView) -> str:
 
 
 def pr_body(incident: IncidentView) -> str:
-    by = "the Modelship guard" if incident.trigger == "guard" else f"@{incident.actor}" if incident.actor else "a user"
+    by = {"guard": "the Modelship guard", "live": "Modelship's live tracking (the deploy never went live)"}.get(
+        incident.trigger, f"@{incident.actor}" if incident.actor else "a user"
+    )
     lines = [
         f"Rollback of **{incident.model}** in **{incident.environment}**, requested by {by}.",
         "",
