@@ -158,7 +158,17 @@ class LiveTracker:
             return report  # another replica tracks; look again next interval in case it died
         async with self.engine.connect() as conn:
             rows = await deployments.rollouts(conn)
-        tracked = [r for r in rows if r["state"] == "deployed" and r["rollout"] in TRACKED]
+        # `committed` is told before anything is judged (a deploy can be live at the first look): listeners
+        # hear every deployment start; one whose start cannot be told yet is not judged this round.
+        fresh = {int(r["id"]) for r in rows if r["rollout_told"] is None}
+        for row in (r for r in rows if int(r["id"]) in fresh):
+            event = await self._tell(row)
+            if event is not None:
+                report.told.append(event)
+                fresh.discard(event.deployment_id)
+        tracked = [
+            r for r in rows if r["state"] == "deployed" and r["rollout"] in TRACKED and int(r["id"]) not in fresh
+        ]
         if self.provider is not None and tracked:
             configs = await self._configs({r["repo"] for r in tracked})
             now = self.clock()
@@ -309,9 +319,13 @@ class LiveTracker:
             log.warning("live tracking: cannot tell GitHub %s of deployment %s yet: %s", phase, row["id"], exc)
             return None
         event = transition(row, datetime.now(UTC))
-        async with self.engine.begin() as conn:
-            if not await deployments.told_rollout(conn, row["id"], phase):
-                return None
-            for listener in self.listeners:
-                await listener(conn, event)
+        try:
+            async with self.engine.begin() as conn:
+                if not await deployments.told_rollout(conn, row["id"], phase):
+                    return None
+                for listener in self.listeners:
+                    await listener(conn, event)
+        except Exception:  # rolled back with the told mark: heard again next round, other rows go on
+            log.exception("live tracking: a listener failed on %s; told again next round", event.key)
+            return None
         return event
