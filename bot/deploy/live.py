@@ -220,6 +220,8 @@ class LiveTracker:
         return judge(rollout, serving, now)
 
     async def _record(self, row: Row, step: Step, now: float) -> None:
+        if step.phase == row["rollout"] and (step.detail or None) == row["rollout_detail"]:
+            return  # the steady state of a long rollout: nothing to write, no transaction
         async with self.engine.begin() as conn:
             if step.phase == row["rollout"]:
                 await deployments.note_rollout(conn, row["id"], step.detail)
