@@ -18,6 +18,7 @@ from bot.guard.status import status_text
 from bot.guard.templates import load_templates
 from bot.guard.watcher import Watcher
 from bot.settings import Settings
+from bot.store.deployments import DeploymentView
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,23 @@ def setup(services: Services, settings: Settings, chart: ModelServerChart | None
     if settings.prometheus_url:
         session = aiohttp.ClientSession()
         feature.closers.append(session.close)
+
+        async def show_verdict(deployment: DeploymentView) -> None:
+            """The PR that shipped the version shows the guard's verdict in its dossier (the Deploy comment)."""
+            deploy = services.deploy
+            installation = await deploy.installations(deployment.repo) if deploy is not None else None
+            if deploy is None or installation is None or not deployment.source_pr:
+                return
+            gh = await services.github.for_installation(installation)
+            await deploy.update_sticky(gh, deployment.repo, deployment.source_pr)
+
         watcher = Watcher(
             services.engine,
             PrometheusHTTP(settings.prometheus_url, session),
             rollbacks,
             templates=load_templates(settings.promql_dir),
             default_interval=settings.guard_interval_seconds,
+            on_verdict=show_verdict,
         )
         feature.background.append(watcher.run)
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -106,6 +106,7 @@ class Watcher:
         clock: Callable[[], float] = time.time,
         holder: str | None = None,
         lease_ttl: float | None = None,
+        on_verdict: Callable[[DeploymentView], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self.provider = provider
@@ -119,6 +120,8 @@ class Watcher:
             engine, LEASE, ttl=lease_ttl if lease_ttl is not None else 3 * default_interval, holder=holder
         )
         self.holder = self.lease.holder
+        # Told when a deployment's health changes (the shipping PR's dossier shows the guard's verdict).
+        self.on_verdict = on_verdict
 
     async def run(self) -> None:
         """Forever: a round, then sleep until the next deployment is due (a failed round is logged)."""
@@ -233,9 +236,14 @@ class Watcher:
                     for o in evaluation.outcomes
                 ],
             )
-            await deployments.set_health(conn, d.id, decision.health)
+            changed = await deployments.set_health(conn, d.id, decision.health)
             if decision is Decision.ROLLBACK:
                 await self._open_incident(conn, w, evaluation)
+        if changed and self.on_verdict is not None:
+            try:
+                await self.on_verdict(d)
+            except Exception as exc:  # the verdict is recorded; the dossier catches up at the next change
+                log.warning("guard: could not show the verdict on %s's PR: %s", d.repo, exc)
 
     async def _open_incident(self, conn: AsyncConnection, w: _Watched, evaluation: Evaluation) -> None:
         d = w.deployment

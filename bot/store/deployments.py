@@ -216,12 +216,14 @@ async def supersede_running(conn: AsyncConnection, repo: str, environment: str, 
     )
 
 
-async def set_health(conn: AsyncConnection, deployment_id: int, health: str) -> None:
-    await conn.execute(
+async def set_health(conn: AsyncConnection, deployment_id: int, health: str) -> bool:
+    """True when the verdict changed (the PR's dossier shows it)."""
+    changed = await conn.execute(
         update(DEPLOYMENTS)
         .where(_C.id == deployment_id, _C.health != health)
         .values(health=health, updated_at=utcnow())
     )
+    return bool(changed.rowcount)
 
 
 async def set_github_deployment(conn: AsyncConnection, deployment_id: int, github_deployment_id: int) -> None:

@@ -105,6 +105,8 @@ async def test_an_error_rate_breach_rolls_back_to_the_last_healthy_version_and_p
             return await health_of(engine, V2) == "healthy"
 
         await wait_until(v2_healthy, 30)
+        # The PR that shipped V2 shows the guard's verdict in its dossier (the Deploy comment).
+        await wait_until(lambda: any("✅ healthy" in c for c in world.comments_on(2)), 10)
 
         breach = time.monotonic()
         await inject_errors(traffic, servers[V2])
