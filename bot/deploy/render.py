@@ -141,6 +141,12 @@ def describe(results: Iterable[Result], web_url: str, deploy_repo: str) -> str:
     return "\n\n".join(out) or "Nothing to do."
 
 
+def _state_and_rollout(row: Row) -> str:
+    """`deployed · live`: the row's state and, for a deploy that ran, how far its rollout got."""
+    phase = row.get("rollout")
+    return f"{row['state']} · {str(phase).replace('_', ' ')}" if phase else str(row["state"])
+
+
 def render_status(rows: Iterable[Row]) -> str:
     """The Deployments section of `/modelship status`: the newest state of each environment and model."""
     newest = {(row["environment"], row["model"]): row for row in newest_per_target(rows)}
@@ -150,7 +156,7 @@ def render_status(rows: Iterable[Row]) -> str:
     lines += ["| Environment | Model | Version | State | Health | Detail |", "| --- | --- | --- | --- | --- | --- |"]
     for (env, model), row in sorted(newest.items()):
         lines.append(
-            f"| {cell(env)} | {cell(model)} | `{row['version'][:7]}` | {row['state']} | {row['health']} "
+            f"| {cell(env)} | {cell(model)} | `{row['version'][:7]}` | {_state_and_rollout(row)} | {row['health']} "
             f"| {cell(row['detail'], 120)} |"
         )
     return "\n".join(lines) + "\n"  # a blank line ends the table before the next section

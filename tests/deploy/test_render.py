@@ -47,6 +47,7 @@ def test_status_shows_the_newest_state_per_environment_and_model() -> None:
     assert text.count("| staging | churn |") == 1
     assert "failed" in text and "unreachable \\| oops" in text
     assert "Nothing deployed" in render_status([])
+    assert "| deployed · rolling out |" in render_status([row(rollout="rolling_out")])
 
 
 def test_replies_show_the_diff_of_a_dry_run() -> None:
