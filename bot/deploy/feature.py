@@ -76,5 +76,6 @@ def live_feature(services: Services, settings: Settings) -> tuple[LiveTracker, F
         interval=settings.live_interval_seconds,
     )
     deploy.tracker = tracker
+    deploy.records.on_deployed = tracker.wake  # merged deploy PRs and rollbacks are seen at the next round
     feature.background.append(tracker.run)
     return tracker, feature

@@ -21,6 +21,7 @@ Without Prometheus (no MODELSHIP_PROMETHEUS_URL) nothing is judged: listeners st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -132,6 +133,7 @@ class LiveTracker:
         self.lease = Lease(engine, LEASE, ttl=lease_ttl if lease_ttl is not None else 3 * interval, holder=holder)
         self._gate = asyncio.Semaphore(concurrency)
         self._opened: list[IncidentView] = []
+        self._wake = asyncio.Event()
         self.rounds = 0
 
     async def run(self) -> None:
@@ -146,9 +148,16 @@ class LiveTracker:
                     raise
                 except Exception:
                     log.exception("live tracking: round failed; next round in %.3gs", self.interval)
-                await asyncio.sleep(max(0.05, self.interval - (time.monotonic() - started)))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.05, self.interval - (time.monotonic() - started)))
+                self._wake.clear()
         finally:  # cancelled at shutdown
             await asyncio.shield(self.lease.resign())
+
+    def wake(self) -> None:
+        """A deploy was just committed: run a round now, so `committed` is told at once (this process only;
+        another replica's leader sees it at its next round)."""
+        self._wake.set()
 
     async def round(self) -> TrackRound:
         started = time.perf_counter()

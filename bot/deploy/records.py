@@ -6,6 +6,8 @@ Every step is idempotent, so a redelivered merge or a retried job records nothin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,6 +36,8 @@ class DeployRecords:
         self.bot_login = bot_login
         # With live tracking (bot.deploy.live) a commit is only `in_progress`; `success` waits for live.
         self.live_tracking = live_tracking
+        # Called after a `deployed` row is recorded (the live tracker's wake-up), so its rollout starts now.
+        self.on_deployed: Callable[[], None] = lambda: None
 
     async def record(
         self, gh: GitHubAPI, repo: str, deploy_repo: str, result: Result, actor: str, *, failure: str = "failure"
@@ -73,6 +77,8 @@ class DeployRecords:
             )
         if state in _ANNOUNCED:
             await self.ensure_github_deployment(gh, repo, deploy_repo, result.env, ref, failure=failure)
+        if state == "deployed":
+            self.on_deployed()
 
     async def ensure_github_deployment(
         self, gh: GitHubAPI, repo: str, deploy_repo: str, env: str, ref: ModelRef, *, failure: str = "failure"

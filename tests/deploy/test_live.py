@@ -175,3 +175,27 @@ async def test_a_listener_that_fails_rolls_the_told_mark_back_and_hears_it_again
 
     assert await phase(engine, new) == ("live", "live")
     assert [e.phase for e in heard.events] == ["committed", "live"]  # each once: the failed try wrote nothing
+
+
+async def test_a_commit_wakes_the_loop_so_committed_is_heard_at_once_not_a_round_later(engine: AsyncEngine) -> None:
+    import asyncio
+
+    replicas, heard = Replicas(), Heard()
+    loop = tracker(engine, replicas, heard, holder="pod-a")
+    loop.interval = 60.0  # the next regular round is a minute away
+    running = asyncio.create_task(loop.run())
+    try:
+        for _ in range(50):  # the first round (nothing to do) has run
+            if loop.rounds:
+                break
+            await asyncio.sleep(0.05)
+        new = await deploy(engine, NEW, "1")
+        loop.wake()  # what DeployRecords.on_deployed does after recording the commit
+        for _ in range(40):
+            if heard.events:
+                break
+            await asyncio.sleep(0.05)
+        assert [(e.deployment_id, e.phase) for e in heard.events] == [(new, "committed")]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
