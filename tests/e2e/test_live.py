@@ -26,7 +26,7 @@ from bot.store.queue import ClaimedJob
 from bot.store.review_models import Deployment
 from devkit.devhub import DevHub, start
 from devkit.onnx_models import write_iris_classifier
-from devkit.processes import ModelServer, model_server
+from devkit.processes import ModelServer, ProcessError, model_server
 from tests.fixtures.bot import RunningBot, bot_running, settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 from tests.fixtures.prometheus import PrometheusServer
@@ -284,24 +284,33 @@ async def test_a_deploy_still_served_by_the_old_file_at_the_deadline_fails_and_i
     assert f"not live after {DEADLINE}s" in pull.body and "```promql" in pull.body and "(pinned)" in pull.title
 
 
-async def test_with_on_not_live_alert_a_deploy_that_never_goes_live_alerts_and_opens_no_pr(world: World) -> None:
+async def test_with_on_not_live_alert_a_server_that_crashes_on_load_fails_the_deploy_alerts_and_opens_no_pr(
+    world: World,
+) -> None:
     repo, deploy = await repos(world, "iris-alert", deadline=DEADLINE, on_not_live="alert")
     await merge(world, repo, "iris-alert", "v1")
-    serve(world, "iris-alert", "v1")
+    old = serve(world, "iris-alert", "v1")
     await phase_becomes(world, repo, "v1", "live", 30)
-    alerts = REGISTRY.get_sample_value(
-        "modelship_guard_alerts_total", {"repo": repo, "env": ENV, "model": "iris-alert", "check": "live"}
-    )
+    labels = {"repo": repo, "env": ENV, "model": "iris-alert", "check": "live"}
+    alerts = REGISTRY.get_sample_value("modelship_guard_alerts_total", labels) or 0
 
     await merge(world, repo, "iris-alert", "v3")
+    # The sync replaces the replica; the new one gets bytes that are not the pinned file and refuses to serve.
+    retire(world, old)
+    broken = world.tmp / "iris-alert-v3-broken.onnx"
+    broken.write_bytes(world.files["v3"][:-10])
+    pinned = hashlib.sha256(world.files["v3"]).hexdigest()
+    crashing = model_server(
+        broken, name="iris-alert", version="v3", sha256=pinned, env=ENV, log=broken.with_suffix(".log")
+    )
+    with pytest.raises(ProcessError, match="refusing to serve"):
+        crashing.start()
 
     failed = await phase_becomes(world, repo, "v3", "failed", DEADLINE + 15)
-    assert failed.rollout_detail.startswith(f"not live after {DEADLINE}s")
+    assert failed.rollout_detail.startswith(f"not live after {DEADLINE}s: no replica is up")
     assert [s.state for s in statuses(world, repo, failed)] == ["in_progress", "failure"]
-    after = REGISTRY.get_sample_value(
-        "modelship_guard_alerts_total", {"repo": repo, "env": ENV, "model": "iris-alert", "check": "live"}
-    )
-    assert (after or 0) == (alerts or 0) + 1
+    assert REGISTRY.get_sample_value("modelship_guard_alerts_total", labels) == alerts + 1
+    assert REGISTRY.get_sample_value("modelship_guard_alert_open", labels) == 1
     await asyncio.sleep(1)
     assert rollback_pulls(world, deploy, "iris-alert") == []
     async with world.engine.connect() as conn:
