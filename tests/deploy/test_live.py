@@ -199,3 +199,17 @@ async def test_a_commit_wakes_the_loop_so_committed_is_heard_at_once_not_a_round
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_rows_from_before_live_tracking_are_never_judged_or_failed(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:  # what migration 5c0d7e1f9a3b leaves on an upgraded database
+        old = await deployments.record(
+            conn, repo="acme/models", environment="staging", model="churn", version="1" * 40,
+            deploy_repo="acme/deploy", deploy_commit="1" * 40, sha256=OLD, state="deployed", rollout=None,
+        )  # fmt: skip
+    replicas, heard = Replicas(), Heard()
+
+    await tracker(engine, replicas, heard, holder="pod-a").round()
+
+    assert replicas.queries == [] and heard.events == []
+    assert await phase(engine, old) == (None, None)
