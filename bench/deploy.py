@@ -402,6 +402,7 @@ async def _tracker_cost(work: Path, prometheus: object, environments: int, round
         for i, env in enumerate(names):
             await deployments.record(
                 conn,
+                track=True,
                 repo="acme/models",
                 environment=env,
                 model="iris",

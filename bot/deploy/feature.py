@@ -45,7 +45,8 @@ def feature(service: DeployService) -> Feature:
 
 def live_feature(services: Services, settings: Settings) -> tuple[LiveTracker, Feature]:
     """Live tracking as a background loop (after the guard is built: it rolls back through the guard's path
-    and reads configs through the guard's cache). Without Prometheus it only tells ``committed``."""
+    and reads configs through the guard's cache). Without Prometheus nothing can be judged: rows carry no
+    rollout, a commit is ``success`` at once, and the loop finds nothing to do."""
     deploy = need(services.deploy, "deploy")
     guard = need(services.guard, "guard")
     feature = Feature()
@@ -56,7 +57,7 @@ def live_feature(services: Services, settings: Settings) -> tuple[LiveTracker, F
         provider = PrometheusHTTP(settings.prometheus_url, session)
         (template,) = load_templates(settings.promql_dir / "live").values()
     else:
-        log.info("live tracking: MODELSHIP_PROMETHEUS_URL is not set, so a deploy is `success` at its commit")
+        log.info("live tracking off: MODELSHIP_PROMETHEUS_URL is not set, so a deploy is `success` at its commit")
 
     async def github_for(repo: str) -> Any:
         installation = await deploy.installations(repo)
@@ -76,6 +77,7 @@ def live_feature(services: Services, settings: Settings) -> tuple[LiveTracker, F
         interval=settings.live_interval_seconds,
     )
     deploy.tracker = tracker
+    guard.rollbacks.live_tracking = provider is not None
     deploy.records.on_deployed = tracker.wake  # merged deploy PRs and rollbacks are seen at the next round
     feature.background.append(tracker.run)
     return tracker, feature

@@ -15,7 +15,8 @@ core (bot.deploy.rollout) decide the next phase, and records it. Then it tells p
   last live version, evidence "not live after …"), or only alerted with ``on_not_live: alert`` — and
   always only alerted when the bot could not see (Prometheus failing): never a rollback on blindness.
 
-Without Prometheus (no MODELSHIP_PROMETHEUS_URL) nothing is judged: listeners still hear ``committed``.
+Without Prometheus (no MODELSHIP_PROMETHEUS_URL) nothing can be judged, so nothing is tracked: deployed rows
+carry no rollout (bot.store.deployments.insert's ``track``) and GitHub says ``success`` at the commit.
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ class DeployRecords:
                 return  # the same skip or failure again (a redelivery): say it once
             await deployments.record(
                 conn,
+                track=self.live_tracking,
                 repo=repo,
                 environment=result.env,
                 model=ref.name,

@@ -166,6 +166,8 @@ class Rollbacks:
         self.workdir = workdir
         self._chart = chart.path if chart is not None else None
         self._bot = bot_login
+        # Set by bot.deploy.feature when the service runs live tracking (a restored version is followed too).
+        self.live_tracking = False
         # The watcher and a chat-ops command may advance the same incident: one at a time.
         self._lock = asyncio.Lock()
 
@@ -453,6 +455,7 @@ class Rollbacks:
             if target is not None:
                 await deployments.insert(
                     conn,
+                    track=self.live_tracking,  # the restored version is followed until it serves again
                     repo=target.repo,
                     environment=target.environment,
                     model=target.model,

@@ -146,21 +146,22 @@ async def deployed_digests(conn: AsyncConnection) -> set[str]:
 # --------------------------------------------------------------------------- writes
 
 
-async def insert(conn: AsyncConnection, **values: Any) -> int:
-    """A new row as given; see ``record`` for a version that replaces the running one. A ``deployed`` row
-    starts its live tracking here (``committed``, with the file the environment served until now)."""
-    if values.get("state") == "deployed" and "rollout" not in values:
+async def insert(conn: AsyncConnection, *, track: bool = False, **values: Any) -> int:
+    """A new row as given; see ``record`` for a version that replaces the running one. With ``track`` (the
+    service runs live tracking: Prometheus is configured) a ``deployed`` row starts its rollout here
+    (``committed``, with the file the environment served until now); without, it carries none."""
+    if track and values.get("state") == "deployed" and "rollout" not in values:
         values |= {"rollout": COMMITTED, "committed_at": utcnow()}
         values.setdefault("previous_sha256", await _served_before(conn, values))
     result = await conn.execute(DEPLOYMENTS.insert().values(**values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-async def record(conn: AsyncConnection, **values: Any) -> int:
+async def record(conn: AsyncConnection, *, track: bool = False, **values: Any) -> int:
     """A new row; a ``deployed`` one supersedes what ran in its (repo, environment, model) before."""
     if values.get("state") == "deployed":
         await supersede_running(conn, values["repo"], values["environment"], values["model"])
-    return await insert(conn, **values)
+    return await insert(conn, track=track, **values)
 
 
 async def _served_before(conn: AsyncConnection, values: dict[str, Any]) -> str | None:

@@ -82,6 +82,7 @@ async def deploy(engine: AsyncEngine, sha256: str, commit: str) -> int:
     async with engine.begin() as conn:
         return await deployments.record(
             conn,
+            track=True,  # the service runs live tracking
             repo="acme/models",
             environment="staging",
             model="churn",
