@@ -121,6 +121,13 @@ class OciRegistry:
     async def referrers(self, reference: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._retrying, lambda: self._referrers(oci.Reference.parse(reference)))
 
+    async def push_image_layer(self, base_image: str, layer: Path, diff_id: str, **kwargs: Any) -> str:
+        """``base_image`` plus one gzipped tar layer, pushed untagged into the base's repository; its
+        ``registry/repository@sha256:…`` (how review inputs reach a Kubernetes sandbox: the kubelet pulls it)."""
+        return await asyncio.to_thread(
+            self._retrying, lambda: self._push_image_layer(base_image, layer, diff_id, **kwargs)
+        )
+
     # ---- blocking implementation ----
 
     def _push_model(
@@ -212,6 +219,43 @@ class OciRegistry:
             if index is not None:
                 self._put_manifest(ref, tag, index, oci.INDEX_MEDIA_TYPE)
         return ref.at(digest)
+
+    def _push_image_layer(
+        self, base_image: str, layer: Path, diff_id: str, *, created_by: str = "modelship review inputs"
+    ) -> str:
+        base = oci.Reference.parse(base_image)
+        if base.registry != self.host:
+            raise oci.ArtifactError(
+                f"{base_image} is not on {self.host}: the image the review inputs are layered on must be in the "
+                "registry the bot pushes to (mirror it there)"
+            )
+        accept = f"{oci.MANIFEST_MEDIA_TYPE}, {oci.DOCKER_MANIFEST_MEDIA_TYPE}"
+        response = self._request("GET", self._url(base, f"manifests/{base.digest or base.tag}"), {"Accept": accept})
+        self._check(response, f"GET {base}")
+        manifest = response.json()
+        media_type = manifest.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0]
+        if media_type not in (oci.MANIFEST_MEDIA_TYPE, oci.DOCKER_MANIFEST_MEDIA_TYPE):
+            raise oci.ArtifactError(f"{base_image} is a {media_type or 'manifest of unknown type'}, not one image")
+        config_desc = manifest["config"]
+        response = self._request("GET", self._url(base, f"blobs/{config_desc['digest']}"))
+        self._check(response, f"GET the config of {base}")
+        if oci.sha256_digest(response.content) != config_desc["digest"]:
+            raise oci.ArtifactError(f"the config of {base_image} does not match its digest")
+        config = response.json()
+        config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
+        config.setdefault("history", []).append({"created_by": created_by})
+        config_bytes = oci.canonical(config)
+        layer_type = oci.GZIP_LAYER_MEDIA_TYPE if media_type == oci.MANIFEST_MEDIA_TYPE else oci.DOCKER_LAYER_MEDIA_TYPE
+        layer_desc = oci.Descriptor(layer_type, "sha256:" + oci.file_sha256(layer), layer.stat().st_size)
+        new_config = oci.Descriptor(config_desc["mediaType"], oci.sha256_digest(config_bytes), len(config_bytes))
+        self._upload_blob(base, new_config, config_bytes=config_bytes)
+        self._upload_blob(base, layer_desc, path=layer)
+        body = oci.canonical(
+            {**manifest, "config": new_config.to_json(), "layers": [*manifest["layers"], layer_desc.to_json()]}
+        )
+        digest = oci.sha256_digest(body)
+        self._put_manifest(base, digest, body, media_type)
+        return base.at(digest)
 
     def _referrers(self, ref: oci.Reference) -> list[dict[str, Any]]:
         if ref.digest is None:

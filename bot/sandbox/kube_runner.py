@@ -1,0 +1,410 @@
+"""Sandbox backend for Kubernetes: each run is a Job in the sandbox namespace (see bot.sandbox.kube_jobs).
+
+The official ``kubernetes`` client, each call in a worker thread (``asyncio.to_thread``), rather than
+kubernetes_asyncio: it is the client the design names and the one every cluster's docs and auth
+plugins (exec credentials, in-cluster config) are written for, it matches how the Docker backend drives
+its blocking SDK, and a run makes a handful of calls (create, a poll a second, one log read, delete),
+so a thread per call costs nothing that matters.
+
+A run: push the inputs layer (bot.sandbox.kube_inputs) -> make sure the deny-all NetworkPolicy is in
+place (read back) -> create the Job -> read the Job and then its pod back and refuse (delete) a pod
+that lost a control -> wait for the sandbox container to end, bounded by the spec's timeout from the
+moment it started -> read its log (capped), check the frames, put result.json and the kept files in a
+private directory -> the same ``read_result``/``keep_files`` the Docker backend uses -> delete the Job
+(Foreground: its pod goes first), shielded, so a cancelled (superseded) review removes it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.sandbox import kube_jobs as kj
+from bot.sandbox.docker_engine import OutputLimits, keep_files, read_result
+from bot.sandbox.kube_inputs import InputsError, write_layer
+from bot.sandbox.runner import OUTPUT_DIR, RESULT_FILE, MiB, SandboxResult, SandboxSpec
+
+log = logging.getLogger(__name__)
+_POLL_S = 0.25
+
+
+class ImagePusher(Protocol):
+    """What the runner needs of the registry (bot.artifacts.registry.OciRegistry has it)."""
+
+    async def push_image_layer(self, base_image: str, layer: Path, diff_id: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class KubeClients:
+    """The typed APIs of one ``kubernetes.client.ApiClient`` (in-cluster or from a kubeconfig)."""
+
+    api: Any  # kubernetes.client.ApiClient
+    core: Any
+    batch: Any
+    networking: Any
+    apps: Any
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def connect(kubeconfig: Path | None = None, *, context: str | None = None) -> KubeClients:
+    """Clients from a kubeconfig file, or the pod's in-cluster service account when ``kubeconfig`` is None."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32  # concurrent runs each poll from their own thread
+    api = client.ApiClient(configuration)
+    return KubeClients(
+        api, client.CoreV1Api(api), client.BatchV1Api(api), client.NetworkingV1Api(api), client.AppsV1Api(api)
+    )
+
+
+def _plain(api: Any, obj: Any) -> dict[str, Any]:
+    """An API object as the JSON the server sent (camelCase keys), for the pure checks."""
+    plain: dict[str, Any] = api.sanitize_for_serialization(obj)
+    return plain
+
+
+def _status(exc: BaseException) -> int | None:
+    return getattr(exc, "status", None)
+
+
+class KubernetesJobRunner:
+    """``SandboxRunner`` over Kubernetes Jobs.
+
+    ``inputs_base``: the trusted image the init container runs (the product image, on the registry
+    ``registry`` pushes to). ``owner`` labels every Job so that this instance can find its orphans.
+    """
+
+    def __init__(
+        self,
+        clients: KubeClients,
+        registry: ImagePusher,
+        *,
+        inputs_base: str,
+        owner: str,
+        settings: kj.KubeSandboxSettings | None = None,
+        limits: OutputLimits | None = None,
+        work_root: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clients = clients
+        self.registry = registry
+        self.inputs_base = inputs_base
+        self.owner = kj.valid_owner(owner)
+        self.limits = limits or OutputLimits()
+        self.settings = settings or kj.KubeSandboxSettings(
+            out_bytes=self.limits.out_bytes or 512 * MiB,
+            keep_bytes=self.limits.keep_bytes,
+            keep_files=self.limits.keep_files,
+        )
+        self._work_root = work_root
+        self._clock = clock
+        self._policy_checked = False
+        self._policy_lock = asyncio.Lock()
+
+    # ---- the Protocol ----
+
+    async def run(self, spec: SandboxSpec) -> SandboxResult:
+        began = self._clock()
+        run_id = secrets.token_hex(6)
+        work = Path(tempfile.mkdtemp(prefix="modelship-kube-", dir=self._work_root))
+        name: str | None = None
+        try:
+            try:
+                image, inputs_bytes = await self._push_inputs(spec, work)
+            except (InputsError, OSError) as exc:
+                return _failed(f"the review inputs could not be packed: {exc}", self._clock() - began)
+            except Exception as exc:  # the registry's errors name the registry and what it said
+                return _failed(f"the review inputs could not be pushed to the registry: {exc}", self._clock() - began)
+            if problems := await self.network_policy_problems():
+                return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
+            manifest = kj.job_manifest(
+                spec,
+                run_id=run_id,
+                owner=self.owner,
+                inputs_image=image,
+                inputs_bytes=inputs_bytes,
+                settings=self.settings,
+            )
+            name = manifest["metadata"]["name"]
+            job = await asyncio.to_thread(self.clients.batch.create_namespaced_job, self.settings.namespace, manifest)
+            stored = _plain(self.clients.api, job)
+            template = stored["spec"]["template"]
+            wanted = manifest["spec"]["template"]
+            if problems := kj.missing_controls(template["spec"], template["metadata"].get("labels") or {}, wanted):
+                return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
+            return await self._supervise(spec, name, run_id, wanted, began, work)
+        except Exception as exc:
+            if _status(exc) is None and not type(exc).__module__.startswith(("kubernetes", "urllib3")):
+                raise
+            return _failed(_api_error(exc, self.settings.namespace), self._clock() - began)
+        finally:
+            # Shielded so a cancelled (superseded) review still deletes its Job and pod.
+            await asyncio.shield(asyncio.to_thread(self._cleanup, name, work))
+
+    # ---- steps ----
+
+    async def _push_inputs(self, spec: SandboxSpec, work: Path) -> tuple[str, int]:
+        layer = work / "inputs.tar.gz"
+
+        def pack() -> tuple[str, int]:
+            with layer.open("wb") as out:
+                return write_layer(spec.inputs, out)
+
+        diff_id, size = await asyncio.to_thread(pack)
+        image = await self.registry.push_image_layer(self.inputs_base, layer, diff_id)
+        layer.unlink()
+        # The emptyDir holds the files, a bit less than the tar; headroom for the filesystem's blocks.
+        return image, size + 16 * MiB
+
+    async def network_policy_problems(self) -> list[str]:
+        """Create the deny-all NetworkPolicy when missing and read it back (once per runner)."""
+        async with self._policy_lock:
+            if self._policy_checked:
+                return []
+            namespace = self.settings.namespace
+            try:
+                found = await asyncio.to_thread(
+                    self.clients.networking.read_namespaced_network_policy, kj.NETWORK_POLICY, namespace
+                )
+            except Exception as exc:
+                if _status(exc) != 404:
+                    raise
+                try:
+                    found = await asyncio.to_thread(
+                        self.clients.networking.create_namespaced_network_policy,
+                        namespace,
+                        kj.network_policy(namespace),
+                    )
+                except Exception as created:
+                    if _status(created) == 403:
+                        return [
+                            f"NetworkPolicy {kj.NETWORK_POLICY} is missing from namespace {namespace} and the bot may "
+                            "not create it: install it with the chart (sandbox.networkPolicy) or grant create"
+                        ]
+                    raise
+            problems = kj.policy_problems(_plain(self.clients.api, found))
+            self._policy_checked = not problems
+            return problems
+
+    async def _supervise(
+        self, spec: SandboxSpec, name: str, run_id: str, wanted: Mapping[str, Any], began: float, work: Path
+    ) -> SandboxResult:
+        selector = f"{kj.RUN_LABEL}={run_id}"
+        verified = False
+        started: float | None = None
+        timed_out = False
+        pod: dict[str, Any] = {}
+        pod_name = ""
+        while True:
+            pods = await asyncio.to_thread(
+                self.clients.core.list_namespaced_pod, self.settings.namespace, label_selector=selector
+            )
+            items = [_plain(self.clients.api, p) for p in pods.items]
+            if items:
+                pod = items[0]
+                pod_name = pod["metadata"]["name"]
+                if not verified:
+                    labels = pod["metadata"].get("labels") or {}
+                    if problems := kj.missing_controls(pod["spec"], labels, wanted):
+                        return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
+                    verified = True
+                if problem := kj.start_problem(pod):
+                    return _failed(f"the sandbox did not start: {problem}", self._clock() - began)
+                if started is None and kj.sandbox_started(pod):
+                    started = self._clock()
+                phase = (pod.get("status") or {}).get("phase")
+                if phase in ("Succeeded", "Failed"):
+                    break
+            now = self._clock()
+            if started is not None and now - started > spec.timeout_s:
+                timed_out = True
+                break
+            if started is None and now - began > self.settings.start_grace_s:
+                return _failed(
+                    f"the sandbox pod did not start within {self.settings.start_grace_s} s "
+                    f"(pod {pod_name or 'not created'}: {(pod.get('status') or {}).get('phase', 'no status')})",
+                    now - began,
+                )
+            await asyncio.sleep(_POLL_S if started is None or now - started > 1 else _POLL_S / 2)
+        duration = self._clock() - began
+        start_s = (started or self._clock()) - began
+        if timed_out:
+            await asyncio.to_thread(self._delete, name)
+            killed = f"timed out after {spec.timeout_s:g} s (sandbox.timeout); the container was killed"
+            return replace(_failed(killed, duration), timed_out=True, container_start_s=start_s)
+        _, exit_code, reason = kj.pod_outcome(pod)
+        raw = await asyncio.to_thread(self._log, pod_name, kj.frame_budget(spec, self.settings))
+        try:
+            frames = kj.unframe(raw)
+            status = kj.frame_status(frames)
+        except kj.FrameError as exc:
+            frames, status = {}, {}
+            frame_error: str | None = f"the sandbox's output could not be read back: {exc}"
+        else:
+            frame_error = None
+        stdout, stderr = frames.get("stdout", b""), frames.get("stderr", b"")
+        flooded = status.get("flooded")
+        oom = reason == "OOMKilled" or exit_code == 137
+        result, result_error = None, None
+        if flooded:
+            error: str | None = f"{flooded} exceeded the {_size(spec.output_cap_bytes)} output cap; the run was stopped"
+        elif oom:
+            error = f"ran out of memory: killed at the {_size(spec.memory_bytes)} limit (sandbox.memory)"
+        elif frame_error:
+            error = frame_error
+        elif exit_code != 0:
+            detail = _last_line(stderr)
+            error = f"the command exited with code {exit_code}" + (f": {detail}" if detail else "")
+        else:
+            result, result_error = await asyncio.to_thread(self._materialize, frames, spec, work)
+            error = result_error
+        return SandboxResult(
+            exit_code=exit_code,
+            timed_out=False,
+            oom_killed=oom,
+            stdout=stdout,
+            stderr=stderr,
+            stdout_truncated=flooded == "stdout",
+            stderr_truncated=flooded == "stderr",
+            result=result,
+            error=error,
+            duration_s=duration,
+            container_start_s=start_s,
+        )
+
+    def _materialize(
+        self, frames: Mapping[str, bytes], spec: SandboxSpec, work: Path
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Write the framed result and kept files to a private /out copy; read it as the Docker backend does."""
+        out = work / "out"
+        out.mkdir(mode=0o700)
+        if "result" not in frames:
+            refused = frames.get("result-refused", b"").decode("utf-8", "replace")[:300]
+            return None, refused or f"the command wrote no {OUTPUT_DIR}/{RESULT_FILE}"
+        (out / RESULT_FILE).write_bytes(frames["result"][: spec.result_cap_bytes + 1])
+        result, error = read_result(out, spec.result_cap_bytes)
+        if error is None and spec.keep and spec.keep_to is not None:
+            keep_root = (out / spec.keep).resolve()
+            for name, data in frames.items():
+                if not name.startswith("keep/"):
+                    continue
+                rel = Path(name[len("keep/") :])
+                target = (keep_root / rel).resolve()
+                if rel.is_absolute() or keep_root not in target.parents:
+                    continue  # a forged frame naming a path outside keep/
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            cap = min(spec.result_cap_bytes, self.limits.keep_bytes)
+            keep_files(
+                out / spec.keep,
+                spec.keep_to,
+                cap,
+                max_files=self.limits.keep_files,
+                max_total=self.limits.keep_bytes,
+            )
+        return result, error
+
+    def _log(self, pod: str, cap: int) -> bytes:
+        response = self.clients.core.read_namespaced_pod_log(
+            pod, self.settings.namespace, container=kj.SANDBOX, limit_bytes=cap, _preload_content=False
+        )
+        try:
+            data: bytes = response.read(cap + 1)
+        finally:
+            response.release_conn()
+        return data[:cap]
+
+    def _delete(self, name: str) -> None:
+        from kubernetes import client
+
+        try:
+            self.clients.batch.delete_namespaced_job(
+                name,
+                self.settings.namespace,
+                body=client.V1DeleteOptions(propagation_policy="Foreground", grace_period_seconds=0),
+            )
+        except Exception as exc:
+            if _status(exc) != 404:
+                raise
+
+    def _cleanup(self, name: str | None, work: Path) -> None:
+        if name is not None:
+            try:
+                self._delete(name)
+            except Exception as exc:  # never mask the run's own outcome; the orphan sweep gets it later
+                log.error("sandbox: could not delete Job %s: %s", name, _api_error(exc, self.settings.namespace))
+        shutil.rmtree(work, ignore_errors=True)
+
+    # ---- orphans ----
+
+    async def delete_orphans(self) -> list[str]:
+        """Delete every sandbox Job this instance labelled (a restart's leftovers); their names."""
+        selector = kj.label_selector(kj.owned_by(self.owner))
+
+        def sweep() -> list[str]:
+            jobs = self.clients.batch.list_namespaced_job(self.settings.namespace, label_selector=selector)
+            names = [j.metadata.name for j in jobs.items]
+            for name in names:
+                self._delete(name)
+            return names
+
+        names = await asyncio.to_thread(sweep)
+        if names:
+            log.warning("sandbox: deleted %d orphaned Job(s) of %s: %s", len(names), self.owner, ", ".join(names))
+        return names
+
+
+def _api_error(exc: BaseException, namespace: str) -> str:
+    status = _status(exc)
+    if status is None:
+        return f"Kubernetes API unreachable ({type(exc).__name__}); check MODELSHIP_KUBERNETES_KUBECONFIG"
+    reason = getattr(exc, "reason", "")
+    if status == 403:
+        return (
+            f"the Kubernetes API refused (403 {reason}) in namespace {namespace}: the bot's Role needs "
+            "jobs, pods and pods/log create/get/list/watch/delete (charts/modelship installs it)"
+        )
+    if status == 404:
+        return f"namespace {namespace} not found (MODELSHIP_KUBERNETES_NAMESPACE)"
+    body = str(getattr(exc, "body", "") or "")[:300]
+    return f"the Kubernetes API answered {status} {reason}: {body}"
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:g} MiB" if n >= MiB else f"{n} bytes"
+
+
+def _last_line(data: bytes) -> str:
+    lines = data.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1][:300] if lines else ""
+
+
+def _failed(error: str, duration: float) -> SandboxResult:
+    return SandboxResult(
+        exit_code=None,
+        timed_out=False,
+        oom_killed=False,
+        stdout=b"",
+        stderr=b"",
+        stdout_truncated=False,
+        stderr_truncated=False,
+        result=None,
+        error=error,
+        duration_s=duration,
+        container_start_s=0.0,
+    )
