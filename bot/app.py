@@ -168,12 +168,35 @@ def require_ui(settings: Settings) -> None:
 
 def require_sandbox(settings: Settings) -> None:
     """Reviews need a sandbox: running without one must be a decision, not a surprise on the first PR."""
-    if settings.sandbox == "on" and not settings.container_engine_url:
+    if settings.sandbox == "on" and settings.sandbox_backend == "docker" and not settings.container_engine_url:
         raise StartupError(
             "no evaluation sandbox: set MODELSHIP_CONTAINER_ENGINE_URL to a Docker Engine API endpoint "
             "(e.g. unix:///run/podman/podman.sock), or set MODELSHIP_SANDBOX=off to run without reviews",
             "MODELSHIP_CONTAINER_ENGINE_URL",
         )
+
+
+def sandbox_registry(settings: Settings) -> OciRegistry | None:
+    """The registry the Kubernetes sandbox pushes review inputs to (MODELSHIP_REGISTRY), if set."""
+    if settings.registry is None:
+        return None
+    host, _, prefix = settings.registry.partition("/")
+    return OciRegistry(host, prefix=prefix, insecure=settings.registry_insecure)
+
+
+def sandbox_setting(settings: Settings) -> str:
+    return "MODELSHIP_SANDBOX_BACKEND" if settings.sandbox_backend == "kubernetes" else "MODELSHIP_CONTAINER_ENGINE_URL"
+
+
+async def delete_orphans(sandbox: SandboxConfig) -> None:
+    """A restarted bot deletes the sandbox Jobs its previous life left running (Kubernetes backend)."""
+    sweep = getattr(sandbox.runner, "delete_orphans", None)
+    if sweep is None:
+        return
+    try:
+        await sweep()
+    except Exception as exc:  # the API answering badly must not keep the service down; runs refuse on their own
+        log.error("sandbox: could not sweep orphaned Jobs: %s", exc)
 
 
 def webhook_runner(services: Services) -> JobRunner:
@@ -275,11 +298,12 @@ async def build_service(
             await close()
         raise
     try:
-        sandbox = make_sandbox(settings, SOURCE_ROOT)
+        sandbox = make_sandbox(settings, SOURCE_ROOT, sandbox_registry(settings))
+        await delete_orphans(sandbox)
     except SandboxUnavailable as exc:
         for close in reversed(closers):
             await close()
-        raise StartupError(str(exc), "MODELSHIP_CONTAINER_ENGINE_URL") from None
+        raise StartupError(str(exc), sandbox_setting(settings)) from None
     services = core_services(settings, engine, github)
     queue = services.queue
     services.commands, services.status_sections = commands()
@@ -410,9 +434,9 @@ async def run_doctor(settings: Settings) -> list[Check]:
             github = failed("github_app", str(exc), exc.setting)
         sandbox: SandboxConfig | Check
         try:
-            sandbox = await asyncio.to_thread(make_sandbox, settings, SOURCE_ROOT)
+            sandbox = await asyncio.to_thread(make_sandbox, settings, SOURCE_ROOT, sandbox_registry(settings))
         except SandboxUnavailable as exc:
-            sandbox = failed("sandbox", str(exc), "MODELSHIP_CONTAINER_ENGINE_URL")
+            sandbox = failed("sandbox", str(exc), sandbox_setting(settings))
         prometheus = PrometheusHTTP(settings.prometheus_url, session, timeout=5.0) if settings.prometheus_url else None
         try:
             return await Doctor(

@@ -119,6 +119,35 @@ class Settings(BaseSettings):
         default=1024**3, ge=0, description="Bytes of variant files kept from one sandbox run."
     )
     sandbox_keep_max_files: int = Field(default=32, ge=0, description="Variant files kept from one sandbox run.")
+    sandbox_backend: Literal["docker", "kubernetes"] = Field(
+        default="docker",
+        description="Where sandbox runs happen: 'docker' (a Docker Engine API, MODELSHIP_CONTAINER_ENGINE_URL) or "
+        "'kubernetes' (a Job per run in MODELSHIP_KUBERNETES_NAMESPACE; needs MODELSHIP_REGISTRY).",
+    )
+    kubernetes_namespace: str = Field(
+        default="modelship-sandbox", description="Namespace the Kubernetes sandbox's Jobs and NetworkPolicy live in."
+    )
+    kubernetes_kubeconfig: Path | None = Field(
+        default=None, description="Kubeconfig for the Kubernetes sandbox; unset: the pod's in-cluster service account."
+    )
+    kubernetes_runtime_class: str | None = Field(
+        default=None, description="runtimeClassName of every sandbox pod (e.g. gVisor's); unset: the cluster default."
+    )
+    kubernetes_inputs_image: str | None = Field(
+        default=None,
+        description="The trusted image (the product image, on MODELSHIP_REGISTRY) the review inputs are layered on "
+        "and whose init container copies them into the pod; unset: MODELSHIP_SANDBOX_IMAGE.",
+    )
+    kubernetes_instance: str | None = Field(
+        default=None,
+        description="This replica's name on its sandbox Jobs, so a restart deletes its orphans; unset: HOSTNAME.",
+    )
+    registry: str | None = Field(
+        default=None, description="OCI registry host[:port][/prefix] the bot pushes to (review inputs on Kubernetes)."
+    )
+    registry_insecure: bool = Field(
+        default=False, description="Speak plain HTTP to MODELSHIP_REGISTRY (a local registry without TLS)."
+    )
     artifacts_max_bytes: int = Field(
         default=4 * 1024**3, ge=0, description="Total size of data_dir/artifacts before old runs are removed."
     )
@@ -223,6 +252,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("sandbox_backend", mode="before")
+    @classmethod
+    def _backend(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("sandbox", "ui", mode="before")
     @classmethod

@@ -507,11 +507,14 @@ class SandboxUnavailable(Exception):
     """The configured container engine cannot be used; the message names the setting."""
 
 
-def make_sandbox(settings: Any, source_root: Path) -> SandboxConfig:
+def make_sandbox(settings: Any, source_root: Path, registry: Any = None) -> SandboxConfig:
     """The sandbox from settings; ``source_root`` holds pipelines/ for the local runner image
-    (bot.settings.SOURCE_ROOT, passed by bot.app)."""
+    (bot.settings.SOURCE_ROOT, passed by bot.app); ``registry`` (an OciRegistry) carries the review
+    inputs to the Kubernetes backend."""
     if settings.sandbox == "off":
         return SandboxConfig(None, settings.sandbox_image, TURNED_OFF, turned_off=True)
+    if getattr(settings, "sandbox_backend", "docker") == "kubernetes":
+        return _kubernetes_sandbox(settings, registry)
     if not settings.container_engine_url:
         return SandboxConfig(None, settings.sandbox_image, "no container engine URL is set")
     import docker.errors
@@ -533,6 +536,45 @@ def make_sandbox(settings: Any, source_root: Path) -> SandboxConfig:
         mounts = LocalRuntime.discover(Path(sys.prefix), source_root).mounts()
     maxima, export, artifacts, limits = sandbox_policy(settings)
     runner = DockerEngineRunner(client, runtime_mounts=mounts, limits=limits)
+    return SandboxConfig(runner, settings.sandbox_image, maxima=maxima, export=export, artifacts=artifacts)
+
+
+def _kubernetes_sandbox(settings: Any, registry: Any) -> SandboxConfig:
+    import socket
+
+    from kubernetes.config.config_exception import ConfigException
+
+    from bot.sandbox.kube_jobs import KubeSandboxSettings
+    from bot.sandbox.kube_runner import KubernetesJobRunner, connect
+
+    if registry is None:
+        raise SandboxUnavailable(
+            "MODELSHIP_SANDBOX_BACKEND=kubernetes needs MODELSHIP_REGISTRY: the review inputs reach the sandbox "
+            "pod as an image layer pulled from it"
+        )
+    try:
+        clients = connect(settings.kubernetes_kubeconfig)
+    except (ConfigException, OSError, ValueError) as exc:
+        where = settings.kubernetes_kubeconfig or "the in-cluster service account"
+        raise SandboxUnavailable(
+            f"MODELSHIP_KUBERNETES_KUBECONFIG: cannot load a Kubernetes configuration from {where} ({exc}); "
+            "set it to a kubeconfig file or run the bot in a pod"
+        ) from None
+    maxima, export, artifacts, limits = sandbox_policy(settings)
+    runner = KubernetesJobRunner(
+        clients,
+        registry,
+        inputs_base=settings.kubernetes_inputs_image or settings.sandbox_image,
+        owner=settings.kubernetes_instance or socket.gethostname(),
+        settings=KubeSandboxSettings(
+            namespace=settings.kubernetes_namespace,
+            runtime_class=settings.kubernetes_runtime_class,
+            out_bytes=settings.sandbox_out_max_bytes or 512 * 1024 * 1024,
+            keep_bytes=settings.sandbox_keep_max_bytes,
+            keep_files=settings.sandbox_keep_max_files,
+        ),
+        limits=limits,
+    )
     return SandboxConfig(runner, settings.sandbox_image, maxima=maxima, export=export, artifacts=artifacts)
 
 
