@@ -144,6 +144,10 @@ def test_the_bot_chart_renders_from_its_defaults_alone() -> None:
         "PersistentVolumeClaim",
         "Service",
         "ServiceAccount",
+        "Namespace",  # the Kubernetes sandbox is the default: its namespace, Role and NetworkPolicy
+        "Role",
+        "RoleBinding",
+        "NetworkPolicy",
     }
 
 

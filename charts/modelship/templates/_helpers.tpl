@@ -60,3 +60,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "modelship.claimName" -}}
 {{- .Values.database.persistence.existingClaim | default (printf "%s-data" (include "modelship.fullname" .)) }}
 {{- end }}
+
+{{/*
+The runner image of the sandbox: sandbox.image, else the bot's own.
+*/}}
+{{- define "modelship.sandboxImage" -}}
+{{- .Values.sandbox.image | default (include "modelship.image" .) }}
+{{- end }}
+
+{{- define "modelship.kubernetesSandbox" -}}
+{{- if eq .Values.sandbox.backend "kubernetes" }}true{{ end }}
+{{- end }}
