@@ -162,7 +162,10 @@ Name = Annotated[str, Field(pattern=_NAME)]
 
 
 _REPOSITORY = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _PATTERN_HELP = {
+    _DNS_LABEL: "must be a Kubernetes name: lower-case letters, digits and '-', starting and ending with a letter "
+    "or digit (at most 63)",
     _NAME: "must start with a letter or digit and use only letters, digits, '.', '_' and '-' (at most 63)",
     _REPOSITORY: "must be 'owner/name'",
     _PRINCIPAL: "must be 'team:<slug>' (or 'team:<org>/<slug>') or 'user:<login>'",
@@ -332,6 +335,15 @@ class Guard(_Section):
     checks: list[Check] = Field(min_length=1)
 
 
+class KubernetesTarget(_Section):
+    """The cluster object an environment runs as: its rollout is read from the Kubernetes API."""
+
+    namespace: str = Field(pattern=_DNS_LABEL, description="Namespace of the model server's Deployment.")
+    deployment: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", description="Name of the model server's Deployment."
+    )
+
+
 class Environment(_Section):
     auto: bool = Field(default=False, description="Deploy automatically on merge.")
     via: Literal["commit", "pull_request"] = Field(default="commit", description="Direct commit or deploy-repo PR.")
@@ -361,6 +373,12 @@ class Environment(_Section):
         if not 10 <= value <= 24 * 3600:
             raise ValueError(f"progress_deadline must be between 10s and 24h, got {value:g}s: write e.g. 10m")
         return value
+
+    kubernetes: KubernetesTarget | None = Field(
+        default=None,
+        description="The Deployment this environment runs as ({namespace, deployment}); when set and the bot may "
+        "read it, deploys show its rollout status (updated/available replicas, why pods are stuck).",
+    )
 
     @model_validator(mode="after")
     def _upstream_needed(self) -> Environment:

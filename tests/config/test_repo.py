@@ -532,3 +532,27 @@ def test_on_not_live_is_rollback_or_alert() -> None:
     problem = only_problem(text)
 
     assert problem.key == "environments.staging.on_not_live" and "'rollback' or 'alert'" in problem.message
+
+
+def test_an_environment_names_its_kubernetes_deployment_for_rollout_status() -> None:
+    text = MINIMAL + "environments:\n  prod:\n    kubernetes: {namespace: ml-prod, deployment: churn-model-server}\n"
+    config = parse_repo_config(text + "deploy: {repository: a/b}\n")
+
+    target = config.environments["prod"].kubernetes
+    assert target is not None and (target.namespace, target.deployment) == ("ml-prod", "churn-model-server")
+
+
+def test_a_kubernetes_target_that_is_no_kubernetes_name_is_refused_naming_the_key_and_rule() -> None:
+    text = MINIMAL + "environments:\n  prod:\n    kubernetes: {namespace: ML_Prod, deployment: x}\n"
+    problem = only_problem(text + "deploy: {repository: a/b}\n")
+
+    assert problem.key == "environments.prod.kubernetes.namespace" and problem.line == 9
+    assert "'ML_Prod' must be a Kubernetes name: lower-case letters, digits and '-'" in problem.message
+
+
+def test_a_kubernetes_target_without_its_deployment_says_which_key_is_missing() -> None:
+    problem = only_problem(
+        MINIMAL + "environments:\n  prod:\n    kubernetes: {namespace: ml}\ndeploy: {repository: a/b}\n"
+    )
+
+    assert problem.key == "environments.prod.kubernetes.deployment" and "required" in problem.message.lower()
