@@ -1,0 +1,92 @@
+"""Rollout status read like `kubectl rollout status`, with the reasons pods are stuck (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.deploy.kube_rollout import rollout_status, stuck_pods
+
+
+def deployment(
+    *, generation: int = 2, observed: int = 2, want: int = 2, replicas: int = 2, updated: int = 2, available: int = 2
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "churn", "generation": generation},
+        "spec": {"replicas": want, "selector": {"matchLabels": {"app": "churn"}}},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}],
+        },
+    }
+
+
+def pod(name: str, container: dict[str, Any], *, init: bool = False) -> dict[str, Any]:
+    kind = "initContainerStatuses" if init else "containerStatuses"
+    return {"metadata": {"name": name}, "status": {"phase": "Pending", kind: [container]}}
+
+
+def test_a_finished_rollout_reads_as_kubectl_says_it() -> None:
+    status = rollout_status(deployment())
+    assert status.state == "complete" and status.done
+    assert status.message == 'deployment "churn" successfully rolled out'
+
+
+def test_each_waiting_stage_of_kubectl_rollout_status() -> None:
+    assert rollout_status(deployment(generation=3)).message == "Waiting for deployment spec update to be observed..."
+    assert rollout_status(deployment(updated=1, replicas=3)).message == (
+        'Waiting for deployment "churn" rollout to finish: 1 out of 2 new replicas have been updated...'
+    )
+    assert rollout_status(deployment(replicas=3)).message == (
+        'Waiting for deployment "churn" rollout to finish: 1 old replicas are pending termination...'
+    )
+    waiting = rollout_status(deployment(available=1))
+    assert waiting.state == "progressing" and not waiting.done
+    assert (
+        waiting.message == 'Waiting for deployment "churn" rollout to finish: 1 of 2 updated replicas are available...'
+    )
+
+
+def test_an_exceeded_progress_deadline_fails_the_rollout() -> None:
+    stalled = deployment(updated=1, available=0)
+    stalled["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+    status = rollout_status(stalled)
+    assert status.state == "failed" and status.message == 'deployment "churn" exceeded its progress deadline'
+
+
+def test_an_image_that_does_not_pull_is_named_with_the_kubelets_message() -> None:
+    waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "ghcr.io/acme/ms:typo"'}
+    stuck = stuck_pods([pod("churn-7d-abc", {"name": "model-server", "state": {"waiting": waiting}})], {})
+    assert [p.line() for p in stuck] == [
+        'churn-7d-abc/model-server: ImagePullBackOff — Back-off pulling image "ghcr.io/acme/ms:typo"'
+    ]
+
+
+def test_a_crash_loop_names_the_model_servers_own_refusal_from_the_termination_message_or_the_log() -> None:
+    refused = "Error: refused to serve: model.onnx: sha256 1234… does not match the pinned abcd…"
+    crashing = {
+        "name": "model-server",
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}},
+        "lastState": {"terminated": {"exitCode": 1, "message": refused}},
+    }
+    from_message = stuck_pods([pod("churn-1", crashing)], {})
+    assert from_message[0].message == "refused to serve: model.onnx: sha256 1234… does not match the pinned abcd…"
+
+    crashing["lastState"] = {"terminated": {"exitCode": 1}}
+    log = "INFO fetching ghcr.io/acme/m@sha256:ab\n" + refused + "\n"
+    from_log = stuck_pods([pod("churn-1", crashing)], {"churn-1/model-server": log})
+    assert from_log[0].reason == "CrashLoopBackOff" and from_log[0].message.startswith("refused to serve: model.onnx")
+
+
+def test_a_slow_start_is_not_stuck_and_the_summary_lists_the_stuck_ones() -> None:
+    creating = {"name": "model-server", "state": {"waiting": {"reason": "ContainerCreating"}}}
+    pulling_init = {"name": "fetch", "state": {"waiting": {"reason": "ErrImagePull", "message": "manifest unknown"}}}
+    status = rollout_status(
+        deployment(updated=2, available=0), [pod("churn-a", creating), pod("churn-b", pulling_init, init=True)]
+    )
+    assert status.summary() == (
+        'Waiting for deployment "churn" rollout to finish: 0 of 2 updated replicas are available...\n'
+        "- churn-b/fetch: ErrImagePull — manifest unknown"
+    )
