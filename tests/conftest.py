@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.product_image",
     "tests.fixtures.kubeapi",
+    "tests.fixtures.sandbox_backend",
 ]

@@ -10,6 +10,7 @@ import pickle
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -164,18 +165,17 @@ TINY_DATA = b"a,b,label\n0.1,1.0,0\n0.9,0.2,1\n0.4,0.5,0\n0.8,0.1,1\n"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def review_world(
-    tmp_path_factory: pytest.TempPathFactory, podman_url: str, runner_image: str
+    tmp_path_factory: pytest.TempPathFactory, sandbox_settings: dict[str, Any]
 ) -> AsyncIterator[ReviewWorld]:
+    """On the Docker backend unless the module parametrises ``sandbox_backend`` (tests.fixtures.sandbox_backend)."""
     tmp = tmp_path_factory.mktemp("review-world")
     devhub = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
     try:
         async with bot_running(
             devhub,
             tmp,
-            container_engine_url=podman_url,
-            sandbox_mount_runtime=True,
-            sandbox_image=runner_image,
             workers=4,  # PRs of one module are reviewed side by side
+            **sandbox_settings,
         ) as running:
             review = running.service.workers.runners["review"].__self__  # type: ignore[attr-defined]
             assert isinstance(review, ReviewService) and review.sandbox.runner is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -14,11 +15,16 @@ from bot.store.reviews import record_from_json
 from devkit.demo import retrain_sample, sample_files
 from devkit.devhub import RunningDevHub
 from tests.fixtures.bot import RunningBot, bot_running
+from tests.fixtures.sandbox_backend import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-model-repo"
 REPO = "acme/churn-model"
-pytestmark = pytest.mark.slow
+# One suite, both backends: the Docker Engine sandbox and Kubernetes Jobs.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("sandbox_backend", BACKENDS, indirect=True, scope="module"),
+]
 
 
 def train(tmp_path_factory: pytest.TempPathFactory, trees: int, depth: int) -> bytes:
@@ -38,11 +44,9 @@ def retrained_again(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 @pytest.fixture
 async def review_bot(
-    devhub: RunningDevHub, tmp_path: Path, podman_url: str, runner_image: str
+    devhub: RunningDevHub, tmp_path: Path, sandbox_settings: dict[str, Any]
 ) -> AsyncIterator[RunningBot]:
-    async with bot_running(
-        devhub, tmp_path, container_engine_url=podman_url, sandbox_mount_runtime=True, sandbox_image=runner_image
-    ) as running:
+    async with bot_running(devhub, tmp_path, **sandbox_settings) as running:
         yield running
 
 

@@ -30,8 +30,13 @@ from tests.e2e.conftest import (
     yaml_config,
     yaml_model,
 )
+from tests.fixtures.sandbox_backend import BACKENDS
 
-pytestmark = pytest.mark.slow
+# One suite, both backends: every probe runs on the Docker Engine sandbox and on Kubernetes Jobs.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("sandbox_backend", BACKENDS, indirect=True, scope="module"),
+]
 
 CONTAINED = "acme/contained"  # probes a model survives, one PR
 TIMEOUT, MEMORY, FLOOD, SYMLINK = "acme/sleeper", "acme/hog", "acme/flood", "acme/symlink"

@@ -1,0 +1,178 @@
+"""The Kubernetes Job backend for real: the official client, the dev kit's API stand-in (or the cluster
+MODELSHIP_TEST_KUBECONFIG names), its podman kubelet, the session's registry and product image."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import pytest_asyncio
+
+from bot.artifacts.registry import OciRegistry
+from bot.sandbox import kube_jobs
+from bot.sandbox.kube_runner import KubernetesJobRunner, connect
+from bot.sandbox.runner import Mount, SandboxSpec
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Kube:
+    clients: Kube
+    namespace: str
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.clients, name)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def clients(kubeconfig: Path) -> AsyncIterator[Kube]:
+    made = connect(kubeconfig)
+    namespace = f"sbx-{secrets.token_hex(4)}"
+    made.core.create_namespace({"metadata": {"name": namespace}})
+    yield Kube(made, namespace)
+    made.core.delete_namespace(namespace)
+    made.close()
+
+
+def runner(clients: Kube, registry_host: str, image: str, owner: str = "") -> KubernetesJobRunner:
+    return KubernetesJobRunner(
+        clients.clients,
+        OciRegistry(registry_host, insecure=True),
+        inputs_base=image,
+        owner=owner or f"test-{secrets.token_hex(3)}",
+        settings=kube_jobs.KubeSandboxSettings(namespace=clients.namespace),
+    )
+
+
+def leftovers(clients: Kube) -> list[str]:
+    namespace = clients.namespace
+    jobs = clients.batch.list_namespaced_job(namespace).items
+    pods = clients.core.list_namespaced_pod(namespace).items
+    return [f"job/{j.metadata.name}" for j in jobs] + [f"pod/{p.metadata.name}" for p in pods]
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, f"not true within {timeout:g}s"
+        await asyncio.sleep(0.25)
+
+
+PROBE = """
+import json, os, socket, sys
+found = {k: v for k, v in os.environ.items() if any(w in k.upper() for w in ("TOKEN", "SECRET", "PASSWORD", "AUTH"))}
+paths = [p for p in ("/var/run/secrets/kubernetes.io/serviceaccount/token", "/run/secrets/kubernetes.io",
+                     os.path.expanduser("~/.docker/config.json"), "/root/.docker/config.json") if os.path.exists(p)]
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    network = "reached the registry"
+except OSError as exc:
+    network = exc.strerror
+os.makedirs("/out/variants/m")
+open("/out/variants/m/model.onnx", "wb").write(b"onnx bytes")
+print("probe done")
+json.dump({"repo": open("/inputs/repo/data.csv").read(), "spec": json.load(open("/inputs/spec.json")),
+           "credentials": found, "paths": paths, "network": network, "uid": os.getuid()}, open("/out/result.json", "w"))
+"""
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_run_reads_its_inputs_returns_its_result_and_kept_files_and_leaves_nothing(
+    clients: Kube, registry_host: str, product_image: str, tmp_path: Path
+) -> None:
+    tree = tmp_path / "repo"
+    tree.mkdir()
+    (tree / "data.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "spec.json").write_text('{"models": []}')
+    host, port = registry_host.split(":")
+    spec = SandboxSpec(
+        image=product_image,
+        argv=("python", "-c", PROBE, host, port),
+        inputs=(Mount(tree, "/inputs/repo"), Mount(tmp_path / "spec.json", "/inputs/spec.json")),
+        memory_bytes=512 << 20,
+        timeout_s=120,
+        keep="variants",
+        keep_to=tmp_path / "kept",
+    )
+    sandbox = runner(clients, registry_host, product_image)
+
+    result = await sandbox.run(spec)
+
+    assert result.ok, (result.error, result.stderr)
+    assert result.stdout == b"probe done\n" and result.exit_code == 0
+    document = result.result or {}
+    assert document["repo"] == "a,b\n1,2\n" and document["spec"] == {"models": []} and document["uid"] == 65534
+    # The credential hunt: no token, no registry credential, no service-account token, no network.
+    assert document["credentials"] == {} and document["paths"] == []
+    assert document["network"] == "Network is unreachable"
+    assert (tmp_path / "kept" / "m" / "model.onnx").read_bytes() == b"onnx bytes"
+    policy = clients.networking.read_namespaced_network_policy(kube_jobs.NETWORK_POLICY, clients.namespace)
+    assert kube_jobs.policy_problems(clients.api.sanitize_for_serialization(policy)) == []
+    await eventually(lambda: not leftovers(clients))
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_cancelled_run_deletes_its_job_and_pod(
+    clients: Kube, registry_host: str, product_image: str, tmp_path: Path
+) -> None:
+    (tmp_path / "spec.json").write_text("{}")
+    spec = SandboxSpec(
+        image=product_image,
+        argv=("python", "-c", "import time; print('started', flush=True); time.sleep(600)"),
+        inputs=(Mount(tmp_path / "spec.json", "/inputs/spec.json"),),
+        timeout_s=600,
+    )
+    sandbox = runner(clients, registry_host, product_image)
+    task = asyncio.create_task(sandbox.run(spec))
+    await eventually(lambda: any(p.startswith("pod/") for p in leftovers(clients)))
+    task.cancel()  # what a superseded review does to its sandbox run
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await eventually(lambda: not leftovers(clients))
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_restarted_bot_deletes_the_jobs_it_left_and_only_those(
+    clients: Kube, registry_host: str, product_image: str
+) -> None:
+    namespace = clients.namespace
+    mine, other = "bot-a", "bot-b"
+    for owner in (mine, other):
+        spec = SandboxSpec(image=product_image, argv=("python", "-c", "import time; time.sleep(600)"))
+        body = kube_jobs.job_manifest(
+            spec,
+            run_id=secrets.token_hex(6),
+            owner=owner,
+            inputs_image=f"{product_image.rsplit(':', 1)[0]}@sha256:{'0' * 64}",
+            inputs_bytes=1 << 20,
+            settings=kube_jobs.KubeSandboxSettings(namespace=namespace),
+        )
+        body["spec"]["suspend"] = True  # left as a crashed bot left it; no pod needed to prove the sweep
+        clients.batch.create_namespaced_job(namespace, body)
+
+    deleted = await runner(clients, registry_host, product_image, owner=mine).delete_orphans()
+
+    assert len(deleted) == 1
+    await eventually(
+        lambda: (
+            [j.metadata.labels[kube_jobs.OWNER_LABEL] for j in clients.batch.list_namespaced_job(namespace).items]
+            == [other]
+        )
+    )
+    await runner(clients, registry_host, product_image, owner=other).delete_orphans()
+    await eventually(lambda: not leftovers(clients))
+
+
+def test_a_kubeconfig_that_does_not_load_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "config"
+    broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    with pytest.raises(kubernetes.config.config_exception.ConfigException):
+        connect(broken)
