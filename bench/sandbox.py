@@ -1,12 +1,16 @@
 """Sandbox benchmark: what one hardened run costs, against a bare container and no container at all.
 
-Run: `.venv/bin/python bench/sandbox.py [--runs 5] [--url unix:///…/podman.sock]`.
+Run: `.venv/bin/python bench/sandbox.py [--runs 5] [--url unix:///…/podman.sock] [--kubernetes]`.
 Rows:
   - host process: `python -c pass` as a plain subprocess (no container; the floor);
   - bare container: same image and runtime mounts, no hardening, no inspection, logs read at the end;
   - hardened: DockerEngineRunner (create, inspect and refuse-if-weak, start, capped log streaming,
     result read-back, removal) for `python -c pass`, and for a run importing the ML stack.
 `start` is create + inspect + start; `total` is the whole run, removal excluded for the bare row.
+With `--kubernetes`, the same run on both backends in one go, on the product image (the Kubernetes
+backend's runner image): DockerEngineRunner vs KubernetesJobRunner against the dev kit's API stand-in
+(devkit.kubeapi, whose kubelet runs pods on the same podman), plus the stand-in's own cost alone: a
+bare Job (busybox `true`, no inputs, no frames) from create to Complete.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--url", help="Docker Engine API URL (default: the shared podman service, started if needed)")
+    parser.add_argument("--kubernetes", action="store_true", help="also compare the Kubernetes Job backend (stand-in)")
     args = parser.parse_args()
     url = args.url or podman_url()
     client = connect(url)
@@ -92,7 +97,90 @@ def main() -> int:
     print(row("hardened: import ML stack", stack_totals, stack_starts))
     overhead = statistics.median(pass_totals) - statistics.median(host)
     print(f"\nhardened sandbox overhead over a host process: {overhead:.3f} s per run (median)")
+    if args.kubernetes:
+        kubernetes_rows(url, args.runs)
     return 0
+
+
+def kubernetes_rows(url: str, runs: int) -> None:
+    """Docker vs Kubernetes backend on the product image, and the stand-in's own Job cost."""
+    import secrets
+    import tempfile
+
+    import docker
+
+    from bot.artifacts.registry import OciRegistry
+    from bot.sandbox.kube_jobs import KubeSandboxSettings
+    from bot.sandbox.kube_runner import KubernetesJobRunner
+    from bot.sandbox.kube_runner import connect as kube_connect
+    from bot.sandbox.runner import Mount
+    from devkit.kubeapi import image as busybox
+    from devkit.kubeapi import running_in_thread
+    from devkit.processes import product_image, registry_host
+
+    image, registry = product_image(), registry_host()
+    client = docker.DockerClient(base_url=url)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-kube-"))
+    (tmp / "spec.json").write_text("{}")
+    (tmp / "spec.json").chmod(0o644)
+    spec = SandboxSpec(
+        image=image, argv=("python", "-c", WRITE_RESULT), inputs=(Mount(tmp / "spec.json", "/inputs/spec.json"),)
+    )
+    with running_in_thread(docker_client=client, workdir=tmp / "kubeapi") as api:
+        clients = kube_connect(api.write_kubeconfig(tmp / "kubeconfig"))
+        namespace = f"bench-{secrets.token_hex(3)}"
+        clients.core.create_namespace({"metadata": {"name": namespace}})
+        kube = KubernetesJobRunner(
+            clients,
+            OciRegistry(registry, insecure=True),
+            inputs_base=image,
+            owner="bench",
+            settings=KubeSandboxSettings(namespace=namespace),
+        )
+        docker_runner = DockerEngineRunner(connect(url))
+
+        async def measure(runner: object) -> tuple[list[float], list[float]]:
+            starts, totals = [], []
+            for _ in range(runs):
+                result = await runner.run(spec)  # type: ignore[attr-defined]
+                assert result.ok, result.error
+                starts.append(result.container_start_s)
+                totals.append(result.duration_s)
+            return starts, totals
+
+        docker_starts, docker_totals = asyncio.run(measure(docker_runner))
+        kube_starts, kube_totals = asyncio.run(measure(kube))
+        tiny = busybox.build(client)
+        bare = []
+        for i in range(runs):
+            body = {
+                "metadata": {"name": f"bare-{i}"},
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "c", "image": tiny, "command": ["true"]}],
+                        }
+                    },
+                },
+            }
+            began = time.perf_counter()
+            clients.batch.create_namespaced_job(namespace, body)
+            while not (clients.batch.read_namespaced_job(f"bare-{i}", namespace).status.succeeded or 0):
+                time.sleep(0.05)
+            bare.append(time.perf_counter() - began)
+        clients.core.delete_namespace(namespace)
+        clients.close()
+    print(f"\n{'backend (product image)':<34} {'runs':>4} {'start p50':>9} {'max':>9} {'total p50':>9} {'max':>9}")
+    print(row("docker: python -c pass", docker_totals, docker_starts))
+    print(row("kubernetes (stand-in): same", kube_totals, kube_starts))
+    print(row("stand-in alone: bare Job `true`", bare))
+    print(
+        "\nkubernetes minus docker: "
+        f"{statistics.median(kube_totals) - statistics.median(docker_totals):.3f} s per run (median), "
+        f"of which the stand-in's own Job cost is about {statistics.median(bare):.3f} s"
+    )
 
 
 if __name__ == "__main__":
