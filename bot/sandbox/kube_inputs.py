@@ -37,7 +37,8 @@ class InputsError(ValueError):
 
 def _members(mounts: Sequence[Mount]) -> Iterator[tuple[str, Path]]:
     """(path in the layer, host path) for every directory, file and link, sorted, parents first."""
-    seen: set[str] = set()
+    seen = {STAGED}
+    yield STAGED, Path("/")  # always there, so a run without inputs still finds its (empty) staged directory
     for mount in sorted(mounts, key=lambda m: m.container_path):
         target = PurePosixPath(mount.container_path)
         if INPUTS not in target.parents:

@@ -49,6 +49,11 @@ def test_the_layer_is_deterministic_and_holds_the_inputs_under_the_staged_direct
     assert members["modelship-review/repo/latest"].issym() and members["modelship-review/repo/latest"].mtime == 0
 
 
+def test_a_run_without_inputs_still_gets_its_staged_directory() -> None:
+    with tarfile.open(fileobj=io.BytesIO(_layer([]))) as tar:
+        assert [m.name for m in tar.getmembers()] == ["modelship-review"]
+
+
 def test_an_input_outside_inputs_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputsError, match="not under /inputs"):
         write_layer([Mount(tmp_path, "/etc/evil")], io.BytesIO())
