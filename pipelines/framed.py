@@ -24,7 +24,6 @@ import base64
 import hashlib
 import json
 import os
-import resource
 import signal
 import stat
 import subprocess
@@ -120,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--output-cap", type=int, required=True, help="bytes kept per stream")
     parser.add_argument("--result-cap", type=int, required=True)
-    parser.add_argument("--pids", type=int, default=0, help="RLIMIT_NPROC for the command (0: leave it)")
     parser.add_argument("--keep", default=None)
     parser.add_argument("--keep-files", type=int, default=32)
     parser.add_argument("--keep-bytes", type=int, default=1 << 30)
@@ -130,14 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("give the command after --")
 
-    def limit() -> None:
-        # Kubernetes has no per-pod pids field (a node's podPidsLimit is the cluster's cap); this
-        # bounds a fork bomb of the sandbox user in any case.
-        if args.pids > 0:
-            resource.setrlimit(resource.RLIMIT_NPROC, (args.pids, args.pids))
-
     flood = threading.Event()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stdout is not None and child.stderr is not None
     pumps = [_Pump(child.stdout, args.output_cap, flood), _Pump(child.stderr, args.output_cap, flood)]
     for pump in pumps:

@@ -91,8 +91,6 @@ def framed_argv(spec: SandboxSpec, settings: KubeSandboxSettings) -> list[str]:
         str(spec.output_cap_bytes),
         "--result-cap",
         str(spec.result_cap_bytes),
-        "--pids",
-        str(spec.pids_limit),
     ]
     if spec.keep:
         argv += [
