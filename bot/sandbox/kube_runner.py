@@ -211,10 +211,7 @@ class KubernetesJobRunner:
         pod: dict[str, Any] = {}
         pod_name = ""
         while True:
-            pods = await asyncio.to_thread(
-                self.clients.core.list_namespaced_pod, self.settings.namespace, label_selector=selector
-            )
-            items = [_plain(self.clients.api, p) for p in pods.items]
+            items = await asyncio.to_thread(self._pods, selector)
             if items:
                 pod = items[0]
                 pod_name = pod["metadata"]["name"]
@@ -318,6 +315,11 @@ class KubernetesJobRunner:
                 max_total=self.limits.keep_bytes,
             )
         return result, error
+
+    def _pods(self, selector: str) -> list[dict[str, Any]]:
+        """The run's pods as plain JSON (the conversion is CPU work too: kept off the event loop)."""
+        listed = self.clients.core.list_namespaced_pod(self.settings.namespace, label_selector=selector)
+        return [_plain(self.clients.api, p) for p in listed.items]
 
     def _log(self, pod: str, cap: int) -> bytes:
         response = self.clients.core.read_namespaced_pod_log(

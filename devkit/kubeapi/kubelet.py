@@ -130,6 +130,9 @@ class Kubelet:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: Any = None
         self._stopping = False
+        # One pull at a time, as the real kubelet's default (serializeImagePulls: true): podman's service
+        # wedged its image store with eight concurrent pulls of images sharing the product image's layers.
+        self._pull_lock = threading.Lock()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -479,6 +482,16 @@ class Kubelet:
             if policy == "Never":
                 raise _Refused("ErrImageNeverPull", f'Container image "{ref}" is not present with pull policy of Never')
         # podman's own pull endpoint: the Docker one cannot skip TLS for the plain-HTTP test registry
+        try:
+            with self._pull_lock:
+                return self._pull(ref, recheck=policy != "Always")
+        except requests.exceptions.RequestException as exc:
+            raise _Refused("ErrImagePull", f"pulling {ref}: {exc}") from exc
+
+    def _pull(self, ref: str, *, recheck: bool) -> dict[str, Any]:
+        if recheck:  # pulled meanwhile by a pod ahead in line
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                return dict(self.client.api.inspect_image(ref))
         try:
             response = self.client.api.post(
                 self.client.api.base_url + "/v4.0.0/libpod/images/pull",
