@@ -176,14 +176,6 @@ def require_sandbox(settings: Settings) -> None:
         )
 
 
-def sandbox_registry(settings: Settings) -> OciRegistry | None:
-    """The registry the Kubernetes sandbox pushes review inputs to (MODELSHIP_REGISTRY), if set."""
-    if settings.registry is None:
-        return None
-    host, _, prefix = settings.registry.partition("/")
-    return OciRegistry(host, prefix=prefix, insecure=settings.registry_insecure)
-
-
 def sandbox_setting(settings: Settings) -> str:
     return "MODELSHIP_SANDBOX_BACKEND" if settings.sandbox_backend == "kubernetes" else "MODELSHIP_CONTAINER_ENGINE_URL"
 
@@ -298,7 +290,7 @@ async def build_service(
             await close()
         raise
     try:
-        sandbox = make_sandbox(settings, SOURCE_ROOT, sandbox_registry(settings))
+        sandbox = make_sandbox(settings, SOURCE_ROOT, make_registry(settings))
         await delete_orphans(sandbox)
     except SandboxUnavailable as exc:
         for close in reversed(closers):
@@ -434,7 +426,7 @@ async def run_doctor(settings: Settings) -> list[Check]:
             github = failed("github_app", str(exc), exc.setting)
         sandbox: SandboxConfig | Check
         try:
-            sandbox = await asyncio.to_thread(make_sandbox, settings, SOURCE_ROOT, sandbox_registry(settings))
+            sandbox = await asyncio.to_thread(make_sandbox, settings, SOURCE_ROOT, make_registry(settings))
         except SandboxUnavailable as exc:
             sandbox = failed("sandbox", str(exc), sandbox_setting(settings))
         prometheus = PrometheusHTTP(settings.prometheus_url, session, timeout=5.0) if settings.prometheus_url else None

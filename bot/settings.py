@@ -142,12 +142,6 @@ class Settings(BaseSettings):
         default=None,
         description="This replica's name on its sandbox Jobs, so a restart deletes its orphans; unset: HOSTNAME.",
     )
-    registry: str | None = Field(
-        default=None, description="OCI registry host[:port][/prefix] the bot pushes to (review inputs on Kubernetes)."
-    )
-    registry_insecure: bool = Field(
-        default=False, description="Speak plain HTTP to MODELSHIP_REGISTRY (a local registry without TLS)."
-    )
     artifacts_max_bytes: int = Field(
         default=4 * 1024**3, ge=0, description="Total size of data_dir/artifacts before old runs are removed."
     )
