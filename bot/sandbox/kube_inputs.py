@@ -102,6 +102,8 @@ def copy_tree(source: Path, dest: Path) -> int:
         for name in [*dirnames, *filenames]:
             src, dst = Path(dirpath) / name, dest / rel / name
             info = src.lstat()
+            if os.path.lexists(dst) and not os.path.isdir(dst):
+                os.unlink(dst)  # a restarted copy starts over rather than failing on its own read-only files
             if stat.S_ISLNK(info.st_mode):
                 os.symlink(os.readlink(src), dst)
                 dirnames[:] = [d for d in dirnames if d != name]

@@ -221,6 +221,9 @@ class KubernetesJobRunner:
                         return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
                     verified = True
                 if problem := kj.start_problem(pod):
+                    if "init container" in problem:  # the copy's own words, for the operator
+                        tail = await asyncio.to_thread(self._init_log, pod_name)
+                        problem += f" ({tail})" if tail else ""
                     return _failed(f"the sandbox did not start: {problem}", self._clock() - began)
                 if started is None and kj.sandbox_started(pod):
                     started = self._clock()
@@ -320,6 +323,16 @@ class KubernetesJobRunner:
         """The run's pods as plain JSON (the conversion is CPU work too: kept off the event loop)."""
         listed = self.clients.core.list_namespaced_pod(self.settings.namespace, label_selector=selector)
         return [_plain(self.clients.api, p) for p in listed.items]
+
+    def _init_log(self, pod: str) -> str:
+        """The last line the trusted init container wrote (it never sees untrusted code)."""
+        try:
+            text: str = self.clients.core.read_namespaced_pod_log(
+                pod, self.settings.namespace, container=kj.INIT, tail_lines=5, limit_bytes=4096
+            )
+        except Exception:  # the reason alone still says what failed
+            return ""
+        return _last_line(text.encode())
 
     def _log(self, pod: str, cap: int) -> bytes:
         response = self.clients.core.read_namespaced_pod_log(

@@ -71,6 +71,7 @@ def test_the_init_copy_keeps_links_as_links_and_files_read_only(tmp_path: Path) 
     assert os.readlink(dest / "repo" / "latest") == "models/model.onnx"
     assert (dest / "spec.json").stat().st_mode & 0o777 == 0o444
     assert copy_tree(staged / "modelship-review", tmp_path / "again") == 3
+    assert main(["--from", str(staged / "modelship-review"), "--to", str(dest)]) == 0  # a restarted copy
     assert main(["--from", str(tmp_path / "missing"), "--to", str(dest)]) == 2
 
 
