@@ -77,7 +77,7 @@ async def test_a_bot_killed_mid_review_leaves_no_job_after_its_restart(
 
         def running_pods() -> list[str]:
             pods = core.list_namespaced_pod(namespace).items
-            return [p.metadata.labels["job-name"] for p in pods if p.status.phase == "Running"]
+            return [p.metadata.labels["job-name"] for p in pods if p.status and p.status.phase == "Running"]
 
         orphans = set(await _until(running_pods, 180, "a sandbox pod running"))
     finally:
