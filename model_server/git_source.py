@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from contract import lfs
 
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
+COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")  # sha1 or sha256 object format
 _GIT_TIMEOUT_S = 600
 
 
@@ -65,7 +65,7 @@ def _redact(text: str, token: str | None) -> str:
 def fetch_from_git(url: str, revision: str, path: str, file_sha256: str, dest: Path, token: str | None = None) -> Path:
     """Write ``path`` at commit ``revision`` of ``url`` into ``dest``; refuse anything but ``file_sha256``."""
     if not COMMIT.match(revision):
-        raise GitSourceError(f"model.revision must be a full 40-character commit SHA, not {revision!r}")
+        raise GitSourceError(f"model.revision must be a full commit SHA (40 or 64 hex digits), not {revision!r}")
     relative = PurePosixPath(path)
     if relative.is_absolute() or ".." in relative.parts or not relative.name:
         raise GitSourceError(f"model.path must be a path inside the repository, not {path!r}")

@@ -87,7 +87,7 @@ async def test_other_bytes_a_moving_ref_and_a_missing_token_are_refused_saying_w
     anonymous = await asyncio.to_thread(fetch, published.revision, sha, None)
 
     assert f"has sha256 {sha}, not the pinned {wrong}" in mismatch
-    assert "full 40-character commit SHA" in branch
+    assert "full commit SHA" in branch
     assert "git fetch" in anonymous and published.token not in anonymous
     assert not (tmp_path / "out" / "m.onnx").exists()
 
