@@ -9,6 +9,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -96,28 +97,22 @@ def test_the_default_url_is_githubs_clone_url() -> None:
     assert default_url("acme/churn") == "https://github.com/acme/churn.git"
 
 
-async def test_the_token_never_reaches_argv(published: Published, tmp_path: Path) -> None:
+async def test_the_token_never_reaches_argv(
+    published: Published, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """git runs with the token in its environment only: what `ps` shows of it holds no credential."""
     seen: list[list[str]] = []
     real = subprocess.run
 
-    def spy(args: list[str], *a: object, **k: object) -> subprocess.CompletedProcess[bytes]:
+    def spy(args: list[str], *a: Any, **k: Any) -> Any:
         seen.append(list(args))
-        return real(args, *a, **k)  # type: ignore[call-overload, no-any-return]
+        return real(args, *a, **k)
 
-    import model_server.git_source as module
+    monkeypatch.setattr(subprocess, "run", spy)
+    sha = hashlib.sha256(published.model).hexdigest()
+    path = await asyncio.to_thread(
+        fetch_from_git, published.url, published.revision, "models/m.onnx", sha, tmp_path / "out", published.token
+    )
 
-    module.subprocess.run = spy  # type: ignore[assignment]
-    try:
-        await asyncio.to_thread(
-            fetch_from_git,
-            published.url,
-            published.revision,
-            "models/m.onnx",
-            hashlib.sha256(published.model).hexdigest(),
-            tmp_path / "out",
-            published.token,
-        )
-    finally:
-        module.subprocess.run = real
-    assert seen and not any(published.token in " ".join(args) for args in seen)
+    assert path.read_bytes() == published.model
+    assert len(seen) == 3 and not any(published.token in " ".join(args) for args in seen)  # init, fetch, cat-file
