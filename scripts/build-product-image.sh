@@ -39,7 +39,7 @@ if ! podman image exists "$DEPS"; then
   if ! podman image exists "$BASE"; then
     if [ ! -s "$ROOTFS_TAR" ]; then
       say "debootstrap bookworm (about a minute)"
-      ROOTFS="$(mktemp -d "$CACHE/rootfs.XXXXXX")"
+      ROOTFS="$(mktemp -d "$CACHE/rootfs.XXXXXX")" && chmod 755 "$ROOTFS"  # the image's / (mktemp makes it 0700)
       debootstrap --variant=minbase --include="$PACKAGES" bookworm "$ROOTFS" "$MIRROR" >&2
       tar -C "$ROOTFS" -cf "$ROOTFS_TAR.part" . && mv "$ROOTFS_TAR.part" "$ROOTFS_TAR"
       rm -rf "$ROOTFS"
