@@ -314,6 +314,15 @@ async def _predict(app: web.Application, rows: np.ndarray) -> Prediction:
     envvar="MODELSHIP_REGISTRY_PASSWORD_FILE",
     help="File with the registry password or token (MODELSHIP_REGISTRY_PASSWORD_FILE); never an argument.",
 )
+@click.option("--git", "git_url", help="Or fetch --git-path at --git-revision from this repository (Git LFS resolved).")
+@click.option("--git-revision", help="With --git: the full commit SHA (values: model.revision).")
+@click.option("--git-path", help="With --git: the model file in the repository (values: model.path).")
+@click.option(
+    "--git-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MODELSHIP_GIT_TOKEN_FILE",
+    help="With --git: file holding a read token (MODELSHIP_GIT_TOKEN_FILE); never an argument.",
+)
 @click.option("--name", required=True, help="Model name (in URLs and metrics).")
 @click.option("--version", "version", required=True, help="Model version (in answers and metrics).")
 @click.option("--sha256", required=True, help="Expected sha256 of the model file; the server refuses any other.")
@@ -345,6 +354,10 @@ def serve_model(
     insecure: bool,
     username: str | None,
     password_file: Path | None,
+    git_url: str | None,
+    git_revision: str | None,
+    git_path: str | None,
+    git_token_file: Path | None,
     name: str,
     version: str,
     sha256: str,
@@ -357,12 +370,16 @@ def serve_model(
 ) -> None:
     """Serve an ONNX model over the Open Inference Protocol v2 with Prometheus metrics.
 
-    With --artifact the server fetches the pinned artifact itself (no init container: the same
+    With --artifact (or --git) the server fetches the pinned artifact (or file) itself (no init container: the same
     command runs under Kubernetes and `podman kube play`) and refuses to start on any mismatch.
     Registry credentials: MODELSHIP_REGISTRY_USERNAME and MODELSHIP_REGISTRY_PASSWORD_FILE.
     """
-    if (model_path is None) == (artifact is None):
-        raise click.UsageError("give exactly one of --model FILE or --artifact REF")
+    if [model_path, artifact, git_url].count(None) != 2:
+        raise click.UsageError("give exactly one of --model FILE, --artifact REF or --git URL")
+    if git_url is not None:
+        if not git_revision or not git_path:
+            raise click.UsageError("--git needs --git-revision and --git-path")
+        model_path = _fetch_git(git_url, git_revision, git_path, sha256, models_dir, git_token_file)
     if artifact is not None:
         model_path = _fetch(artifact, sha256, models_dir, RegistryLogin(insecure, username, password_file))
     assert model_path is not None
@@ -395,6 +412,18 @@ def _fetch(artifact: str, sha256: str, models_dir: Path, login: RegistryLogin) -
         raise click.ClickException(f"refused to serve: {exc}") from None
     click.echo(f"verified {artifact} (file sha256 {sha256})", err=True)
     return path
+
+
+def _fetch_git(url: str, revision: str, path: str, sha256: str, models_dir: Path, token_file: Path | None) -> Path:
+    from model_server.git_source import GitSourceError, fetch_from_git
+
+    token = token_file.read_text().strip() if token_file is not None else None
+    try:
+        fetched = fetch_from_git(url, revision, path, sha256, models_dir / sha256, token)
+    except GitSourceError as exc:
+        raise click.ClickException(f"refused to serve: {exc}") from None
+    click.echo(f"verified {path} at {revision} (file sha256 {sha256})", err=True)
+    return fetched
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 # Nothing is pulled from a public registry: the base is a Debian root filesystem made by debootstrap,
 # Python packages come from a wheelhouse built on the host by pip. Three cached stages, so a fresh
 # clone on a machine that built once before only rebuilds the code layer (seconds):
-#   modelship-base:bookworm   debootstrap (about a minute, once per machine)
+#   modelship-base:bookworm-<packages hash>   debootstrap (about a minute, once per machine)
 #   modelship-deps:<hash>     the venv with every dependency (minutes; again only when pyproject.toml changes)
 #   modelship:<hash>          the modelship wheel of this tree (tag: hash of the sources)
 set -euo pipefail
@@ -16,9 +16,13 @@ MIRROR="${MODELSHIP_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PY="${PY:-$ROOT/.venv/bin/python}"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-${MODELSHIP_PODMAN_DIR:-/tmp/modelship-podman}/containers.conf}"
 REGISTRY="$("$ROOT/scripts/registry.sh" start)"
-BASE=localhost/modelship-base:bookworm
-DEPS="localhost/modelship-deps:$(cat "$ROOT/pyproject.toml" "$ROOT/images/deps.Containerfile" | sha256sum | cut -c1-12)"
-TAG="$(cd "$ROOT" && { git ls-files -s bot pipelines contract model_server pyproject.toml images; git diff -- bot pipelines contract model_server pyproject.toml images; } | sha256sum | cut -c1-12)"
+# Debian packages of the base: git for the model server's git source (`serve-model --git`; Git LFS objects
+# are fetched by modelship's own client, contract/lfs.py, so git-lfs is not needed in the image).
+PACKAGES=python3,python3-venv,ca-certificates,git
+BASE="localhost/modelship-base:bookworm-$(echo "$PACKAGES" | sha256sum | cut -c1-8)"
+ROOTFS_TAR="$CACHE/rootfs-${BASE##*:}.tar"
+DEPS="localhost/modelship-deps:$(cat "$ROOT/pyproject.toml" "$ROOT/images/deps.Containerfile" <(echo "$BASE") | sha256sum | cut -c1-12)"
+TAG="$(cd "$ROOT" && { echo "$DEPS"; git ls-files -s bot pipelines contract model_server pyproject.toml images; git diff -- bot pipelines contract model_server pyproject.toml images; } | sha256sum | cut -c1-12)"
 IMAGE="$REGISTRY/modelship/modelship:$TAG"
 say() { echo "build-product-image: $*" >&2; }
 
@@ -33,14 +37,14 @@ mkdir -p "$CONTEXT/wheels"
 
 if ! podman image exists "$DEPS"; then
   if ! podman image exists "$BASE"; then
-    if [ ! -s "$CACHE/rootfs.tar" ]; then
+    if [ ! -s "$ROOTFS_TAR" ]; then
       say "debootstrap bookworm (about a minute)"
-      rm -rf "$CACHE/rootfs"
-      debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$CACHE/rootfs" "$MIRROR" >&2
-      tar -C "$CACHE/rootfs" -cf "$CACHE/rootfs.tar.part" . && mv "$CACHE/rootfs.tar.part" "$CACHE/rootfs.tar"
-      rm -rf "$CACHE/rootfs"
+      ROOTFS="$(mktemp -d "$CACHE/rootfs.XXXXXX")" && chmod 755 "$ROOTFS"  # the image's / (mktemp makes it 0700)
+      debootstrap --variant=minbase --include="$PACKAGES" bookworm "$ROOTFS" "$MIRROR" >&2
+      tar -C "$ROOTFS" -cf "$ROOTFS_TAR.part" . && mv "$ROOTFS_TAR.part" "$ROOTFS_TAR"
+      rm -rf "$ROOTFS"
     fi
-    podman import -q "$CACHE/rootfs.tar" "$BASE" >/dev/null
+    podman import -q "$ROOTFS_TAR" "$BASE" >/dev/null
   fi
   say "wheelhouse of modelship[pipelines]'s dependencies (a few minutes, once per pyproject.toml)"
   "$PY" -m pip wheel -q --wheel-dir "$CACHE/wheelhouse" "$ROOT[pipelines]" 2>&1 | grep -v "^WARNING: Location" >&2 || true

@@ -16,6 +16,7 @@ from bot.deploy.manifest import ModelRef
 from bot.deploy.targets import DeployFailure, changed_models, choose_variant
 from bot.github.contents import ContentsError, read_file, read_repo_config
 from bot.store.reviews import reviewed_model_at
+from contract import lfs
 
 if TYPE_CHECKING:
     from bot.deploy.artifact import ArtifactPins
@@ -61,6 +62,13 @@ class ModelRepository:
                 raise DeployFailure(f"{exc} at {revision[:7]}") from exc
             if data is None:
                 raise DeployFailure(f"`{spec.path}` (model `{spec.name}`) does not exist at {revision[:7]}")
+            if (pointer := lfs.parse_pointer(data)) is not None:
+                # The contents API answers with the pointer: never pin its hash as if it were the model.
+                raise DeployFailure(
+                    f"`{spec.path}` (model `{spec.name}`) is stored in Git LFS at {revision[:7]} (object "
+                    f"{pointer.oid[:12]}…, {pointer.size} bytes): a deploy pins the sha256 a review computed from "
+                    "the object itself; comment `/modelship evaluate` on its pull request first"
+                )
             sha256 = hashlib.sha256(data).hexdigest()
         chosen, variant_sha256 = choose_variant(
             variant,

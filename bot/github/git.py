@@ -80,6 +80,8 @@ class GitCredentials:
 
     env: dict[str, str] = field(repr=False)
     secrets: tuple[str, ...] = field(repr=False)
+    # The same credential as an ``Authorization`` header value, for the Git LFS batch API (contract.lfs).
+    authorization: str | None = field(default=None, repr=False)
 
     def redact(self, text: str) -> str:
         return redact(text, *self.secrets)
@@ -101,7 +103,7 @@ def credentials(token: str | None) -> GitCredentials:
         "GIT_CONFIG_KEY_0": "http.extraHeader",
         "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
     }
-    return GitCredentials(env, (token, quote(token, safe=""), basic))
+    return GitCredentials(env, (token, quote(token, safe=""), basic), f"Basic {basic}")
 
 
 def redact(text: str, *secrets: str) -> str:

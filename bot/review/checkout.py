@@ -20,9 +20,17 @@ import git
 
 from bot.errors import Backoff, Failure, git_failure, retry_transient
 from bot.github.git import GitAuthError, GitCredentials, TokenSource, classify, with_token
+from contract import lfs
 
 CONFIG_FILE = ".modelship.yml"
 MiB = 1024 * 1024
+# `git archive` runs the filters the archived tree's .gitattributes name: with git-lfs installed in the
+# user's config, its smudge would download LFS objects uncapped, with whatever credentials it finds.
+# The export takes git's bytes as they are (pointers included); ``resolve_lfs`` fetches the objects.
+NO_LFS_FILTER = ("-c", "filter.lfs.process=", "-c", "filter.lfs.smudge=", "-c", "filter.lfs.required=false")
+# The bot's own cache turns every attribute-driven conversion off (info/attributes wins over the tree's):
+# the sandbox gets the committed bytes, which are the bytes the bot hashes.
+RAW_ATTRIBUTES = "* -filter -text -eol -ident -export-subst -export-ignore -working-tree-encoding\n"
 
 
 class CheckoutError(Exception):
@@ -53,8 +61,15 @@ class ExportLimits:
 class TreeRefused(CheckoutError):
     """The PR's tree cannot be exported safely (a link out of it, over a cap): a review error, not a retry."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message, Failure.INPUT)  # the PR must change: a failed check, never retried
+        self.hint = hint  # what the PR's author can do about it (None: the review comment's general advice)
+
+
+LFS_HINT = (
+    "Push the Git LFS objects of the PR's commits (`git lfs push --all origin <branch>`), then comment "
+    "`/modelship evaluate`."
+)
 
 
 def export_tree(repo: git.Repo, sha: str, dest: Path, limits: ExportLimits | None = None) -> None:
@@ -87,7 +102,7 @@ def export_tree(repo: git.Repo, sha: str, dest: Path, limits: ExportLimits | Non
         return tarfile.data_filter(member, path)
 
     process = subprocess.Popen(
-        ["git", "--git-dir", str(repo.git_dir), "archive", "--format=tar", sha],
+        ["git", *NO_LFS_FILTER, "--git-dir", str(repo.git_dir), "archive", "--format=tar", sha],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -106,6 +121,26 @@ def export_tree(repo: git.Repo, sha: str, dest: Path, limits: ExportLimits | Non
         raise CheckoutError(f"git archive of {sha[:12]} failed: {stderr.decode(errors='replace').strip()[:300]}")
 
 
+def resolve_lfs(tree: Path, objects: lfs.Objects, sha: str, limits: ExportLimits | None = None) -> list[str]:
+    """Replace the Git LFS pointers of an exported tree by their objects (verified against their oids).
+
+    A pointer is never handed to the sandbox, hashed or shipped as if it were the file: an object that
+    cannot be had fails the review naming its path (retried first when the failure may pass). The caps
+    apply to the resolved sizes, read from the pointers before anything is downloaded.
+    """
+    limits = limits or ExportLimits()
+    try:
+        return lfs.resolve_tree(tree, objects, max_bytes=limits.max_bytes)
+    except lfs.LfsError as exc:
+        if str(exc).startswith("the tree is"):
+            raise TreeRefused(
+                f"{exc} at {sha[:12]} (MODELSHIP_SANDBOX_EXPORT_MAX_BYTES); it was not exported"
+            ) from None
+        if exc.transient:  # a 5xx or a reset: fetch_pull_request's back-off tries again
+            raise CheckoutError(f"{exc} (at {sha[:12]})", Failure.TRANSIENT) from None
+        raise TreeRefused(f"{exc} (at {sha[:12]})", LFS_HINT) from None
+
+
 def _fetch(
     url: str,
     creds: GitCredentials,
@@ -117,6 +152,8 @@ def _fetch(
     limits: ExportLimits | None = None,
 ) -> Checkout:
     repo = git.Repo(cache) if (cache / "HEAD").exists() else git.Repo.init(cache, bare=True)
+    (cache / "info").mkdir(exist_ok=True)
+    (cache / "info" / "attributes").write_text(RAW_ATTRIBUTES)
     try:
         repo.git.execute(["git", "fetch", "--quiet", "--no-tags", url, *refspecs], env=creds.env)
     except git.GitCommandError as exc:
@@ -133,8 +170,10 @@ def _fetch(
         except (ValueError, git.BadName):
             raise CheckoutError(f"commit {sha[:12]} is not in the fetched refs") from None
     base_dir, head_dir = workdir / "base", workdir / "head"
-    export_tree(repo, base_sha, base_dir, limits)
-    export_tree(repo, head_sha, head_dir, limits)
+    server = lfs.LfsServer(url, creds.authorization)
+    for sha, tree in ((base_sha, base_dir), (head_sha, head_dir)):
+        export_tree(repo, sha, tree, limits)
+        resolve_lfs(tree, server, sha, limits)
     return Checkout(base_dir, head_dir)
 
 

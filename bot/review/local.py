@@ -26,7 +26,7 @@ import git
 
 from bot.config.repo import RepoConfig, RepoConfigError, parse_repo_config
 from bot.review import report
-from bot.review.checkout import CONFIG_FILE, CheckoutError, export_tree
+from bot.review.checkout import CONFIG_FILE, CheckoutError, export_tree, resolve_lfs
 from bot.review.compare import ModelComparison, ReviewComparison
 from bot.review.evaluation import (
     compare_runs,
@@ -39,6 +39,7 @@ from bot.review.evaluation import (
 from bot.review.optimization import render_optimization
 from bot.sandbox.runner import SandboxResult, SandboxRunner, SandboxSpec
 from bot.settings import SOURCE_ROOT, Settings
+from contract import lfs
 
 FORMATS = ("table", "markdown", "json")
 Progress = Callable[[str], None]
@@ -96,6 +97,8 @@ def read_config(repo: git.Repo, sha: str, ref: str) -> RepoConfig:
 def _export(repo: git.Repo, sha: str, dest: Path, ref: str) -> None:
     try:
         export_tree(repo, sha, dest)
+        # LFS-tracked files come from this repository's own LFS store (`git lfs fetch` fills it).
+        resolve_lfs(dest, lfs.LocalObjects(Path(repo.common_dir)), sha)
     except CheckoutError as exc:
         raise ReviewRefused(f"{ref} ({sha[:12]}) cannot be reviewed: {exc}") from None
     make_readable(dest)

@@ -515,12 +515,17 @@ def is_review_comment(body: str | None) -> bool:
     return bool(body) and REVIEW_MARKER in (body or "")
 
 
-def render_tree_refused(reason: str, *, head_sha: str) -> tuple[str, dict[str, str]]:
+def render_tree_refused(reason: str, *, head_sha: str, hint: str | None = None) -> tuple[str, dict[str, str]]:
     """Comment and check-run output when the PR's tree cannot be exported for the sandbox (nothing ran)."""
     body = (
         f"{REVIEW_MARKER}\n❌ **Modelship review: head `{head_sha[:12]}` cannot be reviewed.** Nothing from it "
-        f"was run.\n\n{text(reason, 1000)}\n\nRemove the offending file (symbolic links must stay inside the "
-        "repository) or ask an operator about the export limits.\n"
+        f"was run.\n\n{text(reason, 1000)}\n\n"
+        + (
+            hint
+            or "Remove the offending file (symbolic links must stay inside the repository) or ask an operator "
+            "about the export limits."
+        )
+        + "\n"
     )
     check = {
         "title": "The PR's files cannot be reviewed",

@@ -199,7 +199,7 @@ class ReviewService:
                 done = await self._evaluate(gh, req, pr, config, job_id)
             except TreeRefused as exc:
                 # Deterministic (a link out of the tree, over a cap): say so instead of retrying.
-                body, output = report.render_tree_refused(str(exc), head_sha=req.head_sha)
+                body, output = report.render_tree_refused(str(exc), head_sha=req.head_sha, hint=exc.hint)
                 await self._comment(gh, req, body)
                 await self._finish_check(gh, req, check_id, output)
                 await self._record(req, base_sha, "failure", ReviewRecord(tree_refused=str(exc)))

@@ -20,6 +20,7 @@ from devkit.devhub.faults import Fault
 from devkit.devhub.githttp import RefUpdate, git_http_routes
 from devkit.devhub.http import GitHubError, credential_key, error_response, etag_of, json_response
 from devkit.devhub.hub import DevHub, DevHubError
+from devkit.devhub.lfs import lfs_routes
 from devkit.devhub.oauth import OAuth
 from devkit.devhub.rest import Rest
 
@@ -175,6 +176,8 @@ def build_app(hub: DevHub) -> web.Application:
         pusher = hub.bot_account(hub.apps[installation.app_id]) if installation else hub.account("alice")
         await hub.pushed(full_name, updates, pusher)
 
+    # Before git's catch-all `{repo}.git/{tail}`: the LFS batch API shares its prefix.
+    app.add_routes(lfs_routes(hub.git.root, authorize, prefix=hub.git_prefix))
     app.add_routes(git_http_routes(hub.git.root, authorize, on_push, prefix=hub.git_prefix))
     app.add_routes(control_routes(hub))
     app.add_routes(rest.routes())

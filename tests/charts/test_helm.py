@@ -134,6 +134,37 @@ def test_every_container_is_hardened_probed_and_scraped_as_configured(path: Path
     assert scraped == values.get("metrics", {}).get("scrapeAnnotations", True)
 
 
+def test_the_git_source_fetches_in_the_serving_container_with_the_token_as_a_file() -> None:
+    """No init container, no third-party image: the product image fetches model.path at model.revision."""
+    docs = rendered(CHARTS / "model-server/ci/git-values.yaml").documents()
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in server["env"]}
+
+    assert "initContainers" not in pod
+    assert server["image"] == "registry.example:5000/modelship/modelship:0.1.0"
+    assert "--git=https://ghe.example/acme/churn-model.git" in server["args"]
+    assert "--git-revision=0123456789abcdef0123456789abcdef01234567" in server["args"]
+    assert "--git-path=models/churn.onnx" in server["args"] and "--models-dir=/models" in server["args"]
+    assert env["MODELSHIP_GIT_TOKEN_FILE"] == "/secrets/git/token"
+    assert {"name": "model-token", "mountPath": "/secrets/git", "readOnly": True} in server["volumeMounts"]
+    token = next(v for v in pod["volumes"] if v["name"] == "model-token")
+    assert token["secret"] == {"secretName": "churn-model-read-token", "items": [{"key": "token", "path": "token"}]}
+
+
+def test_the_git_source_defaults_to_githubs_clone_url_and_refuses_credentials_in_the_url() -> None:
+    values = ci_values("model-server", "git-values.yaml")
+    values["modelSource"] = {}
+    docs = render("model-server", values)
+    assert isinstance(docs, Rendered), docs
+    server = next(d for d in docs.documents() if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--git=https://github.com/acme/churn-model.git" in server[0]["args"]
+
+    values["modelSource"] = {"gitUrl": "https://x-access-token:ghs_secret@github.com/acme/churn-model.git"}
+    refused = render("model-server", values)
+    assert isinstance(refused, HelmRefusal) and refused.values == ("modelSource.gitUrl",), refused
+
+
 def test_the_bot_chart_renders_from_its_defaults_alone() -> None:
     result = render("modelship", {})
 

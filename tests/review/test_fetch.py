@@ -4,16 +4,21 @@ repository, a refused tree, a token refused twice) ends at once with the kind th
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from bot.config.repo import ModelSpec
 from bot.errors import Backoff, Failure, RetriesExhausted, classify
 from bot.github.git import TokenSource
 from bot.review.checkout import Checkout, CheckoutError, ExportLimits, TreeRefused, fetch_pull_request
+from bot.review.integrity import git_hashes
 from devkit.devhub import Fault, RunningDevHub
+from devkit.devhub.lfs import object_path
 
 REPO = "acme/fetched"
 
@@ -47,10 +52,11 @@ class Pull:
     base_sha: str
     head_sha: str
     sleeps: list[float] = field(default_factory=list)
+    repo: str = REPO
 
     @property
     def url(self) -> str:
-        return f"{self.running.base_url}/{REPO}.git"
+        return f"{self.running.base_url}/{self.repo}.git"
 
     async def fetch(
         self,
@@ -168,3 +174,90 @@ async def test_a_refused_tree_is_an_input_failure_and_not_retried(pull: Pull, tm
 
     assert classify(info.value) is Failure.INPUT
     assert pull.sleeps == [] and pull.git_statuses().count(200) >= 1
+
+
+def lfs_pointer(data: bytes) -> str:
+    return (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n"
+    )
+
+
+def store_lfs_object(running: RunningDevHub, data: bytes, repo: str = REPO) -> None:
+    """What `git lfs push` leaves on the server (devhub's own LFS store; tests/devkit/devhub/test_lfs.py pushes
+    with the real client)."""
+    target = object_path(running.hub.git.path(repo), hashlib.sha256(data).hexdigest())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+async def private_lfs_pull(running: RunningDevHub, base: bytes, head: bytes, *, store: bool = True) -> Pull:
+    """A private repository (anonymous LFS is refused there) whose PR changes an LFS-tracked model."""
+    hub, name = running.hub, "acme/private-lfs"
+    tracked = {".gitattributes": "*.onnx filter=lfs diff=lfs merge=lfs -text\n"}
+    await hub.create_repo(name, {**tracked, "models/m.onnx": lfs_pointer(base)}, private=True)
+    await hub.create_app()
+    installation_id = await hub.install("acme", [name])
+    await hub.push(name, "retrain", {"models/m.onnx": lfs_pointer(head), "models/copy.onnx": lfs_pointer(head)})
+    if store:
+        store_lfs_object(running, base, name)
+        store_lfs_object(running, head, name)
+    number = await hub.open_pr(name, "retrain", user="bob")
+    p = hub.pull(name, number)
+    return Pull(running, HubTokens(running, installation_id), number, p.base_sha, p.head_sha, repo=name)
+
+
+async def test_lfs_tracked_models_are_fetched_as_their_bytes_and_hashed_as_such(
+    devhub: RunningDevHub, tmp_path: Path
+) -> None:
+    base, head = os.urandom(5000), os.urandom(70_000)
+    pull = await private_lfs_pull(devhub, base, head)
+
+    checkout = await pull.fetch(tmp_path)
+
+    assert (checkout.base_dir / "models" / "m.onnx").read_bytes() == base
+    assert (checkout.head_dir / "models" / "m.onnx").read_bytes() == head
+    assert (checkout.head_dir / "models" / "copy.onnx").read_bytes() == head  # one object at two paths
+    policy = ModelSpec.model_validate(
+        {"name": "m", "path": "models/m.onnx", "task": "regression", "dataset": {"path": "d.csv", "target": "y"}}
+    )
+    assert git_hashes(checkout.head_dir, [policy]) == {"m": hashlib.sha256(head).hexdigest()}
+    assert not list(checkout.head_dir.glob(".lfs-*"))  # nothing staged is left behind
+    batches = [r for r in devhub.hub.faults.log if r.path.endswith("/info/lfs/objects/batch")]
+    assert [r.status for r in batches] == [200, 200]  # private: the token reached the batch API, in a header
+
+
+async def test_an_lfs_object_missing_on_the_server_fails_the_review_naming_the_path(
+    devhub: RunningDevHub, tmp_path: Path
+) -> None:
+    pull = await private_lfs_pull(devhub, b"base", b"head", store=False)
+
+    with pytest.raises(TreeRefused) as info:
+        await pull.fetch(tmp_path)
+
+    assert "`models/m.onnx`" in str(info.value) and "404 Object does not exist" in str(info.value)
+    assert info.value.hint is not None and "git lfs push" in info.value.hint
+    assert classify(info.value) is Failure.INPUT and pull.sleeps == []
+
+
+async def test_the_export_cap_counts_lfs_objects_at_their_real_size_before_downloading(
+    devhub: RunningDevHub, tmp_path: Path
+) -> None:
+    big = os.urandom(200_000)
+    pull = await private_lfs_pull(devhub, b"small", big)
+
+    with pytest.raises(TreeRefused, match="MODELSHIP_SANDBOX_EXPORT_MAX_BYTES") as info:
+        await pull.fetch(tmp_path, limits=ExportLimits(max_bytes=100_000))
+
+    assert "`models/copy.onnx` alone is 200000 bytes" in str(info.value)
+    downloads = [r.path.rsplit("/", 1)[-1] for r in devhub.hub.faults.log if r.method == "GET" and "/lfs/" in r.path]
+    assert downloads == [hashlib.sha256(b"small").hexdigest()]  # the base's; the head's was refused from its pointer
+
+
+async def test_an_lfs_server_error_is_retried_like_git(devhub: RunningDevHub, tmp_path: Path) -> None:
+    pull = await private_lfs_pull(devhub, b"base", b"head")
+    devhub.hub.add_fault(Fault("error", count=1, status=502, path=r"/info/lfs/objects/batch$"))
+
+    checkout = await pull.fetch(tmp_path)
+
+    assert (checkout.head_dir / "models" / "m.onnx").read_bytes() == b"head"
+    assert len(pull.sleeps) == 1

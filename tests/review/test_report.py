@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config.repo import ModelSpec, RepoConfigError, parse_repo_config
+from bot.review import report
+from bot.review.checkout import LFS_HINT
 from bot.review.compare import ReviewComparison, compare_model
 from bot.review.parse import parse_evaluation
 from bot.review.report import (
@@ -355,3 +357,16 @@ def test_the_deploy_section_shows_the_published_reference_or_why_it_was_not_publ
     assert f"`churn` (`onnx_optimized`) published as `{ok}`" in text
     assert "`iris` (`int8_dynamic`) was **not published** to `registry.example`: `registry x unreachable`" in text
     assert render_published({}, "registry.example") is None
+
+
+def test_a_refused_tree_says_what_to_do_about_it_and_a_missing_lfs_object_asks_for_a_push() -> None:
+    link, _ = report.render_tree_refused("`a` links out of the tree", head_sha="f" * 40)
+    lfs, check = report.render_tree_refused(
+        "`models/m.onnx`: Git LFS object 0123456789ab… could not be fetched: 404 Object does not exist",
+        head_sha="f" * 40,
+        hint=LFS_HINT,
+    )
+
+    assert "symbolic links must stay inside the repository" in link
+    assert "`git lfs push --all origin <branch>`" in lfs and "symbolic links" not in lfs
+    assert check["conclusion"] == "failure" and "models/m.onnx" in check["summary"]

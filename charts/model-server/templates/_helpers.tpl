@@ -68,3 +68,10 @@ Where the model file lands inside the pod.
 {{- define "model-server.modelFile" -}}
 {{- printf "/models/%s" (base .Values.model.path) }}
 {{- end }}
+
+{{/*
+The git source's URL: modelSource.gitUrl, else GitHub's clone URL of model.repository.
+*/}}
+{{- define "model-server.gitUrl" -}}
+{{- .Values.modelSource.gitUrl | default (printf "https://github.com/%s.git" .Values.model.repository) }}
+{{- end }}
