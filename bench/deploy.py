@@ -181,7 +181,8 @@ async def through_the_bot(
         f"    dataset: {{path: data/{n}.csv, target: label}}\n"
         for n in names
     )
-    config += "environments:\n  staging: {auto: true}\ndeploy: {repository: acme/bot-deploy}\n"
+    # requires: [] — no review runs here, and auto environments otherwise ship reviewed heads only.
+    config += "environments:\n  staging: {auto: true, requires: []}\ndeploy: {repository: acme/bot-deploy}\n"
     await hub.create_repo("acme/bot-deploy", {"README.md": "# deploy repository\n"})
     files: dict[str, str | bytes | None] = {".modelship.yml": config, **{f"models/{n}.onnx": b"v0" for n in names}}
     await hub.create_repo("acme/models", files)

@@ -8,6 +8,9 @@ Rules, in order:
    narrows that further: the actor needs write access *and* a listed team or login.
 5. The environment's ``requires`` (``approved``, ``mergeable``) must hold for the PR. GitHub reports
    ``mergeable: null`` while it computes it, so that denies with a request to try again.
+   ``review_passed`` needs the review record, so deploy judges it (bot.deploy.gating).
+6. ``--force`` (deploy past an unmet ``review_passed``) needs admin access, or a place in the
+   environment's ``allowed`` list: write access alone is not enough.
 """
 
 from __future__ import annotations
@@ -100,6 +103,15 @@ def authorize(
             "environment lists, and you are not one of them.",
             who,
         )
+    listed = bool(rule.allowed) and _listed(rule.allowed, actor, actor_teams)
+    if isinstance(command, ParsedCommand) and command.force and permission != "admin" and not listed:
+        return Decision(
+            False,
+            f"`{spec.name} --force`{where} overrides the environment's `review_passed` requirement, so it needs "
+            f"the `admin` permission on this repository or a place in `environments.{env}.allowed`; "
+            f"you have {permission} access.",
+            f"admins of this repository, or the people and teams in `environments.{env}.allowed`",
+        )
     unmet = _unmet(rule.requires, pr_state)
     if unmet:
         return Decision(False, f"`{spec.name}`{where} {unmet}", who)
@@ -143,11 +155,11 @@ def _unmet(requires: Collection[str], pr: PrState | None) -> str | None:
                 )
             if not pr.mergeable:
                 return "requires a mergeable pull request; resolve the conflicts or failing checks first."
-        if requirement not in ("approved", "mergeable"):
+        if requirement not in ("approved", "mergeable", "review_passed"):
             # Fail closed on a typo in the config rather than silently ignoring the rule.
             return (
                 f"requires `{requirement}`, which Modelship does not know; fix "
-                "`environments.<env>.requires` in `.modelship.yml` (known: approved, mergeable)."
+                "`environments.<env>.requires` in `.modelship.yml` (known: approved, mergeable, review_passed)."
             )
     return None
 

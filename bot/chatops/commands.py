@@ -119,11 +119,12 @@ _SPECS = (
     ),
     CommandSpec(
         "deploy",
-        "Deploy this PR's head model to an environment.",
+        "Deploy this PR's head model to an environment (`--force`: even though its review did not pass; "
+        "admins or the environment's `allowed` only).",
         mutating=True,
         needs_env=True,
         args=(_ENV,),
-        flags=(Flag("variant", ("original", "fp32", "int8")), _DRY_RUN),
+        flags=(Flag("variant", ("original", "fp32", "int8")), _DRY_RUN, Flag("force")),
     ),
     CommandSpec(
         "promote",

@@ -49,6 +49,10 @@ class ParsedCommand:
         return self.flags.get("dry-run") is True
 
     @property
+    def force(self) -> bool:
+        return self.flags.get("force") is True
+
+    @property
     def variant(self) -> str | None:
         value = self.flags.get("variant")
         return value if isinstance(value, str) else None

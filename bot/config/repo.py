@@ -350,7 +350,14 @@ class Environment(_Section):
     allowed: list[Annotated[str, Field(pattern=_PRINCIPAL)]] = Field(
         default_factory=list, description="Who may deploy: 'team:slug' or 'user:login'; empty = write access."
     )
-    requires: list[Literal["approved", "mergeable"]] = Field(default_factory=list)
+    requires: list[Literal["approved", "mergeable", "review_passed"]] = Field(
+        default=None,  # type: ignore[assignment]  # filled in by _default_requires
+        description="What a deploy needs: approved (an approving review), mergeable, review_passed (the "
+        "Modelship review of the exact head commit completed and passed every gate). Default: [review_passed] "
+        "for auto environments, [] otherwise; `/modelship deploy <env> --force` by an admin (or someone in "
+        "`allowed`) overrides review_passed.",
+        json_schema_extra={"default": None},
+    )
     upstream: str | None = Field(default=None, description="Environment promoted from.")
     require_healthy_upstream: bool = False
     guard: Guard | None = None
@@ -379,6 +386,14 @@ class Environment(_Section):
         description="The Deployment this environment runs as ({namespace, deployment}); when set and the bot may "
         "read it, deploys show its rollout status (updated/available replicas, why pods are stuck).",
     )
+
+    @model_validator(mode="after")
+    def _default_requires(self) -> Environment:
+        # An auto environment ships merges nobody looked at again: by default only those whose review
+        # passed. Written out (even as []), the list is the repository's own choice.
+        if self.requires is None:
+            return self.model_copy(update={"requires": ["review_passed"] if self.auto else []})
+        return self
 
     @model_validator(mode="after")
     def _upstream_needed(self) -> Environment:

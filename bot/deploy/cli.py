@@ -84,13 +84,28 @@ def promote(repo: str, env: str, dry_run: bool) -> None:
 @_ENV
 @click.option("--variant", type=click.Choice(["original", "fp32", "int8"]), help="Which artefact to serve.")
 @_DRY
-def deploy(repo: str, number: int, env: str, variant: str | None, dry_run: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Deploy even though the head's review did not pass (environments.<ENV>.requires: review_passed); "
+    "written into the commit's Modelship-Override trailer.",
+)
+def deploy(repo: str, number: int, env: str, variant: str | None, dry_run: bool, force: bool) -> None:
     """Deploy the head of pull request PR (the models it changes) to ENV."""
     from bot.cli import _settings
 
     async def action(service: DeployService, gh: GitHubAPI, config: RepoConfig, inst: int, actor: str) -> list[Result]:
         return await service.deploy_head(
-            gh, repo, number, config, env, installation_id=inst, actor=actor, variant=variant, dry_run=dry_run
+            gh,
+            repo,
+            number,
+            config,
+            env,
+            installation_id=inst,
+            actor=actor,
+            variant=variant,
+            dry_run=dry_run,
+            force=force,
         )
 
     _finish(*asyncio.run(_run(_settings(), repo, action)))

@@ -33,6 +33,9 @@ def _outcome(ctx: CommandContext, service: DeployService, config: RepoConfig, re
     body = describe(results, service.web_url, config.deploy.repository)
     ok = all(r.ok for r in results)
     summary = ", ".join(f"{r.env}/{r.model}: {r.state}" for r in results) or "nothing to do"
+    forced = [r for r in results if r.detail.startswith("forced past")]
+    if forced:  # the audit log's line says who overrode what (the detail starts "forced past `review_passed` by …")
+        summary = f"OVERRIDE {forced[0].detail.partition(':')[0].removeprefix('forced past ')}; {summary}"
     return Outcome(ok, ctx.reply(body), summary[:200])
 
 
@@ -55,6 +58,7 @@ async def _run(ctx: CommandContext, action: str) -> Outcome:
                 actor=ctx.actor,
                 variant=command.variant,
                 dry_run=command.dry_run,
+                force=command.force,
             )
         elif action == "promote":
             results = await service.promote(

@@ -328,8 +328,10 @@ def commit_message(
     metrics: Mapping[str, float | int | str] | None = None,
     actor: str | None = None,
     reason: str | None = None,
+    override: str | None = None,
 ) -> str:
-    """The deploy commit's message: a subject, provenance, a metrics summary and parseable trailers."""
+    """The deploy commit's message: a subject, provenance, a metrics summary and parseable trailers
+    (``Modelship-Override`` when a requirement such as ``review_passed`` was forced past, and by whom)."""
     source = f"{ref.repository}#{ref.source_pr}" if ref.source_pr else None
     lines = [f"{action}({env}): {ref.name} {ref.short} ({ref.variant})", ""]
     if reason:
@@ -352,6 +354,8 @@ def commit_message(
     if source:
         lines.append(f"Modelship-Source-PR: {source}")
     lines.append(f"Modelship-Environment: {env}")
+    if override:
+        lines.append(f"Modelship-Override: {override}")
     return "\n".join(lines) + "\n"
 
 

@@ -110,7 +110,8 @@ def render_section(rows: Sequence[Row], web_url: str) -> str:
             f"| {_deploy_cell(row, web_url)} | {_live_cell(row)} | {_guard_cell(row)} |"
         )
     for row in rows:
-        if row["detail"] and row["state"] in ("failed", "skipped"):
+        # Failures and skips say why; a deployed row with a detail says what was overridden (`--force`).
+        if row["detail"] and row["state"] in ("failed", "skipped", "deployed"):
             lines += ["", f"**{row['environment']} / {row['model']}** — {row['state']}:", "", row["detail"]]
         if row.get("rollout") == NOT_LIVE:
             why = row.get("rollout_detail") or "not live by the progress deadline"
@@ -124,7 +125,10 @@ def describe(results: Iterable[Result], web_url: str, deploy_repo: str) -> str:
     for r in results:
         head = f"**{r.env} / {r.model}**"
         if r.state == "deployed" and r.deploy_commit:
-            out.append(f"{head}: committed [{r.deploy_commit[:7]}]({web_url}/{deploy_repo}/commit/{r.deploy_commit}).")
+            note = f" ({r.detail})" if r.detail else ""  # an override says so (`--force`)
+            out.append(
+                f"{head}: committed [{r.deploy_commit[:7]}]({web_url}/{deploy_repo}/commit/{r.deploy_commit}){note}."
+            )
         elif r.state == "proposed" and r.deploy_pr:
             out.append(f"{head}: opened or updated {deploy_repo}#{r.deploy_pr} (protected environment).")
         elif r.state == "dry-run":

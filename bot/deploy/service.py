@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 from gidgethub.abc import GitHubAPI
@@ -25,6 +25,7 @@ from bot.config.repo import CONFIG_PATH, RepoConfig, RepoConfigError
 from bot.context import Services
 from bot.deploy.artifact import ArtifactPins
 from bot.deploy.chart import ModelServerChart
+from bot.deploy.gating import REVIEW_PASSED, Unmet, review_unmet
 from bot.deploy.gitops import RetryPolicy
 from bot.deploy.manifest import commit_message, current_ref, unpin, values_path
 from bot.deploy.records import DeployRecords
@@ -45,6 +46,7 @@ from bot.deploy.writer import DeployWriter
 from bot.errors import Failure
 from bot.store import deployments
 from bot.store.queue import ClaimedJob, enqueue, job_row
+from bot.store.reviews import head_review
 from bot.worker import JobFailure
 
 if TYPE_CHECKING:
@@ -132,6 +134,14 @@ class DeployService:
         if await _held(self.services, request.repo, request.number):
             results += [on_hold(t) for t in targets]
             targets = []
+        # requires: [review_passed] (the default of auto environments): only a merge whose exact head passed.
+        review = await head_review(self.services.engine, request.repo, request.number, request.head_sha)
+        gated = [
+            (t, review_unmet(t.rule.requires, review, env=t.env, model=t.ref.name, head_sha=request.head_sha))
+            for t in targets
+        ]
+        results += [Result(t.env, t.ref.name, "skipped", str(unmet), t.ref) for t, unmet in gated if unmet is not None]
+        targets = [t for t, unmet in gated if unmet is None]
         deploy_name = config.deploy.repository
         for result in results:
             await self.records.record(gh, request.repo, deploy_name, result, request.actor)
@@ -186,8 +196,12 @@ class DeployService:
         actor: str,
         variant: str | None = None,
         dry_run: bool = False,
+        force: bool = False,
     ) -> list[Result]:
-        """``deploy <env>``: the PR's head, for the models it changes (ordered by the time of the deploy)."""
+        """``deploy <env>``: the PR's head, for the models it changes (ordered by the time of the deploy).
+
+        ``force`` (chat-ops allowed it: admin, or listed in the environment's ``allowed``) ships a head whose
+        review did not pass; the override is written into the commit's trailers and the result."""
         rule = environment(config, env)
         pull = await gh.getitem(f"/repos/{repo}/pulls/{number}")
         head = str(pull["head"]["sha"])
@@ -198,7 +212,8 @@ class DeployService:
             raise DeployFailure(
                 f"this PR changes no model or dataset listed in `{CONFIG_PATH}`, so there is nothing to deploy"
             )
-        results = []
+        review = await head_review(self.services.engine, repo, number, head)
+        targets: list[tuple[Target, Unmet | None]] = []
         for spec in specs:
             ref, metrics = await self.sources.model_ref(
                 gh,
@@ -210,12 +225,20 @@ class DeployService:
                 sequence=int(time.time()),
                 variant=variant,
             )
-            target = Target(env, rule, ref, metrics)
-            results.append(
-                await self.writer.write(
-                    gh, repo, config, target, installation_id=installation_id, actor=actor, dry_run=dry_run
-                )
+            unmet = review_unmet(rule.requires, review, env=env, model=spec.name, head_sha=head)
+            if unmet is not None and not force:
+                raise DeployFailure(str(unmet))  # before anything is written, for any model
+            override = unmet.trailer(actor) if unmet is not None else None
+            targets.append((Target(env, rule, ref, metrics, override=override), unmet))
+        results = []
+        for target, unmet in targets:
+            result = await self.writer.write(
+                gh, repo, config, target, installation_id=installation_id, actor=actor, dry_run=dry_run
             )
+            if unmet is not None and result.ok:
+                forced = f"forced past `{REVIEW_PASSED}` by {actor}: {unmet.why}"
+                result = replace(result, detail=f"{forced}; {result.detail}" if result.detail else forced)
+            results.append(result)
         await self._finish(gh, repo, number, config, results, actor)
         return results
 

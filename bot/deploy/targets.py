@@ -50,6 +50,7 @@ class Target:
     ref: ModelRef
     metrics: Mapping[str, float | int | str] = field(default_factory=dict)
     on_merge: bool = False  # a merge reaches a non-auto environment only through a PR
+    override: str | None = None  # a requirement forced past: the `Modelship-Override` trailer
 
     @property
     def via_pr(self) -> bool:

@@ -108,7 +108,14 @@ class DeployWriter:
 
         source_url = f"{self.web_url}/{ref.repository}/pull/{ref.source_pr}" if ref.source_pr else None
         message = commit_message(
-            ref, env, action=action, source_pr_url=source_url, metrics=target.metrics, actor=actor, reason=reason
+            ref,
+            env,
+            action=action,
+            source_pr_url=source_url,
+            metrics=target.metrics,
+            actor=actor,
+            reason=reason,
+            override=target.override,
         )
         deploy, deploy_installation = await self.target_repo(repo, installation_id, deploy_name)
         try:

@@ -472,6 +472,7 @@ class ReviewService:
                 status=model.status,
                 metrics={r.name: r.head for r in model.metrics if r.head is not None},
                 gates_passed=not void and all(g.status != "fail" for g in model.gates),
+                failed_gates=tuple(f"{g.metric} {g.rule}: {g.reason}" for g in model.gates if g.status == "fail"),
                 model_path=model.head.model_path if model.head else None,
                 model_sha256=pinned.model_sha256 if pinned else None,
                 variant=pinned.variant if pinned and kept else "original",

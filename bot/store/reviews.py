@@ -36,6 +36,9 @@ class ReviewedModel:
     artifact_error: str | None = None
     # The artifact's created annotation: a later push of the same bytes reuses it, so the digest is the same.
     artifact_created: str | None = None
+    # Each failed gate as the review comment words it ("Δ f1 = -0.022, required ≥ -0.01"): what a deploy
+    # held back by `requires: [review_passed]` names.
+    failed_gates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def _model(doc: Mapping[str, Any]) -> ReviewedModel:
         artifact=_str(doc.get("artifact")),
         artifact_error=_str(doc.get("artifact_error")),
         artifact_created=_str(doc.get("artifact_created")),
+        failed_gates=_strings(doc.get("failed_gates")),
     )
 
 
@@ -135,6 +139,8 @@ def _model_json(model: ReviewedModel) -> dict[str, Any]:
     for key in ("variant_artifact", "artifact", "artifact_error", "artifact_created"):
         if (value := getattr(model, key)) is not None:
             doc[key] = value
+    if model.failed_gates:
+        doc["failed_gates"] = list(model.failed_gates)
     return doc
 
 
@@ -185,6 +191,34 @@ async def reviewed_model_at(
         return None
     reviewed = record_from_json(row.summary).models.get(model)
     return (str(row.head_sha), reviewed) if reviewed is not None else None
+
+
+@dataclass(frozen=True)
+class HeadReview:
+    """The review of one exact head commit: its conclusion (success | failure | error | skipped | waiting)
+    and its record."""
+
+    head_sha: str
+    conclusion: str
+    record: ReviewRecord
+
+    @property
+    def completed(self) -> bool:
+        """The review ran to a verdict (passed or failed); waiting, skipped or errored ones did not."""
+        return self.conclusion in ("success", "failure")
+
+
+async def head_review(engine: AsyncEngine, repo: str, number: int, head_sha: str) -> HeadReview | None:
+    """The review of exactly ``head_sha`` of PR ``number`` (None: that head was never reviewed). Unlike
+    ``reviewed_model`` there is no fallback to an older head: a verdict is about the bytes it saw."""
+    query = select(Review.conclusion, Review.summary).where(
+        Review.repo == repo, Review.number == number, Review.head_sha == head_sha
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query.order_by(Review.id.desc()).limit(1))).first()
+    if row is None:
+        return None
+    return HeadReview(head_sha, str(row.conclusion), record_from_json(row.summary))
 
 
 async def review_records(engine: AsyncEngine, repo: str, head_sha: str) -> list[ReviewRecord]:

@@ -149,3 +149,41 @@ def test_any_object_with_allowed_and_requires_is_a_rule() -> None:
 
     decision = authorize("rollback", actor="alice", permission="write", env_rule=FromRepoConfig())
     assert decision.allowed
+
+
+FORCE = "/modelship deploy staging --force"
+
+
+@pytest.mark.parametrize("permission", ["admin", "maintain", "write"])
+def test_force_needs_admin_when_the_environment_lists_nobody(permission: str) -> None:
+    rule = EnvRule(requires=("review_passed",))
+
+    decision = authorize(command(FORCE), actor="bob", permission=permission, env_rule=rule, pr_state=READY)
+
+    assert decision.allowed is (permission == "admin")
+    if not decision.allowed:
+        assert "`admin` permission" in decision.reason and "environments.staging.allowed" in decision.reason
+        assert f"you have {permission} access" in decision.reason
+
+
+def test_force_is_open_to_people_the_environment_lists_and_to_nobody_else_with_write() -> None:
+    rule = EnvRule(allowed=("user:carol", "team:release"), requires=("review_passed",))
+
+    carol = authorize(command(FORCE), actor="carol", permission="write", env_rule=rule, pr_state=READY)
+    member = authorize(
+        command(FORCE), actor="dan", permission="write", actor_teams={"release"}, env_rule=rule, pr_state=READY
+    )
+    outsider = authorize(command(FORCE), actor="erin", permission="admin", env_rule=rule, pr_state=READY)
+
+    assert carol.allowed and member.allowed
+    assert not outsider.allowed  # the allow-list still binds admins for any deploy to the environment
+
+
+def test_a_plain_deploy_leaves_review_passed_to_the_deploy() -> None:
+    rule = EnvRule(requires=("review_passed",))
+
+    decision = authorize(
+        command("/modelship deploy staging"), actor="bob", permission="write", env_rule=rule, pr_state=READY
+    )
+
+    assert decision.allowed  # the review verdict is judged by bot.deploy.gating, which has the record

@@ -23,7 +23,7 @@ def test_the_registry_has_exactly_the_commands_of_the_issue() -> None:
 
 
 def test_usage_lines_match_the_documented_grammar() -> None:
-    assert COMMANDS["deploy"].usage == "deploy <env> [--variant original|fp32|int8] [--dry-run]"
+    assert COMMANDS["deploy"].usage == "deploy <env> [--variant original|fp32|int8] [--dry-run] [--force]"
     assert COMMANDS["rollback"].usage == "rollback <env> [to <version>] [--dry-run]"
     assert COMMANDS["promote"].usage == "promote <env> [--dry-run]"
     assert COMMANDS["help"].usage == "help [<command>]"

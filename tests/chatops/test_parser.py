@@ -160,7 +160,7 @@ def test_bad_flags_and_values_are_errors_that_name_the_usage() -> None:
     cases = {
         "/modelship deploy staging --variant fp16": "must be one of",
         "/modelship deploy staging --variant": "needs a value",
-        "/modelship deploy staging --force": "no option `--force`",
+        "/modelship promote staging --force": "no option `--force`",
         "/modelship promote prod --dry-run=yes": "takes no value",
         "/modelship rollback prod v3": "Expected `to <version>`",
         "/modelship rollback prod to": "needs a <version>",

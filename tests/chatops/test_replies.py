@@ -58,7 +58,7 @@ def test_help_lists_every_command_with_usage_and_who_may_run_it() -> None:
     text = replies.help_text(app_slug=SLUG)
     for spec in COMMANDS.values():
         assert spec.summary in text
-    assert "`deploy <env> [--variant original\\|fp32\\|int8] [--dry-run]`" in text  # pipes escaped in tables
+    assert "`deploy <env> [--variant original\\|fp32\\|int8] [--dry-run] [--force]`" in text  # pipes escaped in tables
     assert "| `status` | Show runs, locks, holds, deployments and the command log. | everyone |" in text
     assert "`@modelship`" in text
 

@@ -556,3 +556,27 @@ def test_a_kubernetes_target_without_its_deployment_says_which_key_is_missing() 
     )
 
     assert problem.key == "environments.prod.kubernetes.deployment" and "required" in problem.message.lower()
+
+
+def test_auto_environments_require_a_passed_review_unless_they_say_otherwise() -> None:
+    text = MINIMAL + (
+        "environments:\n  staging: {auto: true}\n  production: {upstream: staging}\n"
+        "  canary: {auto: true, requires: []}\n  qa: {requires: [review_passed, approved]}\n"
+        "deploy: {repository: a/b}\n"
+    )
+
+    envs = parse_repo_config(text).environments
+
+    assert envs["staging"].requires == ["review_passed"]  # the default of an auto environment
+    assert envs["production"].requires == []
+    assert envs["canary"].requires == []  # written out: the repository's own choice
+    assert envs["qa"].requires == ["review_passed", "approved"]
+
+
+def test_an_unknown_requirement_names_the_key_and_the_known_ones() -> None:
+    text = MINIMAL + "environments:\n  staging: {auto: true, requires: [review_pass]}\ndeploy: {repository: a/b}\n"
+
+    problem = only_problem(text)
+
+    assert problem.key == "environments.staging.requires[0]"
+    assert "review_passed" in problem.message and "'review_pass'" in problem.message

@@ -31,7 +31,8 @@ from bot.deploy.service import DeployService
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob
 from bot.store.review_models import Deployment
-from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
+from bot.review.jobs import ReviewRequest
+from bot.store.reviews import ReviewedModel, ReviewRecord, head_review, save_review
 from devkit.devhub import DevHub, start
 from tests.fixtures.bot import RunningBot, bot_running, settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
@@ -88,12 +89,27 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     tmp = tmp_path_factory.mktemp("deploy")
     running = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
 
-    async def no_review(job: ClaimedJob) -> None:
-        """The review runner is another feature (and needs a sandbox); deploys must not wait for it."""
-
     try:
         async with bot_running(running, tmp) as bot:
-            cast(dict[str, Any], bot.service.workers.runners)["review"] = no_review
+
+            async def review_passes(job: ClaimedJob) -> None:
+                """The review runner is another feature (and needs a sandbox): here every head it is asked about
+                passes (what `requires: [review_passed]`, the default of auto environments, lets through),
+                unless the test recorded that head's review itself."""
+                request = ReviewRequest.from_payload(job.payload)
+                engine = bot.service.services.engine
+                if await head_review(engine, request.repo, request.number, request.head_sha) is None:
+                    await save_review(
+                        engine,
+                        repo=request.repo,
+                        number=request.number,
+                        head_sha=request.head_sha,
+                        base_sha=request.base_sha,
+                        conclusion="success",
+                        record=ReviewRecord(models={"churn": ReviewedModel("compared", gates_passed=True)}),
+                    )
+
+            cast(dict[str, Any], bot.service.workers.runners)["review"] = review_passes
             # Every test comments as alice; the flood limit is chat-ops' own subject.
             bot.service.services.limiter = RateLimiter(capacity=10_000, per_second=1_000)
             yield World(running.hub, bot)
@@ -144,6 +160,7 @@ async def settle(world: World, timeout: float = 30.0) -> None:
 async def merge(world: World, repo: str, branch: str, content: bytes) -> tuple[int, str]:
     await world.hub.push(repo, branch, {"models/churn.onnx": content})
     number = await world.hub.open_pr(repo, branch)
+    await settle(world)  # the review of the head is recorded before the merge (requires: [review_passed])
     sha = await world.hub.merge_pr(repo, number)
     await settle(world)
     return number, sha

@@ -40,7 +40,7 @@ models:
     task: classification
     dataset: {{path: data/eval.csv, target: label}}
 environments:
-  staging: {{auto: true}}
+  staging: {{auto: true, requires: []}}  # reviews are not this test's subject (no review runs here)
   production:
     upstream: staging
     via: pull_request

@@ -9,6 +9,7 @@ from bot.store.review_models import Review
 from bot.store.reviews import (
     ReviewedModel,
     ReviewRecord,
+    head_review,
     record_from_json,
     record_to_json,
     review_records,
@@ -102,3 +103,14 @@ async def test_a_re_review_of_the_same_head_replaces_its_row(engine: AsyncEngine
     async with engine.connect() as conn:
         rows = (await conn.execute(select(Review.conclusion, Review.summary).where(Review.head_sha == "h"))).all()
     assert [(r.conclusion, record_from_json(r.summary)) for r in rows] == [("success", RECORD)]
+
+
+async def test_head_review_is_the_review_of_exactly_that_head(engine: AsyncEngine) -> None:
+    failed = ReviewRecord(models={"churn": ReviewedModel("compared", failed_gates=("f1 min_delta: Δ f1 = -0.02",))})
+    await save_review(engine, repo="o/r", number=1, head_sha="h1", base_sha="b", conclusion="failure", record=failed)
+
+    found = await head_review(engine, "o/r", 1, "h1")
+
+    assert found is not None and found.conclusion == "failure" and found.completed
+    assert found.record.models["churn"].failed_gates == ("f1 min_delta: Δ f1 = -0.02",)
+    assert await head_review(engine, "o/r", 1, "h2") is None  # no fallback to another head
