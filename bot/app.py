@@ -35,6 +35,7 @@ from bot.doctor import Check, Checkup, Doctor, failed, skipped
 from bot.github.retry import RetryPolicy
 from bot.guard import service as guard_feature
 from bot.intake import Delivery, Plan, plan_delivery
+from bot.notify import service as notify_feature
 from bot.review import service as review_feature
 from bot.review.service import SandboxConfig, SandboxUnavailable, make_sandbox
 from bot.settings import SOURCE_ROOT, Settings
@@ -298,6 +299,8 @@ async def build_service(
         raise StartupError(str(exc), sandbox_setting(settings)) from None
     services = core_services(settings, engine, github)
     queue = services.queue
+    notifier = notify_feature.make_notifier(engine, settings)  # None: no sink configured
+    services.notify = notifier
     services.commands, services.status_sections = commands()
     services.limiter = RateLimiter(SqlBuckets(engine))
     services.sandbox = sandbox
@@ -310,6 +313,7 @@ async def build_service(
         deploy_feature.feature(services.deploy),
         guard,
         live,
+        *([notify_feature.feature(notifier)] if notifier is not None else []),
     ]
     runners: dict[str, JobRunner] = {"webhook": webhook_runner(services)}
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []

@@ -98,6 +98,15 @@ class DeployListener(Protocol):
     async def __call__(self, conn: AsyncConnection, event: DeployTransition) -> None: ...
 
 
+class EventSink(Protocol):
+    """Takes an event to tell people about (bot.config.notify_events names the kinds) inside the caller's transaction:
+    it writes an outbox row and queues its delivery there, never calls out, so the event commits with what
+    it reports. ``key`` is unique per event: the same key emitted again (a retried job, another replica) is
+    one notification."""
+
+    async def __call__(self, conn: AsyncConnection, kind: str, key: str, data: Mapping[str, Any]) -> None: ...
+
+
 class FeatureUnavailable(LookupError):
     """A handler or command needs a feature this service was built without (a wiring bug, not bad input)."""
 
@@ -127,6 +136,12 @@ class Services:
     guard: Guard | None = None
     # Told of every rollout transition of every deployment (bot.deploy.live), in the recording transaction.
     deploy_listeners: list[DeployListener] = field(default_factory=list)
+    notify: EventSink | None = None  # bot.notify, when the operator configured a notification sink
+
+    async def emit(self, conn: AsyncConnection, kind: str, key: str, data: Mapping[str, Any]) -> None:
+        """Tell the notification outbox (nothing when no sink is configured), in ``conn``'s transaction."""
+        if self.notify is not None:
+            await self.notify(conn, kind, key, data)
 
     @property
     def bot_login(self) -> str:

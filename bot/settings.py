@@ -228,6 +228,25 @@ class Settings(BaseSettings):
         default="https://github.com", description="GitHub's web root (sign-in pages; GHES: https://ghe.example)."
     )
 
+    notify_slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack incoming-webhook URL events are posted to (a secret; never from a repository)."
+    )
+    notify_slack_events: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Events Slack gets: comma-separated names or globs (deploy.*); empty: all."
+    )
+    notify_webhook_url: SecretStr | None = Field(
+        default=None, description="Generic webhook URL events are POSTed to, signed with notify_webhook_secret."
+    )
+    notify_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key of the generic webhook's X-Modelship-Signature-256."
+    )
+    notify_webhook_events: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Events the generic webhook gets (like notify_slack_events)."
+    )
+    notify_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Attempts to deliver one event (capped exponential back-off)."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -265,6 +284,27 @@ class Settings(BaseSettings):
     def _split_deploy_allowlist(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("notify_slack_events", "notify_webhook_events", mode="before")
+    @classmethod
+    def _split_events(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("notify_slack_events", "notify_webhook_events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        from bot.config.notify_events import check_filters
+
+        return check_filters(value)
+
+    @field_validator("notify_slack_webhook_url", "notify_webhook_url")
+    @classmethod
+    def _notify_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")  # the value itself is a secret: not echoed
         return value
 
     @field_validator("deploy_allowlist")
@@ -336,6 +376,10 @@ class Settings(BaseSettings):
     def _fill_defaults(self) -> Settings:
         if self.container_engine_url is None and os.environ.get("DOCKER_HOST"):
             self.container_engine_url = os.environ["DOCKER_HOST"]
+        if self.notify_webhook_url is not None and not (
+            self.notify_webhook_secret and self.notify_webhook_secret.get_secret_value()
+        ):
+            raise ValueError("notify_webhook_url needs notify_webhook_secret: receivers verify every event with it")
         if self.github_private_key_path is not None and not self.github_private_key_path.is_file():
             raise ValueError(f"github_private_key_path: no such file {self.github_private_key_path}")
         if self.registry_password is not None and self.registry_password_file is not None:

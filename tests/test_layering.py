@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bot", "contract", "pipelines", "model_server", "devkit")
 # The feature slices: each may import the foundation and the features listed for it, nothing else.
-FEATURES = ("chatops", "review", "deploy", "guard", "artifacts", "ui")
+FEATURES = ("chatops", "review", "deploy", "guard", "artifacts", "ui", "notify")
 FOUNDATION = {
     "bot.context",
     "bot.store",

@@ -351,7 +351,7 @@ class Environment(_Section):
         default_factory=list, description="Who may deploy: 'team:slug' or 'user:login'; empty = write access."
     )
     requires: list[Literal["approved", "mergeable", "review_passed"]] = Field(
-        default=None,  # type: ignore[assignment]  # filled in by _default_requires
+        default=None,  # type: ignore[arg-type]  # filled in by _default_requires
         description="What a deploy needs: approved (an approving review), mergeable, review_passed (the "
         "Modelship review of the exact head commit completed and passed every gate). Default: [review_passed] "
         "for auto environments, [] otherwise; `/modelship deploy <env> --force` by an admin (or someone in "

@@ -197,7 +197,7 @@ async def _record(services: Services, deploy: DeployService, pull: ClosedPull, r
     if decision.changes:
         async with services.engine.begin() as conn:
             for row in decision.make_current:
-                await _make_current(conn, row, pull, track=deploy.records.live_tracking)
+                await _make_current(services, conn, row, pull, track=deploy.records.live_tracking)
             for row, why in decision.abandon:
                 await deployments.abandon_proposal(conn, row["id"], why)
         log.info(
@@ -221,13 +221,15 @@ async def _record(services: Services, deploy: DeployService, pull: ClosedPull, r
             await deploy.update_sticky(gh, repo, int(number))
 
 
-async def _make_current(conn: AsyncConnection, proposal: Row, pull: ClosedPull, *, track: bool) -> None:
+async def _make_current(
+    services: Services, conn: AsyncConnection, proposal: Row, pull: ClosedPull, *, track: bool
+) -> None:
     """The merged proposal runs now: a new ``deployed`` row (its own id and time, so the guard's initial
     delay and "the version before this one" start at the merge), the previous current one superseded."""
     if not await deployments.retire_proposal(conn, proposal["id"]):
         return  # another worker took it first
     copied = ("repo", "environment", "model", "version", "source_pr", "deploy_repo", "deploy_pr", "variant", "sha256")
-    await deployments.record(  # supersedes the version that ran before
+    row_id = await deployments.record(  # supersedes the version that ran before
         conn,
         track=track,  # live tracking follows the merged version
         **{k: proposal[k] for k in copied},
@@ -240,6 +242,9 @@ async def _make_current(conn: AsyncConnection, proposal: Row, pull: ClosedPull, 
         # The GitHub Deployment created for the proposal is the one that now succeeds.
         github_deployment_id=proposal["github_deployment_id"],
     )
+    data = {k: proposal[k] for k in ("repo", "environment", "model", "version", "variant", "sha256", "source_pr")}
+    data |= {"deploy_repo": proposal["deploy_repo"], "deploy_commit": pull.merge_sha, "actor": pull.actor}
+    await services.emit(conn, "deploy.committed", f"deploy:{row_id}:committed", data)
 
 
 async def _model_repo_client(services: Services, deploy: DeployService, repo: str, pull: ClosedPull) -> GitHubAPI:

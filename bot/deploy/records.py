@@ -11,6 +11,7 @@ from collections.abc import Callable
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.context import EventSink
 from bot.deploy.manifest import ModelRef
 from bot.deploy.render import (
     MARK,
@@ -30,7 +31,15 @@ _ANNOUNCED = ("deployed", "pending", "failed")
 
 
 class DeployRecords:
-    def __init__(self, engine: AsyncEngine, *, web_url: str, bot_login: str, live_tracking: bool = False) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        web_url: str,
+        bot_login: str,
+        live_tracking: bool = False,
+        emit: EventSink | None = None,
+    ) -> None:
         self.engine = engine
         self.web_url = web_url
         self.bot_login = bot_login
@@ -38,6 +47,7 @@ class DeployRecords:
         self.live_tracking = live_tracking
         # Called after a `deployed` row is recorded (the live tracker's wake-up), so its rollout starts now.
         self.on_deployed: Callable[[], None] = lambda: None
+        self.emit = emit  # Services.emit: the notification outbox (deploy.committed)
 
     async def record(
         self, gh: GitHubAPI, repo: str, deploy_repo: str, result: Result, actor: str, *, failure: str = "failure"
@@ -58,7 +68,7 @@ class DeployRecords:
             )
             if repeated and state != "deployed":
                 return  # the same skip or failure again (a redelivery): say it once
-            await deployments.record(
+            row_id = await deployments.record(
                 conn,
                 track=self.live_tracking,
                 repo=repo,
@@ -76,6 +86,9 @@ class DeployRecords:
                 pinned=ref.pinned,
                 detail=result.detail or None,
             )
+            if state == "deployed" and result.deploy_commit and self.emit is not None:
+                data = committed_event(repo, result.env, ref, deploy_repo, result.deploy_commit, actor, result.detail)
+                await self.emit(conn, "deploy.committed", f"deploy:{row_id}:committed", data)
         if state in _ANNOUNCED:
             await self.ensure_github_deployment(gh, repo, deploy_repo, result.env, ref, failure=failure)
         if state == "deployed":
@@ -120,3 +133,22 @@ class DeployRecords:
         async with self.engine.connect() as conn:
             row = await deployments.latest(conn, repo, env, ref.name, version=ref.revision)
         return str(row["health"]) if row is not None else "unknown (no deployment record)"
+
+
+def committed_event(
+    repo: str, env: str, ref: ModelRef, deploy_repo: str, deploy_commit: str, actor: str, detail: str = ""
+) -> dict[str, object]:
+    """The ``deploy.committed`` event's data (key ``deploy:<row id>:committed``, as live tracking names it)."""
+    return {
+        "repo": repo,
+        "environment": env,
+        "model": ref.name,
+        "version": ref.revision,
+        "variant": ref.variant,
+        "sha256": ref.sha256,
+        "source_pr": ref.source_pr,
+        "deploy_repo": deploy_repo,
+        "deploy_commit": deploy_commit,
+        "actor": actor,
+        "detail": detail,
+    }

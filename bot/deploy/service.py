@@ -89,7 +89,11 @@ class DeployService:
         self.installations = self.writer.installations
         self.tracker: LiveTracker | None = None  # live tracking, when the service runs it (bot.deploy.feature)
         self.records = DeployRecords(
-            services.engine, web_url=self.web_url, bot_login=services.bot_login, live_tracking=live_tracking
+            services.engine,
+            web_url=self.web_url,
+            bot_login=services.bot_login,
+            live_tracking=live_tracking,
+            emit=services.emit,
         )
 
     async def config_at(self, gh: GitHubAPI, repo: str, ref: str) -> RepoConfig | None:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.config.deploy_allowlist import DeployAllowlist
 from bot.config.repo import RepoConfig, RepoConfigError
+from bot.context import EventSink
 from bot.deploy.chart import ModelServerChart
 from bot.deploy.gitops import DeployError, DeployRepo
 from bot.deploy.helm import check_values
@@ -159,8 +160,10 @@ class Rollbacks:
         chart: ModelServerChart | None = None,  # None: rollback values are not rendered with Helm first
         bot_login: str = "modelship[bot]",
         allowlist: DeployAllowlist | None = None,
+        emit: EventSink | None = None,  # Services.emit: rollback.opened / merged and guard alerts are told there
     ) -> None:
         self.engine = engine
+        self.emit = emit
         self.allowlist = allowlist or DeployAllowlist.default()  # MODELSHIP_DEPLOY_ALLOWLIST
         self.github = github
         self.workdir = workdir
@@ -346,6 +349,28 @@ class Rollbacks:
             incident = await self._set(incident, last_error=None)
         return incident
 
+    async def tell(self, conn: AsyncConnection, kind: str, incident: IncidentView, **extra: Any) -> None:
+        """The notification outbox hears about an incident in ``conn``'s transaction (one event per kind and
+        incident: its key is the incident's unique key)."""
+        if self.emit is None:
+            return
+        data = {
+            "repo": incident.repo,
+            "environment": incident.environment,
+            "model": incident.model,
+            "version": incident.bad_version,
+            "restored_version": incident.target_version,
+            "deploy_repo": incident.deploy_repo,
+            "pr_number": incident.pr_number,
+            "pr_url": incident.pr_url,
+            "merge_sha": incident.merge_sha,
+            "trigger": incident.trigger,
+            "actor": incident.actor,
+            "reason": incident.reason,
+            **extra,
+        }
+        await self.emit(conn, kind, f"{kind}:{incident.key}", data)
+
     async def _set(self, incident: IncidentView, **values: Any) -> IncidentView:
         async with self.engine.begin() as conn:
             await store.update_incident(conn, incident.id, **values)
@@ -394,9 +419,12 @@ class Rollbacks:
                 f"{incident.branch} has nothing to merge into {deploy.branch} of {incident.deploy_repo}"
             )
         log.warning("guard: rollback PR %s opened for %s", pull.get("html_url"), incident.key)
-        return await self._set(
-            incident, state="open", pr_number=int(pull["number"]), pr_url=str(pull.get("html_url") or "")
-        )
+        number, url = int(pull["number"]), str(pull.get("html_url") or "")
+        async with self.engine.begin() as conn:
+            await store.update_incident(conn, incident.id, state="open", pr_number=number, pr_url=url)
+            opened = replace(incident, state="open", pr_number=number, pr_url=url)
+            await self.tell(conn, "rollback.opened", opened)
+        return opened
 
     async def _target_ref(self, deploy: DeployRepo, path: str, target: DeploymentView, text: str | None) -> ModelRef:
         """The values the target version was deployed with, from the deploy repository's history."""
@@ -472,8 +500,10 @@ class Rollbacks:
                     pinned=True,
                     detail=f"rollback from {incident.bad_version[:7]}: {incident.reason}"[:2000],
                 )
+            merged = replace(incident, state="merged", merge_sha=sha or None)
+            await self.tell(conn, "rollback.merged", merged)
         log.warning("guard: rollback %s merged (%s)", incident.key, sha[:7])
-        return replace(incident, state="merged", merge_sha=sha or None)
+        return merged
 
     async def _comment(self, incident: IncidentView) -> IncidentView:
         async with self.engine.connect() as conn:

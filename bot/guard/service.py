@@ -68,6 +68,7 @@ def make_rollbacks(services: Services, settings: Settings, chart: ModelServerCha
         chart=chart,
         bot_login=services.bot_login,
         allowlist=settings.deploy_pairs,
+        emit=services.emit,
     )
 
 

@@ -237,6 +237,11 @@ class Watcher:
                 ],
             )
             changed = await deployments.set_health(conn, d.id, decision.health)
+            for o in evaluation.outcomes:
+                if o.verdict.decision is Decision.ERROR_ALERT:
+                    # Raised once per streak of errors (alert_open is saved in this transaction): one event.
+                    key = f"guard.alert:{d.id}:{o.check.key}:{int(time.time())}"
+                    await self._alert(conn, d, key, o.verdict.reason)
             if decision is Decision.ROLLBACK:
                 await self._open_incident(conn, w, evaluation)
         if changed and self.on_verdict is not None:
@@ -244,6 +249,11 @@ class Watcher:
                 await self.on_verdict(d)
             except Exception as exc:  # the verdict is recorded; the dossier catches up at the next change
                 log.warning("guard: could not show the verdict on %s's PR: %s", d.repo, exc)
+
+    async def _alert(self, conn: AsyncConnection, d: DeploymentView, key: str, reason: str) -> None:
+        if self.rollbacks.emit is not None:
+            data = {"repo": d.repo, "environment": d.environment, "model": d.model, "version": d.version}
+            await self.rollbacks.emit(conn, "guard.alert", key, {**data, "reason": reason})
 
     async def _open_incident(self, conn: AsyncConnection, w: _Watched, evaluation: Evaluation) -> None:
         d = w.deployment
@@ -277,3 +287,5 @@ class Watcher:
                     "last_error": str(exc),
                 },
             )
+            why = f"must be rolled back but cannot: {exc}"
+            await self._alert(conn, d, f"guard.alert:guard:{d.repo}:{d.environment}:{d.model}:{d.id}", why)

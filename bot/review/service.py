@@ -166,7 +166,7 @@ class ReviewService:
             await self._comment(gh, req, report.render_config_error(config.problems, ref=pr["base"]["ref"]))
             await self._check(gh, req, report.render_config_error_check_run(config.problems))
             await self._record(
-                req, base_sha, "failure", ReviewRecord(config_error=tuple(str(p) for p in config.problems))
+                req, base_sha, "failure", ReviewRecord(config_error=tuple(str(p) for p in config.problems)), job_id
             )
             return
         if pr.get("draft") and not config.draft and req.trigger == "pull_request":
@@ -188,7 +188,7 @@ class ReviewService:
                     head_sha=req.head_sha, author=pr["user"]["login"], app_slug=self.services.app_slug
                 ),
             )
-            await self._record(req, base_sha, "waiting", ReviewRecord())
+            await self._record(req, base_sha, "waiting", ReviewRecord(), job_id)
             return
         models = [m.name for m in config.models if not req.model or m.name == req.model]
         check_id = await self._check(gh, req, None)
@@ -202,7 +202,7 @@ class ReviewService:
                 body, output = report.render_tree_refused(str(exc), head_sha=req.head_sha, hint=exc.hint)
                 await self._comment(gh, req, body)
                 await self._finish_check(gh, req, check_id, output)
-                await self._record(req, base_sha, "failure", ReviewRecord(tree_refused=str(exc)))
+                await self._record(req, base_sha, "failure", ReviewRecord(tree_refused=str(exc)), job_id)
                 return
             opt_md = render_optimization(done.optimization)
             notes, problems = done.notes, done.verified.problems
@@ -256,7 +256,7 @@ class ReviewService:
             )
             raise
         conclusion = "success" if done.passed else "failure"
-        await self._record(req, base_sha, conclusion, replace(summary, comment_id=comment_id))
+        await self._record(req, base_sha, conclusion, replace(summary, comment_id=comment_id), job_id)
 
     # ------------------------------------------------------------------ steps
     async def _not_evaluated(self, gh: GitHubAPI, req: ReviewRequest) -> None:
@@ -486,7 +486,9 @@ class ReviewService:
             verification_failed=tuple(done.verified.problems),
         )
 
-    async def _record(self, req: ReviewRequest, base_sha: str, conclusion: str, record: ReviewRecord) -> None:
+    async def _record(
+        self, req: ReviewRequest, base_sha: str, conclusion: str, record: ReviewRecord, job_id: int
+    ) -> None:
         await save_review(
             self.services.engine,
             repo=req.repo,
@@ -496,6 +498,25 @@ class ReviewService:
             conclusion=conclusion,
             record=record,
         )
+        if conclusion not in ("success", "failure"):
+            return  # waiting for ok-to-test: no verdict yet
+        failed = [gate for m in record.models.values() for gate in m.failed_gates]
+        problems = [*record.config_error, *([record.tree_refused] if record.tree_refused else [])]
+        data = {
+            "repo": req.repo,
+            "number": req.number,
+            "head_sha": req.head_sha,
+            "base_sha": base_sha,
+            "passed": conclusion == "success",
+            "failed_gates": failed,
+            "problems": [*problems, *record.verification_failed][:10],
+            "models": sorted(record.models),
+        }
+        async with self.services.engine.begin() as conn:
+            # Keyed by the job: a retried job is the same event, a new review of the same head a new one.
+            await self.services.emit(
+                conn, "review.finished", f"review:{req.repo}#{req.number}@{req.head_sha}:{job_id}", data
+            )
 
 
 def feature(services: Services, sandbox: SandboxConfig, registry: OciRegistry | None = None) -> Feature:

@@ -28,10 +28,10 @@ from bot.deploy.gitops import RetryPolicy
 from bot.deploy.helm import check_values
 from bot.deploy.manifest import current_ref, parse_trailers
 from bot.deploy.service import DeployService
+from bot.review.jobs import ReviewRequest
 from bot.store.models import Job
 from bot.store.queue import ClaimedJob
 from bot.store.review_models import Deployment
-from bot.review.jobs import ReviewRequest
 from bot.store.reviews import ReviewedModel, ReviewRecord, head_review, save_review
 from devkit.devhub import DevHub, start
 from tests.fixtures.bot import RunningBot, bot_running, settle_jobs

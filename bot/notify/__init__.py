@@ -1,0 +1,1 @@
+"""Notifications: events from review, deploy and guard, told to Slack and to a signed generic webhook."""
