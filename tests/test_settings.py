@@ -186,3 +186,26 @@ def test_bad_registry_settings_are_refused_naming_the_key(
     with pytest.raises(SettingsError) as exc:
         load_settings()
     assert any(named in p for p in exc.value.problems), exc.value.problems
+
+
+def test_notification_settings_are_checked_without_echoing_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSHIP_WEBHOOK_SECRET", "x")
+    monkeypatch.setenv("MODELSHIP_NOTIFY_SLACK_WEBHOOK_URL", "hooks.slack.example/T0/B0/token-in-the-url")
+    monkeypatch.setenv("MODELSHIP_NOTIFY_SLACK_EVENTS", "deploy.*, guard.alrt")
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    problems = "\n".join(exc.value.problems)
+    assert "MODELSHIP_NOTIFY_SLACK_WEBHOOK_URL: must be an http(s) URL" in problems
+    assert "MODELSHIP_NOTIFY_SLACK_EVENTS" in problems and "'guard.alrt' matches no event" in problems
+    assert "token-in-the-url" not in problems
+
+    monkeypatch.delenv("MODELSHIP_NOTIFY_SLACK_WEBHOOK_URL")
+    monkeypatch.setenv("MODELSHIP_NOTIFY_SLACK_EVENTS", "deploy.*,guard.alert")
+    monkeypatch.setenv("MODELSHIP_NOTIFY_WEBHOOK_URL", "https://hooks.example/modelship")
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert any("notify_webhook_url needs notify_webhook_secret" in p for p in exc.value.problems)
+
+    monkeypatch.setenv("MODELSHIP_NOTIFY_WEBHOOK_SECRET", "k")
+    settings = load_settings()
+    assert settings.notify_slack_events == ["deploy.*", "guard.alert"] and settings.notify_webhook_events == []

@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -47,6 +48,58 @@ class Sink:
         if self.name == "slack":
             return slack_body(event), {"Content-Type": "application/json"}
         return webhook_request(event, self.secret, int(now))
+
+
+_PHASE_EVENTS = {"committed": "deploy.committed", "live": "deploy.live", "failed": "deploy.failed"}
+
+
+class Transition(Protocol):
+    """What notifications read of a deploy's rollout transition (bot.context.DeployTransition of live tracking)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def phase(self) -> str: ...
+
+    @property
+    def repo(self) -> str: ...
+
+    @property
+    def environment(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def variant(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def deploy_repo(self) -> str: ...
+
+    @property
+    def deploy_commit(self) -> str | None: ...
+
+    @property
+    def source_pr(self) -> int | None: ...
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def committed_at(self) -> datetime | None: ...
+
+    @property
+    def live_at(self) -> datetime | None: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 class NotifyFailed(TransientError):
@@ -81,6 +134,30 @@ class Notifier:
             return  # emitted before (a retried job, another replica): one event, one notification
         row = job_row(KIND, f"notify:{event_id}", payload={"event_id": event_id}, max_attempts=self.max_attempts)
         await enqueue(conn, [row])
+
+    async def on_deploy_transition(self, conn: AsyncConnection, event: Transition) -> None:
+        """The deploy live-tracking hook (a ``DeployListener`` in ``Services.deploy_listeners``): committed,
+        live and failed become ``deploy.*`` events under the transition's own key (``deploy:<id>:<phase>``,
+        the key ``deploy.committed`` is emitted under at commit time too, so the two are one event)."""
+        kind = _PHASE_EVENTS.get(event.phase)
+        if kind is None:
+            return  # rolling_out: progress, not a transition people are told about
+        data = {
+            "repo": event.repo,
+            "environment": event.environment,
+            "model": event.model,
+            "version": event.version,
+            "variant": event.variant,
+            "sha256": event.sha256,
+            "deploy_repo": event.deploy_repo,
+            "deploy_commit": event.deploy_commit,
+            "source_pr": event.source_pr,
+            "at": event.at,
+            "committed_at": event.committed_at,
+            "live_at": event.live_at,
+            "reason": event.reason,
+        }
+        await self(conn, kind, event.key, data)
 
     # ------------------------------------------------------------------ delivering (the notify job)
 

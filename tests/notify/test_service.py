@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -116,3 +119,45 @@ async def test_a_failure_never_puts_the_url_in_the_error(engine: AsyncEngine) ->
 
     assert isinstance(error, NotifyFailed) and is_transient(error)
     assert "XXXXsecret" not in str(error) and "slack:" in str(error)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Shaped like live tracking's bot.context.DeployTransition (its fields and key)."""
+
+    deployment_id: int
+    phase: str
+    repo: str = "acme/models"
+    environment: str = "staging"
+    model: str = "churn"
+    version: str = "c" * 40
+    variant: str = "original"
+    sha256: str = "d" * 64
+    deploy_repo: str = "acme/deploy"
+    deploy_commit: str | None = "e" * 40
+    source_pr: int | None = 7
+    at: datetime = datetime(2026, 12, 6, 19, 0, tzinfo=UTC)
+    committed_at: datetime | None = datetime(2026, 12, 6, 18, 58, tzinfo=UTC)
+    live_at: datetime | None = None
+    reason: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"deploy:{self.deployment_id}:{self.phase}"
+
+
+async def test_rollout_transitions_become_deploy_events_under_their_own_keys(engine: AsyncEngine) -> None:
+    notifier = Notifier(engine, [Sink("webhook", "http://127.0.0.1:9/never", secret=SECRET)])
+
+    async with engine.begin() as conn:
+        await notifier(conn, "deploy.committed", "deploy:5:committed", DATA)  # told at commit time (records)
+        for phase in ("committed", "rolling_out", "failed"):
+            await notifier.on_deploy_transition(conn, Transition(5, phase, reason="old sha256 still served"))
+
+    async with engine.connect() as conn:
+        stored = await notifications.events(conn)
+    assert [(e.key, e.kind) for e in stored] == [
+        ("deploy:5:committed", "deploy.committed"),  # the same event from both places: one row
+        ("deploy:5:failed", "deploy.failed"),
+    ]
+    assert stored[1].payload["reason"] == "old sha256 still served" and stored[1].payload["at"].startswith("2026-12-06")
