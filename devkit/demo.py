@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from bot.app import Service
 from bot.context import need
+from bot.deploy.manifest import current_ref
 from bot.store.review_models import Deployment
 from bot.store.reviews import review_records
 from devkit.devhub import RunningDevHub
@@ -301,10 +302,32 @@ class Demo:
             states = " -> ".join(s.state for s in d.statuses)
             self.echo(f"    GitHub Deployment {d.id} to {d.environment}: {states}  {d.statuses[-1].log_url}")
         self.echo("    the bot's deploy comment on the PR:")
-        self.show_comments(devhub, number, only=lambda body: "<!-- modelship:deploy -->" in body)
-        if not any(d.statuses and d.statuses[-1].state == "success" for d in deployments):
+        seen = self.show_comments(devhub, number, only=lambda body: "<!-- modelship:deploy -->" in body)
+        if any(d.statuses and d.statuses[-1].state == "success" for d in deployments):
+            return merge_sha
+        comment = [c.body for c in hub.comments.values() if c.repo == REPO and "<!-- modelship:deploy -->" in c.body]
+        if not any(f"`environments.{ENV}.requires` has `review_passed`" in body for body in comment):
             raise click.ClickException(f"the bot did not deploy {REPO}#{number} to {ENV}; its comment says why")
-        return merge_sha
+        return await self.force_deploy(devhub, service, number, seen)
+
+    async def force_deploy(self, devhub: RunningDevHub, service: Service, number: int, seen: int) -> str:
+        """The review failed a gate, so the merge stayed out of the environment; an admin overrides it."""
+        hub = devhub.hub
+        self.step(
+            f"The review of {REPO}#{number} failed a gate, so the merge was not deployed (requires: "
+            "review_passed, the default of auto environments); an admin overrides it"
+        )
+        hub.set_permission(REPO, "root", "admin")
+        await hub.comment(REPO, number, f"/modelship deploy {ENV} --force", user="root")
+        await self.settle(devhub, service)
+        self.show_comments(devhub, number, since=seen, only=lambda body: "--force" in body)
+        bare = hub.git.path(DEPLOY)
+        self.echo(click.style("    deploy commit in acme/deploy (note its Modelship-Override trailer):", bold=True))
+        self.quote(await asyncio.to_thread(_git, bare, "log", "-1", "--format=%B", "main"))
+        ref = current_ref(await asyncio.to_thread(_git, bare, "show", f"main:{VALUES}"))
+        if ref is None or ref.source_pr != number:
+            raise click.ClickException(f"the forced deploy of {REPO}#{number} to {ENV} did not land; see its reply")
+        return ref.revision  # the PR's head: `deploy <env>` ships the head the review judged
 
     async def onnx_of(self, service: Service, head_sha: str) -> Path:
         """The ONNX file the review kept for ``head_sha``: the chosen variant, else any ONNX variant."""
