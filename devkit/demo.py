@@ -87,6 +87,7 @@ class Demo:
         self.shown = 0
         self.processes: list[Process] = []
         self.shown_so_far: list[str] = []
+        self.forced = False  # a merge held back by review_passed was deployed with `--force`
 
     def step(self, text: str) -> None:
         self.echo(click.style(f"\n==> {text}", fg="cyan", bold=True))
@@ -272,8 +273,13 @@ class Demo:
         for line in (
             f"{REPO}#{number}: reviewed in the podman sandbox (base/head metrics, gates, ONNX variants); "
             "chat-ops /modelship help and /modelship evaluate",
-            f"merging it deployed {v1[:7]} to {ENV} through GitOps: a commit with trailers in {DEPLOY}, "
-            "a GitHub Deployment, the bot's deploy comment",
+            (
+                f"its review failed a gate, so merging it deployed nothing (requires: review_passed); root's "
+                f"`/modelship deploy {ENV} --force` deployed {v1[:7]} with a Modelship-Override trailer"
+                if self.forced
+                else f"merging it deployed {v1[:7]} to {ENV} through GitOps"
+            )
+            + f": a commit with trailers in {DEPLOY}, a GitHub Deployment, the bot's deploy comment",
             f"{REPO}#{number2} deployed {v2[:7]} the same way; model_server.serve served both versions, "
             "Prometheus scraped them, the guard judged them healthy",
             f"50% errors injected into {v2[:7]}: after {FAILURE_LIMIT} failed checks the guard opened and merged "
@@ -317,6 +323,7 @@ class Demo:
             f"The review of {REPO}#{number} failed a gate, so the merge was not deployed (requires: "
             "review_passed, the default of auto environments); an admin overrides it"
         )
+        self.forced = True
         hub.set_permission(REPO, "root", "admin")
         await hub.comment(REPO, number, f"/modelship deploy {ENV} --force", user="root")
         await self.settle(devhub, service)
