@@ -47,9 +47,11 @@ SAMPLE = ROOT / "examples" / "sample-model-repo"
 CHART = ROOT / "charts" / "model-server"
 BOT = "modelship[bot]"
 VALUES = "environments/staging/churn/values.yaml"
+# requires: [] — publishing is this test's subject, and the sample's retrain may fail a gate, which would
+# hold the merge back (review gating has its own test: tests/e2e/test_deploy_gating.py).
 CONFIG_TAIL = """
 environments:
-  staging: {{auto: true}}
+  staging: {{auto: true, requires: []}}
 deploy: {{repository: {deploy}}}
 """
 
