@@ -299,7 +299,7 @@ async def live(merges: int, interval: float, environments: int, rounds: int) -> 
             config = (
                 "version: 1\nmodels:\n  - {name: iris, path: models/iris.onnx, task: classification, "
                 "dataset: {path: data/eval.csv, target: label}}\n"
-                "environments:\n  staging: {auto: true, progress_deadline: 5m}\n"
+                "environments:\n  staging: {auto: true, requires: [], progress_deadline: 5m}\n"  # no review runs
                 "deploy: {repository: acme/live-deploy}\n"
             )
             app = await hub.create_app(slug="modelship")

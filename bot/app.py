@@ -301,6 +301,8 @@ async def build_service(
     queue = services.queue
     notifier = notify_feature.make_notifier(engine, settings)  # None: no sink configured
     services.notify = notifier
+    if notifier is not None:  # deploy.committed / live / failed as live tracking records them
+        services.deploy_listeners.append(notifier.on_deploy_transition)
     services.commands, services.status_sections = commands()
     services.limiter = RateLimiter(SqlBuckets(engine))
     services.sandbox = sandbox

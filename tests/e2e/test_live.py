@@ -38,6 +38,8 @@ DEADLINE = 12  # seconds: long enough for a replica to start and be scraped, sho
 
 
 def config(model: str, deploy_repo: str, *, deadline: float = 60, on_not_live: str = "rollback") -> str:
+    # requires: [] — no review runs here (live tracking is the subject), and auto environments otherwise
+    # ship only heads whose review passed (tests/e2e/test_deploy_gating.py).
     return f"""\
 version: 1
 models:
@@ -46,7 +48,7 @@ models:
     task: classification
     dataset: {{path: data/eval.csv, target: label}}
 environments:
-  {ENV}: {{auto: true, progress_deadline: {deadline:g}s, on_not_live: {on_not_live}}}
+  {ENV}: {{auto: true, requires: [], progress_deadline: {deadline:g}s, on_not_live: {on_not_live}}}
 deploy: {{repository: {deploy_repo}}}
 """
 

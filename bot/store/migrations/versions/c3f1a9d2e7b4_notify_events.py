@@ -1,14 +1,14 @@
 """notification outbox: notify_events
 
 Revision ID: c3f1a9d2e7b4
-Revises: 2bf83d67eb6e
+Revises: 5c0d7e1f9a3b
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "c3f1a9d2e7b4"
-down_revision = "2bf83d67eb6e"
+down_revision = "5c0d7e1f9a3b"
 branch_labels = None
 depends_on = None
 
