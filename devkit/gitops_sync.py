@@ -246,6 +246,9 @@ class GitOpsSync:
         self._commit: str | None = None
         self._last_fetch = 0.0
         self.errors: dict[tuple[str, str], str] = {}  # (env, model) -> why its values were not applied
+        # What the sync did, in order: (time.time(), env, model, what) — applied, pod played/ready/removed.
+        self.events: list[tuple[float, str, str, str]] = []
+        self._removals: list[threading.Thread] = []
         self.last_error: str | None = None  # the loop's last failure (git unreachable, podman, ...)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -364,10 +367,12 @@ class GitOpsSync:
                 sha = workloads[0].sha256 if workloads else ""
                 self._applied[(env, model)] = Applied(env, model, commit, path, digest, sha, seen)
                 self._workloads[(env, model)] = workloads
+                self._event(env, model, f"applied {path} at {commit[:12]} (sha256 {sha[:12] or '-'})")
         with self._lock:
             for key, applied in list(self._applied.items()):
                 if key not in files and not applied.deleted:
                     self._applied[key] = Applied(*key, commit, applied.path, "", "", seen, deleted=True)
+                    self._event(*key, f"{applied.path} deleted at {commit[:12]}")
                     self._workloads.pop(key, None)
                     self.errors.pop(key, None)
             self._commit = commit
@@ -467,13 +472,23 @@ class GitOpsSync:
             self._applied[(workload.env, workload.model)] = replace(applied, applied_at=created)
         try:
             kube.play_pod(manifest, path, tls_verify=self.tls_verify)
+            self._event(workload.env, workload.model, f"played {name}")
         except RuntimeError as exc:  # e.g. the image cannot be pulled: the pod stays, not ready, as in a cluster
             self.errors[(workload.env, workload.model)] = f"{name}: {exc}"
+            self._event(workload.env, workload.model, f"{name} failed to start: {exc}")
         return state
 
     def _delete(self, state: _PodState) -> None:
+        """Forget the pod at once and remove it in the background: podman takes seconds to stop a pod,
+        and the next step of a rollout (probing the pod that replaces it) must not wait for that."""
         self._pods.pop(state.pod.name, None)
-        kube.remove_pod(state.pod.name)
+        self._event(state.pod.env, state.pod.model, f"removing {state.pod.name}")
+        removal = threading.Thread(target=kube.remove_pod, args=(state.pod.name,), daemon=True)
+        removal.start()
+        self._removals = [t for t in self._removals if t.is_alive()] + [removal]
+
+    def _event(self, env: str, model: str, what: str) -> None:
+        self.events.append((time.time(), env, model, what))
 
     def _observe(self) -> None:
         """The pods' containers as podman sees them, and readiness as the template's probe says."""
@@ -489,6 +504,8 @@ class GitOpsSync:
             workload = workloads.get((pod.env, pod.model, pod.deployment, pod.template_hash))
             ready = running and bool(ip) and self._probe(ip, workload)
             ready_at = pod.ready_at or (time.time() if ready else None)
+            if ready != pod.ready:
+                self._event(pod.env, pod.model, f"{pod.name} {'ready' if ready else 'not ready'} at {ip}")
             state.pod = replace(pod, ip=ip, running=running, ready=ready, ready_at=ready_at)
 
     @staticmethod
@@ -589,6 +606,8 @@ class GitOpsSync:
             self._workloads.clear()
             if self.prometheus is not None:
                 self.prometheus.set_pod_targets(self.name, [])
+        for removal in self._removals:
+            removal.join(timeout=60)
         with contextlib.suppress(Exception):  # leftovers of a sync that crashed before its down()
             for name in kube.pods_labelled(f"{SYNC_LABEL}={self.name}"):
                 kube.remove_pod(name)

@@ -65,6 +65,14 @@ async def wait_pods(sync: GitOpsSync, check: Any, what: str, timeout: float = 12
     raise TimeoutError(f"{what}: pods {sync.pods('staging', 'iris')}; errors {sync.errors} {sync.last_error}")
 
 
+async def wait_removed(sync: GitOpsSync, names: set[str], timeout: float = 30) -> None:
+    """Until podman has none of these pods left (the sync removes them in the background)."""
+    deadline = time.monotonic() + timeout
+    while set(kube.pods_labelled(f"modelship.dev/gitops-sync={sync.name}")) & names:
+        assert time.monotonic() < deadline, f"pods still there after {timeout}s: {names}"
+        await asyncio.sleep(0.5)
+
+
 @pytest.fixture
 async def deploy_sync(devhub: RunningDevHub, prometheus: Prometheus, tmp_path: Path) -> AsyncIterator[GitOpsSync]:
     hub = devhub.hub
@@ -144,14 +152,15 @@ async def test_a_values_commit_becomes_pods_serving_its_sha256_and_a_change_roll
     second = sync.pods("staging", "iris")
     assert len(second) == 2 and all(p.sha256 == v2.file_sha256 and p.ready for p in second)
     assert not {p.name for p in second} & {p.name for p in first}
-    assert not set(kube.pods_labelled(f"modelship.dev/gitops-sync={sync.name}")) & {p.name for p in first}
+    await wait_removed(sync, {p.name for p in first})
+    assert any(what == f"removing {old.name}" for _, _, _, what in sync.events)
 
     # The values file deleted: its pods go, and so do their scrape targets.
     await hub.push(DEPLOY, "main", {VALUES: None}, message="undeploy")
     await wait_pods(sync, lambda pods: not pods, "the pods of the deleted values")
     gone = sync.applied("staging", "iris")
     assert gone is not None and gone.deleted
-    assert kube.pods_labelled(f"modelship.dev/gitops-sync={sync.name}") == []
+    await wait_removed(sync, {p.name for p in second})
 
 
 @pytest.mark.slow
