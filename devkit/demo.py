@@ -322,8 +322,7 @@ class Demo:
                 )
                 await wait_for(lambda: pull.merged, 30, "the rollback PR to be merged (auto_merge: true)")
                 self.echo("    merged by the bot (auto_merge: true)")
-                await self.show_rollback(devhub, service, pull, number2, v1)
-                await self.show_rollout(devhub, sync, f"v1 ({v1[:7]}) again")
+                await self.show_rollback(devhub, service, pull, number2, v1, sync)
         finally:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -380,7 +379,10 @@ class Demo:
         sync.trigger()
         applied = await asyncio.to_thread(sync.wait_rolled_out, ENV, "churn", commit=head, timeout=240)
         took = (applied.rolled_out_at or 0) - applied.seen_at
-        self.echo(f"    rendered charts/model-server and rolled out in {took:.1f}s (sha256 {applied.sha256[:12]})")
+        for at, env, model, what in list(sync.events):
+            if at >= applied.seen_at and (env, model) == (ENV, "churn"):
+                self.echo(f"    +{at - applied.seen_at:5.1f}s {what}")
+        self.echo(f"    rolled out in {took:.1f}s (sha256 {applied.sha256[:12]})")
         for pod in sync.pods(ENV, "churn"):
             self.echo(f"    pod {pod.name} at {pod.url}: ready, revision {pod.revision[:7]}, sha256 {pod.sha256[:12]}")
             for line in sync.logs(pod, tail=20).splitlines():
@@ -398,7 +400,7 @@ class Demo:
         return await health()
 
     async def show_rollback(
-        self, devhub: RunningDevHub, service: Service, pull: Any, source: int, restored: str
+        self, devhub: RunningDevHub, service: Service, pull: Any, source: int, restored: str, sync: GitOpsSync
     ) -> None:
         hub = devhub.hub
         self.step(f"The rollback PR {DEPLOY}#{pull.number}: {pull.title}")
@@ -409,6 +411,7 @@ class Demo:
         self.step(f"{VALUES} in {DEPLOY} now: v1 again, pinned")
         values = await asyncio.to_thread(hub.git.read, DEPLOY, "refs/heads/main", VALUES)
         self.quote((values or b"").decode())
+        await self.show_rollout(devhub, sync, f"{restored[:7]} back")
         self.step("`modelship status` (the guard watches the restored version)")
         await self.wait_health(service, restored, "healthy", 20)
         self.quote(await need(service.services.guard, "guard").status(REPO))
