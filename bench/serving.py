@@ -14,9 +14,12 @@ retrains the sample model, opens a PR, lets the bot review it (not timed), merge
                       probe: the new sha256 is served;
   ready -> rolled out the second replica, and the old pods removed.
 
-Prints p50/p95 per step over the merges and each step's share of merge -> rolled out, and the push of
-the artifact at review time (from the registry's point of view: not on the merge path when the
-review published it). Run: `.venv/bin/python bench/serving.py [--merges 10]`. First run on a machine
+Prints p50/p95 per step over the merges and each step's share of merge -> rolled out. The artifact is
+pushed when the review keeps the variant (MODELSHIP_REGISTRY), before the merge: on the merge path the
+deploy only checks by digest that the registry has it (inside merge -> commit); bench/artifacts.py times
+the push itself. The pods' start dominates; on a machine shared with other work, podman's lock
+contention shows in the p95 (a round of the sync waits for `podman ps`).
+Run: `.venv/bin/python bench/serving.py [--merges 10]`. First run on a machine
 builds the product image (minutes).
 """
 

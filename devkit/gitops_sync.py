@@ -64,6 +64,7 @@ CHART = Path(__file__).resolve().parents[1] / "charts" / "model-server"
 PATH_TEMPLATE = "environments/{env}/{model}/values.yaml"
 SYNC_LABEL = "modelship.dev/gitops-sync"  # value: the sync's instance; every pod it plays carries it
 TICK = 0.25  # seconds between rollout steps while a rollout is in progress
+SLOW_ROUND = 2.0  # a round longer than this is logged in ``events`` with where its time went
 
 
 class SyncError(Exception):
@@ -294,14 +295,24 @@ class GitOpsSync:
         the next step of every rollout, publish the scrape targets. Returns whether a rollout is still
         in progress."""
         now = time.monotonic()
+        phases: dict[str, float] = {}
         if fetch or (fetch is None and now - self._last_fetch >= self.interval):
             self._last_fetch = now
             commit = self._fetch()
+            phases["fetch"] = time.monotonic()
             if commit != self._commit:
                 self._apply(commit)
+                phases["render"] = time.monotonic()
         with self._lock:
             busy = self._reconcile()
             self._publish_targets()
+        phases["reconcile"] = time.monotonic()
+        if phases["reconcile"] - now > SLOW_ROUND:  # say where a slow round went (git, Helm, podman)
+            took, last = [], now
+            for phase, at in phases.items():
+                took.append(f"{phase} {at - last:.1f}s")
+                last = at
+            self._event("", "", f"slow round: {', '.join(took)}")
         return busy
 
     # -- git --------------------------------------------------------------------------------------

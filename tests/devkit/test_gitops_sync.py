@@ -16,12 +16,14 @@ import pytest
 import yaml
 
 from bot.artifacts.registry import ModelArtifact, OciRegistry
+from bot.guard.templates import load_templates
 from devkit import kube
 from devkit.devhub import RunningDevHub
 from devkit.gitops_sync import GitOpsSync, Pod, _fraction, _values_pattern
 from devkit.onnx_models import IRIS_SETOSA, write_iris_classifier, write_regressor
 from devkit.processes import Prometheus
 
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = "acme/deploy"
 VALUES = "environments/staging/iris/values.yaml"
 
@@ -128,6 +130,10 @@ async def test_a_values_commit_becomes_pods_serving_its_sha256_and_a_change_roll
     scraped = await asyncio.to_thread(prometheus.query, served.format("1" * 40))
     assert {s["metric"]["pod"] for s in scraped} == {p.name for p in first}
     assert not any("exported_env" in s["metric"] for s in scraped)
+    # The guard's own template over the pods' series: an error rate of 0 (not "no data").
+    error_rate = load_templates(ROOT / "config" / "promql")["error_rate"]
+    query = error_rate.render(model="iris", version="1" * 40, env="staging", window="30s")
+    assert [float(s["value"][1]) for s in await asyncio.to_thread(prometheus.wait_for, query, 20)] == [0.0]
 
     # A rollout held after one new pod: one replica on the new sha256, one still on the old.
     sync.pause("staging", "iris", new_pods=1)
