@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -133,7 +134,16 @@ async def test_a_values_commit_becomes_pods_serving_its_sha256_and_a_change_roll
     # The guard's own template over the pods' series: an error rate of 0 (not "no data").
     error_rate = load_templates(ROOT / "config" / "promql")["error_rate"]
     query = error_rate.render(model="iris", version="1" * 40, env="staging", window="30s")
-    assert [float(s["value"][1]) for s in await asyncio.to_thread(prometheus.wait_for, query, 20)] == [0.0]
+    # (rate() needs an increase between two scrapes: requests after the first scrape of each pod)
+    deadline = time.monotonic() + 20
+    while True:
+        for pod in first:
+            predict(pod, [IRIS_SETOSA])
+        rates = [float(s["value"][1]) for s in await asyncio.to_thread(prometheus.query, query)]
+        if (rates and not math.isnan(rates[0])) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert rates == [0.0], rates
 
     # A rollout held after one new pod: one replica on the new sha256, one still on the old.
     sync.pause("staging", "iris", new_pods=1)
