@@ -289,6 +289,7 @@ class Demo:
 
         v1 = await self.merge_and_show_deploy(devhub, service, number, full=True)
         await self.show_rollout(devhub, sync, f"v1 ({v1[:7]})")
+        await self.show_live(devhub, v1)
 
         self.step("Traffic starts: steady predictions to the pods; Prometheus scrapes them")
         servers: list[str] = []
@@ -304,6 +305,7 @@ class Demo:
                 self.show_chosen_variant(devhub, number2)
                 v2 = await self.merge_and_show_deploy(devhub, service, number2, full=False)
                 await self.show_rollout(devhub, sync, f"v2 ({v2[:7]})")
+                await self.show_live(devhub, v2)
                 healthy = await self.wait_health(service, v2, "healthy", 45)
                 self.echo(f"    guard verdict for v2 in {ENV}: {healthy}")
 
@@ -365,9 +367,22 @@ class Demo:
             self.echo(f"    GitHub Deployment {d.id} to {d.environment}: {states}  {d.statuses[-1].log_url}")
         self.echo("    the bot's deploy comment on the PR:")
         self.show_comments(devhub, number, only=lambda body: "<!-- modelship:deploy -->" in body)
-        if not any(d.statuses and d.statuses[-1].state == "success" for d in deployments):
+        # Committed is `in_progress` while the bot tracks the rollout (success once live, see show_rollout).
+        if not any(d.statuses and d.statuses[-1].state in ("in_progress", "success") for d in deployments):
             raise click.ClickException(f"the bot did not deploy {REPO}#{number} to {ENV}; its comment says why")
         return merge_sha
+
+    async def show_live(self, devhub: RunningDevHub, merge_sha: str) -> None:
+        """The GitHub Deployment turns success once every replica serves the new sha256 (live tracking)."""
+        deployments = [d for d in devhub.hub.deployments.values() if d.repo == REPO and d.sha == merge_sha]
+
+        def live() -> bool:
+            return any(d.statuses and d.statuses[-1].state == "success" for d in deployments)
+
+        await wait_for(live, 90, f"the GitHub Deployment of {merge_sha[:7]} to turn success (live)")
+        for d in deployments:
+            states = " -> ".join(s.state for s in d.statuses)
+            self.echo(f"    GitHub Deployment {d.id} to {d.environment}: {states} (live: every replica serves it)")
 
     async def show_rollout(self, devhub: RunningDevHub, sync: GitOpsSync, what: str) -> None:
         """Wait until the sync has rolled the deploy repository's head out, and show the pods."""
