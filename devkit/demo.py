@@ -1,8 +1,10 @@
 """`python -m devkit demo` (`make demo`): the whole flow on loopback — devhub, the bot, a sample model repo.
 
 Prints each step, every webhook delivery with the bot's answer, the jobs the bot ran and the PR comments;
-then merges the PR (the bot deploys it to staging through a deploy repository), serves two versions
-behind a real Prometheus and breaks the newer one, so the guard rolls it back.
+then merges the PR: the bot publishes the reviewed variant to the local OCI registry and commits its
+digest to the deploy repository, and the GitOps sync (devkit.gitops_sync, in the role of Argo CD) runs
+what the chart renders from that commit with `podman kube play`. Traffic goes to the pods, Prometheus
+scrapes them; a second version rolls out, is broken, and the guard rolls it back through the same path.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import hashlib
 import inspect
 import itertools
 import logging
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -30,11 +32,11 @@ from bot.app import Service
 from bot.context import need
 from bot.deploy.manifest import current_ref
 from bot.store.review_models import Deployment
-from bot.store.reviews import review_records
 from devkit.devhub import RunningDevHub
 from devkit.devhub import start as start_devhub
+from devkit.gitops_sync import GitOpsSync
 from devkit.harness import WEBHOOK_SECRET, bot_running
-from devkit.processes import Process, ProcessError, Prometheus, model_server, podman_url
+from devkit.processes import Process, ProcessError, Prometheus, podman_url, product_image, registry_host
 from devkit.traffic import traffic
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-model-repo"
@@ -44,6 +46,27 @@ ENV = "staging"
 VALUES = f"environments/{ENV}/churn/values.yaml"
 ROLLBACK_BRANCH = f"modelship/rollback/{ENV}/churn"
 INTERVAL, FAILURE_LIMIT = 1, 3
+REPLICAS = 2
+
+
+def environment_values(image: str) -> str:
+    """What a platform team writes once into the deploy repository for the environment: where the image
+    comes from, how many replicas, plain HTTP to the local registry, and (demo only) fault injection.
+    Modelship adds and owns only the `model:` block; until then the chart renders no workload."""
+    registry, _, rest = image.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    return yaml.safe_dump(
+        {
+            "environment": ENV,
+            "replicaCount": REPLICAS,
+            "image": {"registry": registry, "repository": repository, "tag": tag},
+            "modelSource": {"insecure": True},
+            "server": {"extraArgs": ["--allow-fault-injection"]},
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        },
+        sort_keys=False,
+    )
+
 
 # What the demo adds to the sample's .modelship.yml: where merged models go, and what guards them there.
 DEPLOY_CONFIG = f"""
@@ -88,6 +111,8 @@ class Demo:
         self.processes: list[Process] = []
         self.shown_so_far: list[str] = []
         self.forced = False  # a merge held back by review_passed was deployed with `--force`
+        self.registry = ""  # host:port of the local OCI registry
+        self.image = ""  # the product image the chart runs
 
     def step(self, text: str) -> None:
         self.echo(click.style(f"\n==> {text}", fg="cyan", bold=True))
@@ -128,7 +153,11 @@ class Demo:
         raise click.ClickException(f"the bot did not finish its jobs within {limit:.0f}s: {depth}")
 
     async def run(self) -> None:
-        self.step("Starting Prometheus (1 s scrapes) for the guard")
+        self.step("Starting the local OCI registry and building the product image (the first build takes minutes)")
+        self.registry = await asyncio.to_thread(registry_host)
+        self.image = await asyncio.to_thread(product_image)
+        self.echo(f"    registry at {self.registry}; model-server image {self.image}")
+        self.step("Starting Prometheus (1 s scrapes; pods discovered by their prometheus.io annotations)")
         prometheus = Prometheus(self.workdir / "prometheus")
         self.processes.append(prometheus.process)
         try:
@@ -146,7 +175,7 @@ class Demo:
         app_id, key = await hub.create_app(slug="modelship")
         self.echo(f"    devhub at {devhub.base_url}; GitHub App 'modelship' registered (id {app_id})")
 
-        self.step("Starting the bot (SQLite, 2 workers, podman sandbox, guard every second)")
+        self.step("Starting the bot (SQLite, 2 workers, podman sandbox, the registry, guard every second)")
         client_id, client_secret = hub.oauth_client(app_id)
         try:
             engine_url = await asyncio.to_thread(podman_url)
@@ -164,6 +193,8 @@ class Demo:
                 ui_client_secret=SecretStr(client_secret),
                 ui_session_secret=SecretStr(secrets.token_hex(32)),
                 github_web_url=devhub.base_url,
+                registry=self.registry,
+                registry_insecure=True,
             ) as bot:
                 self.echo(f"    bot listening on {hub.sender.url}")
                 self.echo(f"    dashboard at {bot.url}/ui/ (sign in on devhub's page as alice, who can read {REPO})")
@@ -214,8 +245,32 @@ class Demo:
         await self.settle(devhub, service)
 
         self.step(f"GitOps: creating the deploy repository {DEPLOY} and adding environments to .modelship.yml")
-        await hub.create_repo(DEPLOY, {"README.md": "# Deploy repository\n\nHelm values, written by Modelship.\n"})
-        await hub.install("acme", [DEPLOY])
+        seeded = environment_values(self.image)
+        readme = "# Deploy repository\n\nHelm values for charts/model-server; Modelship writes the `model:` blocks.\n"
+        await hub.create_repo(DEPLOY, {"README.md": readme, VALUES: seeded})
+        installation = await hub.install("acme", [DEPLOY])
+        self.echo(f"    {VALUES} as the platform team wrote it (no model yet: the chart renders no workload):")
+        self.quote(seeded)
+        sync = GitOpsSync(
+            f"{devhub.base_url}/{DEPLOY}.git",
+            self.workdir / "gitops-sync",
+            token=lambda: hub.issue_token(installation).value,
+            prometheus=prometheus,
+        )
+        sync.start()
+        self.echo(
+            f"    GitOps sync following {DEPLOY}@main (renders charts/model-server, runs it with podman kube play)"
+        )
+        try:
+            await self.deploy_flow(devhub, service, prometheus, sync)
+        finally:
+            await asyncio.to_thread(sync.stop)
+            await asyncio.to_thread(sync.down)
+
+    async def deploy_flow(
+        self, devhub: RunningDevHub, service: Service, prometheus: Prometheus, sync: GitOpsSync
+    ) -> None:
+        hub = devhub.hub
         config = (SAMPLE / ".modelship.yml").read_text() + DEPLOY_CONFIG
         await hub.push(REPO, "main", {".modelship.yml": config}, message="Deploy merged models to staging")
         self.echo("    pushed to main, .modelship.yml now ends with:")
@@ -235,35 +290,44 @@ class Demo:
         self.show_comments(devhub, number, since=seen)
 
         v1 = await self.merge_and_show_deploy(devhub, service, number, full=True)
+        await self.show_rollout(devhub, sync, f"v1 ({v1[:7]})")
+        await self.show_live(devhub, v1)
 
-        self.step(f"Serving v1 ({v1[:7]}) with the ONNX variant the review chose; traffic starts")
+        self.step("Traffic starts: steady predictions to the pods; Prometheus scrapes them")
         servers: list[str] = []
-        await self.serve(prometheus, await self.onnx_of(service, head1), v1, servers)
-        async with traffic(servers, _sample_rows()) as client:
-            healthy = await self.wait_health(service, v1, "healthy", 45)
-            self.echo(f"    guard verdict for v1 in {ENV}: {healthy}")
+        follower = asyncio.create_task(follow_pods(sync, servers))
+        try:
+            async with traffic(servers, _sample_rows()) as client:
+                healthy = await self.wait_health(service, v1, "healthy", 45)
+                self.echo(f"    guard verdict for v1 in {ENV}: {healthy}")
 
-            number2 = await self.open_reviewed_pr(devhub, service, "retrain-v2", 40, 4, "Retrain with 40 trees")
-            head2 = hub.pull(REPO, number2).head_sha
-            self.show_check_runs(devhub, head2)
-            self.show_chosen_variant(devhub, number2)
-            v2 = await self.merge_and_show_deploy(devhub, service, number2, full=False)
+                number2 = await self.open_reviewed_pr(devhub, service, "retrain-v2", 40, 4, "Retrain with 40 trees")
+                head2 = hub.pull(REPO, number2).head_sha
+                self.show_check_runs(devhub, head2)
+                self.show_chosen_variant(devhub, number2)
+                v2 = await self.merge_and_show_deploy(devhub, service, number2, full=False)
+                await self.show_rollout(devhub, sync, f"v2 ({v2[:7]})")
+                await self.show_live(devhub, v2)
+                healthy = await self.wait_health(service, v2, "healthy", 45)
+                self.echo(f"    guard verdict for v2 in {ENV}: {healthy}")
 
-            self.step(f"Serving v2 ({v2[:7]}) next to v1; the guard watches it")
-            v2_url = await self.serve(prometheus, await self.onnx_of(service, head2), v2, servers)
-            healthy = await self.wait_health(service, v2, "healthy", 45)
-            self.echo(f"    guard verdict for v2 in {ENV}: {healthy}")
-
-            self.step("Breaking v2: half of its requests now fail (POST /admin/faults)")
-            async with client.post(f"{v2_url}/admin/faults", json={"error_rate": 0.5}) as response:
-                self.echo(f"    fault injection: {response.status} {await response.text()}")
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            pull = await wait_for(lambda: _rollback_pull(devhub), 60, "the guard's rollback PR")
-            self.echo(f"    rollback PR {DEPLOY}#{pull.number} opened {loop.time() - started:.1f}s after the breach")
-            await wait_for(lambda: pull.merged, 30, "the rollback PR to be merged (auto_merge: true)")
-            self.echo("    merged by the bot (auto_merge: true)")
-            await self.show_rollback(devhub, service, pull, number2, v1)
+                self.step("Breaking v2: half of its requests now fail (POST /admin/faults on each pod)")
+                for pod in sync.pods(ENV, "churn"):
+                    async with client.post(f"{pod.url}/admin/faults", json={"error_rate": 0.5}) as response:
+                        self.echo(f"    {pod.name}: {response.status} {await response.text()}")
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                pull = await wait_for(lambda: _rollback_pull(devhub), 60, "the guard's rollback PR")
+                self.echo(
+                    f"    rollback PR {DEPLOY}#{pull.number} opened {loop.time() - started:.1f}s after the breach"
+                )
+                await wait_for(lambda: pull.merged, 30, "the rollback PR to be merged (auto_merge: true)")
+                self.echo("    merged by the bot (auto_merge: true)")
+                await self.show_rollback(devhub, service, pull, number2, v1, sync)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
 
         self.step("Jobs the bot ran")
         for job in await service.services.queue.list(("done", "parked", "queued", "running", "cancelled")):
@@ -279,12 +343,14 @@ class Demo:
                 if self.forced
                 else f"merging it deployed {v1[:7]} to {ENV} through GitOps"
             )
-            + f": a commit with trailers in {DEPLOY}, a GitHub Deployment, the bot's deploy comment",
-            f"{REPO}#{number2} deployed {v2[:7]} the same way; model_server.serve served both versions, "
-            "Prometheus scraped them, the guard judged them healthy",
+            + f": the reviewed variant published to the registry, a commit pinning it by digest in {DEPLOY}, "
+            "a GitHub Deployment, the bot's deploy comment",
+            f"the GitOps sync rendered charts/model-server from that commit and ran {REPLICAS} pods with podman kube "
+            "play; each fetched and verified the artifact; Prometheus scraped them, the guard judged them healthy",
+            f"{REPO}#{number2} deployed {v2[:7]} the same way: the sync rolled the pods over to it",
             f"50% errors injected into {v2[:7]}: after {FAILURE_LIMIT} failed checks the guard opened and merged "
             f"{DEPLOY}#{pull.number} (evidence, PromQL, Mermaid chart), restored {v1[:7]} pinned "
-            f"and told {REPO}#{number2}",
+            f"and told {REPO}#{number2}; the sync rolled the pods back to {v1[:7]}",
         ):
             self.echo(f"    - {line}")
 
@@ -309,7 +375,8 @@ class Demo:
             self.echo(f"    GitHub Deployment {d.id} to {d.environment}: {states}  {d.statuses[-1].log_url}")
         self.echo("    the bot's deploy comment on the PR:")
         seen = self.show_comments(devhub, number, only=lambda body: "<!-- modelship:deploy -->" in body)
-        if any(d.statuses and d.statuses[-1].state == "success" for d in deployments):
+        # Committed is `in_progress` while the bot tracks the rollout (success once live, see show_rollout).
+        if any(d.statuses and d.statuses[-1].state in ("in_progress", "success") for d in deployments):
             return merge_sha
         comment = [c.body for c in hub.comments.values() if c.repo == REPO and "<!-- modelship:deploy -->" in c.body]
         if not any(f"`environments.{ENV}.requires` has `review_passed`" in body for body in comment):
@@ -336,28 +403,34 @@ class Demo:
             raise click.ClickException(f"the forced deploy of {REPO}#{number} to {ENV} did not land; see its reply")
         return ref.revision  # the PR's head: `deploy <env>` ships the head the review judged
 
-    async def onnx_of(self, service: Service, head_sha: str) -> Path:
-        """The ONNX file the review kept for ``head_sha``: the chosen variant, else any ONNX variant."""
-        root = service.services.data_dir / "artifacts" / REPO.replace("/", "--") / head_sha
-        records = await review_records(service.services.engine, REPO, head_sha)
-        kept = [str(m.variant_artifact or "") for r in records if (m := r.models.get("churn")) is not None]
-        candidates = [root / k for k in kept if k.endswith(".onnx")] + sorted(root.rglob("*.onnx"))
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise click.ClickException(f"the review kept no ONNX variant under {root}")
-        return found
+    async def show_live(self, devhub: RunningDevHub, merge_sha: str) -> None:
+        """The GitHub Deployment turns success once every replica serves the new sha256 (live tracking)."""
+        deployments = [d for d in devhub.hub.deployments.values() if d.repo == REPO and d.sha == merge_sha]
 
-    async def serve(self, prometheus: Prometheus, onnx: Path, version: str, servers: list[str]) -> str:
-        digest = hashlib.sha256(await asyncio.to_thread(onnx.read_bytes)).hexdigest()
-        log = self.workdir / "servers" / f"{version[:7]}.log"
-        server = model_server(onnx, name="churn", version=version, sha256=digest, env=ENV, log=log)
-        self.processes.append(server.process)
-        await asyncio.to_thread(server.start)
-        prometheus.add_target(server.address)
-        url = server.url
-        servers.append(url)
-        self.echo(f"    {onnx.name} (sha256 {digest[:12]}) served at {url}, scraped by Prometheus")
-        return url
+        def live() -> bool:
+            return any(d.statuses and d.statuses[-1].state == "success" for d in deployments)
+
+        await wait_for(live, 90, f"the GitHub Deployment of {merge_sha[:7]} to turn success (live)")
+        for d in deployments:
+            states = " -> ".join(s.state for s in d.statuses)
+            self.echo(f"    GitHub Deployment {d.id} to {d.environment}: {states} (live: every replica serves it)")
+
+    async def show_rollout(self, devhub: RunningDevHub, sync: GitOpsSync, what: str) -> None:
+        """Wait until the sync has rolled the deploy repository's head out, and show the pods."""
+        head = await asyncio.to_thread(devhub.hub.git.resolve, DEPLOY, "refs/heads/main")
+        self.step(f"The GitOps sync rolls {what} out from {DEPLOY}@{(head or '')[:7]}")
+        sync.trigger()
+        applied = await asyncio.to_thread(sync.wait_rolled_out, ENV, "churn", commit=head, timeout=240)
+        took = (applied.rolled_out_at or 0) - applied.seen_at
+        for at, env, model, what in list(sync.events):
+            if at >= applied.seen_at and (env, model) == (ENV, "churn"):
+                self.echo(f"    +{at - applied.seen_at:5.1f}s {what}")
+        self.echo(f"    rolled out in {took:.1f}s (sha256 {applied.sha256[:12]})")
+        for pod in sync.pods(ENV, "churn"):
+            self.echo(f"    pod {pod.name} at {pod.url}: ready, revision {pod.revision[:7]}, sha256 {pod.sha256[:12]}")
+            for line in sync.logs(pod, tail=20).splitlines():
+                if "verified" in line:
+                    self.echo(f"      {line.strip()}")
 
     async def wait_health(self, service: Service, version: str, wanted: str, limit: float) -> str:
         async def health() -> str:
@@ -370,7 +443,7 @@ class Demo:
         return await health()
 
     async def show_rollback(
-        self, devhub: RunningDevHub, service: Service, pull: Any, source: int, restored: str
+        self, devhub: RunningDevHub, service: Service, pull: Any, source: int, restored: str, sync: GitOpsSync
     ) -> None:
         hub = devhub.hub
         self.step(f"The rollback PR {DEPLOY}#{pull.number}: {pull.title}")
@@ -381,9 +454,17 @@ class Demo:
         self.step(f"{VALUES} in {DEPLOY} now: v1 again, pinned")
         values = await asyncio.to_thread(hub.git.read, DEPLOY, "refs/heads/main", VALUES)
         self.quote((values or b"").decode())
+        await self.show_rollout(devhub, sync, f"{restored[:7]} back")
         self.step("`modelship status` (the guard watches the restored version)")
         await self.wait_health(service, restored, "healthy", 20)
         self.quote(await need(service.services.guard, "guard").status(REPO))
+
+
+async def follow_pods(sync: GitOpsSync, servers: list[str]) -> None:
+    """Keep ``servers`` (what the traffic generator sends to) equal to the ready pods, as a Service would."""
+    while True:
+        servers[:] = [p.url for p in sync.pods(ENV, "churn") if p.ready]
+        await asyncio.sleep(0.5)
 
 
 async def wait_for(check: Callable[[], Any], limit: float, what: str) -> Any:

@@ -1,18 +1,37 @@
 """Run what a chart renders: ``podman kube play`` as the closest thing to a kubelet on this machine.
 
-The manifests are Helm's own output, unchanged: podman runs the Deployments and Pods in them and
-ignores the kinds it has no use for (Service, ServiceAccount, PodDisruptionBudget, …). Each pod gets
-an address on podman's bridge network that the host reaches directly, which is how Prometheus and
-the tests talk to it, as they would to a pod IP in a cluster.
+The manifests are Helm's own output: podman runs the Deployments and Pods in them and ignores the
+kinds it has no use for (Service, ServiceAccount, PodDisruptionBudget, …). Each pod gets an address
+on podman's bridge network that the host reaches directly, which is how Prometheus and the tests talk
+to it, as they would to a pod IP in a cluster.
 
-Known here (podman 4.3): init containers fail ("failed to remove once init container"), which is
-why the model-server chart fetches its artifact in the serving container itself; every containerPort
-is also published on the host, so only one replica of a Deployment can run (the others fail to bind),
-and an emptyDir becomes a podman volume named after it, shared by every pod that names it alike.
+Limits of podman 4.3 (the only version Debian 12 has), seen on this machine, and what is done about them:
+
+- Init containers fail ("failed to remove once init container … as it is running"): the model-server
+  chart fetches its artifact in the serving container itself (``model.artifact``); its ``modelSource``
+  path (an init container pulling ``curlimages/curl``) cannot run here.
+- Every ``containerPort`` is also published on the host (hostPort = containerPort), so a second
+  replica of a Deployment, or any other pod with the same port (another environment, another test),
+  fails to start with "address already in use". In Kubernetes a containerPort publishes nothing.
+  ``KubePlay.play`` plays manifests as rendered (one replica only); ``podman_pod`` (what
+  devkit.gitops_sync plays) drops the publication of ports that have no ``hostPort``, so any number
+  of pods listen on the same port, each on its own pod IP, as in a cluster.
+- Probes are not run: podman turns a livenessProbe into a healthcheck that needs systemd timers (none
+  here), and a named port (``port: http``) becomes ``curl localhost:0``; readinessProbe is ignored.
+  ``podman_pod`` leaves them out and devkit.gitops_sync probes readiness itself (httpGet on the pod
+  IP), the way a kubelet does.
+- A Deployment is played as ``replicas`` pods named ``<name>-pod-<i>``, and ``--replace`` removes them
+  all before creating the new ones: no rolling update. devkit.gitops_sync plays Pods and rolls them
+  (maxSurge / maxUnavailable of the Deployment's strategy) like a Deployment controller.
+- An emptyDir becomes a podman volume named after it, shared by every pod that names it alike (two
+  versions would share one /models): ``podman_pod`` gives each pod's emptyDirs names of their own.
+- The restart policy is honoured (a crashing container is restarted); a pod has no namespace, so pod
+  names carry the environment and the sync's instance.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -113,3 +132,94 @@ class KubePlay:
         for path in reversed(self.files):
             _podman("kube", "down", str(path), check=False)
         self.files.clear()
+
+
+# Keys of a container that podman 4.3 turns into something other than what Kubernetes means (see above).
+_PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def podman_pod(template: Mapping[str, Any], *, name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """The Pod a Deployment's ``template`` makes, named ``name``, as podman 4.3 must be told to run it
+    with Kubernetes' meaning: ports without hostPort not published, probes left to the caller,
+    emptyDirs private to the pod (volume names prefixed with the pod's)."""
+    spec = copy.deepcopy(dict(template.get("spec") or {}))
+    metadata = template.get("metadata") or {}
+    renamed = {
+        v["name"]: f"{name}-{v['name']}" for v in spec.get("volumes") or [] if isinstance(v.get("emptyDir"), dict)
+    }
+    for volume in spec.get("volumes") or []:
+        volume["name"] = renamed.get(volume["name"], volume["name"])
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        ports = [p for p in container.get("ports") or [] if p.get("hostPort")]
+        if ports:
+            container["ports"] = ports
+        else:
+            container.pop("ports", None)
+        for probe in _PROBES:
+            container.pop(probe, None)
+        for mount in container.get("volumeMounts") or []:
+            mount["name"] = renamed.get(mount["name"], mount["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {**(metadata.get("labels") or {}), **labels},
+            "annotations": dict(metadata.get("annotations") or {}),
+        },
+        "spec": spec,
+    }
+
+
+def play_pod(pod: Mapping[str, Any], path: Path, *, tls_verify: bool = False) -> None:
+    """``podman kube play --replace`` of one Pod document, kept at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(dict(pod), sort_keys=False))
+    _podman("kube", "play", "--replace", "--quiet", f"--tls-verify={'true' if tls_verify else 'false'}", str(path))
+
+
+def remove_pod(name: str, *, grace: int = 2) -> None:
+    """Remove a pod and its containers (SIGTERM, SIGKILL after ``grace`` seconds) and its volumes."""
+    _podman("pod", "rm", "--force", "--ignore", "-t", str(grace), name, check=False)
+    listed = _podman("volume", "ls", "--quiet", "--filter", f"name=^{name}-", check=False).stdout.split()
+    if listed:
+        _podman("volume", "rm", "--force", *listed, check=False)
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    name: str  # podman's: <pod>-<container>
+    running: bool
+    exit_code: int | None
+    labels: Mapping[str, str]
+
+
+def container_states(label: str) -> list[ContainerState]:
+    """Every (non-infra) container whose pod carries ``label`` (``key=value``), in one ``podman ps``."""
+    listed = json.loads(_podman("ps", "-a", "--filter", f"label={label}", "--format", "json").stdout or "[]")
+    found = []
+    for entry in listed:
+        if entry.get("IsInfra"):
+            continue
+        labels = entry.get("Labels") or {}
+        running = entry.get("State") == "running"
+        name = (entry.get("Names") or [""])[0]
+        found.append(ContainerState(name, running, None if running else entry.get("ExitCode"), labels))
+    return found
+
+
+def container_ip(name: str) -> str:
+    """The pod IP of a container ("" while it has none)."""
+    template = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+    done = _podman("inspect", "--format", template, name, check=False)
+    return next(iter(done.stdout.split()), "") if done.returncode == 0 else ""
+
+
+def container_restarts(name: str) -> int:
+    done = _podman("inspect", "--format", "{{.RestartCount}}", name, check=False)
+    return int(done.stdout.strip() or 0) if done.returncode == 0 else 0
+
+
+def pods_labelled(label: str) -> list[str]:
+    """Names of the pods carrying ``label`` (``key=value``)."""
+    return _podman("pod", "ps", "--filter", f"label={label}", "--format", "{{.Name}}", check=False).stdout.split()

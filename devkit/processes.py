@@ -1,6 +1,7 @@
 """The helper processes the demo, the tests and the benchmarks start: one launcher each.
 
-- Prometheus (Debian's binary): 1 s scrapes, targets added and removed at run time through file_sd;
+- Prometheus (Debian's binary): 1 s scrapes, targets added and removed at run time through file_sd
+  (model server processes by address; pods that devkit.gitops_sync plays, by their annotations);
 - model servers (``python -m model_server.serve``, fault injection on), subprocesses so that no
   process of ours imports onnxruntime;
 - the shared podman service and the loopback OCI registry (scripts/podman-service.sh and
@@ -133,7 +134,19 @@ class Prometheus:
                     {
                         "job_name": "models",
                         "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")], "refresh_interval": "1s"}],
-                    }
+                    },
+                    {
+                        # Pods played from a chart (devkit.gitops_sync), discovered the way the chart's
+                        # prometheus.io/* annotations ask a cluster's Prometheus to: address = pod IP and
+                        # the annotated port, __metrics_path__ = the annotated path, plus namespace/pod.
+                        # The server's own model/version/env labels win over the target's (honor_labels),
+                        # so the guard's PromQL reads the same series either way.
+                        "job_name": "kubernetes-pods",
+                        "honor_labels": True,
+                        "file_sd_configs": [
+                            {"files": [str(self.targets_dir / "pods" / "*.json")], "refresh_interval": "1s"}
+                        ],
+                    },
                 ],
             },
             indent=2,
@@ -155,6 +168,19 @@ class Prometheus:
         staging = path.with_suffix(".tmp")
         staging.write_text(json.dumps([{"targets": [address], "labels": labels}]))
         os.replace(staging, path)  # atomic: Prometheus never reads half a file
+
+    def set_pod_targets(self, group: str, targets: list[tuple[str, dict[str, str]]]) -> None:
+        """Replace the pod targets of ``group`` (one file per discoverer) with ``targets``: (host:port,
+        labels) pairs; a ``__metrics_path__`` label sets the scrape path. An empty list removes them."""
+        folder = self.targets_dir / "pods"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{group}.json"
+        if not targets:
+            path.unlink(missing_ok=True)
+            return
+        staging = path.with_suffix(".tmp")
+        staging.write_text(json.dumps([{"targets": [address], "labels": labels} for address, labels in targets]))
+        os.replace(staging, path)
 
     def remove_target(self, address: str) -> None:
         (self.targets_dir / f"{address.replace(':', '_')}.json").unlink(missing_ok=True)
