@@ -32,10 +32,13 @@ from bot.chatops.commands import COMMANDS, CommandSpec
 from bot.chatops.lookups import collaborator_permission
 from bot.context import GitHubAppPort
 from bot.guard import store as guard_store
+from bot.review import report
+from bot.review.optimization import variant_name, variant_rows
+from bot.review.stored import report_from_json
 from bot.store import deployments
 from bot.store.installations import installation_for
 from bot.store.queue import JobQueue
-from bot.store.reviews import published_artifacts, reviewed_model, reviews_of_pr
+from bot.store.reviews import StoredReview, published_artifacts, reviewed_model, reviews_of_pr
 from bot.ui import evidence
 from bot.ui.github import OAuthClient, SignInError
 from bot.ui.session import COOKIE, STATE_COOKIE, Session, SessionStore, same, sign, unsign
@@ -133,12 +136,7 @@ class Dashboard:
     _cell_html: dict[tuple[Any, ...], Markup] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
-        )
-        self.env.globals["quote"] = lambda s: quote(str(s), safe="/")
-        self.env.globals["cell_html"] = cell_html
-        self.env.filters["short"] = lambda s: str(s or "")[:7] if _SHA.match(str(s or "")) else str(s or "")
+        self.env = environment()
 
     # ------------------------------------------------------------------ plumbing
     def render(self, request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
@@ -594,6 +592,34 @@ class Dashboard:
         app.router.add_post("/jobs/{id:\\d+}/{action}", self.job_action)
         app.router.add_static("/static/", HERE / "static", append_version=False)
         return app
+
+
+def environment() -> jinja2.Environment:
+    """The dashboard's templates, with the PR comment's own formatting functions for the review partial."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
+    env.globals.update(
+        quote=lambda s: quote(str(s), safe="/"),
+        cell_html=cell_html,
+        stored_report=report_from_json,
+        fmt_number=report.number,
+        fmt_signed=report.signed,
+        interval=report.interval,
+        gate_rule=report.gate_rule,
+        gate_value=report.gate_value,
+        verdict_label=report.VERDICT_LABEL,
+        gate_label=report.GATE_LABEL,
+        variant_rows=variant_rows,
+        variant_name=variant_name,
+    )
+    env.filters["short"] = lambda s: str(s or "")[:7] if _SHA.match(str(s or "")) else str(s or "")
+    return env
+
+
+def review_html(review: StoredReview) -> str:
+    """One stored review as the PR page shows it (the `_review.html` partial)."""
+    return environment().get_template("_review.html").render(rv=review)
 
 
 def cell_html(c: Mapping[str, Any], oob: bool = False) -> Markup:

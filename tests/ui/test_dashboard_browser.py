@@ -84,6 +84,53 @@ class World:
     parked_job: int
 
 
+OPTIMIZATION = {
+    "models": [
+        {
+            "name": "churn",
+            "task": "classification",
+            "estimator": "RandomForestClassifier",
+            "variants": [
+                {"name": "original", "status": "ok", "size_bytes": 2_400_000, "metric_delta": {"accuracy": 0.0}},
+                {
+                    "name": "int8_dynamic",
+                    "status": "ok",
+                    "size_bytes": 600_000,
+                    "latency": {"p95_ms": 0.8, "p95_ci_ms": {"low": 0.7, "high": 0.9}, "batch_rows_per_s": 90_000},
+                    "metric_delta": {"accuracy": -0.002},
+                    "parity": {"holds": True, "label_agreement": 0.995},
+                },
+                {"name": "onnx_fp32", "status": "not_applicable", "reason": "no converter for this estimator"},
+            ],
+            "chosen": {"variant": "int8_dynamic", "sha256": "c" * 64, "reason": "smallest within tolerance"},
+        }
+    ]
+}
+
+
+def _comparison() -> dict[str, Any]:
+    """What a review of v1 against v2 compares: the real statistics (paired bootstrap, gates) over
+    evaluation documents as the sandbox writes them, and its optimization report."""
+    import numpy as np
+
+    from bot.review.compare import compare_review
+    from bot.review.stored import report_to_json
+    from tests.review.evaluations import evaluation_doc, policy
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    base_pred = np.where(rng.random(300) < 0.8, y, 1 - y)
+    head_pred = np.where(rng.random(300) < 0.9, y, 1 - y)
+    spec = policy(metrics=["accuracy", "f1"], gates={"accuracy": {"min": 0.95}, "f1": {"min_delta": -0.01}})
+    comparison = compare_review(
+        [spec],
+        {"churn": evaluation_doc("churn", y, base_pred, metrics=("accuracy", "f1"))},
+        {"churn": evaluation_doc("churn", y, head_pred, metrics=("accuracy", "f1"))},
+        resamples=200,
+    )
+    return report_to_json(comparison, OPTIMIZATION)
+
+
 async def _merge(hub: DevHub, bot: RunningBot, repo: str, branch: str, content: bytes, f1: float) -> None:
     await hub.push(repo, branch, {"models/churn.onnx": content})
     number = await hub.open_pr(repo, branch)
@@ -103,6 +150,7 @@ async def _merge(hub: DevHub, bot: RunningBot, repo: str, branch: str, content: 
         base_sha=pull.base_sha,
         conclusion="success",
         record=ReviewRecord(models={"churn": churn}),
+        report=_comparison() if branch == "v2" else None,
     )
     await hub.merge_pr(repo, number, user="maya")
     await asyncio.sleep(0.2)
@@ -279,7 +327,19 @@ async def test_timeline_diff_between_two_deployed_versions(world: World) -> None
     await shoot(page, "timeline-diff")
     await page.get_by_role("link", name="#2").first.click()
     await expect(page.get_by_role("heading", name=f"{MODEL}#2")).to_be_visible()
-    assert "f1" in await page.inner_text("main")
+    # the review as the PR comment shows it: metrics with their intervals, gate rows, the optimization table
+    metrics = page.get_by_role("table", name="churn: metrics, base against head")
+    accuracy = await metrics.get_by_role("row", name=re.compile("^accuracy")).inner_text()
+    assert re.search(r"\[[+−]0\.\d{4}, [+−]0\.\d{4}\]", accuracy) and "better" in accuracy, accuracy
+    gates = page.get_by_role("table", name="churn: gates")
+    assert "≥ 0.95" in await gates.get_by_role("row", name=re.compile("^accuracy")).inner_text()
+    assert "fail" in await gates.get_by_role("row", name=re.compile("^accuracy")).inner_text()
+    assert "Δ ≥ -0.01" in await gates.get_by_role("row", name=re.compile("^f1")).inner_text()
+    optimization = page.get_by_role("table", name="churn: optimization (RandomForestClassifier)")
+    int8 = await optimization.get_by_role("row", name=re.compile("^int8 dynamic")).inner_text()
+    assert "585.9 KB" in int8 and "0.8 ms (0.7–0.9)" in int8 and "✓ chosen" in int8, int8
+    onnx = await optimization.get_by_role("row", name=re.compile("^ONNX fp32")).inner_text()
+    assert "not applicable: no converter" in onnx
     await accessible(page)
     await shoot(page, "pull")
     await context.close()
