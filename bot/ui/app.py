@@ -165,7 +165,7 @@ class Dashboard:
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         started, cpu = time.perf_counter(), time.thread_time()
         if not request.path.startswith(_PUBLIC):
-            session = self.sessions.get(request.cookies.get(COOKIE), self.clock())
+            session = await self.sessions.get(request.cookies.get(COOKIE), self.clock())
             if session is None:
                 if request.path.startswith(("/ui/api/", "/ui/fragments/")) or request.method != "GET":
                     return web.json_response({"message": "sign in first: /ui/login"}, status=401)
@@ -200,6 +200,7 @@ class Dashboard:
         except Exception as exc:  # a GitHub hiccup keeps the old list for one more round, never widens it
             log.warning("dashboard: could not refresh %s's repositories: %s", session.login, type(exc).__name__)
         session.refreshed_at = self.clock()
+        await self.sessions.refreshed(session)
 
     def check_csrf(self, request: web.Request, form: Mapping[Any, Any]) -> None:
         token = form.get("csrf") or request.headers.get("X-CSRF-Token")
@@ -244,7 +245,7 @@ class Dashboard:
             repos = await self.oauth.readable_repos(token)
         except SignInError as exc:
             return self.render(request, "login.html", 400, error=str(exc))
-        cookie, _ = self.sessions.create(login, token, repos, self.clock())
+        cookie, _ = await self.sessions.create(login, token, repos, self.clock())
         response = web.HTTPSeeOther("/ui/")
         response.set_cookie(
             COOKIE,
@@ -260,7 +261,7 @@ class Dashboard:
 
     async def logout(self, request: web.Request) -> web.Response:
         self.check_csrf(request, await request.post())
-        self.sessions.drop(request.cookies.get(COOKIE), self.clock())
+        await self.sessions.drop(request.cookies.get(COOKIE), self.clock())
         response = web.HTTPSeeOther("/ui/login")
         response.del_cookie(COOKIE, path="/ui/")
         raise response
