@@ -388,6 +388,7 @@ def dashboard(
         allowed=settings.ui_allowed,
         public_url=settings.ui_public_url,
         health=checkup.report,
+        services=services,
     )
 
 

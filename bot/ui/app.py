@@ -28,9 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.chatops import store as chatops_store
 from bot.chatops.authz import authorize
-from bot.chatops.commands import COMMANDS, CommandSpec
+from bot.chatops.commands import COMMANDS, PREFIX, CommandSpec
 from bot.chatops.lookups import collaborator_permission
-from bot.context import GitHubAppPort
+from bot.chatops.service import run_action
+from bot.context import GitHubAppPort, Services
 from bot.guard import store as guard_store
 from bot.review import report
 from bot.review.optimization import variant_name, variant_rows
@@ -53,6 +54,9 @@ ACTIONS: dict[str, CommandSpec] = {"retry": RETRY, "cancel": COMMANDS["cancel"]}
 _PUBLIC = ("/ui/login", "/ui/oauth/", "/ui/static/")
 _HIDDEN_COLUMNS = {"id", "created_at", "updated_at", "github_deployment_id", "detail"}
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
+# The PR page's actions: chat-ops commands run through bot.chatops.service.run_action.
+PR_ACTIONS = ("hold", "unhold", "unpin")
+_ENV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def repo_of_job(serial_key: str) -> str:
@@ -124,6 +128,8 @@ class Dashboard:
     public_url: str | None = None
     health: Callable[[], dict[str, Any] | None] = lambda: None
     clock: Callable[[], float] = time.time
+    # chat-ops' collaborators: the PR page's hold, unhold and unpin run its commands (None: no such buttons)
+    services: Services | None = None
     refresh_seconds: float = 300.0
     stamp_ttl: float = 1.0
     env: jinja2.Environment = field(init=False)
@@ -449,7 +455,7 @@ class Dashboard:
         return found.metrics if found is not None else {}
 
     # ------------------------------------------------------------------ a PR
-    async def pull(self, request: web.Request) -> web.Response:
+    async def pull(self, request: web.Request, *, status: int = 200, note: str = "") -> web.Response:
         repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
         self._readable(request, repo)
         number = int(request.match_info["number"])
@@ -463,9 +469,17 @@ class Dashboard:
             ]
             jobs = await chatops_store.jobs(conn, repo, number)
             audit = await chatops_store.recent(conn, repo, number, limit=50)
+            hold = await chatops_store.held(conn, repo, number)
+            newest = {(r["environment"], r["model"]): r for r in await deployments.of_repo(conn, repo)}
+        pinned = sorted({env for (env, _), r in newest.items() if r["pinned"]})
         return self.render(
             request,
             "pull.html",
+            status,
+            note=note or request.query.get("note", ""),
+            hold=hold,
+            pinned=pinned,
+            actions=self.services is not None,
             repo=repo,
             number=number,
             reviews=reviews,
@@ -475,6 +489,41 @@ class Dashboard:
             audit=audit,
             github_url=self.oauth.web_url,
         )
+
+    async def pull_action(self, request: web.Request) -> web.Response:
+        """hold, unhold, unpin <env>: run as the chat-ops command commented on this PR would be (its
+        authorization, service and audit log), by the signed-in user."""
+        action = request.match_info["action"]
+        if action not in PR_ACTIONS or self.services is None:
+            raise web.HTTPNotFound(text=f"no dashboard action {action!r} here", content_type="text/plain")
+        form = await request.post()
+        self.check_csrf(request, form)
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        self._readable(request, repo)
+        number = int(request.match_info["number"])
+        line = f"{PREFIX} {action}"
+        if action == "unpin":
+            env = str(form.get("env") or "")
+            if not _ENV.match(env):
+                raise web.HTTPBadRequest(text="env: the environment to unpin is required", content_type="text/plain")
+            line += f" {env}"
+        installation = await installation_for(self.engine, repo)
+        if installation is None:
+            raise web.HTTPConflict(text=f"the GitHub App is not installed on {repo}", content_type="text/plain")
+        gh = await self.github.for_installation(installation)
+        done = await run_action(
+            line,
+            repo=repo,
+            number=number,
+            actor=request[SESSION].login,
+            installation_id=installation,
+            gh=gh,
+            services=self.services,
+        )
+        if not done.allowed:
+            return await self.pull(request, status=403, note=f"Refused: {done.decision.removeprefix('denied: ')}")
+        note = f"{line}: {done.result}"
+        raise web.HTTPSeeOther(f"/ui/prs/{quote(repo, safe='/')}/{number}?" + urlencode({"note": note}))
 
     # ------------------------------------------------------------------ incidents
     async def incidents(self, request: web.Request) -> web.Response:
@@ -591,6 +640,7 @@ class Dashboard:
             app.router.add_get(path, handler)
         app.router.add_post("/logout", self.logout)
         app.router.add_post("/jobs/{id:\\d+}/{action}", self.job_action)
+        app.router.add_post("/prs/{owner}/{repo}/{number:\\d+}/{action}", self.pull_action)
         app.router.add_static("/static/", HERE / "static", append_version=False)
         return app
 

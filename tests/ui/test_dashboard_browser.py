@@ -21,6 +21,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from pydantic import SecretStr
 from sqlalchemy import update
 
+from bot.chatops import store as chatops_store
 from bot.chatops.ratelimit import RateLimiter
 from bot.guard import store as guard_store
 from bot.store import deployments
@@ -431,3 +432,46 @@ async def test_pages_show_the_data_without_javascript(world: World) -> None:
     assert await page.locator("svg polyline.values").count() == 1
     await shoot(page, "incident-no-js")
     await context.close()
+
+
+async def test_hold_and_unpin_from_the_pr_page_are_refused_to_a_reader_and_run_for_a_maintainer(world: World) -> None:
+    """The PR page's buttons run `/modelship hold` and `/modelship unpin <env>` as if commented on the PR:
+    chat-ops' permission check, its command service and its audit log."""
+    engine = world.bot.service.services.engine
+    async with engine.begin() as conn:  # staging's running version pinned (as a rollback leaves it)
+        await conn.execute(
+            update(deployments.DEPLOYMENTS)
+            .where(deployments.DEPLOYMENTS.c.id == world.versions[-1])
+            .values(pinned=True, detail="rolled back")
+        )
+    pr = f"{world.bot.url}/ui/prs/{MODEL}/2"
+    reader, page = await signed_in(world, "rita")
+    await page.goto(pr)
+    await page.get_by_role("button", name="Hold deploys of this PR").click()
+    await expect(page.get_by_role("status")).to_contain_text("`hold` changes things, so it needs write access")
+    await page.get_by_role("button", name="Unpin staging").click()
+    await expect(page.get_by_role("status")).to_contain_text("`unpin` changes things, so it needs write access")
+    async with engine.connect() as conn:
+        assert await chatops_store.held(conn, MODEL, 2) is None
+    await reader.close()
+
+    maintainer, page = await signed_in(world, "maya")
+    await page.goto(pr)
+    await page.get_by_role("button", name="Hold deploys of this PR").click()
+    await expect(page.get_by_role("status")).to_contain_text("/modelship hold: held")
+    async with engine.connect() as conn:
+        hold = await chatops_store.held(conn, MODEL, 2)
+    assert hold is not None and hold.actor == "maya"
+    await page.get_by_role("button", name="Lift the hold").click()
+    await expect(page.get_by_role("status")).to_contain_text("/modelship unhold: unheld")
+    await page.get_by_role("button", name="Unpin staging").click()
+    await expect(page.get_by_role("status")).to_contain_text("/modelship unpin staging:")
+    await accessible(page)
+    await shoot(page, "pull-actions")
+    async with engine.connect() as conn:
+        entries = await chatops_store.recent(conn, MODEL, 2, limit=20)
+    by = {(e.actor, e.command): e for e in entries}
+    assert by[("rita", "hold")].decision.startswith("denied: `hold` changes things")
+    assert by[("rita", "unpin")].decision.startswith("denied: `unpin` changes things")
+    assert by[("maya", "hold")].decision == "allowed" and by[("maya", "unpin")].decision == "allowed"
+    await maintainer.close()
