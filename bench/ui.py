@@ -114,7 +114,7 @@ async def main(requests: int) -> None:
         await seed(engine)
         async with aiohttp.ClientSession() as http:
             oauth = OAuthClient("bench", "bench", "http://127.0.0.1:9", "http://127.0.0.1:9", http)
-            sessions = SessionStore(b"b" * 32, 3600)
+            sessions = SessionStore(engine, b"b" * 32, 3600)
             dashboard = Dashboard(
                 engine=engine,
                 queue=JobQueue(engine),
@@ -124,7 +124,7 @@ async def main(requests: int) -> None:
                 health=lambda: {"checked_at": "now", "failed": [], "checks": []},
                 refresh_seconds=1e9,
             )
-            cookie, _ = sessions.create("maya", "ghu_x", dict.fromkeys(REPOS, "read"), time.time())
+            cookie, _ = await sessions.create("maya", "ghu_x", dict.fromkeys(REPOS, "read"), time.time())
             app = web.Application()
             app.add_subapp("/ui/", dashboard.app())
             runner = web.AppRunner(app, access_log=None)

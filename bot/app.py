@@ -376,7 +376,9 @@ def dashboard(
         settings.github_api_url,
         session,
     )
-    sessions = SessionStore(settings.ui_session_secret.get_secret_value().encode(), settings.ui_session_hours * 3600)
+    sessions = SessionStore(
+        services.engine, settings.ui_session_secret.get_secret_value().encode(), settings.ui_session_hours * 3600
+    )
     return Dashboard(
         engine=services.engine,
         queue=services.queue,
@@ -386,6 +388,7 @@ def dashboard(
         allowed=settings.ui_allowed,
         public_url=settings.ui_public_url,
         health=checkup.report,
+        services=services,
     )
 
 

@@ -36,7 +36,7 @@ LINKS = {
     "deploy": {"chatops", "guard", "artifacts"},
     "guard": {"chatops", "deploy"},  # rollback is a command; it writes values through the deploy repository
     # the dashboard's retry/cancel go through chat-ops' authorization and audit; incidents are the guard's table
-    "ui": {"chatops", "guard"},
+    "ui": {"chatops", "guard", "review"},  # the PR page formats the review with the PR comment's functions
 }
 
 

@@ -146,6 +146,46 @@ async def _answer(
         return _Answer(body, "confused", "allowed", f"error: {type(exc).__name__}", False)
 
 
+@dataclass(frozen=True)
+class ActionResult:
+    """What a command given outside a comment (a dashboard button) decided and did."""
+
+    allowed: bool
+    decision: str  # "allowed", or why not (the same sentence a comment would get)
+    result: str  # the audit log's one line
+    ok: bool
+    body: str  # the reply a comment would have got (Markdown)
+
+
+async def run_action(
+    line: str, *, repo: str, number: int, actor: str, installation_id: int, gh: GitHubAPI, services: Services
+) -> ActionResult:
+    """Run one chat-ops command line as if ``actor`` had commented it on PR ``number``: the same parser,
+    authorization (write access, the environment's ``allowed`` and ``requires``), command service and audit
+    log (marked ``via: dashboard``), without a comment or reactions."""
+    parsed = parse_comment(line, app_slug=services.app_slug)
+    if len(parsed) != 1 or not isinstance(parsed[0], ParsedCommand):
+        raise ValueError(f"not one chat-ops command: {line!r}")
+    item = parsed[0]
+    lookups = PrLookups(gh, repo, number, deploy_root=services.deploy_root)
+    answer = await _answer(item, actor, installation_id, gh, services, lookups)
+    entry = store.AuditEntry(
+        repo,
+        number,
+        actor,
+        None,
+        item.name,
+        item.line,
+        {"args": item.args, "flags": item.flags, "via": "dashboard"},
+        answer.decision,
+        answer.result,
+        answer.ok,
+    )
+    async with services.engine.begin() as conn:
+        await store.record(conn, [entry])
+    return ActionResult(answer.decision == "allowed", answer.decision, answer.result, answer.ok, answer.body)
+
+
 def _answer_of(reply: Reply) -> _Answer:
     result = "waiting for ok-to-test" if reply.reaction is None else "replied"
     return _Answer(reply.body, reply.reaction, reply.decision, result, reply.reaction != "confused")

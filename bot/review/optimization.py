@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bot.review.report import code, text
@@ -62,6 +63,52 @@ def _parity(parity: Mapping[str, Any] | None) -> str:
     return ("✅ " if parity.get("holds") else "❌ ") + ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class VariantRow:
+    """One row of a model's optimization table, its cells already formatted (plain text, unescaped)."""
+
+    label: str
+    ok: bool
+    size: str = "—"
+    latency: str = "—"
+    throughput: str = "—"
+    delta: str = "—"
+    parity: str = "—"
+    chosen: bool = False
+    reason: str = ""  # why a variant that is not ok was not built: "not applicable: …" / "failed: …"
+
+
+def variant_rows(model: Mapping[str, Any]) -> list[VariantRow]:
+    """The optimization table of one model of the sandbox's report: what the PR comment and the dashboard
+    both show (each escapes for its own medium)."""
+    chosen = (model.get("chosen") or {}).get("variant")
+    primary = "accuracy" if model.get("task") == "classification" else "mae"
+    rows = []
+    for v in model.get("variants", []):
+        label = _NAMES.get(v.get("name", ""), str(v.get("name", "?")))
+        if v.get("status") != "ok":
+            status = "not applicable" if v.get("status") == "not_applicable" else "failed"
+            rows.append(VariantRow(label, False, reason=f"{status}: {v.get('reason') or ''}"))
+            continue
+        rows.append(
+            VariantRow(
+                label,
+                True,
+                size=_size(v.get("size_bytes")),
+                latency=_ms(v.get("latency")),
+                throughput=_throughput(v.get("latency")),
+                delta=_delta(v.get("metric_delta") or {}, primary),
+                parity=_parity(v.get("parity")),
+                chosen=v.get("name") == chosen,
+            )
+        )
+    return rows
+
+
+def variant_name(name: str) -> str:
+    return _NAMES.get(name, name)
+
+
 def render_optimization(report: Mapping[str, Any] | None) -> str | None:
     """Markdown for the comment, or None when the review did not optimize."""
     if not report:
@@ -74,26 +121,20 @@ def render_optimization(report: Mapping[str, Any] | None) -> str | None:
         if model.get("error"):
             sections.append(f"**{name}**: ⚠️ {text(model['error'].get('message', ''), 400)}")
             continue
-        chosen = (model.get("chosen") or {}).get("variant")
-        primary = "accuracy" if model.get("task") == "classification" else "mae"
         rows = [
             f"**{name}**" + (f" — {text(model['estimator'], 120)}" if model.get("estimator") else ""),
             "",
             "| Variant | Size | p95 latency (95% CI) | Throughput | Metric Δ | Parity | Chosen |",
             "|---|---:|---:|---:|---|---|:-:|",
         ]
-        for v in model.get("variants", []):
-            label = _NAMES.get(v.get("name", ""), text(v.get("name", "?"), 40))
-            if v.get("status") != "ok":
-                status = "not applicable" if v.get("status") == "not_applicable" else "failed"
-                rows.append(f"| {label} | — | {status}: {text(v.get('reason') or '', 300)} | | | | |")
+        for v in variant_rows(model):
+            label = v.label if v.label in _NAMES.values() else text(v.label, 40)
+            if not v.ok:
+                status, _, why = v.reason.partition(": ")
+                rows.append(f"| {label} | — | {status}: {text(why, 300)} | | | | |")
                 continue
-            mark = "✓" if v.get("name") == chosen else ""
-            rows.append(
-                f"| {label} | {_size(v.get('size_bytes'))} | {_ms(v.get('latency'))} | "
-                f"{_throughput(v.get('latency'))} | {_delta(v.get('metric_delta') or {}, primary)} | "
-                f"{_parity(v.get('parity'))} | {mark} |"
-            )
+            mark = "✓" if v.chosen else ""
+            rows.append(f"| {label} | {v.size} | {v.latency} | {v.throughput} | {v.delta} | {v.parity} | {mark} |")
         if model.get("chosen"):
             c = model["chosen"]
             rows += [

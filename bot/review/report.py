@@ -23,14 +23,14 @@ COMMENT_LIMIT = 65_536  # GitHub's maximum issue comment body
 SUMMARY_LIMIT = 65_535  # GitHub's maximum check run output.summary (and output.text)
 CHECK_NAME = "modelship/review"
 
-_VERDICT_ICON = {
+VERDICT_LABEL = {
     "better": "🟢 better",
     "worse": "🔴 worse",
     "within_noise": "⚪ within noise",
     "failed": "❌ failed",
     "n/a": "➖ n/a",
 }
-_GATE_ICON = {"pass": "✅ pass", "fail": "❌ fail", "skipped": "⏭️ skipped"}
+GATE_LABEL = {"pass": "✅ pass", "fail": "❌ fail", "skipped": "⏭️ skipped"}
 _RERUN_HINT = "Comment `/modelship evaluate` to rerun the evaluation, or `/modelship help` for all commands."
 
 
@@ -66,6 +66,11 @@ def number(value: float | None, metric: str | None = None) -> str:
 
 def signed(value: float | None, metric: str | None = None) -> str:
     return "—" if value is None else ("+" if value >= 0 else "−") + number(abs(value), metric)
+
+
+def interval(row: MetricComparison) -> str:
+    """The 95% interval of a row's delta, as the PR comment and the dashboard show it."""
+    return f"[{signed(row.ci.low)}, {signed(row.ci.high)}]" if row.ci else "—"
 
 
 def _metric_label(row: MetricComparison) -> str:
@@ -107,8 +112,8 @@ def _headline(review: ReviewComparison) -> str:
 def _metrics_table(model: ModelComparison) -> str:
     lines = ["| Metric | Base | Head | Δ | 95% CI of Δ | Verdict |", "|---|---:|---:|---:|---|---|"]
     for row in model.metrics:
-        ci = f"[{signed(row.ci.low)}, {signed(row.ci.high)}]" if row.ci else "—"
-        verdict = _VERDICT_ICON[row.verdict]
+        ci = interval(row)
+        verdict = VERDICT_LABEL[row.verdict]
         # A failed or new model says why once, above the table; per-row notes are for the odd metric.
         if row.note and row.verdict == "n/a" and model.status == "compared":
             verdict += f" ({text(row.note, 80)})"
@@ -118,10 +123,14 @@ def _metrics_table(model: ModelComparison) -> str:
     return "\n".join(lines)
 
 
-def _gate_rule(gate: GateResult) -> str:
+def gate_rule(gate: GateResult) -> str:
     sign = "≥" if gate.rule.startswith("min") else "≤"
     subject = "Δ " if gate.rule.endswith("delta") else ""
     return f"{subject}{sign} {gate.threshold:g}"
+
+
+def gate_value(gate: GateResult) -> str:
+    return signed(gate.value, gate.metric) if gate.rule.endswith("delta") else number(gate.value, gate.metric)
 
 
 def _gates_table(gates: Sequence[GateResult]) -> str:
@@ -129,11 +138,11 @@ def _gates_table(gates: Sequence[GateResult]) -> str:
         return "_No gates configured for this model: add `gates:` in `.modelship.yml` to enforce a policy._"
     lines = ["| Gate | Rule | Value | Result |", "|---|---|---:|---|"]
     for gate in gates:
-        value = signed(gate.value, gate.metric) if gate.rule.endswith("delta") else number(gate.value, gate.metric)
-        result = _GATE_ICON[gate.status]
+        value = gate_value(gate)
+        result = GATE_LABEL[gate.status]
         if gate.status != "pass":
             result += f" — {text(gate.reason, 160)}"
-        lines.append(f"| {gate.metric} | {_gate_rule(gate)} | {value} | {result} |")
+        lines.append(f"| {gate.metric} | {gate_rule(gate)} | {value} | {result} |")
     return "\n".join(lines)
 
 

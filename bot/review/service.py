@@ -45,6 +45,7 @@ from bot.review.evaluation import (
 from bot.review.integrity import Verified, git_hashes, verify
 from bot.review.jobs import KIND, ReviewRequest
 from bot.review.optimization import render_optimization
+from bot.review.stored import report_to_json
 from bot.sandbox.runner import Mount, SandboxResult, SandboxRunner
 from bot.store.deployments import deployed_digests
 from bot.store.queue import ClaimedJob
@@ -256,7 +257,8 @@ class ReviewService:
             )
             raise
         conclusion = "success" if done.passed else "failure"
-        await self._record(req, base_sha, conclusion, replace(summary, comment_id=comment_id), job_id)
+        kept = report_to_json(done.comparison, done.optimization, notes, problems)
+        await self._record(req, base_sha, conclusion, replace(summary, comment_id=comment_id), job_id, kept)
 
     # ------------------------------------------------------------------ steps
     async def _not_evaluated(self, gh: GitHubAPI, req: ReviewRequest) -> None:
@@ -487,7 +489,13 @@ class ReviewService:
         )
 
     async def _record(
-        self, req: ReviewRequest, base_sha: str, conclusion: str, record: ReviewRecord, job_id: int
+        self,
+        req: ReviewRequest,
+        base_sha: str,
+        conclusion: str,
+        record: ReviewRecord,
+        job_id: int,
+        kept: dict[str, Any] | None = None,
     ) -> None:
         await save_review(
             self.services.engine,
@@ -497,6 +505,7 @@ class ReviewService:
             base_sha=base_sha,
             conclusion=conclusion,
             record=record,
+            report=kept,
         )
         if conclusion not in ("success", "failure"):
             return  # waiting for ok-to-test: no verdict yet

@@ -3,5 +3,6 @@
 import bot.store.chatops_models
 import bot.store.guard_models
 import bot.store.notify_models
-import bot.store.review_models  # noqa: F401
+import bot.store.review_models
+import bot.store.ui_models  # noqa: F401
 from bot.store import models  # noqa: F401

@@ -27,6 +27,10 @@ class Review(Base):
     # A bot.store.reviews.ReviewRecord, serialised by record_to_json / read by record_from_json there
     # (the one reader and writer of this table).
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The review's full comparison (bot.review.stored.report_to_json): metrics with intervals, gates and
+    # the optimization report, what the PR comment is rendered from; None before it was kept, or when the
+    # review ended without one (config error, waiting, refused tree).
+    report: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

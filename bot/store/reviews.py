@@ -153,8 +153,10 @@ async def save_review(
     base_sha: str,
     conclusion: str,
     record: ReviewRecord,
+    report: Mapping[str, Any] | None = None,
 ) -> None:
-    """Record the outcome of reviewing ``head_sha``; a re-review of the same head replaces the row."""
+    """Record the outcome of reviewing ``head_sha``; a re-review of the same head replaces the row.
+    ``report`` is the review's full comparison (bot.review.stored.report_to_json), kept as it is."""
     async with engine.begin() as conn:
         await conn.execute(
             delete(Review).where(Review.repo == repo, Review.number == number, Review.head_sha == head_sha)
@@ -167,6 +169,7 @@ async def save_review(
                 base_sha=base_sha,
                 conclusion=conclusion,
                 summary=record_to_json(record),
+                report=dict(report) if report is not None else None,
             )
         )
 
@@ -237,16 +240,20 @@ class StoredReview:
     conclusion: str
     record: ReviewRecord
     created_at: Any
+    report: Mapping[str, Any] | None = None  # bot.review.stored.report_to_json's document, when kept
 
 
 async def reviews_of_pr(engine: AsyncEngine, repo: str, number: int) -> list[StoredReview]:
     """Every review of a PR, newest first (its dashboard page)."""
-    query = select(Review.head_sha, Review.base_sha, Review.conclusion, Review.summary, Review.created_at).where(
-        Review.repo == repo, Review.number == number
-    )
+    query = select(
+        Review.head_sha, Review.base_sha, Review.conclusion, Review.summary, Review.created_at, Review.report
+    ).where(Review.repo == repo, Review.number == number)
     async with engine.connect() as conn:
         rows = (await conn.execute(query.order_by(Review.id.desc()))).all()
-    return [StoredReview(r.head_sha, r.base_sha, r.conclusion, record_from_json(r.summary), r.created_at) for r in rows]
+    return [
+        StoredReview(r.head_sha, r.base_sha, r.conclusion, record_from_json(r.summary), r.created_at, r.report)
+        for r in rows
+    ]
 
 
 async def published_artifacts(conn: AsyncConnection, prs: Iterable[tuple[str, int]]) -> dict[tuple[str, int, str], str]:

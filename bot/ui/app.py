@@ -28,14 +28,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.chatops import store as chatops_store
 from bot.chatops.authz import authorize
-from bot.chatops.commands import COMMANDS, CommandSpec
+from bot.chatops.commands import COMMANDS, PREFIX, CommandSpec
 from bot.chatops.lookups import collaborator_permission
-from bot.context import GitHubAppPort
+from bot.chatops.service import run_action
+from bot.context import GitHubAppPort, Services
 from bot.guard import store as guard_store
+from bot.review import report
+from bot.review.optimization import variant_name, variant_rows
+from bot.review.stored import report_from_json
 from bot.store import deployments
 from bot.store.installations import installation_for
 from bot.store.queue import JobQueue
-from bot.store.reviews import published_artifacts, reviewed_model, reviews_of_pr
+from bot.store.reviews import StoredReview, published_artifacts, reviewed_model, reviews_of_pr
 from bot.ui import evidence
 from bot.ui.github import OAuthClient, SignInError
 from bot.ui.session import COOKIE, STATE_COOKIE, Session, SessionStore, same, sign, unsign
@@ -50,6 +54,9 @@ ACTIONS: dict[str, CommandSpec] = {"retry": RETRY, "cancel": COMMANDS["cancel"]}
 _PUBLIC = ("/ui/login", "/ui/oauth/", "/ui/static/")
 _HIDDEN_COLUMNS = {"id", "created_at", "updated_at", "github_deployment_id", "detail"}
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
+# The PR page's actions: chat-ops commands run through bot.chatops.service.run_action.
+PR_ACTIONS = ("hold", "unhold", "unpin")
+_ENV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def repo_of_job(serial_key: str) -> str:
@@ -121,6 +128,8 @@ class Dashboard:
     public_url: str | None = None
     health: Callable[[], dict[str, Any] | None] = lambda: None
     clock: Callable[[], float] = time.time
+    # chat-ops' collaborators: the PR page's hold, unhold and unpin run its commands (None: no such buttons)
+    services: Services | None = None
     refresh_seconds: float = 300.0
     stamp_ttl: float = 1.0
     env: jinja2.Environment = field(init=False)
@@ -133,12 +142,7 @@ class Dashboard:
     _cell_html: dict[tuple[Any, ...], Markup] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
-        )
-        self.env.globals["quote"] = lambda s: quote(str(s), safe="/")
-        self.env.globals["cell_html"] = cell_html
-        self.env.filters["short"] = lambda s: str(s or "")[:7] if _SHA.match(str(s or "")) else str(s or "")
+        self.env = environment()
 
     # ------------------------------------------------------------------ plumbing
     def render(self, request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
@@ -167,7 +171,7 @@ class Dashboard:
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         started, cpu = time.perf_counter(), time.thread_time()
         if not request.path.startswith(_PUBLIC):
-            session = self.sessions.get(request.cookies.get(COOKIE), self.clock())
+            session = await self.sessions.get(request.cookies.get(COOKIE), self.clock())
             if session is None:
                 if request.path.startswith(("/ui/api/", "/ui/fragments/")) or request.method != "GET":
                     return web.json_response({"message": "sign in first: /ui/login"}, status=401)
@@ -202,6 +206,7 @@ class Dashboard:
         except Exception as exc:  # a GitHub hiccup keeps the old list for one more round, never widens it
             log.warning("dashboard: could not refresh %s's repositories: %s", session.login, type(exc).__name__)
         session.refreshed_at = self.clock()
+        await self.sessions.refreshed(session)
 
     def check_csrf(self, request: web.Request, form: Mapping[Any, Any]) -> None:
         token = form.get("csrf") or request.headers.get("X-CSRF-Token")
@@ -246,7 +251,7 @@ class Dashboard:
             repos = await self.oauth.readable_repos(token)
         except SignInError as exc:
             return self.render(request, "login.html", 400, error=str(exc))
-        cookie, _ = self.sessions.create(login, token, repos, self.clock())
+        cookie, _ = await self.sessions.create(login, token, repos, self.clock())
         response = web.HTTPSeeOther("/ui/")
         response.set_cookie(
             COOKIE,
@@ -262,7 +267,7 @@ class Dashboard:
 
     async def logout(self, request: web.Request) -> web.Response:
         self.check_csrf(request, await request.post())
-        self.sessions.drop(request.cookies.get(COOKIE), self.clock())
+        await self.sessions.drop(request.cookies.get(COOKIE), self.clock())
         response = web.HTTPSeeOther("/ui/login")
         response.del_cookie(COOKIE, path="/ui/")
         raise response
@@ -450,7 +455,7 @@ class Dashboard:
         return found.metrics if found is not None else {}
 
     # ------------------------------------------------------------------ a PR
-    async def pull(self, request: web.Request) -> web.Response:
+    async def pull(self, request: web.Request, *, status: int = 200, note: str = "") -> web.Response:
         repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
         self._readable(request, repo)
         number = int(request.match_info["number"])
@@ -464,9 +469,17 @@ class Dashboard:
             ]
             jobs = await chatops_store.jobs(conn, repo, number)
             audit = await chatops_store.recent(conn, repo, number, limit=50)
+            hold = await chatops_store.held(conn, repo, number)
+            newest = {(r["environment"], r["model"]): r for r in await deployments.of_repo(conn, repo)}
+        pinned = sorted({env for (env, _), r in newest.items() if r["pinned"]})
         return self.render(
             request,
             "pull.html",
+            status,
+            note=note or request.query.get("note", ""),
+            hold=hold,
+            pinned=pinned,
+            actions=self.services is not None,
             repo=repo,
             number=number,
             reviews=reviews,
@@ -476,6 +489,41 @@ class Dashboard:
             audit=audit,
             github_url=self.oauth.web_url,
         )
+
+    async def pull_action(self, request: web.Request) -> web.Response:
+        """hold, unhold, unpin <env>: run as the chat-ops command commented on this PR would be (its
+        authorization, service and audit log), by the signed-in user."""
+        action = request.match_info["action"]
+        if action not in PR_ACTIONS or self.services is None:
+            raise web.HTTPNotFound(text=f"no dashboard action {action!r} here", content_type="text/plain")
+        form = await request.post()
+        self.check_csrf(request, form)
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        self._readable(request, repo)
+        number = int(request.match_info["number"])
+        line = f"{PREFIX} {action}"
+        if action == "unpin":
+            env = str(form.get("env") or "")
+            if not _ENV.match(env):
+                raise web.HTTPBadRequest(text="env: the environment to unpin is required", content_type="text/plain")
+            line += f" {env}"
+        installation = await installation_for(self.engine, repo)
+        if installation is None:
+            raise web.HTTPConflict(text=f"the GitHub App is not installed on {repo}", content_type="text/plain")
+        gh = await self.github.for_installation(installation)
+        done = await run_action(
+            line,
+            repo=repo,
+            number=number,
+            actor=request[SESSION].login,
+            installation_id=installation,
+            gh=gh,
+            services=self.services,
+        )
+        if not done.allowed:
+            return await self.pull(request, status=403, note=f"Refused: {done.decision.removeprefix('denied: ')}")
+        note = f"{line}: {done.result}"
+        raise web.HTTPSeeOther(f"/ui/prs/{quote(repo, safe='/')}/{number}?" + urlencode({"note": note}))
 
     # ------------------------------------------------------------------ incidents
     async def incidents(self, request: web.Request) -> web.Response:
@@ -592,8 +640,37 @@ class Dashboard:
             app.router.add_get(path, handler)
         app.router.add_post("/logout", self.logout)
         app.router.add_post("/jobs/{id:\\d+}/{action}", self.job_action)
+        app.router.add_post("/prs/{owner}/{repo}/{number:\\d+}/{action}", self.pull_action)
         app.router.add_static("/static/", HERE / "static", append_version=False)
         return app
+
+
+def environment() -> jinja2.Environment:
+    """The dashboard's templates, with the PR comment's own formatting functions for the review partial."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
+    env.globals.update(
+        quote=lambda s: quote(str(s), safe="/"),
+        cell_html=cell_html,
+        stored_report=report_from_json,
+        fmt_number=report.number,
+        fmt_signed=report.signed,
+        interval=report.interval,
+        gate_rule=report.gate_rule,
+        gate_value=report.gate_value,
+        verdict_label=report.VERDICT_LABEL,
+        gate_label=report.GATE_LABEL,
+        variant_rows=variant_rows,
+        variant_name=variant_name,
+    )
+    env.filters["short"] = lambda s: str(s or "")[:7] if _SHA.match(str(s or "")) else str(s or "")
+    return env
+
+
+def review_html(review: StoredReview) -> str:
+    """One stored review as the PR page shows it (the `_review.html` partial)."""
+    return environment().get_template("_review.html").render(rv=review)
 
 
 def cell_html(c: Mapping[str, Any], oob: bool = False) -> Markup:

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.review.report import gate_rule, interval
+from bot.review.stored import report_from_json
 from bot.store.review_models import Review
-from bot.store.reviews import record_from_json
+from bot.store.reviews import StoredReview, record_from_json
+from bot.ui.app import review_html
 from devkit.demo import retrain_sample, sample_files
 from devkit.devhub import RunningDevHub
 from tests.fixtures.bot import RunningBot, bot_running
@@ -98,6 +101,19 @@ async def test_a_model_pr_gets_one_comment_and_one_check_run_with_sklearns_numbe
 
     # The optimization table is in the comment, and the chosen variant's file is kept with its sha256.
     assert "## Optimization" in body and "ONNX fp32" in body
+
+    # The review keeps its full comparison, and the dashboard's PR page shows what the comment shows:
+    # metrics with their intervals, the gate rows, the optimization rows (with the comment's own numbers).
+    record = record_from_json(review.summary)
+    page = review_html(StoredReview(review.head_sha, review.base_sha, review.conclusion, record, None, review.report))
+    kept = report_from_json(review.report)
+    assert kept is not None and kept.optimization is not None
+    accuracy = next(r for r in kept.comparison.models[0].metrics if r.name == "accuracy")
+    assert accuracy.ci is not None and interval(accuracy) in body
+    assert f'<td class="ci">{interval(accuracy)}</td>' in page
+    gates = kept.comparison.models[0].gates
+    assert gates and all(f'<th scope="row">{g.metric}</th><td>{gate_rule(g)}</td>' in page for g in gates)
+    assert '<table class="review-optimization">' in page and "ONNX fp32</th>" in page
     if churn.variant != "original":
         assert churn.variant_artifact is not None
         kept = review_bot.settings.data_dir / "artifacts" / REPO.replace("/", "--") / head_sha / churn.variant_artifact

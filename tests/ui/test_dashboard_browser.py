@@ -21,6 +21,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from pydantic import SecretStr
 from sqlalchemy import update
 
+from bot.chatops import store as chatops_store
 from bot.chatops.ratelimit import RateLimiter
 from bot.guard import store as guard_store
 from bot.store import deployments
@@ -84,6 +85,53 @@ class World:
     parked_job: int
 
 
+OPTIMIZATION = {
+    "models": [
+        {
+            "name": "churn",
+            "task": "classification",
+            "estimator": "RandomForestClassifier",
+            "variants": [
+                {"name": "original", "status": "ok", "size_bytes": 2_400_000, "metric_delta": {"accuracy": 0.0}},
+                {
+                    "name": "int8_dynamic",
+                    "status": "ok",
+                    "size_bytes": 600_000,
+                    "latency": {"p95_ms": 0.8, "p95_ci_ms": {"low": 0.7, "high": 0.9}, "batch_rows_per_s": 90_000},
+                    "metric_delta": {"accuracy": -0.002},
+                    "parity": {"holds": True, "label_agreement": 0.995},
+                },
+                {"name": "onnx_fp32", "status": "not_applicable", "reason": "no converter for this estimator"},
+            ],
+            "chosen": {"variant": "int8_dynamic", "sha256": "c" * 64, "reason": "smallest within tolerance"},
+        }
+    ]
+}
+
+
+def _comparison() -> dict[str, Any]:
+    """What a review of v1 against v2 compares: the real statistics (paired bootstrap, gates) over
+    evaluation documents as the sandbox writes them, and its optimization report."""
+    import numpy as np
+
+    from bot.review.compare import compare_review
+    from bot.review.stored import report_to_json
+    from tests.review.evaluations import evaluation_doc, policy
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    base_pred = np.where(rng.random(300) < 0.8, y, 1 - y)
+    head_pred = np.where(rng.random(300) < 0.9, y, 1 - y)
+    spec = policy(metrics=["accuracy", "f1"], gates={"accuracy": {"min": 0.95}, "f1": {"min_delta": -0.01}})
+    comparison = compare_review(
+        [spec],
+        {"churn": evaluation_doc("churn", y, base_pred, metrics=("accuracy", "f1"))},
+        {"churn": evaluation_doc("churn", y, head_pred, metrics=("accuracy", "f1"))},
+        resamples=200,
+    )
+    return report_to_json(comparison, OPTIMIZATION)
+
+
 async def _merge(hub: DevHub, bot: RunningBot, repo: str, branch: str, content: bytes, f1: float) -> None:
     await hub.push(repo, branch, {"models/churn.onnx": content})
     number = await hub.open_pr(repo, branch)
@@ -103,6 +151,7 @@ async def _merge(hub: DevHub, bot: RunningBot, repo: str, branch: str, content: 
         base_sha=pull.base_sha,
         conclusion="success",
         record=ReviewRecord(models={"churn": churn}),
+        report=_comparison() if branch == "v2" else None,
     )
     await hub.merge_pr(repo, number, user="maya")
     await asyncio.sleep(0.2)
@@ -279,7 +328,19 @@ async def test_timeline_diff_between_two_deployed_versions(world: World) -> None
     await shoot(page, "timeline-diff")
     await page.get_by_role("link", name="#2").first.click()
     await expect(page.get_by_role("heading", name=f"{MODEL}#2")).to_be_visible()
-    assert "f1" in await page.inner_text("main")
+    # the review as the PR comment shows it: metrics with their intervals, gate rows, the optimization table
+    metrics = page.get_by_role("table", name="churn: metrics, base against head")
+    accuracy = await metrics.get_by_role("row", name=re.compile("^accuracy")).inner_text()
+    assert re.search(r"\[[+−]0\.\d{4}, [+−]0\.\d{4}\]", accuracy) and "better" in accuracy, accuracy
+    gates = page.get_by_role("table", name="churn: gates")
+    assert "≥ 0.95" in await gates.get_by_role("row", name=re.compile("^accuracy")).inner_text()
+    assert "fail" in await gates.get_by_role("row", name=re.compile("^accuracy")).inner_text()
+    assert "Δ ≥ -0.01" in await gates.get_by_role("row", name=re.compile("^f1")).inner_text()
+    optimization = page.get_by_role("table", name="churn: optimization (RandomForestClassifier)")
+    int8 = await optimization.get_by_role("row", name=re.compile("^int8 dynamic")).inner_text()
+    assert "585.9 KB" in int8 and "0.8 ms (0.7–0.9)" in int8 and "✓ chosen" in int8, int8
+    onnx = await optimization.get_by_role("row", name=re.compile("^ONNX fp32")).inner_text()
+    assert "not applicable: no converter" in onnx
     await accessible(page)
     await shoot(page, "pull")
     await context.close()
@@ -371,3 +432,46 @@ async def test_pages_show_the_data_without_javascript(world: World) -> None:
     assert await page.locator("svg polyline.values").count() == 1
     await shoot(page, "incident-no-js")
     await context.close()
+
+
+async def test_hold_and_unpin_from_the_pr_page_are_refused_to_a_reader_and_run_for_a_maintainer(world: World) -> None:
+    """The PR page's buttons run `/modelship hold` and `/modelship unpin <env>` as if commented on the PR:
+    chat-ops' permission check, its command service and its audit log."""
+    engine = world.bot.service.services.engine
+    async with engine.begin() as conn:  # staging's running version pinned (as a rollback leaves it)
+        await conn.execute(
+            update(deployments.DEPLOYMENTS)
+            .where(deployments.DEPLOYMENTS.c.id == world.versions[-1])
+            .values(pinned=True, detail="rolled back")
+        )
+    pr = f"{world.bot.url}/ui/prs/{MODEL}/2"
+    reader, page = await signed_in(world, "rita")
+    await page.goto(pr)
+    await page.get_by_role("button", name="Hold deploys of this PR").click()
+    await expect(page.get_by_role("status")).to_contain_text("`hold` changes things, so it needs write access")
+    await page.get_by_role("button", name="Unpin staging").click()
+    await expect(page.get_by_role("status")).to_contain_text("`unpin` changes things, so it needs write access")
+    async with engine.connect() as conn:
+        assert await chatops_store.held(conn, MODEL, 2) is None
+    await reader.close()
+
+    maintainer, page = await signed_in(world, "maya")
+    await page.goto(pr)
+    await page.get_by_role("button", name="Hold deploys of this PR").click()
+    await expect(page.get_by_role("status")).to_contain_text("/modelship hold: held")
+    async with engine.connect() as conn:
+        hold = await chatops_store.held(conn, MODEL, 2)
+    assert hold is not None and hold.actor == "maya"
+    await page.get_by_role("button", name="Lift the hold").click()
+    await expect(page.get_by_role("status")).to_contain_text("/modelship unhold: unheld")
+    await page.get_by_role("button", name="Unpin staging").click()
+    await expect(page.get_by_role("status")).to_contain_text("/modelship unpin staging:")
+    await accessible(page)
+    await shoot(page, "pull-actions")
+    async with engine.connect() as conn:
+        entries = await chatops_store.recent(conn, MODEL, 2, limit=20)
+    by = {(e.actor, e.command): e for e in entries}
+    assert by[("rita", "hold")].decision.startswith("denied: `hold` changes things")
+    assert by[("rita", "unpin")].decision.startswith("denied: `unpin` changes things")
+    assert by[("maya", "hold")].decision == "allowed" and by[("maya", "unpin")].decision == "allowed"
+    await maintainer.close()

@@ -40,7 +40,7 @@ async def ui(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Any, s
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/ui.db")
     await migrate(engine)
     async with aiohttp.ClientSession() as http:
-        sessions = SessionStore(b"k" * 32, 3600)
+        sessions = SessionStore(engine, b"k" * 32, 3600)
         dashboard = Dashboard(
             engine=engine,
             queue=JobQueue(engine),
@@ -50,7 +50,7 @@ async def ui(tmp_path: Path) -> AsyncIterator[tuple[TestClient[Any, Any], Any, s
             refresh_seconds=1e9,
             stamp_ttl=0.0,  # every request sees the table as it is (serve: changes show within a second)
         )
-        cookie, _ = sessions.create("maya", "ghu_x", {"acme/churn": "read"}, time.time())
+        cookie, _ = await sessions.create("maya", "ghu_x", {"acme/churn": "read"}, time.time())
         app = web.Application()
         app.add_subapp("/ui/", dashboard.app())
         async with TestClient(TestServer(app)) as client:
