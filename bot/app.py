@@ -193,7 +193,13 @@ def rollout_reader(settings: Settings) -> Any:
     try:
         clients = connect(settings.kubernetes_kubeconfig)
     except Exception as exc:  # ConfigException, OSError, ValueError: said here, deploys are still tracked
-        log.warning("live tracking: no rollout status from Kubernetes: cannot load its configuration (%s)", exc)
+        where = settings.kubernetes_kubeconfig or "the in-cluster service account"
+        log.warning(
+            "live tracking: no rollout status from Kubernetes: cannot load a configuration from %s (%s); "
+            "set MODELSHIP_KUBERNETES_KUBECONFIG",
+            where,
+            exc,
+        )
         return None
     return KubeRolloutReader(clients.api)
 
