@@ -181,6 +181,29 @@ def sandbox_setting(settings: Settings) -> str:
     return "MODELSHIP_SANDBOX_BACKEND" if settings.sandbox_backend == "kubernetes" else "MODELSHIP_CONTAINER_ENGINE_URL"
 
 
+def rollout_reader(settings: Settings) -> Any:
+    """The Kubernetes rollout reader for live tracking when the bot has Kubernetes access (the sandbox
+    backend's kubeconfig, or its in-cluster service account with MODELSHIP_SANDBOX_BACKEND=kubernetes);
+    None otherwise, or when that configuration does not load (logged: live tracking goes on from Prometheus)."""
+    if settings.sandbox_backend != "kubernetes" and settings.kubernetes_kubeconfig is None:
+        return None
+    from bot.deploy.kube_rollout import KubeRolloutReader
+    from bot.sandbox.kube_runner import connect
+
+    try:
+        clients = connect(settings.kubernetes_kubeconfig)
+    except Exception as exc:  # ConfigException, OSError, ValueError: said here, deploys are still tracked
+        where = settings.kubernetes_kubeconfig or "the in-cluster service account"
+        log.warning(
+            "live tracking: no rollout status from Kubernetes: cannot load a configuration from %s (%s); "
+            "set MODELSHIP_KUBERNETES_KUBECONFIG",
+            where,
+            exc,
+        )
+        return None
+    return KubeRolloutReader(clients.api)
+
+
 async def delete_orphans(sandbox: SandboxConfig) -> None:
     """A restarted bot deletes the sandbox Jobs its previous life left running (Kubernetes backend)."""
     sweep = getattr(sandbox.runner, "delete_orphans", None)
@@ -309,7 +332,7 @@ async def build_service(
     registry = make_registry(settings)
     services.deploy = deploy_feature.make_service(services, settings, chart, registry)
     services.guard, guard = guard_feature.setup(services, settings, chart)
-    _, live = deploy_feature.live_feature(services, settings)
+    _, live = deploy_feature.live_feature(services, settings, reader=rollout_reader(settings))
     features: list[Feature] = [
         review_feature.feature(services, sandbox, registry),
         deploy_feature.feature(services.deploy),

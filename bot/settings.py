@@ -128,7 +128,9 @@ class Settings(BaseSettings):
         default="modelship-sandbox", description="Namespace the Kubernetes sandbox's Jobs and NetworkPolicy live in."
     )
     kubernetes_kubeconfig: Path | None = Field(
-        default=None, description="Kubeconfig for the Kubernetes sandbox; unset: the pod's in-cluster service account."
+        default=None,
+        description="Kubeconfig for the Kubernetes sandbox (and, when set, live tracking's rollout status); unset: "
+        "the pod's in-cluster service account.",
     )
     kubernetes_runtime_class: str | None = Field(
         default=None, description="runtimeClassName of every sandbox pod (e.g. gVisor's); unset: the cluster default."

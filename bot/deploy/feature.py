@@ -11,7 +11,7 @@ import aiohttp
 from bot.artifacts.registry import OciRegistry
 from bot.context import Feature, Services, need
 from bot.deploy.chart import ModelServerChart
-from bot.deploy.live import LiveTracker
+from bot.deploy.live import LiveTracker, RolloutReader
 from bot.deploy.service import KIND, DeployService
 from bot.github.app import git_base_url
 from bot.guard.prometheus import PrometheusHTTP
@@ -43,7 +43,9 @@ def feature(service: DeployService) -> Feature:
     return Feature(runners={KIND: service.on_merge}, on_final_failure={KIND: service.on_final_failure})
 
 
-def live_feature(services: Services, settings: Settings) -> tuple[LiveTracker, Feature]:
+def live_feature(
+    services: Services, settings: Settings, *, reader: RolloutReader | None = None
+) -> tuple[LiveTracker, Feature]:
     """Live tracking as a background loop (after the guard is built: it rolls back through the guard's path
     and reads configs through the guard's cache). Without Prometheus nothing can be judged: rows carry no
     rollout, a commit is ``success`` at once, and the loop finds nothing to do."""
@@ -75,6 +77,7 @@ def live_feature(services: Services, settings: Settings) -> tuple[LiveTracker, F
         rollbacks=guard.rollbacks,
         listeners=services.deploy_listeners,  # the list itself: listeners added later are heard too
         interval=settings.live_interval_seconds,
+        reader=reader,
     )
     deploy.tracker = tracker
     guard.rollbacks.live_tracking = provider is not None

@@ -18,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot.deploy.rollout import Step
+from bot.store.deployments import LIVE, NOT_LIVE
+
 State = Literal["waiting", "progressing", "complete", "failed"]
 # Waiting reasons that mean a container will not start without a change (not a slow start).
 STUCK_REASONS = frozenset(
@@ -64,6 +67,35 @@ class RolloutStatus:
         """One paragraph for a GitHub Deployment status or the dossier (under 140 characters per line)."""
         lines = [self.message, *(f"- {p.line()}" for p in self.stuck)]
         return "\n".join(lines)
+
+    def cause(self) -> str:
+        """Why the rollout is not done, in a few words, or "" (a GitHub description keeps 140 characters: this
+        leads). Only the first stuck pod is named: the others usually fail the same way."""
+        if self.state == "failed":
+            head = "ProgressDeadlineExceeded"
+            return f"{head}: {self.stuck[0].line()}" if self.stuck else head
+        if not self.stuck:
+            return ""
+        first = self.stuck[0]
+        more = f" (+{len(self.stuck) - 1} more stuck)" if len(self.stuck) > 1 else ""
+        said = f" — {first.message}" if first.message else ""
+        return f"{first.reason}: {first.pod}/{first.container}{said}{more}"
+
+
+def with_rollout(step: Step, status: RolloutStatus) -> Step:
+    """The live tracker's step (from Prometheus) with what the Kubernetes API says (pure): the cause first,
+    then what Prometheus showed, then kubectl's words; one line, as the dossier's table cell needs.
+
+    Prometheus decides ``live`` (what is served, not what the cluster intends); an exceeded progress deadline
+    decides ``failed`` before the bot's own deadline, and with certainty (the API said it, nothing was blind).
+    """
+    if step.phase == LIVE:
+        return step
+    parts = [status.cause(), step.detail, status.message]
+    detail = " · ".join(p for p in parts if p)
+    if status.state == "failed":
+        return Step(NOT_LIVE, detail, certain=True)
+    return Step(step.phase, detail, step.certain)
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.config.repo import Environment, RepoConfig, RepoConfigError
 from bot.context import DeployListener, DeployTransition
+from bot.deploy.kube_rollout import RolloutStatus, with_rollout
 from bot.deploy.records import DeployRecords
 from bot.deploy.rollout import Rollout, Serving, Step, judge
 from bot.guard import metrics as guard_metrics
@@ -55,6 +56,12 @@ class ConfigSource(Protocol):
     """A model repository's `.modelship.yml` on its default branch (the guard's cached reader)."""
 
     async def read_config(self, repo: str) -> RepoConfig | RepoConfigError | None: ...
+
+
+class RolloutReader(Protocol):
+    """A Deployment's rollout from the Kubernetes API (bot.deploy.kube_rollout.KubeRolloutReader)."""
+
+    async def status(self, namespace: str, deployment: str) -> RolloutStatus: ...
 
 
 class GitHubFor(Protocol):
@@ -120,6 +127,7 @@ class LiveTracker:
         holder: str | None = None,
         lease_ttl: float | None = None,
         concurrency: int = 16,
+        reader: RolloutReader | None = None,
     ) -> None:
         self.engine = engine
         self.records = records
@@ -133,6 +141,8 @@ class LiveTracker:
         self.clock = clock
         self.lease = Lease(engine, LEASE, ttl=lease_ttl if lease_ttl is not None else 3 * interval, holder=holder)
         self._gate = asyncio.Semaphore(concurrency)
+        self.reader = reader  # None: the bot has no Kubernetes access; Prometheus alone judges
+        self._unreadable: set[tuple[str, str]] = set()  # (namespace, deployment) whose failure was logged
         self._opened: list[IncidentView] = []
         self._wake = asyncio.Event()
         self.rounds = 0
@@ -227,7 +237,31 @@ class LiveTracker:
             committed_at=_epoch(row["committed_at"]),
             deadline=env.progress_deadline,
         )
-        return judge(rollout, serving, now)
+        step = judge(rollout, serving, now)
+        if self.reader is not None and env.kubernetes is not None:
+            step = await self._with_cluster(step, env.kubernetes.namespace, env.kubernetes.deployment)
+        return step
+
+    async def _with_cluster(self, step: Step, namespace: str, deployment: str) -> Step:
+        """The step with the Deployment's rollout status; a reader failure (403, API down) is said in the detail
+        and logged once per Deployment until it reads again: it never stops tracking."""
+        assert self.reader is not None
+        key = (namespace, deployment)
+        try:
+            async with self._gate:
+                status = await self.reader.status(namespace, deployment)
+        except Exception as exc:
+            why = getattr(exc, "reason", None) or type(exc).__name__
+            code = getattr(exc, "status", None)
+            said = f"rollout status of {namespace}/{deployment} unreadable ({f'{code} ' if code else ''}{why})"
+            if key not in self._unreadable:
+                self._unreadable.add(key)
+                log.warning("live tracking: %s: %s", said, exc)
+            return Step(step.phase, f"{step.detail} · {said}", step.certain)
+        if key in self._unreadable:
+            self._unreadable.discard(key)
+            log.info("live tracking: rollout status of %s/%s readable again", namespace, deployment)
+        return with_rollout(step, status)
 
     async def _record(self, row: Row, step: Step, now: float) -> None:
         if step.phase == row["rollout"] and (step.detail or None) == row["rollout_detail"]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.deploy.kube_rollout import rollout_status, stuck_pods
+from bot.deploy.kube_rollout import rollout_status, stuck_pods, with_rollout
+from bot.deploy.rollout import Step
 
 
 def deployment(
@@ -90,3 +91,36 @@ def test_a_slow_start_is_not_stuck_and_the_summary_lists_the_stuck_ones() -> Non
         'Waiting for deployment "churn" rollout to finish: 0 of 2 updated replicas are available...\n'
         "- churn-b/fetch: ErrImagePull — manifest unknown"
     )
+
+
+def test_the_cause_leads_and_names_the_first_stuck_pod_with_a_count_of_the_others() -> None:
+    pulling = {"name": "model-server", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}
+    stuck = rollout_status(deployment(available=0), [pod("churn-a", pulling), pod("churn-b", pulling)])
+    assert stuck.cause() == "ImagePullBackOff: churn-a/model-server — not found (+1 more stuck)"
+    assert rollout_status(deployment(available=1)).cause() == ""  # a slow rollout has no cause yet
+
+
+def test_a_rollout_status_is_added_to_the_trackers_step_cause_first_and_on_one_line() -> None:
+    pulling = {"name": "model-server", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}
+    status = rollout_status(deployment(updated=2, available=0), [pod("churn-a", pulling)])
+    step = with_rollout(Step("committed", "no replica is up"), status)
+    assert step.phase == "committed" and "\n" not in step.detail  # a dossier table cell
+    assert step.detail == (
+        "ImagePullBackOff: churn-a/model-server — not found · no replica is up · "
+        'Waiting for deployment "churn" rollout to finish: 0 of 2 updated replicas are available...'
+    )
+    blind = with_rollout(Step("committed", "the bot cannot tell: timeout", certain=False), status)
+    assert not blind.certain  # the cluster's words do not make Prometheus' blindness certain
+
+
+def test_an_exceeded_progress_deadline_fails_the_step_with_certainty_but_prometheus_decides_live() -> None:
+    stalled = deployment(updated=1, available=0)
+    stalled["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+    failed = with_rollout(
+        Step("rolling_out", "1 of 2 ready replicas serve the new file", certain=False), rollout_status(stalled)
+    )
+    assert (failed.phase, failed.certain) == ("failed", True)
+    assert failed.detail.startswith("ProgressDeadlineExceeded · 1 of 2 ready replicas")
+
+    live = Step("live", "2 of 2 ready replicas serve the new file aaaa")
+    assert with_rollout(live, rollout_status(stalled)) == live  # what is served wins over what the API says
