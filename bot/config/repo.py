@@ -391,8 +391,10 @@ class Environment(_Section):
     def _default_requires(self) -> Environment:
         # An auto environment ships merges nobody looked at again: by default only those whose review
         # passed. Written out (even as []), the list is the repository's own choice.
+        # Set in place (the model is frozen): pydantic keeps what an after-validator returns only when it
+        # is `self`, so a copy would be dropped when the model is built directly.
         if self.requires is None:
-            return self.model_copy(update={"requires": ["review_passed"] if self.auto else []})
+            object.__setattr__(self, "requires", ["review_passed"] if self.auto else [])
         return self
 
     @model_validator(mode="after")
