@@ -294,7 +294,12 @@ async def _predict(app: web.Application, rows: np.ndarray) -> Prediction:
 
 
 @click.command("serve-model")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), help="ONNX file to serve (or --artifact).")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    help="ONNX file to serve, or a directory holding exactly one (a model artifact mounted as an image volume).",
+)
 @click.option(
     "--artifact",
     help="Fetch the model from this OCI artifact (registry/repo@sha256:…) first, verifying digest and --sha256.",
@@ -383,6 +388,8 @@ def serve_model(
     if artifact is not None:
         model_path = _fetch(artifact, sha256, models_dir, RegistryLogin(insecure, username, password_file))
     assert model_path is not None
+    if model_path.is_dir():
+        model_path = _only_file(model_path)
     from model_server.model import (
         load_onnx,
     )  # keeps onnxruntime out of anything that only imports this module
@@ -399,6 +406,16 @@ def serve_model(
     if faults is not None:
         click.echo("WARNING: fault injection is on (test/demo only): POST /admin/faults", err=True)
     web.run_app(create_app(model, faults=faults), host=host, port=port, print=lambda line: click.echo(line, err=True))
+
+
+def _only_file(directory: Path) -> Path:
+    """The model file of a directory holding exactly one: a model artifact mounted as an image volume
+    (its one layer holds ``model/<file>``; the kubelet pulled it by digest, --sha256 checks the file)."""
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.is_symlink())
+    if len(files) != 1:
+        found = ", ".join(p.name for p in files) or "none"
+        raise click.ClickException(f"refused to serve: {directory} must hold exactly one model file (found: {found})")
+    return files[0]
 
 
 def _fetch(artifact: str, sha256: str, models_dir: Path, login: RegistryLogin) -> Path:

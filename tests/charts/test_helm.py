@@ -152,6 +152,29 @@ def test_the_git_source_fetches_in_the_serving_container_with_the_token_as_a_fil
     assert token["secret"] == {"secretName": "churn-model-read-token", "items": [{"key": "token", "path": "token"}]}
 
 
+def test_the_artifact_can_be_mounted_as_an_image_volume_pulled_by_digest() -> None:
+    """The kubelet pulls model.artifact by digest; the server serves the one file in it, checking its sha256."""
+    values = ci_values("model-server", "image-volume-values.yaml")
+    pod = next(
+        d
+        for d in rendered(CHARTS / "model-server/ci/image-volume-values.yaml").documents()
+        if d["kind"] == "Deployment"
+    )
+    spec = pod["spec"]["template"]["spec"]
+    (server,) = spec["containers"]
+    volume = next(v for v in spec["volumes"] if v["name"] == "artifact")
+
+    assert volume["image"] == {"reference": values["model"]["artifact"], "pullPolicy": "IfNotPresent"}
+    assert "@sha256:" in volume["image"]["reference"]
+    assert {"name": "artifact", "mountPath": "/artifact", "readOnly": True} in server["volumeMounts"]
+    assert "--model=/artifact/model" in server["args"] and f"--sha256={values['model']['sha256']}" in server["args"]
+    assert not any(a.startswith("--artifact=") for a in server["args"])
+
+    values["model"]["artifact"] = ""
+    refused = render("model-server", values)
+    assert isinstance(refused, HelmRefusal) and "modelSource.imageVolume needs model.artifact" in str(refused)
+
+
 def test_the_git_source_defaults_to_githubs_clone_url_and_refuses_credentials_in_the_url() -> None:
     values = ci_values("model-server", "git-values.yaml")
     values["modelSource"] = {}

@@ -171,6 +171,25 @@ def test_the_server_refuses_a_file_whose_sha256_is_not_the_pinned_one(iris: tupl
     assert "refusing to serve" in result.output and "0" * 64 in result.output
 
 
+def test_a_mounted_artifact_directory_serves_its_one_file_and_refuses_any_other_layout(
+    iris: tuple[Path, str], tmp_path: Path
+) -> None:
+    """--model DIR is how the chart serves an image volume: exactly one file, still checked against --sha256."""
+    path, _ = iris
+    mounted = tmp_path / "artifact" / "model"
+    mounted.mkdir(parents=True)
+    (mounted / path.name).write_bytes(path.read_bytes())
+    args = ["--model", str(mounted), "--name", "iris", "--version", "3", "--sha256", "0" * 64, "--port", "0"]
+
+    result = CliRunner().invoke(serve_model, args)
+    assert result.exit_code == 1 and "refusing to serve" in result.output  # the one file, checked
+
+    (mounted / "extra.onnx").write_bytes(b"x")
+    result = CliRunner().invoke(serve_model, args)
+    assert result.exit_code == 1
+    assert "must hold exactly one model file" in result.output and "extra.onnx" in result.output
+
+
 def test_the_server_names_a_missing_model_file(tmp_path: Path) -> None:
     missing = tmp_path / "gone.onnx"
     result = CliRunner().invoke(
