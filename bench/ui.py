@@ -66,6 +66,8 @@ async def seed(engine: Any) -> None:
                         state="deployed",
                         health="healthy",
                         pinned=e == 9,
+                        # every kind the timeline shows: env9's rollback pins, env8 promotes, env7 unpins
+                        kind={9: "rollback", 8: "promote", 7: "unpin"}.get(e, "deploy"),
                         detail="rolled back by the guard" if e == 9 else None,
                         created_at=now - timedelta(minutes=e),
                         updated_at=now - timedelta(minutes=e),

@@ -29,6 +29,9 @@ ABANDONED = "abandoned"  # a proposal whose deploy PR closed unmerged
 # Live tracking (bot.deploy.live): the phases a ``deployed`` row goes through; the last two are final.
 COMMITTED, ROLLING_OUT, LIVE, NOT_LIVE = "committed", "rolling_out", "live", "failed"
 TRACKED = (COMMITTED, ROLLING_OUT)
+# What wrote a row: a merge or ``/modelship deploy``, ``promote``, the guard's rollback (it pins), ``unpin``.
+# A merged deploy-repository PR's row keeps its proposal's kind.
+KINDS = ("deploy", "promote", "rollback", "unpin")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class DeploymentView:
     state: str
     health: str
     pinned: bool
+    kind: str
     created_at: datetime | None
 
     @property
@@ -149,7 +153,11 @@ async def deployed_digests(conn: AsyncConnection) -> set[str]:
 async def insert(conn: AsyncConnection, *, track: bool = False, **values: Any) -> int:
     """A new row as given; see ``record`` for a version that replaces the running one. With ``track`` (the
     service runs live tracking: Prometheus is configured) a ``deployed`` row starts its rollout here
-    (``committed``, with the file the environment served until now); without, it carries none."""
+    (``committed``, with the file the environment served until now); without, it carries none. ``kind``
+    (one of ``KINDS``) says what wrote the row; "deploy" when not given."""
+    kind = values.setdefault("kind", "deploy")
+    if kind not in KINDS:
+        raise ValueError(f"deployments.kind {kind!r} is not one of {', '.join(KINDS)}")
     if track and values.get("state") == "deployed" and "rollout" not in values:
         values |= {"rollout": COMMITTED, "committed_at": utcnow()}
         values.setdefault("previous_sha256", await _served_before(conn, values))

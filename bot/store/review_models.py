@@ -61,6 +61,8 @@ class Deployment(Base):
     # healthy | degraded | inconclusive | unknown (written by the guard)
     health: Mapped[str] = mapped_column(String(16), default="unknown")
     pinned: Mapped[bool] = mapped_column(default=False)
+    # What wrote the row (bot.store.deployments.KINDS): deploy | promote | rollback | unpin (the timeline's "what").
+    kind: Mapped[str] = mapped_column(String(16), default="deploy", server_default="deploy")
     detail: Mapped[str | None] = mapped_column(Text)
     github_deployment_id: Mapped[int | None] = mapped_column(BigInteger)
     # Live tracking (bot.deploy.live) of a ``deployed`` row: committed | rolling_out | live | failed; NULL for

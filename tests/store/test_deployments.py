@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store import deployments
@@ -64,3 +65,16 @@ async def test_the_guard_marks_health_and_rollbacks_and_the_github_deployment_is
         assert view is not None and (view.state, view.health, view.short) == ("rolled_back", "degraded", "v2")
         assert [r["id"] for r in await deployments.of_repo(conn, "o/m")] == [bad]
         assert await deployments.deployed_digests(conn) == {"b" * 64}
+
+
+async def test_each_kind_of_row_round_trips_and_an_unknown_kind_is_refused(engine: AsyncEngine) -> None:
+    ids = {kind: await deploy(engine, f"v-{kind}", kind=kind) for kind in deployments.KINDS}
+    plain = await deploy(engine, "v-plain")  # a writer that says nothing is a deploy
+    async with engine.connect() as conn:
+        rows = {r["id"]: r["kind"] for r in await deployments.of_model(conn, "o/m", "iris")}
+        views = {d.id: d.kind for d in await deployments.history(conn, "o/m", "prod", "iris")}
+    assert {rows[i]: kind for kind, i in ids.items()} == {k: k for k in deployments.KINDS}
+    assert rows[plain] == views[plain] == "deploy"
+    assert views == rows
+    with pytest.raises(ValueError, match=r"deployments\.kind 'hotfix' is not one of deploy, promote, rollback, unpin"):
+        await deploy(engine, "v-bad", kind="hotfix")
