@@ -238,6 +238,7 @@ async def _make_current(
         state="deployed",
         health="unknown",
         pinned=proposal["pinned"],
+        kind=proposal["kind"],  # a merged promotion is still a promotion
         detail=f"{pull.repo}#{pull.number} merged by {pull.actor or 'someone'}"[:2000],
         # The GitHub Deployment created for the proposal is the one that now succeeds.
         github_deployment_id=proposal["github_deployment_id"],

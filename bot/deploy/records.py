@@ -84,6 +84,7 @@ class DeployRecords:
                 actor=actor,
                 state=state,
                 pinned=ref.pinned,
+                kind=result.kind,
                 detail=result.detail or None,
             )
             if state == "deployed" and result.deploy_commit and self.emit is not None:
@@ -93,6 +94,28 @@ class DeployRecords:
             await self.ensure_github_deployment(gh, repo, deploy_repo, result.env, ref, failure=failure)
         if state == "deployed":
             self.on_deployed()
+
+    async def record_unpin(self, repo: str, deploy_repo: str, result: Result, actor: str) -> None:
+        """The timeline's ``unpin`` row of a committed unpin: no new GitHub Deployment or rollout, since the
+        same version runs on (the running row's carry on)."""
+        ref = result.ref
+        if ref is None or result.state != "deployed":
+            return  # nothing was committed (already unpinned): nothing happened worth a row
+        async with self.engine.begin() as conn:
+            await deployments.record_unpin(
+                conn,
+                repo=repo,
+                environment=result.env,
+                model=ref.name,
+                version=ref.revision,
+                source_pr=ref.source_pr,
+                deploy_repo=deploy_repo,
+                deploy_commit=result.deploy_commit,
+                variant=ref.variant,
+                sha256=ref.sha256,
+                actor=actor,
+                detail=result.detail or None,
+            )
 
     async def ensure_github_deployment(
         self, gh: GitHubAPI, repo: str, deploy_repo: str, env: str, ref: ModelRef, *, failure: str = "failure"

@@ -301,6 +301,7 @@ class DeployService:
                     reason=reason,
                 )
             )
+        results = [replace(r, kind="promote") for r in results]  # refusals too: the timeline shows the attempt
         await self._finish(gh, repo, number, config, results, actor)
         return results
 
@@ -322,9 +323,21 @@ class DeployService:
             )
             done = await deploy.commit({path: lambda text: unpin(text).text}, message)
             state = "deployed" if done.changed else "unchanged"
+            unpinned = replace(ref, pinned=False, pin_reason="")
             results.append(
-                Result(env, spec.name, state, "unpinned", ref, deploy_commit=done.sha if done.changed else None)
+                Result(
+                    env,
+                    spec.name,
+                    state,
+                    f"unpinned; was: {ref.pin_reason}" if ref.pin_reason else "unpinned",
+                    unpinned,
+                    deploy_commit=done.sha if done.changed else None,
+                    kind="unpin",
+                )
             )
+        # The timeline's "unpin" row: the same version runs on, no longer pinned (who and why with it).
+        for result in results:
+            await self.records.record_unpin(repo, config.deploy.repository, result, actor)
         return results
 
     async def _finish(

@@ -70,6 +70,7 @@ class Result:
     deploy_commit: str | None = None
     deploy_pr: int | None = None
     diff: str = ""
+    kind: str = "deploy"  # what the history row records it as (bot.store.deployments.KINDS)
 
     @property
     def ok(self) -> bool:

@@ -498,6 +498,7 @@ class Rollbacks:
                     state="deployed",
                     health="unknown",
                     pinned=True,
+                    kind="rollback",
                     detail=f"rollback from {incident.bad_version[:7]}: {incident.reason}"[:2000],
                 )
             merged = replace(incident, state="merged", merge_sha=sha or None)

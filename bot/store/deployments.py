@@ -142,6 +142,14 @@ async def last_live(conn: AsyncConnection, repo: str, environment: str, model: s
     return (await conn.execute(query.order_by(_C.id.desc()).limit(1))).mappings().first()
 
 
+async def running(conn: AsyncConnection, repo: str, environment: str, model: str) -> Row | None:
+    """The newest ``deployed`` row of one (repo, environment, model): what runs there now."""
+    query = select(DEPLOYMENTS).where(
+        _C.repo == repo, _C.environment == environment, _C.model == model, _C.state == "deployed"
+    )
+    return (await conn.execute(query.order_by(_C.id.desc()).limit(1))).mappings().first()
+
+
 async def deployed_digests(conn: AsyncConnection) -> set[str]:
     """The sha256 of every model file ever written to an environment."""
     return set((await conn.execute(select(_C.sha256).distinct())).scalars())
@@ -170,6 +178,29 @@ async def record(conn: AsyncConnection, *, track: bool = False, **values: Any) -
     if values.get("state") == "deployed":
         await supersede_running(conn, values["repo"], values["environment"], values["model"])
     return await insert(conn, track=track, **values)
+
+
+# What an unpin row carries on from the row it replaces: the same file keeps running, so its guard verdict,
+# GitHub Deployment and live-tracking phase are still true of it.
+_CARRIED_ON = (
+    "health",
+    "github_deployment_id",
+    "rollout",
+    "rollout_told",
+    "rollout_detail",
+    "previous_sha256",
+    "committed_at",
+    "live_at",
+)
+
+
+async def record_unpin(conn: AsyncConnection, **values: Any) -> int:
+    """An ``unpin`` row: the version that runs goes on running, no longer pinned (a history row, no new rollout:
+    what it carries on comes from the running row when that is the same version)."""
+    now = await running(conn, values["repo"], values["environment"], values["model"])
+    carried = {k: now[k] for k in _CARRIED_ON} if now is not None and now["version"] == values["version"] else {}
+    values = {"rollout": None} | carried | values | {"state": "deployed", "pinned": False, "kind": "unpin"}
+    return await record(conn, **values)
 
 
 async def _served_before(conn: AsyncConnection, values: dict[str, Any]) -> str | None:

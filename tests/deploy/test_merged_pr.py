@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from bot.deploy.merged_pr import ABANDONED, CLOSED_UNMERGED, ClosedPull, decide, github_state, not_ours
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.context import Services
+from bot.deploy.merged_pr import (
+    ABANDONED,
+    CLOSED_UNMERGED,
+    ClosedPull,
+    _make_current,
+    decide,
+    github_state,
+    not_ours,
+)
+from bot.store import deployments
 
 BOT = "modelship[bot]"
 DEPLOY = "acme/deploy"
@@ -114,3 +126,35 @@ def test_the_github_deployment_of_each_row_ends_in_the_state_the_close_implies()
     assert github_state(row(1, "a", state="superseded"), merged) is None  # its deployment row carries it on
     assert github_state(row(2, "a", state="deployed", deploy_commit=MERGE, github_deployment_id=None), merged) is None
     assert github_state(row(2, "a", state="deployed", deploy_commit=MERGE, deploy_pr=8), merged) is None
+
+
+async def test_a_merged_promotion_proposal_runs_as_a_promotion(engine: AsyncEngine) -> None:
+    """The row a merge writes keeps what the proposal was (the timeline says "promote", not "deploy")."""
+    emitted: list[str] = []
+
+    class Outbox:  # the one Services collaborator _make_current uses
+        async def emit(self, conn: AsyncConnection, kind: str, key: str, data: dict[str, Any]) -> None:
+            emitted.append(kind)
+
+    async with engine.begin() as conn:
+        for kind in ("promote", "deploy"):
+            await deployments.record(
+                conn,
+                repo="acme/models",
+                environment=f"production-{kind}",
+                model="churn",
+                version="a" * 40,
+                deploy_repo=DEPLOY,
+                deploy_pr=7,
+                state="pending",
+                actor="alice",
+                kind=kind,
+            )
+        for proposal in await deployments.of_deploy_pr(conn, DEPLOY, 7):
+            await _make_current(cast(Services, Outbox()), conn, proposal, pull(), track=False)
+        merged = [r for r in await deployments.of_deploy_pr(conn, DEPLOY, 7) if r["state"] == "deployed"]
+    assert sorted((r["environment"], r["kind"], r["actor"]) for r in merged) == [
+        ("production-deploy", "deploy", "carol"),
+        ("production-promote", "promote", "carol"),
+    ]
+    assert emitted == ["deploy.committed", "deploy.committed"]

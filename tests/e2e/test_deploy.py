@@ -336,6 +336,10 @@ async def test_a_pinned_environment_is_not_rolled_forward_until_unpinned(world: 
     assert len(commits(world, r.deploy)) == len(before) + 1
     ref = current_ref(show(world, r.deploy, STAGING))
     assert ref is not None and not ref.pinned and ref.revision == "0" * 40  # the version stays
+    # The timeline's unpin row: the same version runs on, unpinned, with who and the pin it lifted.
+    unpinned = (await history(world, r.model))[-1]
+    assert (unpinned.kind, unpinned.state, unpinned.version, unpinned.pinned) == ("unpin", "deployed", "0" * 40, False)
+    assert unpinned.actor == "alice" and "rollback after error rate 7%" in (unpinned.detail or "")
 
     _, second = await merge(world, r.model, "forward-again", b"churn v4")
     ref = current_ref(show(world, r.deploy, STAGING))
@@ -458,6 +462,12 @@ async def test_promote_copies_the_healthy_upstream_version_and_dry_runs_write_no
     assert production == current_ref(show(world, r.deploy, STAGING))
     message = git(world.hub.git.path(r.deploy), "log", "-1", "--format=%B", "main")
     assert message.startswith("promote(production): churn") and "Promoted from staging by alice" in message
+    kinds = [(x.environment, x.kind, x.state) for x in await history(world, r.model)]
+    assert kinds == [
+        ("staging", "deploy", "deployed"),
+        ("production", "promote", "skipped"),
+        ("production", "promote", "deployed"),
+    ]
     body = sticky(world, r.model, number)
     assert "`production`" in body and "`staging`" in body
 

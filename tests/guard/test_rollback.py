@@ -111,6 +111,7 @@ async def test_a_manual_rollback_opens_one_pinned_pr_and_records_the_merge(bot: 
     assert by_version[(V2, "rolled_back")].health == "degraded"
     restored = by_version[(V1, "deployed")]
     assert restored.pinned and restored.deploy_pr == pull.number
+    assert (restored.kind, by_version[(V2, "rolled_back")].kind) == ("rollback", "deploy")  # the timeline's "what"
     assert await guard.rollbacks.advance_open() == []  # nothing left to do, nothing done twice
 
     # Auto-deploy never rolls forward over the pin, even for a newer sequence.

@@ -78,3 +78,25 @@ async def test_each_kind_of_row_round_trips_and_an_unknown_kind_is_refused(engin
     assert views == rows
     with pytest.raises(ValueError, match=r"deployments\.kind 'hotfix' is not one of deploy, promote, rollback, unpin"):
         await deploy(engine, "v-bad", kind="hotfix")
+
+
+async def test_an_unpin_row_carries_on_what_the_running_version_had_and_starts_no_rollout(engine: AsyncEngine) -> None:
+    pinned = await deploy(engine, "v1", kind="rollback", pinned=True, github_deployment_id=41, health="healthy")
+    async with engine.begin() as conn:
+        lifted = await deployments.record_unpin(
+            conn, repo="o/m", environment="prod", model="iris", version="v1", deploy_repo="o/d", actor="alice"
+        )
+        row = await deployments.running(conn, "o/m", "prod", "iris")
+        assert row is not None and row["id"] == lifted
+        carried = (row["kind"], row["pinned"], row["health"], row["github_deployment_id"])
+        assert carried == ("unpin", False, "healthy", 41)
+        assert row["rollout"] is None and await deployments.rollouts(conn) == []
+        # The values file named a version no running row has (written by hand): the row starts fresh.
+        other = await deployments.record_unpin(
+            conn, repo="o/m", environment="prod", model="iris", version="v0", deploy_repo="o/d", actor="alice"
+        )
+        fresh = await deployments.running(conn, "o/m", "prod", "iris")
+        assert fresh is not None and fresh["id"] == other
+        assert (fresh["health"], fresh["github_deployment_id"]) == ("unknown", None)
+    assert await states(engine) == [("v1", "superseded"), ("v1", "superseded"), ("v0", "deployed")]
+    assert pinned < lifted < other

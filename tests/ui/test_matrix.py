@@ -4,6 +4,8 @@ and a reader's matrix, fragment and JSON hold only the repositories they can rea
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -123,3 +125,29 @@ async def test_without_a_session_nothing_is_shown(ui: Any) -> None:
     fragment = await client.get("/ui/fragments/matrix", params={"after": "2000-01-01T00:00:00"})
     assert page.status == 303 and page.headers["Location"] == "/ui/login"
     assert fragment.status == 401 and "aaaaaaa" not in await fragment.text()
+
+
+async def test_the_timeline_says_what_wrote_each_row_who_and_why(ui: Any) -> None:
+    client, engine, _ = ui
+    await record(engine, **row("acme/churn", "staging", "aaaaaaa"), actor="maya", kind="deploy")
+    await record(engine, **row("acme/churn", "production", "aaaaaaa"), actor="carol", kind="promote")
+    await record(engine, **row("acme/churn", "production", "bbbbbbb"), actor="maya", kind="deploy")
+    why = "rollback from bbbbbbb: error rate 7% > 5%"
+    rolled_back = row("acme/churn", "production", "aaaaaaa")
+    await record(engine, **rolled_back, actor="bot", kind="rollback", pinned=True, detail=why)
+    async with engine.begin() as conn:
+        await deployments.record_unpin(conn, **rolled_back, actor="alice", detail=f"unpinned; was: {why}")
+    answer = await client.get("/ui/models/acme/churn/churn")
+    assert answer.status == 200
+    page = await answer.text()
+    # Each timeline row, per environment (staging first: it was deployed to first), newest first: (what, who, why).
+    cells = r'<span class="kind kind-(\w+)">\1</span>( · pinned)?[^<]*</td>\s*<td>([^<]*)</td>\s*<td>'
+    found = re.findall(cells + r"(?:<a [^>]*>[^<]*</a>)? ?([^<]*)</td>", page)
+    assert [(kind, bool(pinned), who, html.unescape(why)) for kind, pinned, who, why in found] == [
+        ("deploy", False, "maya", ""),
+        ("unpin", False, "alice", f"unpinned; was: {why}"),
+        ("rollback", True, "bot", why),
+        ("deploy", False, "maya", ""),
+        ("promote", False, "carol", ""),
+    ]
+    assert "(promote, superseded)" in page and "(unpin, deployed)" in page  # the compare picker names them too
