@@ -50,8 +50,8 @@ class DeploymentView:
     state: str
     health: str
     pinned: bool
-    kind: str
     created_at: datetime | None
+    kind: str = "deploy"  # KINDS: what wrote the row
 
     @property
     def short(self) -> str:
