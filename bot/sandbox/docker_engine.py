@@ -417,18 +417,20 @@ class DockerEngineRunner:
     async def run(self, spec: SandboxSpec) -> SandboxResult:
         began = self._clock()
         if problems := unreadable_inputs(spec.inputs):
-            return _failed("; ".join(problems), self._clock() - began)
+            return SandboxResult.failed("; ".join(problems), self._clock() - began)
         try:
             output_dir = make_output_dir(self._output_root, self.limits)
         except OutputMountError as exc:
-            return _failed(str(exc), self._clock() - began)
+            return SandboxResult.failed(str(exc), self._clock() - began)
         handle = _Handle()
         try:
             handle.pending = True
             seccomp_opt = await asyncio.to_thread(self._seccomp)
             container = await asyncio.to_thread(self._create, spec, output_dir, handle, seccomp_opt)
             if problems := missing_controls(container.attrs, spec, output_dir, seccomp_opt=seccomp_opt):
-                return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
+                return SandboxResult.failed(
+                    "refused to start the sandbox: " + "; ".join(problems), self._clock() - began
+                )
             await asyncio.to_thread(container.start)
             started = self._clock() - began
             result = await self._supervise(container, spec, output_dir, began, started)
@@ -444,7 +446,7 @@ class DockerEngineRunner:
                 )
             return result
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            return _failed(_engine_error(exc, spec), self._clock() - began)
+            return SandboxResult.failed(_engine_error(exc, spec), self._clock() - began)
         finally:
             # Shielded so a cancelled review still removes its container.
             await asyncio.shield(asyncio.to_thread(_cleanup, handle, output_dir))
@@ -629,22 +631,6 @@ def _engine_error(exc: Exception, spec: SandboxSpec) -> str:
         return f"sandbox image {spec.image!r} not found: build it (scripts/build-runner-image.sh) or pull it"
     explanation = getattr(exc, "explanation", None) or str(exc)
     return f"container engine error: {explanation}"
-
-
-def _failed(error: str, duration: float) -> SandboxResult:
-    return SandboxResult(
-        exit_code=None,
-        timed_out=False,
-        oom_killed=False,
-        stdout=b"",
-        stderr=b"",
-        stdout_truncated=False,
-        stderr_truncated=False,
-        result=None,
-        error=error,
-        duration_s=duration,
-        container_start_s=0.0,
-    )
 
 
 def connect(url: str) -> docker.DockerClient:

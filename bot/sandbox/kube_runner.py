@@ -127,11 +127,15 @@ class KubernetesJobRunner:
             try:
                 image, inputs_bytes = await self._push_inputs(spec, work)
             except (InputsError, OSError) as exc:
-                return _failed(f"the review inputs could not be packed: {exc}", self._clock() - began)
+                return SandboxResult.failed(f"the review inputs could not be packed: {exc}", self._clock() - began)
             except Exception as exc:  # the registry's errors name the registry and what it said
-                return _failed(f"the review inputs could not be pushed to the registry: {exc}", self._clock() - began)
+                return SandboxResult.failed(
+                    f"the review inputs could not be pushed to the registry: {exc}", self._clock() - began
+                )
             if problems := await self.network_policy_problems():
-                return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
+                return SandboxResult.failed(
+                    "refused to start the sandbox: " + "; ".join(problems), self._clock() - began
+                )
             manifest = kj.job_manifest(
                 spec,
                 run_id=run_id,
@@ -146,12 +150,14 @@ class KubernetesJobRunner:
             template = stored["spec"]["template"]
             wanted = manifest["spec"]["template"]
             if problems := kj.missing_controls(template["spec"], template["metadata"].get("labels") or {}, wanted):
-                return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
+                return SandboxResult.failed(
+                    "refused to start the sandbox: " + "; ".join(problems), self._clock() - began
+                )
             return await self._supervise(spec, name, run_id, wanted, began, work)
         except Exception as exc:
             if _status(exc) is None and not type(exc).__module__.startswith(("kubernetes", "urllib3")):
                 raise
-            return _failed(_api_error(exc, self.settings.namespace), self._clock() - began)
+            return SandboxResult.failed(_api_error(exc, self.settings.namespace), self._clock() - began)
         finally:
             # Shielded so a cancelled (superseded) review still deletes its Job and pod.
             await asyncio.shield(asyncio.to_thread(self._cleanup, name, work))
@@ -218,13 +224,15 @@ class KubernetesJobRunner:
                 if not verified:
                     labels = pod["metadata"].get("labels") or {}
                     if problems := kj.missing_controls(pod["spec"], labels, wanted):
-                        return _failed("refused to start the sandbox: " + "; ".join(problems), self._clock() - began)
+                        return SandboxResult.failed(
+                            "refused to start the sandbox: " + "; ".join(problems), self._clock() - began
+                        )
                     verified = True
                 if problem := kj.start_problem(pod):
                     if "init container" in problem:  # the copy's own words, for the operator
                         tail = await asyncio.to_thread(self._init_log, pod_name)
                         problem += f" ({tail})" if tail else ""
-                    return _failed(f"the sandbox did not start: {problem}", self._clock() - began)
+                    return SandboxResult.failed(f"the sandbox did not start: {problem}", self._clock() - began)
                 if started is None and kj.sandbox_started(pod):
                     started = self._clock()
                 phase = (pod.get("status") or {}).get("phase")
@@ -235,7 +243,7 @@ class KubernetesJobRunner:
                 timed_out = True
                 break
             if started is None and now - began > self.settings.start_grace_s:
-                return _failed(
+                return SandboxResult.failed(
                     f"the sandbox pod did not start within {self.settings.start_grace_s} s "
                     f"(pod {pod_name or 'not created'}: {(pod.get('status') or {}).get('phase', 'no status')})",
                     now - began,
@@ -246,7 +254,7 @@ class KubernetesJobRunner:
         if timed_out:
             await asyncio.to_thread(self._delete, name)
             killed = f"timed out after {spec.timeout_s:g} s (sandbox.timeout); the container was killed"
-            return replace(_failed(killed, duration), timed_out=True, container_start_s=start_s)
+            return replace(SandboxResult.failed(killed, duration), timed_out=True, container_start_s=start_s)
         _, exit_code, reason = kj.pod_outcome(pod)
         raw = await asyncio.to_thread(self._log, pod_name, kj.frame_budget(spec, self.settings))
         try:
@@ -407,19 +415,3 @@ def _size(n: int) -> str:
 def _last_line(data: bytes) -> str:
     lines = data.decode("utf-8", "replace").strip().splitlines()
     return lines[-1][:300] if lines else ""
-
-
-def _failed(error: str, duration: float) -> SandboxResult:
-    return SandboxResult(
-        exit_code=None,
-        timed_out=False,
-        oom_killed=False,
-        stdout=b"",
-        stderr=b"",
-        stdout_truncated=False,
-        stderr_truncated=False,
-        result=None,
-        error=error,
-        duration_s=duration,
-        container_start_s=0.0,
-    )

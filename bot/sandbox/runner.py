@@ -84,6 +84,23 @@ class SandboxResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @classmethod
+    def failed(cls, error: str, duration: float) -> SandboxResult:
+        """A run that ended before the command could (engine, API or read-back refusal): nothing to show."""
+        return cls(
+            exit_code=None,
+            timed_out=False,
+            oom_killed=False,
+            stdout=b"",
+            stderr=b"",
+            stdout_truncated=False,
+            stderr_truncated=False,
+            result=None,
+            error=error,
+            duration_s=duration,
+            container_start_s=0.0,
+        )
+
 
 class SandboxRunner(Protocol):
     async def run(self, spec: SandboxSpec) -> SandboxResult: ...
