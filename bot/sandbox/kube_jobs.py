@@ -350,7 +350,11 @@ def unframe(log: bytes) -> dict[str, bytes]:
             continue
         match = _FRAME.match(header)
         if not match:
-            raise FrameError(f"unexpected log line {header[:80]!r} (not a frame)")
+            # Say how the stray text ends too: for a crash that is the exception, not "Traceback …".
+            stray = [header, *[line.decode("utf-8", "replace") for line in lines[i:] if line.strip()][:200]]
+            stray = stray[: next((n for n, text in enumerate(stray) if n and _FRAME.match(text)), len(stray))]
+            ending = f"; it ends {stray[-1].strip()[:200]!r}" if len(stray) > 1 else ""
+            raise FrameError(f"unexpected log line {header[:80]!r} (not a frame){ending}")
         size, digest, name = int(match[1]), match[2], match[3]
         chunks: list[bytes] = []
         while i < len(lines) and not lines[i].startswith(b"MODELSHIP-END "):
