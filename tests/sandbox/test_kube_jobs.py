@@ -190,7 +190,7 @@ def test_frames_written_by_the_supervisor_read_back_byte_for_byte() -> None:
         (b"print from a grandchild\n", "not a frame"),
         (
             b"Traceback (most recent call last):\n  File x\nValueError: boom\n",
-            "not a frame); it ends 'ValueError: boom'",
+            "it ends 'ValueError: boom'",
         ),
         (framed_log({"result": b"{}"})[:-20], "not closed"),
         (framed_log({"result": b"{}"}).replace(b"e30=", b"e3w="), "does not match its size and sha256"),
