@@ -63,6 +63,12 @@ _MS_NOSUID, _MS_NODEV = 2, 4
 _MNT_DETACH = 2
 
 
+# The stand-in node's podPidsLimit. Below the engine's per-uid process limit (podman's nproc ulimit, 1024
+# on the project's service, counts every process of a uid on the host): at 1024 one pod's fork bomb used
+# the whole budget of uid 65534, starving every other sandbox pod (forks and threads failing at once).
+POD_PIDS_LIMIT = 256
+
+
 class _Refused(Exception):
     """A container could not be created; ``reason`` is the kubelet's waiting reason."""
 
@@ -114,7 +120,7 @@ class Kubelet:
         *,
         instance: str,
         workdir: Path,
-        pod_pids_limit: int = 1024,
+        pod_pids_limit: int = POD_PIDS_LIMIT,
         issue_token: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from devkit.kubeapi import podspec, schemas
 from devkit.kubeapi.controllers import FOREGROUND, Controllers
-from devkit.kubeapi.kubelet import Kubelet, bound_here
+from devkit.kubeapi.kubelet import POD_PIDS_LIMIT, Kubelet, bound_here
 from devkit.kubeapi.model import (
     DEPLOYMENTS,
     JOBS,
@@ -76,7 +76,7 @@ class KubeAPI:
         token: str | None = None,
         bookmark_interval: float = 1.0,
         history: int = 10_000,
-        pod_pids_limit: int = 1024,
+        pod_pids_limit: int = POD_PIDS_LIMIT,
     ) -> None:
         self.token = token or secrets.token_urlsafe(24)
         self.tokens = {self.token}  # plus the service-account tokens the kubelet mounts into pods

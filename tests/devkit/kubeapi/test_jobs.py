@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from devkit.kubeapi.kubelet import POD_PIDS_LIMIT
 from tests.devkit.kubeapi.conftest import eventually, job_body, sandbox_container
 
 pytestmark = pytest.mark.slow
@@ -325,7 +326,8 @@ def test_resource_limits_reach_the_container_cgroup_and_ephemeral_storage_caps_a
     core.create_namespaced_pod(namespace, {"metadata": {"name": "limits"}, "spec": spec})
     eventually(lambda: core.read_namespaced_pod("limits", namespace).status.phase == "Succeeded", 60)
     # 500m CPU = 50 ms per 100 ms period; 64Mi; the kubelet's pod PID limit
-    assert core.read_namespaced_pod_log("limits", namespace).split() == ["50000", str(64 * 2**20), "1024", "capped"]
+    expected = ["50000", str(64 * 2**20), str(POD_PIDS_LIMIT), "capped"]
+    assert core.read_namespaced_pod_log("limits", namespace).split() == expected
 
 
 def test_an_ephemeral_storage_limit_on_a_writable_root_is_refused_naming_it(
