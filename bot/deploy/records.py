@@ -7,6 +7,7 @@ Every step is idempotent, so a redelivered merge or a retried job records nothin
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -71,21 +72,11 @@ class DeployRecords:
             row_id = await deployments.record(
                 conn,
                 track=self.live_tracking,
-                repo=repo,
-                environment=result.env,
-                model=ref.name,
-                version=ref.revision,
-                source_pr=ref.source_pr,
-                deploy_repo=deploy_repo,
-                deploy_commit=result.deploy_commit,
+                **_history_row(repo, deploy_repo, result, ref, actor),
                 deploy_pr=result.deploy_pr,
-                variant=ref.variant,
-                sha256=ref.sha256,
-                actor=actor,
                 state=state,
                 pinned=ref.pinned,
                 kind=result.kind,
-                detail=result.detail or None,
             )
             if state == "deployed" and result.deploy_commit and self.emit is not None:
                 data = committed_event(repo, result.env, ref, deploy_repo, result.deploy_commit, actor, result.detail)
@@ -102,20 +93,7 @@ class DeployRecords:
         if ref is None or result.state != "deployed":
             return  # nothing was committed (already unpinned): nothing happened worth a row
         async with self.engine.begin() as conn:
-            await deployments.record_unpin(
-                conn,
-                repo=repo,
-                environment=result.env,
-                model=ref.name,
-                version=ref.revision,
-                source_pr=ref.source_pr,
-                deploy_repo=deploy_repo,
-                deploy_commit=result.deploy_commit,
-                variant=ref.variant,
-                sha256=ref.sha256,
-                actor=actor,
-                detail=result.detail or None,
-            )
+            await deployments.record_unpin(conn, **_history_row(repo, deploy_repo, result, ref, actor))
 
     async def ensure_github_deployment(
         self, gh: GitHubAPI, repo: str, deploy_repo: str, env: str, ref: ModelRef, *, failure: str = "failure"
@@ -156,6 +134,23 @@ class DeployRecords:
         async with self.engine.connect() as conn:
             row = await deployments.latest(conn, repo, env, ref.name, version=ref.revision)
         return str(row["health"]) if row is not None else "unknown (no deployment record)"
+
+
+def _history_row(repo: str, deploy_repo: str, result: Result, ref: ModelRef, actor: str) -> dict[str, Any]:
+    """The columns every history row of a deploy result carries (deploy, promote, rollback or unpin)."""
+    return {
+        "repo": repo,
+        "environment": result.env,
+        "model": ref.name,
+        "version": ref.revision,
+        "source_pr": ref.source_pr,
+        "deploy_repo": deploy_repo,
+        "deploy_commit": result.deploy_commit,
+        "variant": ref.variant,
+        "sha256": ref.sha256,
+        "actor": actor,
+        "detail": result.detail or None,
+    }
 
 
 def committed_event(
