@@ -237,8 +237,10 @@ class JobQueue:
             return bool(result.rowcount)
 
     async def list(
-        self, states: Sequence[str] = ("queued", "running", "parked"), limit: int = 200
+        self, states: Sequence[str] = ("queued", "running", "parked"), limit: int = 200, *, newest_first: bool = False
     ) -> list[dict[str, Any]]:
+        """Jobs in ``states``, oldest first (``newest_first``: the most recently updated first, e.g. the
+        jobs that finished last)."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(
@@ -252,9 +254,10 @@ class JobQueue:
                     JOBS.c.lease_expires_at,
                     JOBS.c.last_error,
                     JOBS.c.created_at,
+                    JOBS.c.finished_at,
                 )
                 .where(JOBS.c.state.in_(states))
-                .order_by(JOBS.c.id)
+                .order_by(*((JOBS.c.updated_at.desc(), JOBS.c.id.desc()) if newest_first else (JOBS.c.id,)))
                 .limit(limit)
             )
             return [dict(r._mapping) for r in rows]

@@ -57,6 +57,7 @@ _SHA = re.compile(r"^[0-9a-f]{7,64}$")
 # The PR page's actions: chat-ops commands run through bot.chatops.service.run_action.
 PR_ACTIONS = ("hold", "unhold", "unpin")
 _ENV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+FINISHED_SHOWN = 20  # the jobs page's "Recently finished" rows
 
 
 def repo_of_job(serial_key: str) -> str:
@@ -546,8 +547,17 @@ class Dashboard:
     async def jobs(self, request: web.Request, *, status: int = 200, note: str = "") -> web.Response:
         repos = set(self.visible(request))
         found = [j for j in await self.queue.list() if repo_of_job(j["serial_key"]) in repos]
+        # What became of the latest jobs (a retried one ran to done, or was cancelled): the newest few only.
+        recent = await self.queue.list(("done", "cancelled"), limit=FINISHED_SHOWN * 5, newest_first=True)
+        finished = [j for j in recent if repo_of_job(j["serial_key"]) in repos][:FINISHED_SHOWN]
         return self.render(
-            request, "jobs.html", status, jobs=found, note=note or request.query.get("note", ""), repo_of=repo_of_job
+            request,
+            "jobs.html",
+            status,
+            jobs=found,
+            finished=finished,
+            note=note or request.query.get("note", ""),
+            repo_of=repo_of_job,
         )
 
     async def job_action(self, request: web.Request) -> web.Response:
