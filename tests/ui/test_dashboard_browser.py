@@ -1,6 +1,9 @@
 """The dashboard in a real browser: Debian's chromium (headless, through Playwright) against the real bot
 and devhub. Two PRs merge and deploy to two environments, a third repository the reader cannot read
-deploys too; a guard incident and a parked job are recorded. Then people sign in with GitHub and look.
+deploys too. What the incident and jobs pages show is made by the bot itself: a model server serves the
+version running in staging, the session's Prometheus scrapes it, and the guard opens a real rollback PR
+once its error rate breaches the threshold; a fourth repository's deploy repository refuses every push,
+so its deploy job fails and is parked. Then people sign in with GitHub and look.
 
 Screenshots of every page land in $MODELSHIP_TEST_ARTIFACTS (default /tmp/modelship-test-artifacts).
 """
@@ -11,68 +14,72 @@ import asyncio
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.chatops import store as chatops_store
 from bot.chatops.ratelimit import RateLimiter
 from bot.guard import store as guard_store
+from bot.guard.store import IncidentView
 from bot.store import deployments
 from bot.store.models import Job
-from bot.store.queue import ClaimedJob, enqueue, job_row
+from bot.store.queue import ClaimedJob
 from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
-from devkit.devhub import DevHub, start
+from devkit.devhub import DevHub, Fault, start
+from devkit.guard_world import wait_until
 from devkit.harness import RunningBot, bot_running
+from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
+from devkit.traffic import traffic
 from tests.fixtures.bot import settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
+from tests.fixtures.prometheus import PrometheusServer
+from tests.guard import conftest as guard_fixtures
+from tests.guard.conftest import ModelServer
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).parent / "vendor" / "axe-core-4.10.3.min.js"
 ARTIFACTS = Path(os.environ.get("MODELSHIP_TEST_ARTIFACTS", "/tmp/modelship-test-artifacts")) / "ui"
-MODEL, HIDDEN = "acme/churn", "acme/secret-models"
+MODEL, HIDDEN, FRAUD = "acme/churn", "acme/secret-models", "acme/fraud"
+# The model-server fixtures live with the guard's unit tests (as tests/e2e/test_guard.py uses them).
+iris_model, start_model_server = guard_fixtures.iris_model, guard_fixtures.start_model_server
+THRESHOLD, FAILURE_LIMIT = 0.02, 3
+ROLLBACK_BRANCH = "modelship/rollback/staging/churn"
+# The guard watches staging of acme/churn only: error rate at most 2 %, checked every second.
+GUARD = f"""\
+    guard:
+      interval: 1s
+      initial_delay: 0s
+      failure_limit: {FAILURE_LIMIT}
+      auto_merge: false
+      checks:
+        - {{template: error_rate, max: {THRESHOLD}, window: 5s}}
+"""
 CONFIG = """\
 version: 1
 models:
-  - name: churn
-    path: models/churn.onnx
+  - name: {model}
+    path: models/{model}.onnx
     task: classification
     dataset: {{path: data/eval.csv, target: label}}
 environments:
-  staging: {{auto: true}}
-  production: {{auto: true}}
+  staging:
+    auto: true
+    progress_deadline: 24h
+{guard}  production: {{auto: true, progress_deadline: 24h}}
 deploy: {{repository: {deploy}}}
 """
-EVIDENCE = """\
-**churn** version `{bad}` in **staging** is degraded.
-
-| Check | Window | Observed | Threshold | Breaches in a row |
-| --- | --- | --- | --- | --- |
-| `error_rate` | 5s | 0.31 | ≤ 0.02 | 3 of 3 |
-
-<details><summary><code>error_rate</code> query and recent values</summary>
-
-```promql
-sum(rate(model_errors_total{{model="churn"}}[5s])) / sum(rate(model_requests_total{{model="churn"}}[5s]))
-```
-
-```mermaid
-xychart-beta
-    title "error_rate (≤ 0.02), UTC"
-    x-axis ["10:00:01", "10:00:02", "10:00:03", "10:00:04"]
-    y-axis "error_rate" 0 --> 0.341
-    line [0.01, 0.29, 0.3, 0.31]
-    line [0.02, 0.02, 0.02, 0.02]
-```
-</details>"""
+# Live tracking is on (the bot has a Prometheus): a deploy is live once a model server serves its file. Only
+# churn's staging has one here; the long progress_deadline keeps the others committed instead of rolled back.
 
 
 @dataclass
@@ -81,8 +88,32 @@ class World:
     bot: RunningBot
     browser: Browser
     versions: list[int]  # deployments ids of churn in staging, oldest first
-    incident_id: int
-    parked_job: int
+    parked_job: int  # acme/fraud's deploy job, parked after its deploy repository refused every push
+    outage: Fault  # that refusal (devhub answers 503 to every push to acme/fraud-deploy)
+    prometheus: PrometheusServer
+    server: ModelServer  # serves the churn version running in staging, scraped by the session's Prometheus
+    traffic: aiohttp.ClientSession
+    served: str  # sha256 of v2's file, the one staging's model server serves
+    hub_url: str  # devhub's web address (where a PR's html_url points)
+
+    async def breach(self) -> None:
+        """Half of staging's requests fail from now on (idempotent): the guard sees its error rate breach."""
+        async with self.traffic.post(f"{self.server.url}/admin/faults", json={"error_rate": 0.5}) as answer:
+            assert answer.status == 200
+
+    async def incident(self) -> IncidentView:
+        """The breach's incident, once the guard has opened its rollback PR on devhub."""
+        await self.breach()
+
+        async def opened() -> IncidentView | None:
+            async with self.bot.service.services.engine.connect() as conn:
+                found = await guard_store.incidents_of(conn, [MODEL])
+            return found[0] if len(found) == 1 and found[0].pr_number is not None else None
+
+        await wait_until(opened, 40)
+        found = await opened()
+        assert found is not None
+        return found
 
 
 OPTIMIZATION = {
@@ -132,15 +163,17 @@ def _comparison() -> dict[str, Any]:
     return report_to_json(comparison, OPTIMIZATION)
 
 
-async def _merge(hub: DevHub, bot: RunningBot, repo: str, branch: str, content: bytes, f1: float) -> None:
-    await hub.push(repo, branch, {"models/churn.onnx": content})
+async def _merge(
+    hub: DevHub, bot: RunningBot, repo: str, branch: str, content: bytes, f1: float, model: str = "churn"
+) -> None:
+    await hub.push(repo, branch, {f"models/{model}.onnx": content})
     number = await hub.open_pr(repo, branch)
     pull = hub.pull(repo, number)
-    churn = ReviewedModel(
+    reviewed = ReviewedModel(
         status="compared",
         metrics={"f1": f1, "accuracy": f1 + 0.05},
         gates_passed=True,
-        model_path="models/churn.onnx",
+        model_path=f"models/{model}.onnx",
         model_sha256=hashlib.sha256(content).hexdigest(),
     )
     await save_review(
@@ -150,7 +183,7 @@ async def _merge(hub: DevHub, bot: RunningBot, repo: str, branch: str, content: 
         head_sha=pull.head_sha,
         base_sha=pull.base_sha,
         conclusion="success",
-        record=ReviewRecord(models={"churn": churn}),
+        record=ReviewRecord(models={model: reviewed}),
         report=_comparison() if branch == "v2" else None,
     )
     await hub.merge_pr(repo, number, user="maya")
@@ -159,7 +192,12 @@ async def _merge(hub: DevHub, bot: RunningBot, repo: str, branch: str, content: 
 
 
 @pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+async def world(
+    tmp_path_factory: pytest.TempPathFactory,
+    prometheus: PrometheusServer,
+    iris_model: tuple[Path, str],
+    start_model_server: Callable[..., ModelServer],
+) -> AsyncIterator[World]:
     tmp = tmp_path_factory.mktemp("ui")
     running = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
     hub = running.hub
@@ -169,97 +207,110 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     async def no_review(job: ClaimedJob) -> None:
         """Reviews need a sandbox; the test stores their results itself."""
 
-    async def quick(job: ClaimedJob) -> None:
-        """The parked job's work: succeeds when retried."""
-
+    server: ModelServer | None = None
     try:
         async with (
             bot_running(
                 running,
                 tmp,
                 app=(app_id, key),
-                extra_runners={"quick": quick},
                 ui="on",
                 ui_client_id=client_id,
                 ui_client_secret=SecretStr(client_secret),
                 ui_session_secret=SecretStr("s" * 48),
                 github_web_url=running.base_url,
+                prometheus_url=prometheus.url,
+                guard_interval_seconds=1.0,
             ) as bot,
             async_playwright() as playwright,
         ):
             cast(dict[str, Any], bot.service.workers.runners)["review"] = no_review
             bot.service.services.limiter = RateLimiter(capacity=10_000, per_second=1_000)
-            for repo in (MODEL, HIDDEN):
+            for repo, model, guard in ((MODEL, "churn", GUARD), (HIDDEN, "churn", ""), (FRAUD, "fraud", "")):
                 deploy = f"{repo}-deploy"
                 await hub.create_repo(deploy, {"README.md": "# deploy\n"}, private=True)
                 await hub.create_repo(
                     repo,
                     {
-                        "models/churn.onnx": b"v0",
+                        f"models/{model}.onnx": b"v0",
                         "data/eval.csv": "a,label\n1,0\n",
-                        ".modelship.yml": CONFIG.format(deploy=deploy),
+                        ".modelship.yml": CONFIG.format(model=model, guard=guard, deploy=deploy),
                     },
                     private=True,
                 )
                 await hub.install("acme", [repo, deploy])
-            for repo, user, role in ((MODEL, "maya", "maintain"), (MODEL, "rita", "read"), (HIDDEN, "maya", "none")):
+            for repo, user, role in (
+                (MODEL, "maya", "maintain"),
+                (MODEL, "rita", "read"),
+                (FRAUD, "maya", "maintain"),
+                (FRAUD, "rita", "read"),
+                (HIDDEN, "maya", "none"),
+            ):
                 hub.set_permission(repo, user, role)
             hub.set_permission(HIDDEN, "olga", "admin")
             await _merge(hub, bot, MODEL, "v1", b"churn v1", 0.80)
-            await _merge(hub, bot, MODEL, "v2", b"churn v2", 0.84)
-            await _merge(hub, bot, HIDDEN, "s1", b"secret v1", 0.7)
+            # v2 is a real ONNX model: the model server in staging loads and serves this very file
+            await _merge(hub, bot, MODEL, "v2", iris_model[0].read_bytes(), 0.84)
             engine = bot.service.services.engine
-            async with engine.begin() as conn:
+            async with engine.connect() as conn:
                 rows = [r for r in await deployments.of_model(conn, MODEL, "churn") if r["environment"] == "staging"]
-                bad, good = rows[-1], rows[-2]
-                await guard_store.create_incident(
-                    conn,
-                    {
-                        "key": f"{MODEL}:staging:churn:{bad['version']}",
-                        "repo": MODEL,
-                        "environment": "staging",
-                        "model": "churn",
-                        "bad_version": bad["version"],
-                        "bad_deployment_id": bad["id"],
-                        "target_version": good["version"],
-                        "target_deployment_id": good["id"],
-                        "deploy_repo": f"{MODEL}-deploy",
-                        "values_path": "environments/staging/churn/values.yaml",
-                        "branch": "modelship/rollback/staging/churn",
-                        "trigger": "guard",
-                        "reason": "error_rate above its threshold 3 times in a row",
-                        "evidence": EVIDENCE.format(bad=bad["version"]),
-                        "state": "merged",
-                        "pr_number": 7,
-                        "pr_url": f"{running.base_url}/{MODEL}-deploy/pull/7",
-                    },
-                )
-                incident = await guard_store.incident_by_key(conn, f"{MODEL}:staging:churn:{bad['version']}")
-                await enqueue(conn, [job_row("quick", f"{MODEL}#3:quick", max_attempts=1)])
-            async with engine.begin() as conn:
-                parked = await conn.scalar(
-                    update(Job)
-                    .where(Job.kind == "quick")
-                    .values(state="parked", attempts=1, last_error="TimeoutError: the registry did not answer")
-                    .returning(Job.id)
-                )
-            assert incident is not None and parked is not None
-            browser = await playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
+            running_version = str(rows[-1]["version"])
+            # The version running in staging, served and scraped (it starts while the other repositories merge).
+            starting = asyncio.create_task(
+                asyncio.to_thread(start_model_server, running_version, name="churn", env="staging")
             )
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            print(f"\nscreenshots: {ARTIFACTS}")
-            yield World(hub, bot, browser, [r["id"] for r in rows], incident.id, int(parked))
-            await browser.close()
+            await _merge(hub, bot, HIDDEN, "s1", b"secret v1", 0.7)
+            # acme/fraud's deploy repository refuses every push: its deploy job gives up and is parked.
+            outage = hub.faults.add(
+                Fault("git_unavailable", count=100_000, path=rf"^/{FRAUD}-deploy\.git/git-receive-pack$", status=503)
+            )
+            await _merge(hub, bot, FRAUD, "f1", b"fraud v1", 0.9, model="fraud")
+            async with engine.connect() as conn:
+                parked = await conn.scalar(select(Job.id).where(Job.serial_key == f"{FRAUD}#1:deploy"))
+            assert parked is not None
+            server = await starting
+            prometheus.add_target(server.address)
+            await asyncio.to_thread(prometheus.wait_for, f'up{{instance="{server.address}"}} == 1', 30)
+            async with traffic([server.url], [IRIS_SETOSA, IRIS_VIRGINICA]) as session:
+
+                async def live_and_healthy() -> bool:
+                    async with engine.connect() as conn:
+                        row = await deployments.latest(conn, MODEL, "staging", "churn")
+                    return row is not None and row.rollout == "live" and row.health == "healthy"
+
+                # live tracking has seen the server serve v2's file, the guard has seen it serve well
+                await wait_until(live_and_healthy, 40)
+                browser = await playwright.chromium.launch(
+                    executable_path=CHROMIUM,
+                    headless=True,
+                    args=[
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                    ],
+                )
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                print(f"\nscreenshots: {ARTIFACTS}")
+                yield World(
+                    hub,
+                    bot,
+                    browser,
+                    [r["id"] for r in rows],
+                    int(parked),
+                    outage,
+                    prometheus,
+                    server,
+                    session,
+                    iris_model[1],
+                    running.base_url,
+                )
+                await browser.close()
     finally:
+        if server is not None:
+            prometheus.remove_target(server.address)
+            await asyncio.to_thread(server.stop)
         await running.stop()
 
 
@@ -295,19 +346,25 @@ async def test_sign_in_and_the_matrix_after_the_deploys_updates_live(world: Worl
     matrix = page.get_by_role("table")
     await expect(matrix.get_by_role("columnheader", name="staging")).to_be_visible()
     await expect(matrix.get_by_role("columnheader", name="production")).to_be_visible()
-    cells = page.locator(".cell")
-    await expect(cells).to_have_count(2)
-    text = await matrix.inner_text()
-    assert text.count("live") == 2 and "sha256:" + hashlib.sha256(b"churn v2").hexdigest()[:12] in text
+    churn = matrix.locator("tbody tr").filter(has_text=MODEL)
+    await expect(churn.locator(".cell")).to_have_count(2)
+    assert (await churn.inner_text()).count("sha256:" + world.served[:12]) == 2
+    # staging's model server serves v2's file (live tracking says live) and serves it well (the guard says so);
+    # nothing serves production in this world, so its deploy is committed and no more
+    staging = page.locator("#cell-acme_churn-staging-churn")
+    await expect(staging.locator(".badge")).to_have_text("live")
+    await expect(staging.locator(".health-healthy")).to_have_text("healthy")
+    await expect(page.locator("#cell-acme_churn-production-churn .badge")).to_have_text("committed")
+    # acme/fraud's deploy never landed: both of its environments say so
+    fraud = matrix.locator("tbody tr").filter(has_text=FRAUD)
+    assert (await fraud.inner_text()).count("failed") == 2
     assert HIDDEN not in await page.content()
     await accessible(page)
     await shoot(page, "matrix")
 
-    # the guard marks staging degraded: the live fragment swaps the cell in without a reload
-    async with world.bot.service.services.engine.begin() as conn:
-        await deployments.set_health(conn, world.versions[-1], "degraded")
-    staging = page.locator("#cell-acme_churn-staging-churn")
-    await expect(staging.locator(".health-degraded")).to_have_text("degraded", timeout=10_000)
+    # staging starts failing requests: the guard marks it degraded and the live fragment swaps the cell in
+    await world.breach()
+    await expect(staging.locator(".health-degraded")).to_have_text("degraded", timeout=20_000)
     await shoot(page, "matrix-live")
     await context.close()
 
@@ -346,39 +403,104 @@ async def test_timeline_diff_between_two_deployed_versions(world: World) -> None
     await context.close()
 
 
-async def test_an_incident_with_its_chart(world: World) -> None:
+def _mermaid_values(markdown: str) -> list[float]:
+    """The first line series of the first Mermaid chart: the values the guard charted."""
+    found = re.search(r"```mermaid\n.*?^\s*line \[(.*?)\]", markdown, re.S | re.M)
+    assert found is not None, markdown
+    return [float(v) for v in found.group(1).split(",")]
+
+
+async def test_an_incident_from_a_real_guard_run_with_its_chart(world: World) -> None:
+    incident = await world.incident()
+    # The rollback PR the guard opened on devhub, and the values it charted there
+    pull = world.hub.pull(f"{MODEL}-deploy", int(incident.pr_number or 0))
+    assert pull.state == "open" and pull.head_ref == ROLLBACK_BRANCH
+    seen = _mermaid_values(pull.body or "")
+    assert len(seen) >= FAILURE_LIMIT and all(v > THRESHOLD for v in seen[-FAILURE_LIMIT:]), seen
+
     context, page = await signed_in(world, "maya")
     await page.get_by_role("link", name="Incidents").click()
-    await page.get_by_role("link", name=f"#{world.incident_id}").click()
+    row = page.locator("tbody tr").filter(has=page.get_by_role("link", name=f"#{incident.id}", exact=True))
+    await expect(row.get_by_role("link", name=f"{MODEL}-deploy#{pull.number}")).to_be_visible()
+    assert "staging" in await row.inner_text() and incident.bad_version[:7] in await row.inner_text()
+    await accessible(page)
+    await shoot(page, "incidents")
+    await row.get_by_role("link", name=f"#{incident.id}", exact=True).click()
+
+    # the chart holds exactly the values the guard saw, and the threshold
     chart = page.get_by_role("img", name=re.compile("error_rate"))
     await expect(chart).to_be_visible()
-    assert await chart.locator("polyline.values").count() == 1 and await chart.locator("line.threshold").count() == 1
-    body = await page.inner_text("main")
-    assert "model_errors_total" in body and "0.31" in body and "≤ 0.02" in body
-    await expect(page.get_by_role("link", name=f"{MODEL}-deploy#7")).to_be_visible()
+    assert await chart.locator("circle").count() == len(seen)
+    points = await chart.locator("polyline.values").get_attribute("points")
+    assert points is not None and len(points.split()) == len(seen)
+    assert await chart.locator("line.threshold").count() == 1
+    described = await chart.locator("desc").text_content()
+    assert described == f"values {', '.join(f'{v:g}' for v in seen)}; threshold {THRESHOLD:g}"
+    # values against the threshold, as the guard judged them
+    evidence = page.get_by_role("table", name="Values against thresholds")
+    judged = await evidence.get_by_role("row", name=re.compile("^error_rate")).inner_text()
+    assert f"max {THRESHOLD:g}" in judged and f"{FAILURE_LIMIT} of {FAILURE_LIMIT}" in judged, judged
+    # the PromQL is the guard's query for this version, and Prometheus answers it with a breach still
+    promql = await page.locator("pre code").first.inner_text()
+    assert f'version="{incident.bad_version}"' in promql and 'env="staging"' in promql, promql
+    answer = await asyncio.to_thread(world.prometheus.query, promql)
+    assert answer and float(answer[0]["value"][1]) > THRESHOLD, answer
+    # the rollback PR it links to is the one on devhub
+    link = page.get_by_role("link", name=f"{MODEL}-deploy#{pull.number}")
+    assert await link.get_attribute("href") == f"{world.hub_url}/{MODEL}-deploy/pull/{pull.number}"
     await accessible(page)
     await shoot(page, "incident")
     await context.close()
 
 
 async def test_a_parked_job_is_refused_to_a_reader_and_retried_by_a_maintainer(world: World) -> None:
+    queue = world.bot.service.services.queue
+    job = await queue.get(world.parked_job)
+    assert job is not None and job["state"] == "parked" and job["kind"] == "deploy"
+    refused_pushes = [r for r in world.hub.faults.log if r.fault == "git_unavailable"]
+    assert len(refused_pushes) == 4  # every attempt of the job's pushes, all refused
+
     reader, page = await signed_in(world, "rita")
     await page.get_by_role("link", name="Jobs").click()
+    row = page.locator(f"#job-{world.parked_job}")
+    text = await row.inner_text()
+    assert f"{FRAUD}#1:deploy" in text and "parked" in text and "1 of 3" in text, text
+    assert "is unreachable: gave up after 4 attempts" in text, text
     await shoot(page, "jobs")
     await accessible(page)
     await page.get_by_role("button", name=f"Retry job {world.parked_job}").click()
     await expect(page.get_by_role("status")).to_contain_text("needs write access; you have read access")
-    job = await world.bot.service.services.queue.get(world.parked_job)
+    job = await queue.get(world.parked_job)
     assert job is not None and job["state"] == "parked"
     await reader.close()
+
+    # the deploy repository takes pushes again; the parked job waits for someone to retry it
+    world.hub.faults.pending.remove(world.outage)
+    await asyncio.sleep(1)
+    job = await queue.get(world.parked_job)
+    assert job is not None and job["state"] == "parked"
 
     maintainer, page = await signed_in(world, "maya")
     await page.goto(f"{world.bot.url}/ui/jobs")
     await page.get_by_role("button", name=f"Retry job {world.parked_job}").click()
     await expect(page.get_by_role("status")).to_contain_text(f"retry job #{world.parked_job}")
-    await settle_jobs(world.bot.service.services.engine, horizon=5, timeout=30)
-    job = await world.bot.service.services.queue.get(world.parked_job)
-    assert job is not None and job["state"] == "done"
+
+    async def done() -> bool:
+        job = await queue.get(world.parked_job)
+        return job is not None and job["state"] == "done"
+
+    await wait_until(done, 30)
+    await page.reload()
+    finished = page.get_by_role("table", name="Recently finished")
+    row = finished.locator(f"#job-{world.parked_job}")
+    assert "done" in await row.inner_text() and f"{FRAUD}#1:deploy" in await row.inner_text()
+    await expect(page.get_by_role("button", name=f"Retry job {world.parked_job}")).to_have_count(0)
+    await accessible(page)
+    await shoot(page, "jobs-retried")
+    values = await asyncio.to_thread(
+        world.hub.git.read, f"{FRAUD}-deploy", "refs/heads/main", "environments/staging/fraud/values.yaml"
+    )
+    assert values is not None and hashlib.sha256(b"fraud v1").hexdigest() in values.decode()
 
     await page.goto(f"{world.bot.url}/ui/audit?command=retry")
     audit = await page.inner_text("table.audit")
@@ -412,7 +534,7 @@ async def test_a_repository_the_user_cannot_read_is_nowhere(world: World) -> Non
     direct = await page.request.get(f"{base}/ui/models/{HIDDEN}/churn")
     assert HIDDEN not in page_html
     assert fragment.status == 200 and "secret" not in await fragment.text() and "acme_churn" in await fragment.text()
-    assert api["repositories"] == [MODEL] and {d["repo"] for d in api["deployments"]} == {MODEL}
+    assert api["repositories"] == [MODEL, FRAUD] and {d["repo"] for d in api["deployments"]} == {MODEL, FRAUD}
     assert direct.status == 404
     await context.close()
 
@@ -426,9 +548,10 @@ async def test_a_repository_the_user_cannot_read_is_nowhere(world: World) -> Non
 
 
 async def test_pages_show_the_data_without_javascript(world: World) -> None:
+    incident = await world.incident()
     context, page = await signed_in(world, "maya", javascript=False)
     assert "live" in await page.inner_text("table")
-    await page.goto(f"{world.bot.url}/ui/incidents/{world.incident_id}")
+    await page.goto(f"{world.bot.url}/ui/incidents/{incident.id}")
     assert await page.locator("svg polyline.values").count() == 1
     await shoot(page, "incident-no-js")
     await context.close()

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from bot.guard.evidence import render_evidence
 from bot.ui.evidence import Chart, parse, svg
-from tests.ui.test_dashboard_browser import EVIDENCE
+from tests.guard.test_evidence import QUERY, rolled_back
 
 
 def test_the_guards_markdown_gives_the_table_the_query_and_the_series() -> None:
-    found = parse(EVIDENCE.format(bad="abc1234"))
-    assert found.table[0][:3] == ["Check", "Window", "Observed"]
-    assert found.table[1][:4] == ["error_rate", "5s", "0.31", "≤ 0.02"]
-    assert found.promql and "model_errors_total" in found.promql[0]
+    """What the guard writes (bot.guard.evidence), read back: the page shows what the rollback PR says."""
+    found = parse(render_evidence(rolled_back()))
+    assert found.table[0] == ["Check", "Window", "Observed", "Threshold", "Breaches in a row"]
+    assert found.table[1] == ["error_rate", "5m", "0.45", "max 0.02", "2 of 2"]
+    assert found.promql == [QUERY]
     [chart] = found.charts
-    assert chart.values == [0.01, 0.29, 0.3, 0.31] and chart.thresholds == [0.02]
-    assert chart.labels[0] == "10:00:01"
+    assert chart.values == [0.001, 0.3, 0.45] and chart.thresholds == [0.02]
+    assert chart.labels == ["00:01:00", "00:02:00", "00:03:00"] and chart.title == "error_rate (max 0.02), UTC"
 
 
 def test_the_svg_is_well_formed_escaped_and_puts_the_threshold_below_the_breach() -> None:
