@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.devhub",
     "tests.fixtures.bot",
     "tests.fixtures.prometheus",
+    "tests.fixtures.model_servers",
     "tests.fixtures.podman",
     "tests.fixtures.registry",
     "tests.fixtures.product_image",

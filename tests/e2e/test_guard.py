@@ -39,13 +39,10 @@ from devkit.guard_world import (
     wait_until,
 )
 from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
+from tests.fixtures.model_servers import ModelServer
 from tests.fixtures.prometheus import PrometheusServer
-from tests.guard import conftest as guard_fixtures
-from tests.guard.conftest import ModelServer
 
 INTERVAL, FAILURE_LIMIT = 1.0, 3
-# The model-server fixtures live with the guard's unit tests; this module uses them too.
-iris_model, start_model_server = guard_fixtures.iris_model, guard_fixtures.start_model_server
 pytestmark = pytest.mark.slow
 
 

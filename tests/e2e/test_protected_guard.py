@@ -22,12 +22,9 @@ from devkit.devhub import DevHub, RunningDevHub
 from devkit.guard_world import create_app, running_bot, wait_until
 from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
 from tests.fixtures.bot import settle_jobs
+from tests.fixtures.model_servers import ModelServer
 from tests.fixtures.prometheus import PrometheusServer
-from tests.guard import conftest as guard_fixtures
-from tests.guard.conftest import ModelServer
 
-# The model-server fixtures live with the guard's unit tests; this module uses them too.
-iris_model, start_model_server = guard_fixtures.iris_model, guard_fixtures.start_model_server
 pytestmark = pytest.mark.slow
 
 MODELS, DEPLOY = "acme/iris", "acme/iris-deploy"

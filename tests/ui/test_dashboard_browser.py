@@ -40,9 +40,8 @@ from devkit.onnx_models import IRIS_SETOSA, IRIS_VIRGINICA
 from devkit.traffic import traffic
 from tests.fixtures.bot import settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
+from tests.fixtures.model_servers import ModelServer
 from tests.fixtures.prometheus import PrometheusServer
-from tests.guard import conftest as guard_fixtures
-from tests.guard.conftest import ModelServer
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +49,6 @@ CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).parent / "vendor" / "axe-core-4.10.3.min.js"
 ARTIFACTS = Path(os.environ.get("MODELSHIP_TEST_ARTIFACTS", "/tmp/modelship-test-artifacts")) / "ui"
 MODEL, HIDDEN, FRAUD = "acme/churn", "acme/secret-models", "acme/fraud"
-# The model-server fixtures live with the guard's unit tests (as tests/e2e/test_guard.py uses them).
-iris_model, start_model_server = guard_fixtures.iris_model, guard_fixtures.start_model_server
 THRESHOLD, FAILURE_LIMIT = 0.02, 3
 ROLLBACK_BRANCH = "modelship/rollback/staging/churn"
 # The guard watches staging of acme/churn only: error rate at most 2 %, checked every second.
@@ -427,6 +424,8 @@ async def test_an_incident_from_a_real_guard_run_with_its_chart(world: World) ->
     await shoot(page, "incidents")
     await row.get_by_role("link", name=f"#{incident.id}", exact=True).click()
 
+    heading = await page.locator("main p").first.inner_text()
+    assert f"{incident.bad_version[:7]} is being rolled back to {incident.target_version[:7]}" in heading, heading
     # the chart holds exactly the values the guard saw, and the threshold
     chart = page.get_by_role("img", name=re.compile("error_rate"))
     await expect(chart).to_be_visible()
