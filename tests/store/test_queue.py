@@ -131,3 +131,22 @@ async def test_a_failure_reported_by_a_worker_that_lost_its_lease_changes_nothin
         await conn.execute(update(Job).where(Job.id == job.id).values(leased_by="other"))
     assert await queue.fail(job, "slow", "KeyError: 'x'", transient=False) == "lost"
     assert (await queue.depth()) == {"running": 1}
+
+
+async def test_finished_jobs_are_listed_newest_first_and_a_retried_one_comes_back_on_top(engine: AsyncEngine) -> None:
+    """The dashboard's "Recently finished": what ended last first (a parked job retried to done included)."""
+    queue = JobQueue(engine)
+    await _enqueue(engine, job_row("deploy", "o/r#1:deploy"), job_row("webhook", "o/r#2"))
+    first = await queue.claim("w")
+    assert first is not None and first.kind == "deploy"
+    assert await queue.fail(first, "w", "DeployRepoUnreachable: gave up", transient=False) == "parked"
+    second = await queue.claim("w")
+    assert second is not None and await queue.complete(second.id, "w")
+    assert [j["id"] for j in await queue.list(["done"], newest_first=True)] == [second.id]
+
+    assert await queue.retry_parked(first.id)
+    again = await queue.claim("w")
+    assert again is not None and again.id == first.id and await queue.complete(first.id, "w")
+    finished = await queue.list(["done", "cancelled"], newest_first=True)
+    assert [j["id"] for j in finished] == [first.id, second.id] and finished[0]["finished_at"] is not None
+    assert [j["id"] for j in await queue.list(["done"])] == [first.id, second.id]  # the default: by id
