@@ -34,6 +34,9 @@ STUCK_REASONS = frozenset(
         "RunContainerError",
     }
 )
+# Reasons the kubelet alternates between for one cause (a pull that fails and its back-off; a container that
+# cannot start and its back-off): one cause to tell, not a new one at every flip.
+SAME_CAUSE = {"ErrImagePull": "ImagePullBackOff", "RunContainerError": "CrashLoopBackOff"}
 _REFUSAL = "refused to serve"  # what model_server.serve says before it exits on a mismatch
 
 
@@ -81,6 +84,14 @@ class RolloutStatus:
         said = f" — {first.message}" if first.message else ""
         return f"{first.reason}: {first.pod}/{first.container}{said}{more}"
 
+    def cause_key(self) -> str:
+        """What identifies the cause from one reading to the next (the live tracker tells each once): the
+        stuck containers' reasons, folded where the kubelet alternates (SAME_CAUSE), without the pod names or
+        the messages (a back-off's timer changes at every restart; a recreated pod has a new name)."""
+        if self.state == "failed":
+            return "ProgressDeadlineExceeded"
+        return ", ".join(sorted({f"{SAME_CAUSE.get(p.reason, p.reason)} {p.container}" for p in self.stuck}))
+
 
 def with_rollout(step: Step, status: RolloutStatus) -> Step:
     """The live tracker's step (from Prometheus) with what the Kubernetes API says (pure): the cause first,
@@ -93,9 +104,10 @@ def with_rollout(step: Step, status: RolloutStatus) -> Step:
         return step
     parts = [status.cause(), step.detail, status.message]
     detail = " · ".join(p for p in parts if p)
+    cause, key = status.cause(), status.cause_key()
     if status.state == "failed":
-        return Step(NOT_LIVE, detail, certain=True)
-    return Step(step.phase, detail, step.certain)
+        return Step(NOT_LIVE, detail, certain=True, cause=cause, cause_key=key)
+    return Step(step.phase, detail, step.certain, cause=cause, cause_key=key)
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:

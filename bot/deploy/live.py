@@ -36,7 +36,7 @@ from bot.config.repo import Environment, RepoConfig, RepoConfigError
 from bot.context import DeployListener, DeployTransition
 from bot.deploy.kube_rollout import RolloutStatus, with_rollout
 from bot.deploy.records import DeployRecords
-from bot.deploy.rollout import Rollout, Serving, Step, judge
+from bot.deploy.rollout import Rollout, Serving, Step, cause_news, judge
 from bot.guard import metrics as guard_metrics
 from bot.guard.prometheus import VectorProvider
 from bot.guard.rollback import RollbackError, Rollbacks
@@ -75,6 +75,7 @@ class TrackRound:
     leading: bool = True
     steps: dict[int, Step] = field(default_factory=dict)  # deployment id -> what this round decided
     told: list[DeployTransition] = field(default_factory=list)
+    causes: dict[int, str] = field(default_factory=dict)  # deployment id -> the stuck cause told this round
     seconds: float = 0.0  # wall time of the round
 
 
@@ -197,11 +198,17 @@ class LiveTracker:
                 report.steps[int(row["id"])] = step
                 await self._record(row, step, now)
         async with self.engine.connect() as conn:
-            untold = [r for r in await deployments.rollouts(conn) if r["rollout"] != r["rollout_told"]]
-        for row in untold:
+            current = await deployments.rollouts(conn)
+        for row in (r for r in current if r["rollout"] != r["rollout_told"]):
             event = await self._tell(row)
             if event is not None:
                 report.told.append(event)
+        # A stuck cause GitHub has not heard (after the phase: a deploy that just failed says its own reason).
+        for row in current:
+            looked = report.steps.get(int(row["id"]))
+            news = looked is not None and row["rollout"] == looked.phase and cause_news(looked, row["rollout_cause"])
+            if news and looked is not None and await self._tell_stuck(row, looked):
+                report.causes[int(row["id"])] = looked.cause
         self.rounds += 1
         report.seconds = time.perf_counter() - started
         return report
@@ -351,6 +358,23 @@ class LiveTracker:
                 "```",
             ]
         )
+
+    async def _tell_stuck(self, row: Row, step: Step) -> bool:
+        """GitHub (a new ``in_progress`` Deployment status leading with the cause) and the dossier, then mark the
+        cause told: a crash before the mark tells again (GitHub's side skips a status it has), never twice."""
+        try:
+            gh = await self.github_for(row["repo"])
+            await self.records.tell_stuck(gh, row, step.detail)
+            if row["source_pr"]:
+                await self.records.update_sticky(gh, row["repo"], int(row["source_pr"]))
+        except Exception as exc:  # GitHub down: the cause is still there next round, told then
+            log.warning("live tracking: cannot tell GitHub why deployment %s is stuck yet: %s", row["id"], exc)
+            return False
+        async with self.engine.begin() as conn:
+            told = await deployments.told_cause(conn, row["id"], step.cause_key)
+        if told:
+            log.info("live tracking: deployment %s is stuck: %s", row["id"], step.cause)
+        return told
 
     async def _tell(self, row: Row) -> DeployTransition | None:
         """GitHub and the dossier first (each idempotent), then mark the phase told and let the listeners

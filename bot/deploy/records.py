@@ -22,6 +22,7 @@ from bot.deploy.render import (
     newest_per_target,
     render_section,
     rollout_status,
+    stuck_status,
 )
 from bot.deploy.targets import Result, row_state
 from bot.github.sticky import upsert_sticky
@@ -119,6 +120,18 @@ class DeployRecords:
         statuses = f"/repos/{row['repo']}/deployments/{row['github_deployment_id']}/statuses"
         async for existing in gh.getiter(f"{statuses}?per_page=100"):
             if existing.get("state") == status["state"]:
+                return
+        await gh.post(statuses, data=status)
+
+    async def tell_stuck(self, gh: GitHubAPI, row: Row, detail: str) -> None:
+        """A new ``in_progress`` status on the row's GitHub Deployment whose description leads with why the
+        rollout is stuck, unless it has that one (a round redone after a crash adds nothing)."""
+        status = stuck_status(row, detail, self.web_url)
+        if not row["github_deployment_id"]:
+            return
+        statuses = f"/repos/{row['repo']}/deployments/{row['github_deployment_id']}/statuses"
+        async for existing in gh.getiter(f"{statuses}?per_page=100"):
+            if (existing.get("state"), existing.get("description")) == ("in_progress", status["description"]):
                 return
         await gh.post(statuses, data=status)
 

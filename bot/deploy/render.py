@@ -80,8 +80,10 @@ def _live_cell(row: Row) -> str:
     if phase == NOT_LIVE:
         return "❌ not live (below)"
     if phase == ROLLING_OUT:
-        return f"🔄 rolling out: {row.get('rollout_detail') or 'replicas are changing'}"
+        return f"🔄 rolling out: {cell(row.get('rollout_detail'), 500) or 'replicas are changing'}"
     if phase == COMMITTED:
+        if row.get("rollout_detail"):  # what the tracker saw; a stuck rollout's cause leads it
+            return f"⏳ not serving it yet: {cell(row['rollout_detail'], 500)}"
         return "⏳ waiting for the replicas to serve it"
     return "—"
 
@@ -220,8 +222,7 @@ def rollout_status(row: Row, web_url: str) -> dict[str, Any] | None:
     phase = row.get("rollout")
     if phase not in (LIVE, NOT_LIVE):
         return None
-    commit_url = f"{web_url}/{row['deploy_repo']}/commit/{row['deploy_commit']}" if row["deploy_commit"] else ""
-    log_url = f"{web_url}/{row['repo']}/pull/{row['source_pr']}" if row.get("source_pr") else commit_url
+    log_url, commit_url = _status_urls(row, web_url)
     if phase == LIVE:
         seconds = took(row)
         after = f" {duration(seconds)} after the commit" if seconds is not None else ""
@@ -236,3 +237,23 @@ def rollout_status(row: Row, web_url: str) -> dict[str, Any] | None:
         "environment_url": commit_url,
         "description": description[:MAX_DESCRIPTION],
     }
+
+
+def stuck_status(row: Row, detail: str, web_url: str) -> dict[str, Any]:
+    """The ``in_progress`` GitHub Deployment status that says why a rollout is stuck: ``detail`` leads with the
+    cause (bot.deploy.kube_rollout.with_rollout), cut to GitHub's 140 characters with an ellipsis."""
+    log_url, commit_url = _status_urls(row, web_url)
+    return {"state": "in_progress", "log_url": log_url, "environment_url": commit_url, "description": clip(detail)}
+
+
+def clip(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _status_urls(row: Row, web_url: str) -> tuple[str, str]:
+    """A Deployment status's ``log_url`` (the PR's dossier when a PR shipped it, else the commit) and
+    ``environment_url`` (the deploy commit)."""
+    commit_url = f"{web_url}/{row['deploy_repo']}/commit/{row['deploy_commit']}" if row["deploy_commit"] else ""
+    log_url = f"{web_url}/{row['repo']}/pull/{row['source_pr']}" if row.get("source_pr") else commit_url
+    return log_url, commit_url

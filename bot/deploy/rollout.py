@@ -50,6 +50,19 @@ class Step:
     detail: str
     # False when the bot could not see (Prometheus failed): a failure then alerts, it never rolls back.
     certain: bool = True
+    # Why the rollout is stuck, from the Kubernetes API (bot.deploy.kube_rollout), or "": ``cause`` in words
+    # (the detail leads with it), ``cause_key`` what identifies it across rounds — the kubelet's reasons
+    # without the pod names and back-off timers that change while the cause stays the same.
+    cause: str = ""
+    cause_key: str = ""
+
+
+def cause_news(step: Step, told: str | None) -> bool:
+    """Whether ``step`` carries a stuck cause that GitHub and the dossier have not heard yet: once per distinct
+    cause, and only while the deploy is still under way (``live`` and ``failed`` say their own). A cause that
+    clears does not reset what was told: a crash-looping container runs for a moment between its back-offs,
+    and that must not tell the same crash loop again at every restart."""
+    return step.phase in (COMMITTED, ROLLING_OUT) and bool(step.cause_key) and step.cause_key != (told or "")
 
 
 def short(sha256: str | None) -> str:

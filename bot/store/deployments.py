@@ -188,6 +188,7 @@ _CARRIED_ON = (
     "rollout",
     "rollout_told",
     "rollout_detail",
+    "rollout_cause",
     "previous_sha256",
     "committed_at",
     "live_at",
@@ -244,6 +245,17 @@ async def told_rollout(conn: AsyncConnection, deployment_id: int, phase: str) ->
         update(DEPLOYMENTS)
         .where(_C.id == deployment_id, or_(_C.rollout_told.is_(None), _C.rollout_told != phase))
         .values(rollout_told=phase)
+    )
+    return bool(moved.rowcount)
+
+
+async def told_cause(conn: AsyncConnection, deployment_id: int, cause_key: str) -> bool:
+    """Record that the stuck cause ``cause_key`` was told (False: it was already, by another round or replica)."""
+    key = cause_key[:255]
+    moved = await conn.execute(
+        update(DEPLOYMENTS)
+        .where(_C.id == deployment_id, _C.rollout_cause.is_distinct_from(key))
+        .values(rollout_cause=key, updated_at=utcnow())
     )
     return bool(moved.rowcount)
 

@@ -71,6 +71,9 @@ class Deployment(Base):
     rollout: Mapped[str | None] = mapped_column(String(16))
     rollout_told: Mapped[str | None] = mapped_column(String(16))
     rollout_detail: Mapped[str | None] = mapped_column(Text)  # what the bot saw last (failed: why)
+    # The stuck cause GitHub and the dossier last heard of while the rollout was under way (its key,
+    # bot.deploy.kube_rollout.RolloutStatus.cause_key): each distinct cause is told once, across restarts.
+    rollout_cause: Mapped[str | None] = mapped_column(String(255))
     previous_sha256: Mapped[str | None] = mapped_column(String(64))  # the file the environment served before
     committed_at: Mapped[datetime | None]
     live_at: Mapped[datetime | None]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.deploy.kube_rollout import rollout_status, stuck_pods, with_rollout
-from bot.deploy.rollout import Step
+from bot.deploy.render import stuck_status
+from bot.deploy.rollout import Step, cause_news
 
 
 def deployment(
@@ -124,3 +125,56 @@ def test_an_exceeded_progress_deadline_fails_the_step_with_certainty_but_prometh
 
     live = Step("live", "2 of 2 ready replicas serve the new file aaaa")
     assert with_rollout(live, rollout_status(stalled)) == live  # what is served wins over what the API says
+
+
+def waiting(reason: str, message: str = "") -> dict[str, Any]:
+    return {"name": "model-server", "state": {"waiting": {"reason": reason, "message": message}}}
+
+
+def test_a_stuck_cause_is_news_once_per_distinct_cause_not_at_every_flip_of_the_kubelet() -> None:
+    refused = "refused to serve: model.onnx: sha256 1234… does not match the pinned abcd…"
+    last = {"terminated": {"exitCode": 1, "message": f"Error: {refused}"}}
+    crash = {**waiting("CrashLoopBackOff", "back-off 10s restarting failed container"), "lastState": last}
+    readings = [
+        [pod("churn-a", waiting("ContainerCreating"))],  # a slow start: nothing to say
+        [pod("churn-a", waiting("ImagePullBackOff", 'Back-off pulling image "ms:typo"'))],
+        [pod("churn-a", waiting("ErrImagePull", "manifest unknown"))],  # the same cause, the kubelet retrying
+        [pod("churn-b", waiting("ImagePullBackOff", 'Back-off pulling image "ms:typo"'))],  # a new pod, same cause
+        [pod("churn-c", crash)],  # the image pulls now; the server refuses the file
+        [pod("churn-c", {**crash, "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}}})],
+        [pod("churn-c", {"name": "model-server", "state": {"running": {}}})],  # between two back-offs
+        [pod("churn-c", crash)],
+    ]
+    told: str | None = None
+    said = []
+    for pods in readings:
+        step = with_rollout(
+            Step("committed", "0 of 2 ready replicas serve the new file"),
+            rollout_status(deployment(updated=2, available=0), pods),
+        )
+        if cause_news(step, told):
+            said.append(step.cause)
+            told = step.cause_key
+    assert said == [
+        'ImagePullBackOff: churn-a/model-server — Back-off pulling image "ms:typo"',
+        f"CrashLoopBackOff: churn-c/model-server — {refused}",
+    ]
+    assert told == "CrashLoopBackOff model-server"
+
+
+def test_a_stuck_cause_is_not_news_once_the_deploy_is_live_or_failed() -> None:
+    stuck = rollout_status(deployment(updated=2, available=1), [pod("churn-a", waiting("ImagePullBackOff"))])
+    assert cause_news(with_rollout(Step("rolling_out", "1 of 2"), stuck), None)
+    assert not cause_news(with_rollout(Step("failed", "not live after 10m"), stuck), None)
+    stalled = deployment(updated=1, available=0)
+    stalled["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+    assert not cause_news(with_rollout(Step("committed", "0 of 2"), rollout_status(stalled)), None)
+
+
+def test_the_stuck_status_leads_with_the_cause_within_githubs_140_characters() -> None:
+    row = {"repo": "acme/models", "deploy_repo": "acme/deploy", "deploy_commit": "c" * 40, "source_pr": 7}
+    long = "ImagePullBackOff: churn-a/model-server — " + "Back-off pulling image " * 10 + " · 0 of 2 ready replicas"
+    status = stuck_status(row, long, "https://github.com")
+    assert status["state"] == "in_progress" and status["log_url"] == "https://github.com/acme/models/pull/7"
+    assert len(status["description"]) == 140 and status["description"].endswith("…")
+    assert status["description"].startswith("ImagePullBackOff: churn-a/model-server — Back-off pulling image")

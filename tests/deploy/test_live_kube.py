@@ -257,3 +257,69 @@ def test_the_bot_reads_rollouts_with_the_sandbox_backends_kubernetes_access_and_
     with caplog.at_level(logging.WARNING, logger="bot.app"):
         assert rollout_reader(settings(kubernetes_kubeconfig=tmp_path / "missing")) is None
     assert "no rollout status from Kubernetes" in caplog.text and str(tmp_path / "missing") in caplog.text
+
+
+def kubelet_says(
+    api: Any, namespace: str, name: str, state: dict[str, Any], last: dict[str, Any] | None = None
+) -> None:
+    """The pod's container now in ``state`` (and ``last`` its previous instance), as the kubelet reports it."""
+    container = {
+        "name": "model-server",
+        "image": "ghcr.io/acme/ms:typo",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 3 if last else 0,
+        "state": state,
+        **({"lastState": last} if last else {}),
+    }
+    kubernetes.client.CoreV1Api(api).patch_namespaced_pod_status(
+        name, namespace, {"status": {"containerStatuses": [container]}}, _content_type="application/merge-patch+json"
+    )
+
+
+def in_progress(devhub: RunningDevHub, github_id: int) -> list[str]:
+    return [s.description for s in devhub.hub.deployments[github_id].statuses if s.state == "in_progress"]
+
+
+async def test_each_new_stuck_cause_reaches_the_deployment_and_the_dossier_once_across_rounds_and_a_restart(
+    engine: AsyncEngine, devhub: RunningDevHub, gh: GitHubAPI, kube: tuple[Any, str]
+) -> None:
+    api, namespace = kube
+    controller_says(api, namespace, available=0, progressing={"reason": "ReplicaSetUpdated"})
+    pod_waiting(api, namespace, "churn-7d-a", "ContainerCreating", "")
+    row_id, github_id, number = await deploy(engine, devhub, gh)
+    clock = [time.time()]
+    live = tracker(engine, gh, KubeRolloutReader(api), namespace, clock)
+
+    await live.round()
+    assert in_progress(devhub, github_id) == []  # a container being created is not stuck: nothing to say yet
+
+    pulling = 'Back-off pulling image "ghcr.io/acme/ms:typo"'
+    kubelet_says(api, namespace, "churn-7d-a", {"waiting": {"reason": "ImagePullBackOff", "message": pulling}})
+    told = await live.round()
+    assert told.causes == {row_id: f"ImagePullBackOff: churn-7d-a/model-server — {pulling}"}
+    [pull] = in_progress(devhub, github_id)
+    assert pull.startswith(f"ImagePullBackOff: churn-7d-a/model-server — {pulling} · 0 of 2") and len(pull) <= 140
+    assert f"⏳ not serving it yet: ImagePullBackOff: churn-7d-a/model-server — {pulling}" in dossier(devhub, number)
+
+    await live.round()  # the same reading
+    kubelet_says(api, namespace, "churn-7d-a", {"waiting": {"reason": "ErrImagePull", "message": "manifest unknown"}})
+    await live.round()  # the kubelet retrying the pull: the same cause
+    restarted = tracker(engine, gh, KubeRolloutReader(api), namespace, clock)
+    assert (await restarted.round()).causes == {}  # what was told is in the table, not in the old process
+    assert in_progress(devhub, github_id) == [pull]
+
+    refused = "refused to serve: model.onnx: sha256 1234 does not match the pinned abcd"
+    kubelet_says(
+        api,
+        namespace,
+        "churn-7d-a",
+        {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}},
+        {"terminated": {"exitCode": 1, "reason": "Error", "message": f"Error: {refused}"}},
+    )
+    await restarted.round()
+    await restarted.round()
+    assert (await rollout(engine, row_id))[0] == "committed"
+    [_, crash] = in_progress(devhub, github_id)
+    assert crash.startswith(f"CrashLoopBackOff: churn-7d-a/model-server — {refused}")
+    assert f"⏳ not serving it yet: CrashLoopBackOff: churn-7d-a/model-server — {refused}" in dossier(devhub, number)
