@@ -34,6 +34,11 @@ from bot.sandbox.runner import OUTPUT_DIR, RESULT_FILE, SCRATCH_DIR, MiB, Mount,
 
 NOBODY = "65534:65534"
 SANDBOX_LABEL = "io.modelship.sandbox"
+# A sandbox that vanished while it ran, said the same way by both backends (bot.sandbox.kube_runner too).
+REMOVED = (
+    "the sandbox {what} was removed before it finished ({name}; not by Modelship: removed on the engine, evicted "
+    "or deleted by someone else); nothing of its run was kept: rerun the review"
+)
 # Docker's default capability set; podman reports `cap_drop=ALL` expanded into exactly these.
 DEFAULT_CAPS = frozenset(
     [
@@ -482,7 +487,10 @@ class DockerEngineRunner:
         for reader in readers:  # a reader that failed has said so in the log; never leave it unretrieved
             if reader.done() and not reader.cancelled():
                 reader.exception()
-        await asyncio.to_thread(container.reload)
+        try:
+            await asyncio.to_thread(container.reload)
+        except docker.errors.NotFound:  # the bot removes it only after this point (or on a cancelled run)
+            return SandboxResult.failed(REMOVED.format(what="container", name=container.short_id), duration)
         state = container.attrs.get("State") or {}
         exit_code = state.get("ExitCode")
         oom = bool(state.get("OOMKilled"))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.sandbox import kube_jobs as kj
-from bot.sandbox.docker_engine import OutputLimits, keep_files, read_result
+from bot.sandbox.docker_engine import REMOVED, OutputLimits, keep_files, read_result
 from bot.sandbox.kube_inputs import InputsError, write_layer
 from bot.sandbox.runner import OUTPUT_DIR, RESULT_FILE, MiB, SandboxResult, SandboxSpec
 
@@ -218,6 +218,9 @@ class KubernetesJobRunner:
         pod_name = ""
         while True:
             items = await asyncio.to_thread(self._pods, selector)
+            if pod_name and _removed(items, pod_name):
+                where = f"pod {self.settings.namespace}/{pod_name}"
+                return SandboxResult.failed(REMOVED.format(what="pod", name=where), self._clock() - began)
             if items:
                 pod = items[0]
                 pod_name = pod["metadata"]["name"]
@@ -390,6 +393,12 @@ class KubernetesJobRunner:
         if names:
             log.warning("sandbox: deleted %d orphaned Job(s) of %s: %s", len(names), self.owner, ", ".join(names))
         return names
+
+
+def _removed(pods: list[dict[str, Any]], seen: str) -> bool:
+    """Whether the run's pod ``seen`` was deleted under it (evicted, drained, deleted by hand): gone, being
+    deleted, or replaced by the Job with another pod. The bot deletes its pods only after it stops watching."""
+    return not pods or any(p["metadata"]["name"] != seen or p["metadata"].get("deletionTimestamp") for p in pods)
 
 
 def _api_error(exc: BaseException, namespace: str) -> str:

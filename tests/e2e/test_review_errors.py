@@ -18,8 +18,13 @@ import pytest_asyncio
 from bot.review.report import REVIEW_MARKER
 from devkit.devhub.faults import Fault
 from tests.e2e.conftest import TINY_DATA, ReviewWorld, section, yaml_config, yaml_model
+from tests.fixtures.sandbox_backend import BACKENDS
 
-pytestmark = pytest.mark.slow
+# One suite, both backends: the Docker Engine sandbox and Kubernetes Jobs.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("sandbox_backend", BACKENDS, indirect=True, scope="module"),
+]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-model-repo"
 INVALID, BROKEN = "acme/invalid-config", "acme/broken-inputs"

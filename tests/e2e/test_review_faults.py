@@ -1,16 +1,21 @@
-"""Review end to end when the git host fails: devhub's fault API on its git smart HTTP, the real bot and sandbox.
+"""Review end to end when the git host or the sandbox fails: devhub's fault API on its git smart HTTP, the
+sandbox removed underneath, the real bot and sandbox, on both backends.
 
 A git host that answers 500 a few times is retried inside the review job, so the review completes in one
 job run; one that keeps failing ends the job within its retry budget with a completed check run and a
 comment that says why and how to rerun; a permanent failure (the repository is gone) ends it at once.
+A sandbox removed while it runs (Docker: its container removed on the engine; Kubernetes: its pod deleted,
+as an eviction or a drain does) ends the review at once, saying so, instead of at the sandbox timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -19,8 +24,13 @@ from sqlalchemy import select
 from bot.store.models import Job
 from devkit.devhub.faults import Fault
 from tests.e2e.conftest import TINY_DATA, ReviewWorld, yaml_config, yaml_model
+from tests.fixtures.sandbox_backend import BACKENDS
 
-pytestmark = pytest.mark.slow
+# One suite, both backends: the Docker Engine sandbox and Kubernetes Jobs.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("sandbox_backend", BACKENDS, indirect=True, scope="module"),
+]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-model-repo"
 CHURN = "models/churn.skops"
@@ -109,3 +119,63 @@ async def test_a_permanent_git_failure_ends_the_review_at_once(faulted: Faulted)
     body = faulted.world.comment(GONE, faulted.numbers[GONE])
     assert "git fetch failed: " in body and "not found" in body, body
     assert "/modelship evaluate" in body
+
+
+# --------------------------------------------------------------------------- the sandbox removed underneath
+
+
+def running_sandboxes(backend: str, settings: dict[str, Any], request: pytest.FixtureRequest, world: ReviewWorld):
+    """Lister and remover of this world's running sandboxes, the way each backend loses one: on Docker the
+    container is removed on the engine (`docker rm -f`, a prune); on Kubernetes the pod is deleted (an
+    eviction, a drain, `kubectl delete pod`), with its default grace period."""
+    if backend == "docker":
+        from bot.sandbox.docker_engine import SANDBOX_LABEL
+
+        client = request.getfixturevalue("docker_client")
+
+        def mine() -> list[Any]:  # the shared engine runs other sessions' sandboxes too: only this world's
+            containers = client.containers.list(filters={"label": SANDBOX_LABEL, "status": "running"})
+            return [c for c in containers if any(str(world.tmp) in m["Source"] for m in c.attrs["Mounts"])]
+
+        return mine, lambda c: c.remove(force=True)
+    import kubernetes
+
+    from bot.sandbox import kube_jobs as kj
+
+    core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(settings["kubernetes_kubeconfig"])))
+    namespace = settings["kubernetes_namespace"]
+
+    def pods() -> list[Any]:
+        listed = core.list_namespaced_pod(namespace, label_selector=f"{kj.SANDBOX_LABEL}=run")
+        return [p for p in listed.items if kj.sandbox_started(core.api_client.sanitize_for_serialization(p))]
+
+    return pods, lambda p: core.delete_namespaced_pod(p.metadata.name, namespace)
+
+
+async def test_a_sandbox_removed_underneath_ends_the_review_at_once_and_says_so(
+    review_world: ReviewWorld, sandbox_backend: str, sandbox_settings: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
+    world, repo = review_world, "acme/sandbox-gone"
+    sleeps = b"import time\ntime.sleep(300)\n"
+    base = {
+        ".modelship.yml": yaml_config([yaml_model("slow", train="python probes/train.py")]),
+        "probes/train.py": sleeps,
+        "data/eval.csv": TINY_DATA,
+    }
+    listed, remove = running_sandboxes(sandbox_backend, sandbox_settings, request, world)
+    number = await world.open_pr(repo, base, {"probes/train.py": b"# slower\n" + sleeps})
+    deadline = time.monotonic() + 120
+    while len(running := await asyncio.to_thread(listed)) < 2:  # base and head, both training
+        assert time.monotonic() < deadline, "the two sandboxes never ran"
+        await asyncio.sleep(0.2)
+    removed = time.monotonic()
+    for sandbox in running:
+        await asyncio.to_thread(remove, sandbox)
+    await world.bot.idle(timeout=200)
+
+    assert time.monotonic() - removed < 60, "the review waited for the sandbox timeout"
+    run = world.check_run(repo, number)
+    assert run.status == "completed" and run.conclusion in ("failure", "cancelled")
+    body = world.comment(repo, number)
+    what = "container" if sandbox_backend == "docker" else "pod"
+    assert f"the sandbox {what} was removed before it finished" in body, body
