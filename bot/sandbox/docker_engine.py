@@ -636,7 +636,10 @@ def _engine_error(exc: Exception, spec: SandboxSpec) -> str:
     if isinstance(exc, requests.exceptions.ConnectionError):
         return f"container engine unreachable ({exc.__class__.__name__}); is scripts/podman-service.sh running?"
     if isinstance(exc, docker.errors.ImageNotFound):
-        return f"sandbox image {spec.image!r} not found: build it (scripts/build-runner-image.sh) or pull it"
+        return (
+            f"sandbox image {spec.image!r} not found on the container engine: build it "
+            "(scripts/build-runner-image.sh), pull it, or set MODELSHIP_SANDBOX_IMAGE to one it has"
+        )
     explanation = getattr(exc, "explanation", None) or str(exc)
     return f"container engine error: {explanation}"
 

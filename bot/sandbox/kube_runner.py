@@ -218,7 +218,7 @@ class KubernetesJobRunner:
         pod_name = ""
         while True:
             items = await asyncio.to_thread(self._pods, selector)
-            if pod_name and _removed(items, pod_name):
+            if pod_name and pod_removed(items, pod_name):
                 where = f"pod {self.settings.namespace}/{pod_name}"
                 return SandboxResult.failed(REMOVED.format(what="pod", name=where), self._clock() - began)
             if items:
@@ -231,6 +231,8 @@ class KubernetesJobRunner:
                             "refused to start the sandbox: " + "; ".join(problems), self._clock() - began
                         )
                     verified = True
+                if problem := pull_problem(pod, spec.image):
+                    return SandboxResult.failed(problem, self._clock() - began)
                 if problem := kj.start_problem(pod):
                     if "init container" in problem:  # the copy's own words, for the operator
                         tail = await asyncio.to_thread(self._init_log, pod_name)
@@ -248,7 +250,7 @@ class KubernetesJobRunner:
             if started is None and now - began > self.settings.start_grace_s:
                 return SandboxResult.failed(
                     f"the sandbox pod did not start within {self.settings.start_grace_s} s "
-                    f"(pod {pod_name or 'not created'}: {(pod.get('status') or {}).get('phase', 'no status')})",
+                    f"(pod {pod_name or 'not created'}: {not_started(pod)})",
                     now - began,
                 )
             await asyncio.sleep(_POLL_S if started is None or now - started > 1 else _POLL_S / 2)
@@ -395,7 +397,49 @@ class KubernetesJobRunner:
         return names
 
 
-def _removed(pods: list[dict[str, Any]], seen: str) -> bool:
+_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+
+
+def pull_problem(pod: Mapping[str, Any], image: str) -> str | None:
+    """An image of the run's pod that will not pull, said with the setting that names it: the runner image
+    (MODELSHIP_SANDBOX_IMAGE) or the inputs image the bot pushed (to MODELSHIP_REGISTRY)."""
+    status = pod.get("status") or {}
+    for c in (*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())):
+        waiting = (c.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason not in _PULL_REASONS:
+            continue
+        said = f"{reason}: {(waiting.get('message') or '').strip()[:300]}"
+        if c.get("name") == kj.SANDBOX:
+            return (
+                f"sandbox image {image!r} could not be pulled by the cluster ({said}); set MODELSHIP_SANDBOX_IMAGE "
+                "to an image the cluster's nodes can pull"
+            )
+        return (
+            f"the review inputs image could not be pulled by the cluster ({said}); the cluster's nodes must be able "
+            "to pull from MODELSHIP_REGISTRY"
+        )
+    return None
+
+
+def not_started(pod: Mapping[str, Any]) -> str:
+    """Why a pod has not started yet, as the scheduler and the kubelet say it: a Job that cannot be scheduled
+    (too little CPU or memory on every node, a taint, a quota) waits Pending with the scheduler's message."""
+    status = pod.get("status") or {}
+    said = [str(status.get("phase") or "no status")]
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            said.append(
+                f"not scheduled ({condition.get('reason') or 'Unschedulable'}): {condition.get('message') or ''}"
+            )
+    for c in (*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())):
+        waiting = (c.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            said.append(f"container {c.get('name')} waiting: {waiting['reason']}")
+    return "; ".join(s.strip() for s in said)[:500]
+
+
+def pod_removed(pods: list[dict[str, Any]], seen: str) -> bool:
     """Whether the run's pod ``seen`` was deleted under it (evicted, drained, deleted by hand): gone, being
     deleted, or replaced by the Job with another pod. The bot deletes its pods only after it stops watching."""
     return not pods or any(p["metadata"]["name"] != seen or p["metadata"].get("deletionTimestamp") for p in pods)

@@ -11,9 +11,12 @@ as an eviction or a drain does) ends the review at once, saying so, instead of a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
+import socket
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from bot.review.service import ReviewService
 from bot.store.models import Job
 from devkit.devhub.faults import Fault
 from tests.e2e.conftest import TINY_DATA, ReviewWorld, yaml_config, yaml_model
@@ -124,7 +128,9 @@ async def test_a_permanent_git_failure_ends_the_review_at_once(faulted: Faulted)
 # --------------------------------------------------------------------------- the sandbox removed underneath
 
 
-def running_sandboxes(backend: str, settings: dict[str, Any], request: pytest.FixtureRequest, world: ReviewWorld):
+def running_sandboxes(
+    backend: str, settings: dict[str, Any], request: pytest.FixtureRequest, world: ReviewWorld
+) -> tuple[Callable[[], list[Any]], Callable[[Any], object]]:
     """Lister and remover of this world's running sandboxes, the way each backend loses one: on Docker the
     container is removed on the engine (`docker rm -f`, a prune); on Kubernetes the pod is deleted (an
     eviction, a drain, `kubectl delete pod`), with its default grace period."""
@@ -179,3 +185,82 @@ async def test_a_sandbox_removed_underneath_ends_the_review_at_once_and_says_so(
     body = world.comment(repo, number)
     what = "container" if sandbox_backend == "docker" else "pod"
     assert f"the sandbox {what} was removed before it finished" in body, body
+
+
+# --------------------------------------------------------------------------- the sandbox cannot be had
+
+
+@contextlib.contextmanager
+def review_sandbox(world: ReviewWorld, **changes: Any) -> Iterator[ReviewService]:
+    """The review's sandbox configuration changed for one case (the image it runs), then restored."""
+    review = world.bot.service.workers.runners["review"].__self__  # type: ignore[attr-defined]
+    assert isinstance(review, ReviewService)
+    kept = review.sandbox
+    review.sandbox = replace(kept, **changes)
+    try:
+        yield review
+    finally:
+        review.sandbox = kept
+
+
+@contextlib.contextmanager
+def unreachable(world: ReviewWorld, backend: str, settings: dict[str, Any], tmp_path: Path) -> Iterator[None]:
+    """The sandbox's engine gone mid-life, the same runner talking to where it was: on Docker the Engine API's
+    socket is absent, on Kubernetes nothing listens at the API server's address any more."""
+    inner = world.sandbox.inner
+    dead = copy.copy(inner)
+    if backend == "docker":
+        import docker
+
+        dead._client = docker.DockerClient(base_url=f"unix://{tmp_path}/absent.sock", version="1.41")  # type: ignore[attr-defined]
+    else:
+        import yaml
+
+        from bot.sandbox.kube_runner import connect
+
+        with socket.socket() as s:  # a loopback port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = yaml.safe_load(Path(settings["kubernetes_kubeconfig"]).read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = f"http://127.0.0.1:{port}"
+        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
+        dead.clients = connect(tmp_path / "kubeconfig")  # type: ignore[attr-defined]
+    world.sandbox.inner = dead
+    try:
+        yield
+    finally:
+        world.sandbox.inner = inner
+
+
+async def test_a_sandbox_image_that_cannot_be_had_is_named_with_its_setting(
+    review_world: ReviewWorld, sandbox_backend: str, sandbox_settings: dict[str, Any]
+) -> None:
+    world, repo = review_world, "acme/no-image"
+    where = sandbox_settings.get("registry", "localhost")
+    missing = f"{where}/modelship/no-such-runner:1"  # on Kubernetes the kubelet really asks the registry
+    base = {".modelship.yml": yaml_config([yaml_model("tiny")]), "data/eval.csv": TINY_DATA}
+    with review_sandbox(world, image=missing):
+        number = await world.open_pr(repo, base, {"data/eval.csv": TINY_DATA + b"0.5,0.5,1\n"})
+        await world.bot.idle(timeout=120)
+    body = world.comment(repo, number)
+    assert f"sandbox image {missing!r}" in body.replace("\\_", "_"), body
+    assert "MODELSHIP\\_SANDBOX\\_IMAGE" in body
+    assert world.check_run(repo, number).status == "completed"
+
+
+async def test_an_engine_that_went_away_is_said_with_the_setting_to_check(
+    review_world: ReviewWorld, sandbox_backend: str, sandbox_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    world, repo = review_world, "acme/engine-gone"
+    base = {".modelship.yml": yaml_config([yaml_model("tiny")]), "data/eval.csv": TINY_DATA}
+    with unreachable(world, sandbox_backend, sandbox_settings, tmp_path):
+        number = await world.open_pr(repo, base, {"data/eval.csv": TINY_DATA + b"0.5,0.5,1\n"})
+        await world.bot.idle(timeout=120)
+    body = world.comment(repo, number).replace("\\_", "_")
+    said = {
+        "docker": "container engine unreachable (ConnectionError); is scripts/podman-service.sh running?",
+        "kubernetes": "Kubernetes API unreachable (MaxRetryError); check MODELSHIP_KUBERNETES_KUBECONFIG",
+    }[sandbox_backend]
+    assert said in body, body
+    assert world.check_run(repo, number).status == "completed"
