@@ -21,7 +21,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,10 @@ async def seed(engine: Any) -> None:
         await enqueue(conn, [job_row("review", f"{REPOS[i % 10]}#{i}:review") for i in range(100)])
 
 
+def quoted(when: datetime) -> str:
+    return when.replace(tzinfo=None).isoformat() + "%2B00:00"
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -138,11 +142,13 @@ async def main(requests: int) -> None:
                 before = (await deployments.last_change(conn)) or utcnow()
             async with engine.begin() as conn:  # the guard changes one cell: what a poll usually finds
                 await deployments.set_health(conn, 345, "degraded")
-            async with engine.connect() as conn:
-                stamp = (await deployments.last_change(conn)) or utcnow()
-            stamp_q = stamp.replace(tzinfo=None).isoformat() + "%2B00:00"
-            earlier = before.replace(tzinfo=None).isoformat() + "%2B00:00"
-            targets = [
+
+            async def now_stamp() -> str:  # the table's stamp when the target's turn comes (after the writes)
+                async with engine.connect() as conn:
+                    return quoted((await deployments.last_change(conn)) or utcnow())
+
+            earlier = quoted(before)
+            targets: list[tuple[str, str, Any]] = [
                 ("static file (ui.css)", "static", "/ui/static/ui.css"),
                 ("matrix page (1,000 cells)", "page", "/ui/"),
                 ("matrix page, table just changed", "page", "/ui/?cold"),
@@ -153,15 +159,16 @@ async def main(requests: int) -> None:
                 ("jobs", "page", "/ui/jobs"),
                 ("audit (filtered)", "page", "/ui/audit?actor=maya"),
                 ("health", "page", "/ui/health"),
-                ("matrix fragment, no change", "fragment", f"/ui/fragments/matrix?after={stamp_q}"),
+                ("matrix fragment, no change", "fragment", now_stamp),
                 ("matrix fragment, 1 cell changed", "fragment", f"/ui/fragments/matrix?after={earlier}"),
                 ("deployments JSON", "api", "/ui/api/deployments"),
             ]
             rows = []
-            for name, kind, path in targets:
+            for name, kind, where in targets:
+                path = where if isinstance(where, str) else f"/ui/fragments/matrix?after={await where()}"
                 server, cpu, total = [], [], []
                 # the worst case reads the table's change time on every request (serve: at most once a second)
-                dashboard.stamp_ttl = 0.0 if path.endswith("?cold") else 1.0
+                dashboard.matrix_cells.stamp_ttl = 0.0 if path.endswith("?cold") else 1.0
                 for i in range(requests + 10):
                     if path.endswith("?cold"):  # a deploy or the guard changed a row: nothing rendered is reused
                         async with engine.begin() as conn:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Table, func, or_, select, update
+from sqlalchemy import RowMapping, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.base import utcnow
 from bot.store.review_models import Deployment
+from bot.store.reviews import newest_summary
 
 DEPLOYMENTS = cast(Table, Deployment.__table__)
 Row = RowMapping  # a whole row, by column name
@@ -316,36 +317,75 @@ async def retire_proposal(conn: AsyncConnection, deployment_id: int) -> bool:
 # --------------------------------------------------------------------------- the dashboard's reads
 
 
-async def repositories(conn: AsyncConnection) -> list[str]:
-    """Every model repository with a deployments row."""
-    return sorted((await conn.execute(select(_C.repo).distinct())).scalars())
+@dataclass(frozen=True)
+class MatrixStamp:
+    """What the dashboard's matrix compares between two looks: when a row last changed, the newest id, how
+    many rows there are, and how many of them are newer than the id of the previous look (``since_id``).
+    Rows never disappear in the bot's own writes; a deleted row shows as ``rows`` short of the last look's
+    count plus ``newer``."""
+
+    last: datetime | None
+    max_id: int
+    rows: int
+    newer: int
 
 
-async def newest_per_target(conn: AsyncConnection, repos: Sequence[str]) -> list[Row]:
-    """The newest row (any state) and the newest ``deployed`` row of each (repo, environment, model) of
-    ``repos``, whole rows: the dashboard's matrix. Two grouped id lookups, one fetch of the rows."""
-    if not repos:
-        return []
+def _matrix_stamp() -> Any:
+    newer = func.coalesce(func.sum(case((_C.id > bindparam("since_id"), 1), else_=0)), 0)
+    return select(func.max(_C.updated_at), func.coalesce(func.max(_C.id), 0), func.count(), newer)
+
+
+def _matrix_rows(changed_only: bool) -> Any:
     keys = (_C.repo, _C.environment, _C.model)
-    newest = select(func.max(_C.id)).where(_C.repo.in_(repos)).group_by(*keys)
-    rows = list((await conn.execute(select(DEPLOYMENTS).where(_C.id.in_(newest)))).mappings().all())
-    # Where the newest row is not the running one (a rollout, a failure), the running row too: usually none.
-    moving = {(r["repo"], r["environment"], r["model"]) for r in rows if r["state"] != "deployed"}
-    if moving:
-        running = (
-            select(func.max(_C.id)).where(_C.repo.in_({k[0] for k in moving}), _C.state == "deployed").group_by(*keys)
+    recent: Any = DEPLOYMENTS
+    if changed_only:
+        # materialized first: SQLite's planner, without statistics, would rather walk the grouping index
+        # over the whole table than the updated_at index over the few rows that changed
+        recent = (
+            select(*keys, _C.updated_at)
+            .where(_C.updated_at > bindparam("since", type_=_C.updated_at.type))
+            .cte("recent")
+            .prefix_with("MATERIALIZED")
         )
-        extra = (await conn.execute(select(DEPLOYMENTS).where(_C.id.in_(running)))).mappings().all()
-        rows += [r for r in extra if (r["repo"], r["environment"], r["model"]) in moving]
-    return sorted(rows, key=lambda r: r["id"])
+    r = recent.c
+    targets = (
+        select(r.repo, r.environment, r.model, func.max(r.updated_at).label("changed_at"))
+        .group_by(r.repo, r.environment, r.model)
+        .subquery("changed")
+    )
+    x = DEPLOYMENTS.alias("x")
+    same = and_(x.c.repo == targets.c.repo, x.c.environment == targets.c.environment, x.c.model == targets.c.model)
+    newest = select(func.max(x.c.id)).where(same).scalar_subquery()
+    running = select(func.max(x.c.id)).where(same, x.c.state == "deployed").scalar_subquery()
+    summary = newest_summary(_C.repo, _C.source_pr).label("review_summary")
+    return (
+        select(DEPLOYMENTS, targets.c.changed_at, summary)
+        .select_from(targets.join(DEPLOYMENTS, _C.id.in_([newest, running])))
+        .order_by(_C.id)
+    )
 
 
-async def changed_since(conn: AsyncConnection, repos: Sequence[str], stamp: datetime) -> set[tuple[str, str, str]]:
-    """The (repo, environment, model) of ``repos`` whose rows changed after ``stamp``."""
-    if not repos:
-        return set()
-    query = select(_C.repo, _C.environment, _C.model).where(_C.repo.in_(repos), _C.updated_at > stamp).distinct()
-    return {(r, e, m) for r, e, m in await conn.execute(query)}
+# Built once: the matrix asks them on every look, and building a statement costs more than running it here.
+_MATRIX_STAMP = _matrix_stamp()
+_MATRIX_ALL, _MATRIX_CHANGED = _matrix_rows(False), _matrix_rows(True)
+
+
+async def matrix_stamp(conn: AsyncConnection, since_id: int) -> MatrixStamp:
+    """One aggregate over the table (``since_id``: the newest id of the previous look)."""
+    last, max_id, rows, new = (await conn.execute(_MATRIX_STAMP, {"since_id": since_id})).one()
+    return MatrixStamp(last, int(max_id), int(rows), int(new))
+
+
+async def matrix_rows(conn: AsyncConnection, since: datetime | None = None) -> list[Row]:
+    """The newest row (any state) and the newest ``deployed`` row of each (repo, environment, model) with a
+    row changed after ``since`` (every target, with None), oldest first, each with ``changed_at``: the
+    target's last change, and ``review_summary``: the newest review of its ``source_pr`` (the published
+    artifact: ``bot.store.reviews.artifacts_of``). One statement: the changed targets come from the
+    ``updated_at`` index, each one's two rows from the (repo, environment, model, id) index, so a deploy costs
+    its own rows, not the table."""
+    if since is None:
+        return list((await conn.execute(_MATRIX_ALL)).mappings().all())
+    return list((await conn.execute(_MATRIX_CHANGED, {"since": since})).mappings().all())
 
 
 async def last_change(conn: AsyncConnection) -> datetime | None:

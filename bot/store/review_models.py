@@ -41,6 +41,8 @@ class Deployment(Base):
     __table_args__ = (
         Index("ix_deployments_env_model", "repo", "environment", "model", "id"),
         Index("ix_deployments_rollout", "rollout"),
+        # the dashboard's matrix reads the rows changed since its last look (bot.store.deployments.matrix_rows)
+        Index("ix_deployments_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

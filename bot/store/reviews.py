@@ -7,12 +7,12 @@ by older versions (or by hand) become a record with what could be read, never an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.review_models import Review
 
@@ -256,24 +256,16 @@ async def reviews_of_pr(engine: AsyncEngine, repo: str, number: int) -> list[Sto
     ]
 
 
-async def published_artifacts(conn: AsyncConnection, prs: Iterable[tuple[str, int]]) -> dict[tuple[str, int, str], str]:
-    """The published artifact (``registry/repository@sha256:…``) per (repo, PR, model), from each PR's
-    newest review: what the dashboard's matrix shows next to a deployed version."""
-    wanted = set(prs)
-    if not wanted:
-        return {}
-    query = (
-        select(Review.repo, Review.number, Review.summary)
-        .where(Review.repo.in_({r for r, _ in wanted}), Review.number.in_({n for _, n in wanted}))
-        .order_by(Review.id)
-    )
-    found: dict[tuple[str, int, str], str] = {}
-    newest: dict[tuple[str, int], Any] = {}
-    for repo, number, summary in await conn.execute(query):
-        if (repo, number) in wanted:
-            newest[(repo, number)] = summary  # later rows win: the newest review of the PR
-    for (repo, number), summary in newest.items():
-        for model, reviewed in record_from_json(summary).models.items():
-            if reviewed.artifact:
-                found[(repo, number, model)] = reviewed.artifact
-    return found
+def newest_summary(repo: Any, number: Any) -> Any:
+    """The ``summary`` of the newest review of the PR (``repo``, ``number``: column expressions of the
+    enclosing query), as a correlated scalar subquery: the dashboard's matrix reads it beside each deployments
+    row in the same statement (``bot.store.deployments.matrix_rows``); ``artifacts_of`` reads it."""
+    query = select(Review.summary).where(Review.repo == repo, Review.number == number)
+    return query.order_by(Review.id.desc()).limit(1).scalar_subquery()
+
+
+def artifacts_of(summary: Any) -> dict[str, str]:
+    """The published artifact (``registry/repository@sha256:…``) per model of a stored review summary: what
+    the dashboard's matrix shows next to a deployed version."""
+    models = record_from_json(summary).models
+    return {model: reviewed.artifact for model, reviewed in models.items() if reviewed.artifact}

@@ -8,15 +8,13 @@ rule as `/modelship cancel`) and land in its audit log.
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -39,9 +37,10 @@ from bot.review.stored import report_from_json
 from bot.store import deployments
 from bot.store.installations import installation_for
 from bot.store.queue import JobQueue
-from bot.store.reviews import StoredReview, published_artifacts, reviewed_model, reviews_of_pr
+from bot.store.reviews import StoredReview, reviewed_model, reviews_of_pr
 from bot.ui import evidence
 from bot.ui.github import OAuthClient, SignInError
+from bot.ui.matrix import Matrix, stamp, utc
 from bot.ui.session import COOKIE, STATE_COOKIE, Session, SessionStore, same, sign, unsign
 
 log = logging.getLogger(__name__)
@@ -54,6 +53,8 @@ ACTIONS: dict[str, CommandSpec] = {"retry": RETRY, "cancel": COMMANDS["cancel"]}
 _PUBLIC = ("/ui/login", "/ui/oauth/", "/ui/static/")
 _HIDDEN_COLUMNS = {"id", "created_at", "updated_at", "github_deployment_id", "detail"}
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SLOT = "<!--matrix-table-->"
 # The PR page's actions: chat-ops commands run through bot.chatops.service.run_action.
 PR_ACTIONS = ("hold", "unhold", "unpin")
 _ENV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -67,26 +68,6 @@ def repo_of_job(serial_key: str) -> str:
 def pr_of_job(serial_key: str) -> int:
     number = serial_key.partition("#")[2].partition(":")[0]
     return int(number) if number.isdigit() else 0
-
-
-def cell_state(newest: Mapping[Any, Any], running: Mapping[Any, Any] | None) -> str:
-    """live | rolling | committed | failed | …: what the newest row says about the target. Live tracking's
-    ``rollout`` (committed → rolling_out → live | failed) wins where the table has it."""
-    rollout = newest.get("rollout")
-    if isinstance(rollout, str) and rollout and newest["state"] == "deployed":
-        return {"rolling_out": "rolling"}.get(rollout, rollout)
-    return {"deployed": "live", "pending": "rolling", "failed": "failed"}.get(
-        str(newest["state"]), "live" if running is not None else str(newest["state"])
-    )
-
-
-def digest_of(row: Mapping[Any, Any]) -> str:
-    """The artifact reference the version was published as (its review's), else the model file's sha256."""
-    for key in ("artifact_digest", "artifact", "digest"):
-        value = row.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return f"sha256:{row['sha256']}" if row.get("sha256") else ""
 
 
 def values_of(row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -109,15 +90,6 @@ def ago(when: datetime | None, now: float) -> str:
     return f"{seconds}s ago"
 
 
-def _stamp(value: datetime | None) -> str:
-    return _utc(value).isoformat() if value is not None else ""
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones: compare them as aware UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 @dataclass
 class Dashboard:
     engine: AsyncEngine
@@ -134,16 +106,12 @@ class Dashboard:
     refresh_seconds: float = 300.0
     stamp_ttl: float = 1.0
     env: jinja2.Environment = field(init=False)
-    _rows_cache: tuple[datetime | None, list[Any]] | None = field(default=None, init=False)
-    _stamp: tuple[float, datetime | None] | None = field(default=None, init=False)
-    # Rendered matrices and JSON by (what, readable repositories), for the table as of _rows_cache[0].
-    _rendered: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict, init=False)
-    _by_key: dict[tuple[str, str, str, bool], dict[str, Any]] = field(default_factory=dict, init=False)
-    # Rendered cells by the rows they show (id and updated_at of each), kept across changes of the table.
-    _cell_html: dict[tuple[Any, ...], Markup] = field(default_factory=dict, init=False)
+    # the matrix's cells, shared by every reader and kept up to date with the deployments table
+    matrix_cells: Matrix = field(init=False)
 
     def __post_init__(self) -> None:
         self.env = environment()
+        self.matrix_cells = Matrix(self.engine, stamp_ttl=self.stamp_ttl)
 
     # ------------------------------------------------------------------ plumbing
     def render(self, request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
@@ -273,146 +241,43 @@ class Dashboard:
         response.del_cookie(COOKIE, path="/ui/")
         raise response
 
-    # ------------------------------------------------------------------ matrix
-    async def _last_change(self) -> datetime | None:
-        """When the deployments table last changed, asked at most once per ``stamp_ttl`` for all users: every
-        open matrix polls, and a second of delay is live enough."""
-        now = time.monotonic()
-        if self._stamp is None or now - self._stamp[0] >= self.stamp_ttl:
-            async with self.engine.connect() as conn:
-                self._stamp = (now, await deployments.last_change(conn))
-        return self._stamp[1]
-
-    async def _rows(self, conn: Any, stamp: datetime | None, repos: Sequence[str]) -> list[Any]:
-        """The matrix rows of ``repos``. Every user's matrix is a filter of the same rows, kept here and
-        brought up to date when the table changes (``stamp``): only the targets whose rows changed since the
-        last look are read again, so a deploy costs a few rows, not the whole table."""
-        cached = self._rows_cache
-        if cached is None or cached[0] != stamp:
-            if cached is None or cached[0] is None:
-                fresh = await deployments.newest_per_target(conn, await deployments.repositories(conn))
-                by_key = {}
-            else:
-                # a margin for writers whose clocks lag a little behind (another replica)
-                changed = await deployments.changed_since(
-                    conn, await deployments.repositories(conn), cached[0] - timedelta(seconds=5)
-                )
-                candidates = await deployments.newest_per_target(conn, sorted({k[0] for k in changed}))
-                fresh = [r for r in candidates if (r["repo"], r["environment"], r["model"]) in changed]
-                by_key = {k: v for k, v in self._by_key.items() if (k[0], k[1], k[2]) not in changed}
-            artifacts = await published_artifacts(
-                conn, {(r["repo"], r["source_pr"]) for r in fresh if r["source_pr"] is not None}
-            )
-            # plain dicts: a RowMapping's .get of a column it lacks costs an exception (cells ask for newer ones)
-            for row in fresh:
-                plain = dict(row)
-                plain.setdefault("artifact", artifacts.get((row["repo"], row["source_pr"], row["model"])))
-                by_key[(row["repo"], row["environment"], row["model"], row["state"] == "deployed")] = plain
-            self._by_key = by_key
-            cached = (stamp, sorted(by_key.values(), key=lambda r: r["id"]))
-            self._rows_cache = cached
-            self._rendered.clear()
-        readable = set(repos)
-        return [r for r in cached[1] if r["repo"] in readable]
-
-    def _cells(self, rows: Sequence[Mapping[Any, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-        newest: dict[tuple[str, str, str], Mapping[Any, Any]] = {}
-        running: dict[tuple[str, str, str], Mapping[Any, Any]] = {}
-        for row in rows:  # oldest first: later rows win
-            key = (row["repo"], row["environment"], row["model"])
-            newest[key] = row
-            if row["state"] == "deployed":
-                running[key] = row
-        envs = sorted({k[1] for k in newest})
-        models: dict[tuple[str, str], dict[str, Any]] = {}
-        for key, row in newest.items():
-            shown = running.get(key, row)
-            models.setdefault((key[0], key[2]), {"repo": key[0], "model": key[2], "cells": {}})["cells"][key[1]] = {
-                "id": cell_id(*key),
-                "row": shown,
-                "newest": row,
-                "state": cell_state(row, running.get(key)),
-                "digest": digest_of(shown),
-            }
-        return envs, [models[k] for k in sorted(models)]
-
+    # ------------------------------------------------------------------ matrix (bot.ui.matrix)
     async def matrix(self, request: web.Request) -> web.Response:
+        await self.matrix_cells.refresh()
         repos = self.visible(request)
-        key = ("matrix", tuple(repos))
-        stamp = await self._last_change()
-        async with self.engine.connect() as conn:
-            rows = await self._rows(conn, stamp, repos)  # (drops what was rendered when the table changed)
-        table = self._rendered.get(key)
-        if table is None:
-            envs, models = self._cells(rows)
-            table = self._table(envs, models) if models else ""
-            self._remember(key, table)
-        return self.render(request, "matrix.html", table=table, empty=not table, stamp=_stamp(stamp))
+        table = self.matrix_cells.table(repos)
+        # the page around a slot, the table (kept encoded per change) put in as bytes
+        page = self.render(request, "matrix.html", table=Markup(_SLOT), empty=not table, stamp=self._matrix_stamp())
+        if table:
+            head, _, tail = (page.text or "").partition(_SLOT)
+            page.body = head.encode() + self.matrix_cells.table_bytes(repos) + tail.encode()
+        return page
 
-    def _table(self, envs: Sequence[str], models: Sequence[Mapping[str, Any]]) -> Markup:
-        """The matrix as HTML: Python string joins over cells rendered once per state of their rows (a
-        Jinja loop over a thousand cells alone takes longer than the page's budget)."""
-        e, cache = html.escape, self._cell_html
-        if len(cache) > 50_000:
-            cache.clear()
-        head = "".join(f'<th scope="col">{e(env)}</th>' for env in envs)
-        body = []
-        for m in models:
-            link = f"/ui/models/{quote(m['repo'], safe='/')}/{quote(m['model'], safe='/')}"
-            tds = []
-            for env in envs:
-                c = m["cells"].get(env)
-                if c is None:
-                    tds.append('<td><span class="none">—</span></td>')
-                    continue
-                key = (c["row"]["id"], c["row"]["updated_at"], c["newest"]["id"], c["newest"]["updated_at"], c["state"])
-                html_ = cache.get(key)
-                if html_ is None:
-                    html_ = cache[key] = cell_html(c)
-                tds.append(f"<td>{html_}</td>")
-            body.append(
-                f'<tr><th scope="row"><a href="{link}">{e(m["model"])}</a><br><small>{e(m["repo"])}</small></th>'
-                f"{''.join(tds)}</tr>"
-            )
-        return Markup(
-            '<table class="matrix"><caption>What runs where (the newest deployed version per environment)</caption>'
-            f'<thead><tr><th scope="col">Model</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-        )
-
-    def _remember(self, key: tuple[str, tuple[str, ...]], value: Any) -> None:
-        if len(self._rendered) >= 256:  # many distinct readers between two changes: start over
-            self._rendered.clear()
-        self._rendered[key] = value
+    def _matrix_stamp(self) -> str:
+        # an empty table still polls: from the epoch, so its first deployment reshapes the page
+        return stamp(self.matrix_cells.last_change or EPOCH)
 
     async def matrix_fragment(self, request: web.Request) -> web.Response:
-        """The live update: the cells that changed after ``after`` (swapped out of band) and the next poller."""
+        """The live update: the cells that changed after ``after`` (swapped out of band) and the next poller;
+        when a target appeared or went since, htmx is asked to load the whole page (it has no slot for it)."""
         repos = self.visible(request)
         try:
-            after = _utc(datetime.fromisoformat(request.query.get("after", "")))
+            after = utc(datetime.fromisoformat(request.query.get("after", "")))
         except ValueError:
             raise web.HTTPBadRequest(text="after: an ISO timestamp from the page is required") from None
-        raw = await self._last_change()
-        stamp = _utc(raw) if raw is not None else None
-        if stamp is None or stamp <= after:  # the usual poll: nothing new, no query
-            return self.render(request, "matrix_fragment.html", cells=[], stamp=_stamp(stamp or after))
-        async with self.engine.connect() as conn:
-            changed = await deployments.changed_since(conn, repos, after)
-            rows = await self._rows(conn, raw, sorted({c[0] for c in changed})) if changed else []
-        _, models = self._cells([r for r in rows if (r["repo"], r["environment"], r["model"]) in changed])
-        cells = [c for m in models for c in m["cells"].values()]
-        return self.render(request, "matrix_fragment.html", cells=cells, stamp=_stamp(stamp or after))
+        await self.matrix_cells.refresh()
+        cells = [c.oob for c in self.matrix_cells.changed(repos, after)]
+        last = self.matrix_cells.last_change
+        response = self.render(
+            request, "matrix_fragment.html", cells=cells, stamp=stamp(last if last and last > after else after)
+        )
+        if self.matrix_cells.reshaped(repos, after):
+            response.headers["HX-Refresh"] = "true"
+        return response
 
     async def api_deployments(self, request: web.Request) -> web.Response:
-        repos = self.visible(request)
-        async with self.engine.connect() as conn:
-            rows = await self._rows(conn, await self._last_change(), repos)
-        key = ("json", tuple(repos))
-        body = self._rendered.get(key)
-        if body is None:
-            items = [{k: (_stamp(v) if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows]
-            body = json.dumps({"repositories": repos, "deployments": items}, separators=(",", ":"))
-            self._remember(key, body)
-        return web.Response(text=body, content_type="application/json")
+        await self.matrix_cells.refresh()
+        return web.Response(text=self.matrix_cells.json(self.visible(request)), content_type="application/json")
 
     # ------------------------------------------------------------------ a model's timeline
     def _readable(self, request: web.Request, repo: str) -> None:
@@ -658,11 +523,14 @@ class Dashboard:
 def environment() -> jinja2.Environment:
     """The dashboard's templates, with the PR comment's own formatting functions for the review partial."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,  # packaged templates: no stat of each file on every request
     )
     env.globals.update(
         quote=lambda s: quote(str(s), safe="/"),
-        cell_html=cell_html,
         stored_report=report_from_json,
         fmt_number=report.number,
         fmt_signed=report.signed,
@@ -681,33 +549,3 @@ def environment() -> jinja2.Environment:
 def review_html(review: StoredReview) -> str:
     """One stored review as the PR page shows it (the `_review.html` partial)."""
     return environment().get_template("_review.html").render(rv=review)
-
-
-def cell_html(c: Mapping[str, Any], oob: bool = False) -> Markup:
-    """One matrix cell. Plain Python rather than a Jinja macro: the matrix has a thousand of them and the
-    page must render in well under 50 ms (bench/ui.py); every value is escaped. A pure function of the
-    rows (absolute times, not "3m ago"), so a rendered matrix can be kept until the table changes."""
-    row, newest = c["row"], c["newest"]
-    e = html.escape
-    version = str(row["version"] or "")
-    short = version[:7] if _SHA.match(version) else version
-    created = newest["created_at"]
-    when = _utc(created).strftime("%Y-%m-%d %H:%M UTC") if created is not None else ""
-    pinned = f'<dt>pinned</dt><dd class="pinned">{e(row["detail"] or "pinned")}</dd>' if row["pinned"] else ""
-    why = newest.get("rollout_detail") if c["state"] == "failed" else None
-    if why:
-        pinned += f'<dt>why</dt><dd class="error">{e(str(why)[:200])}</dd>'
-    link = f"/ui/models/{quote(str(row['repo']), safe='/')}/{quote(str(row['model']), safe='/')}"
-    swap = ' hx-swap-oob="true"' if oob else ""
-    return Markup(
-        f'<div id="{c["id"]}" class="cell state-{e(c["state"])}"{swap}>'
-        f'<a href="{link}"><span class="version">{e(short)}</span></a> <span class="badge">{e(c["state"])}</span>'
-        f"<dl><dt>variant</dt><dd>{e(str(row['variant']))}</dd>"
-        f'<dt>digest</dt><dd class="digest" title="{e(c["digest"])}">{e(c["digest"].rpartition("@")[2][:19])}</dd>'
-        f'<dt>guard</dt><dd class="health-{e(str(row["health"]))}">{e(str(row["health"]))}</dd>{pinned}'
-        f'<dt>deployed</dt><dd><time datetime="{_stamp(created)}">{when}</time></dd></dl></div>'
-    )
-
-
-def cell_id(repo: str, env: str, model: str) -> str:
-    return "cell-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{repo}-{env}-{model}")

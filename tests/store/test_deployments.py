@@ -100,3 +100,26 @@ async def test_an_unpin_row_carries_on_what_the_running_version_had_and_starts_n
         assert (fresh["health"], fresh["github_deployment_id"]) == ("unknown", None)
     assert await states(engine) == [("v1", "superseded"), ("v1", "superseded"), ("v0", "deployed")]
     assert pinned < lifted < other
+
+
+async def test_the_matrix_reads_the_newest_and_running_rows_of_the_targets_changed_since_a_stamp(
+    engine: AsyncEngine,
+) -> None:
+    first = await deploy(engine, "a")
+    pending = await deploy(engine, "b", state="pending")  # a proposal under way: the running row is still "a"
+    staging = await deploy(engine, "a", env="staging")
+    async with engine.connect() as conn:
+        stamp = await deployments.matrix_stamp(conn, 0)
+        every = await deployments.matrix_rows(conn)
+    assert (stamp.max_id, stamp.rows, stamp.newer) == (staging, 3, 3)
+    assert [(r["id"], r["review_summary"]) for r in every] == [(first, None), (pending, None), (staging, None)]
+    assert all(r["changed_at"] is not None for r in every)
+
+    assert stamp.last is not None
+    async with engine.begin() as conn:
+        await deployments.set_health(conn, staging, "degraded")
+    async with engine.connect() as conn:
+        later = await deployments.matrix_stamp(conn, stamp.max_id)
+        changed = await deployments.matrix_rows(conn, stamp.last)
+    assert [(r["id"], r["health"]) for r in changed] == [(staging, "degraded")]  # only the target that changed
+    assert (later.rows, later.newer) == (3, 0) and later.last is not None and later.last > stamp.last

@@ -22,14 +22,15 @@ from bot.store.queue import JobQueue
 from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
 from bot.ui.app import Dashboard
 from bot.ui.github import OAuthClient
+from bot.ui.matrix import Matrix
 from bot.ui.session import COOKIE, SessionStore
 
 
-def row(repo: str, env: str, version: str, state: str = "deployed") -> dict[str, Any]:
+def row(repo: str, env: str, version: str, state: str = "deployed", model: str = "churn") -> dict[str, Any]:
     return {
         "repo": repo,
         "environment": env,
-        "model": "churn",
+        "model": model,
         "version": version,
         "deploy_repo": "acme/deploy",
         "state": state,
@@ -109,8 +110,15 @@ async def test_the_cached_matrix_follows_rollouts_new_versions_and_health(ui: An
     assert fragment.status == 200
     assert 'id="cell-acme_churn-staging-churn"' in text and "hx-swap-oob" in text and "degraded" in text
     assert "cell-acme_churn-production-churn" not in text  # only what changed
-    quiet = await client.get("/ui/fragments/matrix", params={"after": text.split('data-stamp="')[1].split('"')[0]})
-    assert "hx-swap-oob" not in await quiet.text()
+    after = text.split('data-stamp="')[1].split('"')[0]
+    quiet = await client.get("/ui/fragments/matrix", params={"after": after})
+    assert "hx-swap-oob" not in await quiet.text() and "HX-Refresh" not in quiet.headers
+    await record(engine, **row("acme/secret", "canary", "9999999"))  # a new target the reader cannot see
+    hidden = await client.get("/ui/fragments/matrix", params={"after": after})
+    assert "9999999" not in await hidden.text() and "HX-Refresh" not in hidden.headers
+    await record(engine, **row("acme/churn", "canary", "ccccccc"))  # a new environment: the page has no slot
+    reshaped = await client.get("/ui/fragments/matrix", params={"after": after})
+    assert reshaped.headers.get("HX-Refresh") == "true" and "ccccccc" in await reshaped.text()
 
     api = await (await client.get("/ui/api/deployments")).json()
     assert {d["repo"] for d in api["deployments"]} == {"acme/churn"}
@@ -151,3 +159,70 @@ async def test_the_timeline_says_what_wrote_each_row_who_and_why(ui: Any) -> Non
         ("promote", False, "carol", ""),
     ]
     assert "(promote, superseded)" in page and "(unpin, deployed)" in page  # the compare picker names them too
+
+
+async def test_the_kept_matrix_reads_only_changed_targets_and_always_equals_a_fresh_read(tmp_path: Path) -> None:
+    """After every kind of change the kept cells render exactly what a matrix reading the whole table renders;
+    only the first look and a deleted row read the whole table."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
+    await migrate(engine)
+    kept = Matrix(engine, stamp_ttl=0.0)
+    mine, both = ["acme/churn"], ["acme/churn", "acme/other"]
+
+    async def same_as_a_fresh_read() -> str:
+        await kept.refresh()
+        fresh = Matrix(engine, stamp_ttl=0.0)
+        await fresh.refresh()
+        for repos in (mine, both):
+            assert kept.table(repos) == fresh.table(repos)
+            assert kept.json(repos) == fresh.json(repos)
+            assert kept.table_bytes(repos) == str(fresh.table(repos)).encode()
+        return str(kept.table(mine))
+
+    try:
+        staging = await record(engine, **row("acme/churn", "staging", "aaaaaaa"))
+        await record(engine, **row("acme/churn", "production", "aaaaaaa"))
+        await record(engine, **row("acme/other", "staging", "eeeeeee"))
+        page = await same_as_a_fresh_read()
+        assert page.count("state-live") == 2 and "eeeeeee" not in page and kept.reloads == 1
+        seen = kept.last_change
+        assert seen is not None
+
+        async with engine.begin() as conn:  # a changed row: the guard's verdict
+            await deployments.set_health(conn, staging, "degraded")
+        assert "health-degraded" in await same_as_a_fresh_read()
+        assert [c.id for c in kept.changed(both, seen)] == ["cell-acme_churn-staging-churn"]
+        assert not kept.reshaped(both, seen)
+
+        await record(engine, **row("acme/churn", "canary", "ccccccc"))  # a new environment
+        await record(engine, **row("acme/churn", "staging", "ddddddd", model="fraud"))  # a new model
+        page = await same_as_a_fresh_read()
+        assert '<th scope="col">canary</th>' in page and ">fraud</a>" in page
+        assert kept.reshaped(mine, seen) and not kept.reshaped(["acme/other"], seen)
+
+        # superseded: a proposal shows as rolling over the running version, then its merge replaces it
+        await record(engine, **row("acme/churn", "staging", "bbbbbbb", state="pending"))
+        page = await same_as_a_fresh_read()
+        assert "state-rolling" in page and ">aaaaaaa<" in page
+        await record(engine, **row("acme/churn", "staging", "bbbbbbb"))
+        page = await same_as_a_fresh_read()
+        assert ">bbbbbbb<" in page and ">aaaaaaa<" in page  # staging runs bbbbbbb; production still aaaaaaa
+        assert kept.reloads == 1  # every change so far was read incrementally
+
+        # a deleted row (an operator's hand; the bot deletes none): the cell goes back to the row before it
+        newest = await record(engine, **row("acme/churn", "production", "fffffff"))
+        assert ">fffffff<" in await same_as_a_fresh_read()
+        async with engine.begin() as conn:
+            await conn.execute(deployments.DEPLOYMENTS.delete().where(deployments.DEPLOYMENTS.c.id == newest))
+        assert ">fffffff<" not in await same_as_a_fresh_read() and kept.reloads == 2
+
+        # SQLite hands a deleted highest id to the next row: here another target's, in the same look
+        newest = await record(engine, **row("acme/churn", "production", "1111111"))
+        assert ">1111111<" in await same_as_a_fresh_read()
+        async with engine.begin() as conn:
+            await conn.execute(deployments.DEPLOYMENTS.delete().where(deployments.DEPLOYMENTS.c.id == newest))
+        assert await record(engine, **row("acme/other", "canary", "2222222")) == newest
+        page = await same_as_a_fresh_read()
+        assert ">1111111<" not in page and kept.reloads == 3
+    finally:
+        await engine.dispose()
