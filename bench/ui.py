@@ -6,10 +6,12 @@ The database (SQLite, migrated) holds 1,000 deployments: 10 environments x 100 m
 repository asks each page; the server time is the dashboard's own `Server-Timing: app;dur=` (handler,
 queries and template), the round trip is measured by the client on loopback. `cpu;dur=` (the event
 loop thread's CPU time during the request) shows what a request costs apart from waiting for a core.
-The matrix is rendered once per change of the deployments table and kept: "table just changed" changes a
-row before every request, so each one reads the changed rows and renders the whole matrix again (the
-worst case). When the table last changed is asked at most once a second for all users, so a poll that
-finds nothing new touches no database.
+The matrix (bot.ui.matrix) keeps one rendered cell per target and one rendered row per model: "table just
+changed" changes a row before every request and asks the table on every request (not once a second), so
+each one pays the look (an aggregate, then one indexed query of the changed targets), renders the changed
+cell and its model's row again and joins the page (the worst case). The fragments and the other matrix
+rows ask the table at most once a second for all users, as `serve` does: a poll that finds nothing new
+touches no database. "1 cell changed" asks from a stamp before one change; "no change" from the latest.
 Targets (issue 17): p95 server time <= 50 ms per page, <= 10 ms per live fragment.
 """
 

@@ -176,17 +176,26 @@ class Matrix:
             self._seen, self._checked = now, self.clock()
 
     async def _reload(self, conn: Any) -> None:
+        found = await deployments.matrix_rows(conn)  # first: readers between two looks see the old cells meanwhile
         self.reloads += 1
-        before = set(self._cells) if self._seen is not None else None
+        before = {k: c.html for k, c in self._cells.items()} if self._seen is not None else None
+        last = self.last_change
         self._cells.clear()
         self._shown.clear()
         self._models.clear()
         self._envs.clear()
         self._tr.clear()
         self.last_change = None
-        self._update(await deployments.matrix_rows(conn), whole=True)
-        if before is not None and self.last_change is not None:  # after the first look: which repos changed shape
-            for repo in {k[0] for k in before ^ set(self._cells)}:
+        self._update(found, whole=True)
+        if before is None or self.last_change is None:
+            return
+        # After a deleted row a cell may show an older row, or be gone: the repositories whose cells differ
+        # are reshaped just after every stamp a page was given (so their pages load again, once).
+        differ = {k[0] for k in before.keys() ^ self._cells.keys()}
+        differ |= {k[0] for k, c in self._cells.items() if k in before and before[k] != c.html}
+        if differ:
+            self.last_change = max(self.last_change, last or self.last_change) + timedelta(microseconds=1)
+            for repo in differ:
                 self._reshaped[repo] = self.last_change
 
     def _update(self, found: Sequence[Mapping[Any, Any]], *, whole: bool = False) -> bool:
