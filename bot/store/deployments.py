@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import RowMapping, Table, and_, bindparam, case, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.base import utcnow
@@ -330,12 +330,14 @@ class MatrixStamp:
     newer: int
 
 
-def _matrix_stamp() -> Any:
+def _matrix_look(changed_only: bool) -> Any:
     newer = func.coalesce(func.sum(case((_C.id > bindparam("since_id"), 1), else_=0)), 0)
-    return select(func.max(_C.updated_at), func.coalesce(func.max(_C.id), 0), func.count(), newer)
-
-
-def _matrix_rows(changed_only: bool) -> Any:
+    stamp = select(
+        func.max(_C.updated_at).label("stamp_last"),
+        func.coalesce(func.max(_C.id), 0).label("stamp_max_id"),
+        func.count().label("stamp_rows"),
+        newer.label("stamp_newer"),
+    ).subquery("stamp")
     keys = (_C.repo, _C.environment, _C.model)
     recent: Any = DEPLOYMENTS
     if changed_only:
@@ -358,34 +360,39 @@ def _matrix_rows(changed_only: bool) -> Any:
     newest = select(func.max(x.c.id)).where(same).scalar_subquery()
     running = select(func.max(x.c.id)).where(same, x.c.state == "deployed").scalar_subquery()
     summary = newest_summary(_C.repo, _C.source_pr).label("review_summary")
+    # the stamp's one row, joined to the rows (none: the stamp alone): one statement, one snapshot
+    rows = targets.join(DEPLOYMENTS, _C.id.in_([newest, running]))
     return (
-        select(DEPLOYMENTS, targets.c.changed_at, summary)
-        .select_from(targets.join(DEPLOYMENTS, _C.id.in_([newest, running])))
+        select(stamp, DEPLOYMENTS, targets.c.changed_at, summary)
+        .select_from(stamp.outerjoin(rows, true()))
         .order_by(_C.id)
     )
 
 
-# Built once: the matrix asks them on every look, and building a statement costs more than running it here.
-_MATRIX_STAMP = _matrix_stamp()
-_MATRIX_ALL, _MATRIX_CHANGED = _matrix_rows(False), _matrix_rows(True)
+# Built once: the matrix looks every second, and building the statement costs more than running it here.
+_LOOK_ALL, _LOOK_CHANGED = _matrix_look(False), _matrix_look(True)
+_STAMP_KEYS = ("stamp_last", "stamp_max_id", "stamp_rows", "stamp_newer")
 
 
-async def matrix_stamp(conn: AsyncConnection, since_id: int) -> MatrixStamp:
-    """One aggregate over the table (``since_id``: the newest id of the previous look)."""
-    last, max_id, rows, new = (await conn.execute(_MATRIX_STAMP, {"since_id": since_id})).one()
-    return MatrixStamp(last, int(max_id), int(rows), int(new))
-
-
-async def matrix_rows(conn: AsyncConnection, since: datetime | None = None) -> list[Row]:
-    """The newest row (any state) and the newest ``deployed`` row of each (repo, environment, model) with a
-    row changed after ``since`` (every target, with None), oldest first, each with ``changed_at``: the
-    target's last change, and ``review_summary``: the newest review of its ``source_pr`` (the published
-    artifact: ``bot.store.reviews.artifacts_of``). One statement: the changed targets come from the
+async def matrix_look(
+    conn: AsyncConnection, since: datetime | None = None, since_id: int = 0
+) -> tuple[MatrixStamp, list[dict[str, Any]]]:
+    """The dashboard matrix's look, in one statement: the table's stamp (``since_id``: the newest id of the
+    previous look), and the newest row (any state) and the newest ``deployed`` row of each (repo, environment,
+    model) with a row changed after ``since`` (every target, with None), oldest first. Each row carries
+    ``changed_at`` (the target's last change) and ``review_summary`` (the newest review of its ``source_pr``:
+    the published artifact, ``bot.store.reviews.artifacts_of``). The changed targets come from the
     ``updated_at`` index, each one's two rows from the (repo, environment, model, id) index, so a deploy costs
     its own rows, not the table."""
-    if since is None:
-        return list((await conn.execute(_MATRIX_ALL)).mappings().all())
-    return list((await conn.execute(_MATRIX_CHANGED, {"since": since})).mappings().all())
+    query, params = (
+        (_LOOK_ALL, {"since_id": since_id})
+        if since is None
+        else (_LOOK_CHANGED, {"since_id": since_id, "since": since})
+    )
+    found = (await conn.execute(query, params)).mappings().all()
+    last, max_id, rows, newer = (found[0][k] for k in _STAMP_KEYS)
+    stamp = MatrixStamp(last, int(max_id), int(rows), int(newer))
+    return stamp, [{k: v for k, v in r.items() if k not in _STAMP_KEYS} for r in found if r["id"] is not None]
 
 
 async def last_change(conn: AsyncConnection) -> datetime | None:

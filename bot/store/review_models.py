@@ -41,7 +41,7 @@ class Deployment(Base):
     __table_args__ = (
         Index("ix_deployments_env_model", "repo", "environment", "model", "id"),
         Index("ix_deployments_rollout", "rollout"),
-        # the dashboard's matrix reads the rows changed since its last look (bot.store.deployments.matrix_rows)
+        # the dashboard's matrix reads the rows changed since its last look (bot.store.deployments.matrix_look)
         Index("ix_deployments_updated_at", "updated_at"),
     )
 

@@ -259,7 +259,7 @@ async def reviews_of_pr(engine: AsyncEngine, repo: str, number: int) -> list[Sto
 def newest_summary(repo: Any, number: Any) -> Any:
     """The ``summary`` of the newest review of the PR (``repo``, ``number``: column expressions of the
     enclosing query), as a correlated scalar subquery: the dashboard's matrix reads it beside each deployments
-    row in the same statement (``bot.store.deployments.matrix_rows``); ``artifacts_of`` reads it."""
+    row in the same statement (``bot.store.deployments.matrix_look``); ``artifacts_of`` reads it."""
     query = select(Review.summary).where(Review.repo == repo, Review.number == number)
     return query.order_by(Review.id.desc()).limit(1).scalar_subquery()
 

@@ -5,10 +5,10 @@ A target is a (repo, environment, model); its cell shows the newest ``deployed``
 state of the newest row of any state (a rollout under way, a failure). Every reader's matrix is a filter of
 the same cells by the repositories they can read, so the cells are shared and kept here:
 
-- a look (``refresh``) asks the table one aggregate (``bot.store.deployments.matrix_stamp``) at most once per
-  ``stamp_ttl``; when it moved, one indexed query (``bot.store.deployments.matrix_rows``) reads the newest and
-  the running row of each target with a row changed since the last look (minus ``margin``, for a writer
-  whose transaction commits a little after its timestamp), and only those cells are rebuilt;
+- a look (``refresh``), at most once per ``stamp_ttl`` for all readers, is one statement
+  (``bot.store.deployments.matrix_look``): the table's stamp, and the newest and the running row of each
+  target with a row changed since the last look (minus ``margin``, for a writer whose transaction commits a
+  little after its timestamp); when the stamp moved, only those cells are rebuilt;
 - a deleted row (the bot deletes none) shows as a row count short of the last look's plus the newer ids, or
   as an id shown by another target (SQLite reuses the highest id): then the whole table is read again;
 - a page for a set of repositories is a join of model rows rendered once per change of their cells; the live
@@ -166,17 +166,19 @@ class Matrix:
                 return
             async with self.engine.connect() as conn:
                 seen = self._seen
-                now = await deployments.matrix_stamp(conn, seen.max_id if seen else 0)
-                if seen is None or seen.last is None or now.rows != seen.rows + now.newer:
-                    await self._reload(conn)  # the first look, or a row went
-                elif (now.last, now.max_id) != (seen.last, seen.max_id):
-                    changed = await deployments.matrix_rows(conn, utc(seen.last) - self.margin)
-                    if not self._update(changed):
-                        await self._reload(conn)
+                if seen is None or seen.last is None:
+                    now = await self._reload(conn)  # the first look (or an empty table)
+                else:
+                    since = utc(seen.last) - self.margin
+                    now, changed = await deployments.matrix_look(conn, since, seen.max_id)
+                    if now.rows != seen.rows + now.newer:  # a row went
+                        now = await self._reload(conn)
+                    elif (now.last, now.max_id) != (seen.last, seen.max_id) and not self._update(changed):
+                        now = await self._reload(conn)  # a deleted row's id reused
             self._seen, self._checked = now, self.clock()
 
-    async def _reload(self, conn: Any) -> None:
-        found = await deployments.matrix_rows(conn)  # first: readers between two looks see the old cells meanwhile
+    async def _reload(self, conn: Any) -> deployments.MatrixStamp:
+        now, found = await deployments.matrix_look(conn)  # first: readers meanwhile see the old cells
         self.reloads += 1
         before = {k: c.html for k, c in self._cells.items()} if self._seen is not None else None
         last = self.last_change
@@ -187,16 +189,16 @@ class Matrix:
         self._tr.clear()
         self.last_change = None
         self._update(found, whole=True)
-        if before is None or self.last_change is None:
-            return
-        # After a deleted row a cell may show an older row, or be gone: the repositories whose cells differ
-        # are reshaped just after every stamp a page was given (so their pages load again, once).
-        differ = {k[0] for k in before.keys() ^ self._cells.keys()}
-        differ |= {k[0] for k, c in self._cells.items() if k in before and before[k] != c.html}
-        if differ:
-            self.last_change = max(self.last_change, last or self.last_change) + timedelta(microseconds=1)
-            for repo in differ:
-                self._reshaped[repo] = self.last_change
+        if before is not None and self.last_change is not None:
+            # After a deleted row a cell may show an older row, or be gone: the repositories whose cells differ
+            # are reshaped just after every stamp a page was given (so their pages load again, once).
+            differ = {k[0] for k in before.keys() ^ self._cells.keys()}
+            differ |= {k[0] for k, c in self._cells.items() if k in before and before[k] != c.html}
+            if differ:
+                self.last_change = max(self.last_change, last or self.last_change) + timedelta(microseconds=1)
+                for repo in differ:
+                    self._reshaped[repo] = self.last_change
+        return now
 
     def _update(self, found: Sequence[Mapping[Any, Any]], *, whole: bool = False) -> bool:
         """Rebuild the cells of the targets in ``found`` (each one's newest and running row); False when a

@@ -102,24 +102,28 @@ async def test_an_unpin_row_carries_on_what_the_running_version_had_and_starts_n
     assert pinned < lifted < other
 
 
-async def test_the_matrix_reads_the_newest_and_running_rows_of_the_targets_changed_since_a_stamp(
+async def test_the_matrix_look_reads_the_stamp_and_the_rows_of_the_targets_changed_since_it(
     engine: AsyncEngine,
 ) -> None:
+    async with engine.connect() as conn:
+        empty, none = await deployments.matrix_look(conn)
+    assert (empty.last, empty.max_id, empty.rows, empty.newer, none) == (None, 0, 0, 0, [])
+
     first = await deploy(engine, "a")
     pending = await deploy(engine, "b", state="pending")  # a proposal under way: the running row is still "a"
     staging = await deploy(engine, "a", env="staging")
     async with engine.connect() as conn:
-        stamp = await deployments.matrix_stamp(conn, 0)
-        every = await deployments.matrix_rows(conn)
+        stamp, every = await deployments.matrix_look(conn)
     assert (stamp.max_id, stamp.rows, stamp.newer) == (staging, 3, 3)
     assert [(r["id"], r["review_summary"]) for r in every] == [(first, None), (pending, None), (staging, None)]
-    assert all(r["changed_at"] is not None for r in every)
+    assert all(r["changed_at"] is not None for r in every) and "stamp_rows" not in every[0]
 
     assert stamp.last is not None
     async with engine.begin() as conn:
         await deployments.set_health(conn, staging, "degraded")
     async with engine.connect() as conn:
-        later = await deployments.matrix_stamp(conn, stamp.max_id)
-        changed = await deployments.matrix_rows(conn, stamp.last)
+        later, changed = await deployments.matrix_look(conn, stamp.last, stamp.max_id)
+        quiet, nothing = await deployments.matrix_look(conn, later.last, later.max_id)
     assert [(r["id"], r["health"]) for r in changed] == [(staging, "degraded")]  # only the target that changed
     assert (later.rows, later.newer) == (3, 0) and later.last is not None and later.last > stamp.last
+    assert (quiet, nothing) == (later, [])
