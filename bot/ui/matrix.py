@@ -7,8 +7,8 @@ the same cells by the repositories they can read, so the cells are shared and ke
 
 - a look (``refresh``), at most once per ``stamp_ttl`` for all readers, is one statement
   (``bot.store.deployments.matrix_look``): the table's stamp, and the newest and the running row of each
-  target with a row changed since the last look (minus ``margin``, for a writer whose transaction commits a
-  little after its timestamp); when the stamp moved, only those cells are rebuilt;
+  target with a row changed since the last look (minus ``margin``: a writer whose transaction commits a
+  little after its timestamp is found too); only the cells whose rows differ are rebuilt;
 - a deleted row (the bot deletes none) shows as a row count short of the last look's plus the newer ids, or
   as an id shown by another target (SQLite reuses the highest id): then the whole table is read again;
 - a page for a set of repositories is a join of model rows rendered once per change of their cells; the live
@@ -169,12 +169,12 @@ class Matrix:
                 if seen is None or seen.last is None:
                     now = await self._reload(conn)  # the first look (or an empty table)
                 else:
+                    # Every look reads the targets changed within ``margin`` before the last stamp, moved or not:
+                    # a writer that commits late (its timestamp older than a stamp already seen) is found there.
                     since = utc(seen.last) - self.margin
                     now, changed = await deployments.matrix_look(conn, since, seen.max_id)
-                    if now.rows != seen.rows + now.newer:  # a row went
-                        now = await self._reload(conn)
-                    elif (now.last, now.max_id) != (seen.last, seen.max_id) and not self._update(changed):
-                        now = await self._reload(conn)  # a deleted row's id reused
+                    if now.rows != seen.rows + now.newer or not self._update(changed):
+                        now = await self._reload(conn)  # a row went (or a deleted row's id came back)
             self._seen, self._checked = now, self.clock()
 
     async def _reload(self, conn: Any) -> deployments.MatrixStamp:
@@ -210,8 +210,8 @@ class Matrix:
             if self._shown.get(plain["id"], key) != key:
                 return False
             by_key.setdefault(key, []).append(plain)
-        if not by_key:
-            return True
+        late = self.last_change  # every stamp a page was given is at most this
+        moved = False
         for key, rows in by_key.items():
             changed_at = utc(max(r.pop("changed_at") for r in rows))
             for r in rows:
@@ -219,6 +219,12 @@ class Matrix:
             newest = rows[-1]  # oldest first
             running = next((r for r in reversed(rows) if r["state"] == "deployed"), None)
             old = self._cells.get(key)
+            if old is not None and old.newest == newest and old.running == running:
+                continue  # read again within the margin, unchanged
+            moved = True
+            if not whole and late is not None and changed_at <= late:
+                # committed after a look that saw a newer stamp: newer than every page's, so fragments send it
+                changed_at = late + timedelta(microseconds=1)
             if old is not None:
                 for r in old.rows():
                     self._shown.pop(r["id"], None)
@@ -233,7 +239,8 @@ class Matrix:
             self._tr.pop((repo, model), None)
             if self.last_change is None or changed_at > self.last_change:
                 self.last_change = changed_at
-        self._version += 1
+        if moved:
+            self._version += 1
         return True
 
     # ------------------------------------------------------------------ what a reader sees

@@ -8,6 +8,7 @@ import html
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,7 @@ async def test_the_kept_matrix_reads_only_changed_targets_and_always_equals_a_fr
         return str(kept.table(mine))
 
     staging = await record(engine, **row("acme/churn", "staging", "aaaaaaa"))
-    await record(engine, **row("acme/churn", "production", "aaaaaaa"))
+    production = await record(engine, **row("acme/churn", "production", "aaaaaaa"))
     await record(engine, **row("acme/other", "staging", "eeeeeee"))
     page = await same_as_a_fresh_read()
     assert page.count("state-live") == 2 and "eeeeeee" not in page and kept.reloads == 1
@@ -190,6 +191,30 @@ async def test_the_kept_matrix_reads_only_changed_targets_and_always_equals_a_fr
     assert "health-degraded" in await same_as_a_fresh_read()
     assert [c.id for c in kept.changed(both, seen)] == ["cell-acme_churn-staging-churn"]
     assert not kept.reshaped(both, seen)
+
+    # a writer that committed late: its row's timestamp is older than the stamp a page was given already
+    given = kept.last_change
+    assert given is not None
+    async with engine.begin() as conn:
+        await conn.execute(
+            deployments.DEPLOYMENTS.update()
+            .where(deployments.DEPLOYMENTS.c.id == production)
+            .values(health="inconclusive", updated_at=given - timedelta(seconds=1))
+        )
+    assert "health-inconclusive" in await same_as_a_fresh_read()
+    assert [c.id for c in kept.changed(both, given)] == ["cell-acme_churn-production-churn"]
+
+    # a writer that committed late: its row's timestamp is older than the stamp a page was given already
+    given = kept.last_change
+    assert given is not None
+    async with engine.begin() as conn:
+        await conn.execute(
+            deployments.DEPLOYMENTS.update()
+            .where(deployments.DEPLOYMENTS.c.id == production)
+            .values(health="inconclusive", updated_at=given - timedelta(seconds=1))
+        )
+    assert "health-inconclusive" in await same_as_a_fresh_read()
+    assert [c.id for c in kept.changed(both, given)] == ["cell-acme_churn-production-churn"]
 
     await record(engine, **row("acme/churn", "canary", "ccccccc"))  # a new environment
     await record(engine, **row("acme/churn", "staging", "ddddddd", model="fraud"))  # a new model
