@@ -244,13 +244,12 @@ class Dashboard:
     # ------------------------------------------------------------------ matrix (bot.ui.matrix)
     async def matrix(self, request: web.Request) -> web.Response:
         await self.matrix_cells.refresh()
-        repos = self.visible(request)
-        table = self.matrix_cells.table(repos)
-        # the page around a slot, the table (kept encoded per change) put in as bytes
+        table = self.matrix_cells.table_bytes(self.visible(request))
+        # the page around a slot, the table (kept encoded until a cell changes) put in as bytes
         page = self.render(request, "matrix.html", table=Markup(_SLOT), empty=not table, stamp=self._matrix_stamp())
         if table:
             head, _, tail = (page.text or "").partition(_SLOT)
-            page.body = head.encode() + self.matrix_cells.table_bytes(repos) + tail.encode()
+            page.body = b"".join((head.encode(), table, tail.encode()))
         return page
 
     def _matrix_stamp(self) -> str:

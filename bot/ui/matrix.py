@@ -145,7 +145,7 @@ class Matrix:
     _shown: dict[int, Key] = field(default_factory=dict, init=False)  # row id -> the target showing it
     _models: dict[tuple[str, str], dict[str, Cell]] = field(default_factory=dict, init=False)
     _envs: dict[str, set[str]] = field(default_factory=dict, init=False)  # repo -> its environments
-    _tr: dict[tuple[str, str], tuple[tuple[str, ...], str]] = field(default_factory=dict, init=False)
+    _tr: dict[tuple[str, str], tuple[tuple[str, ...], bytes]] = field(default_factory=dict, init=False)
     _seen: deployments.MatrixStamp | None = field(default=None, init=False)
     _checked: float = field(default=float("-inf"), init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -245,36 +245,34 @@ class Matrix:
 
     # ------------------------------------------------------------------ what a reader sees
     def table(self, repos: Sequence[str]) -> Markup:
-        """The matrix of ``repos`` as HTML ("" when they have no deployments), kept until a cell changes."""
+        """The matrix of ``repos`` as HTML ("" when they have no deployments)."""
+        return Markup(self.table_bytes(repos).decode())
+
+    def table_bytes(self, repos: Sequence[str]) -> bytes:
+        """The matrix of ``repos`` as UTF-8 HTML (b"" when they have no deployments), kept until a cell changes:
+        a join of model rows kept encoded (the page is half a megabyte; encoding it whole was most of a page)."""
         key = ("table", tuple(repos))
         kept = self._rendered.get(key)
         if kept is not None and kept[0] == self._version:
-            return Markup(kept[1])
+            return bytes(kept[1])
         readable = set(repos)
         envs = tuple(sorted({env for repo in readable for env in self._envs.get(repo, ())}))
         rows = [self._row(m, envs) for m in sorted(self._models) if m[0] in readable]
-        table = Markup("")
+        table = b""
         if rows:
             head = "".join(f'<th scope="col">{html.escape(env)}</th>' for env in envs)
-            table = Markup(
-                '<table class="matrix"><caption>What runs where (the newest deployed version per environment)'
-                f'</caption><thead><tr><th scope="col">Model</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-                "</table>"
+            table = b"".join(
+                [
+                    '<table class="matrix"><caption>What runs where (the newest deployed version per environment)'
+                    f'</caption><thead><tr><th scope="col">Model</th>{head}</tr></thead><tbody>'.encode(),
+                    *rows,
+                    b"</tbody></table>",
+                ]
             )
         self._remember(key, table)
         return table
 
-    def table_bytes(self, repos: Sequence[str]) -> bytes:
-        """``table`` encoded, kept as long as it (the page is half a megabyte: encoding it is most of a page)."""
-        key = ("bytes", tuple(repos))
-        kept = self._rendered.get(key)
-        if kept is not None and kept[0] == self._version:
-            return bytes(kept[1])
-        encoded = str(self.table(repos)).encode()
-        self._remember(key, encoded)
-        return encoded
-
-    def _row(self, model: tuple[str, str], envs: tuple[str, ...]) -> str:
+    def _row(self, model: tuple[str, str], envs: tuple[str, ...]) -> bytes:
         kept = self._tr.get(model)
         if kept is not None and kept[0] == envs:
             return kept[1]
@@ -285,7 +283,7 @@ class Matrix:
         tr = (
             f'<tr><th scope="row"><a href="{link}">{html.escape(name)}</a><br><small>{html.escape(repo)}</small>'
             f"</th>{tds}</tr>"
-        )
+        ).encode()
         self._tr[model] = (envs, tr)
         return tr
 

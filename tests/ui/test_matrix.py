@@ -175,7 +175,6 @@ async def test_the_kept_matrix_reads_only_changed_targets_and_always_equals_a_fr
         for repos in (mine, both):
             assert kept.table(repos) == fresh.table(repos)
             assert kept.json(repos) == fresh.json(repos)
-            assert kept.table_bytes(repos) == str(fresh.table(repos)).encode()
         return str(kept.table(mine))
 
     staging = await record(engine, **row("acme/churn", "staging", "aaaaaaa"))
