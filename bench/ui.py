@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from bot.chatops import store as chatops_store  # noqa: E402
 from bot.guard import store as guard_store  # noqa: E402
+from bot.guard.evidence import render_evidence  # noqa: E402
 from bot.store import deployments  # noqa: E402
 from bot.store.base import utcnow  # noqa: E402
 from bot.store.db import make_engine, migrate  # noqa: E402
@@ -42,7 +43,7 @@ from bot.store.queue import JobQueue, enqueue, job_row  # noqa: E402
 from bot.ui.app import Dashboard  # noqa: E402
 from bot.ui.github import OAuthClient  # noqa: E402
 from bot.ui.session import COOKIE, SessionStore  # noqa: E402
-from tests.ui.test_dashboard_browser import EVIDENCE  # noqa: E402
+from tests.guard.test_evidence import rolled_back  # noqa: E402
 
 ENVS = [f"env{i}" for i in range(10)]
 REPOS = [f"acme/models-{i}" for i in range(10)]
@@ -50,6 +51,7 @@ REPOS = [f"acme/models-{i}" for i in range(10)]
 
 async def seed(engine: Any) -> None:
     now = utcnow()
+    evidence = render_evidence(rolled_back())  # what the guard writes on a rollback, with its chart
     async with engine.begin() as conn:
         for r, repo in enumerate(REPOS):
             for m in range(10):
@@ -90,7 +92,7 @@ async def seed(engine: Any) -> None:
                     "values_path": "environments/env0/m/values.yaml",
                     "branch": "modelship/rollback/env0/m",
                     "trigger": "guard",
-                    "evidence": EVIDENCE.format(bad="b" * 7),
+                    "evidence": evidence,
                     "state": "merged",
                 },
             )
