@@ -228,7 +228,18 @@ async def _make_current(
     delay and "the version before this one" start at the merge), the previous current one superseded."""
     if not await deployments.retire_proposal(conn, proposal["id"]):
         return  # another worker took it first
-    copied = ("repo", "environment", "model", "version", "source_pr", "deploy_repo", "deploy_pr", "variant", "sha256")
+    copied = (
+        "repo",
+        "environment",
+        "model",
+        "version",
+        "source_pr",
+        "deploy_repo",
+        "deploy_pr",
+        "values_path",  # the proposal's file, now in the merge commit
+        "variant",
+        "sha256",
+    )
     row_id = await deployments.record(  # supersedes the version that ran before
         conn,
         track=track,  # live tracking follows the merged version

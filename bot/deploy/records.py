@@ -13,7 +13,7 @@ from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.context import EventSink
-from bot.deploy.manifest import ModelRef
+from bot.deploy.manifest import ManifestError, ModelRef, values_path
 from bot.deploy.render import (
     MARK,
     Row,
@@ -52,10 +52,19 @@ class DeployRecords:
         self.emit = emit  # Services.emit: the notification outbox (deploy.committed)
 
     async def record(
-        self, gh: GitHubAPI, repo: str, deploy_repo: str, result: Result, actor: str, *, failure: str = "failure"
+        self,
+        gh: GitHubAPI,
+        repo: str,
+        deploy_repo: str,
+        result: Result,
+        actor: str,
+        *,
+        path_template: str,
+        failure: str = "failure",
     ) -> None:
-        """Write the history row and the GitHub Deployment for a result worth remembering. ``failure`` is
-        the Deployment status of a failed result: ``failure`` (refused) or ``error`` (it broke)."""
+        """Write the history row and the GitHub Deployment for a result worth remembering. ``path_template``
+        is the config's deploy.path_template (the row names its values file). ``failure`` is the Deployment
+        status of a failed result: ``failure`` (refused) or ``error`` (it broke)."""
         ref, state = result.ref, row_state(result)
         if ref is None or state is None:
             if ref is not None and result.state == "unchanged":
@@ -73,7 +82,7 @@ class DeployRecords:
             row_id = await deployments.record(
                 conn,
                 track=self.live_tracking,
-                **_history_row(repo, deploy_repo, result, ref, actor),
+                **_history_row(repo, deploy_repo, result, ref, actor, path_template),
                 deploy_pr=result.deploy_pr,
                 state=state,
                 pinned=ref.pinned,
@@ -87,14 +96,16 @@ class DeployRecords:
         if state == "deployed":
             self.on_deployed()
 
-    async def record_unpin(self, repo: str, deploy_repo: str, result: Result, actor: str) -> None:
+    async def record_unpin(
+        self, repo: str, deploy_repo: str, result: Result, actor: str, *, path_template: str
+    ) -> None:
         """The timeline's ``unpin`` row of a committed unpin: no new GitHub Deployment or rollout, since the
         same version runs on (the running row's carry on)."""
         ref = result.ref
         if ref is None or result.state != "deployed":
             return  # nothing was committed (already unpinned): nothing happened worth a row
         async with self.engine.begin() as conn:
-            await deployments.record_unpin(conn, **_history_row(repo, deploy_repo, result, ref, actor))
+            await deployments.record_unpin(conn, **_history_row(repo, deploy_repo, result, ref, actor, path_template))
 
     async def ensure_github_deployment(
         self, gh: GitHubAPI, repo: str, deploy_repo: str, env: str, ref: ModelRef, *, failure: str = "failure"
@@ -149,8 +160,14 @@ class DeployRecords:
         return str(row["health"]) if row is not None else "unknown (no deployment record)"
 
 
-def _history_row(repo: str, deploy_repo: str, result: Result, ref: ModelRef, actor: str) -> dict[str, Any]:
+def _history_row(
+    repo: str, deploy_repo: str, result: Result, ref: ModelRef, actor: str, path_template: str
+) -> dict[str, Any]:
     """The columns every history row of a deploy result carries (deploy, promote, rollback or unpin)."""
+    try:
+        path: str | None = values_path(result.env, ref.name, path_template)
+    except ManifestError:
+        path = None  # names no file can have: the row records the refusal, there is no file to point at
     return {
         "repo": repo,
         "environment": result.env,
@@ -159,6 +176,7 @@ def _history_row(repo: str, deploy_repo: str, result: Result, ref: ModelRef, act
         "source_pr": ref.source_pr,
         "deploy_repo": deploy_repo,
         "deploy_commit": result.deploy_commit,
+        "values_path": path,
         "variant": ref.variant,
         "sha256": ref.sha256,
         "actor": actor,

@@ -146,9 +146,9 @@ class DeployService:
         ]
         results += [Result(t.env, t.ref.name, "skipped", str(unmet), t.ref) for t, unmet in gated if unmet is not None]
         targets = [t for t, unmet in gated if unmet is None]
-        deploy_name = config.deploy.repository
+        deploy_name, template = config.deploy.repository, config.deploy.path_template
         for result in results:
-            await self.records.record(gh, request.repo, deploy_name, result, request.actor)
+            await self.records.record(gh, request.repo, deploy_name, result, request.actor, path_template=template)
         for target in targets:
             try:
                 result = await self.writer.write(
@@ -159,7 +159,7 @@ class DeployService:
             # Any other error ends the job (retried inside it first when transient); the job system then
             # calls on_final_failure, which records the targets that got no result. Each result is recorded
             # at once: a later target's failure retries the job, and by then this one is "unchanged".
-            await self.records.record(gh, request.repo, deploy_name, result, request.actor)
+            await self.records.record(gh, request.repo, deploy_name, result, request.actor, path_template=template)
         await self.records.update_sticky(gh, request.repo, request.number)
 
     async def on_final_failure(self, job: ClaimedJob, failure: JobFailure) -> None:
@@ -184,7 +184,13 @@ class DeployService:
                         continue  # this target got its result before the job stopped
                 result = failed(env, spec.name, gave_up(env, failure.attempts, why), ref)
                 await self.records.record(
-                    gh, request.repo, config.deploy.repository, result, request.actor, failure="error"
+                    gh,
+                    request.repo,
+                    config.deploy.repository,
+                    result,
+                    request.actor,
+                    path_template=config.deploy.path_template,
+                    failure="error",
                 )
         await self.records.update_sticky(gh, request.repo, request.number)
 
@@ -337,7 +343,9 @@ class DeployService:
             )
         # The timeline's "unpin" row: the same version runs on, no longer pinned (who and why with it).
         for result in results:
-            await self.records.record_unpin(repo, config.deploy.repository, result, actor)
+            await self.records.record_unpin(
+                repo, config.deploy.repository, result, actor, path_template=config.deploy.path_template
+            )
         return results
 
     async def _finish(
@@ -345,7 +353,9 @@ class DeployService:
     ) -> None:
         assert config.deploy is not None
         for result in results:
-            await self.records.record(gh, repo, config.deploy.repository, result, actor)
+            await self.records.record(
+                gh, repo, config.deploy.repository, result, actor, path_template=config.deploy.path_template
+            )
         if all(r.state == "dry-run" for r in results):
             return
         # The PR that shipped a version hears about it too (a promotion is often asked for elsewhere).

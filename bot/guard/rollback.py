@@ -492,6 +492,7 @@ class Rollbacks:
                     deploy_repo=incident.deploy_repo,
                     deploy_commit=sha or None,
                     deploy_pr=incident.pr_number,
+                    values_path=incident.values_path or None,  # the file the rollback PR restored
                     variant=target.variant,
                     sha256=target.sha256,
                     actor=incident.actor or self._bot,

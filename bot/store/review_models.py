@@ -54,6 +54,9 @@ class Deployment(Base):
     deploy_repo: Mapped[str] = mapped_column(String(256))
     deploy_commit: Mapped[str | None] = mapped_column(String(64))
     deploy_pr: Mapped[int | None]  # protected environments: the deploy repository PR
+    # The values file in the deploy repository (deploy.path_template of the config the row was written under):
+    # with deploy_commit it names the file as committed (the dashboard's values diff). NULL: not known (older rows).
+    values_path: Mapped[str | None] = mapped_column(String(512))
     variant: Mapped[str] = mapped_column(String(32), default="original")
     sha256: Mapped[str] = mapped_column(String(64), default="")
     actor: Mapped[str] = mapped_column(String(256), default="")

@@ -231,8 +231,8 @@ async def test_merge_commits_once_and_a_redelivery_writes_nothing(world: World) 
     assert ref.sha256 == hashlib.sha256(b"churn v1").hexdigest()
 
     rows = await history(world, r.model)
-    assert [(x.environment, x.state, x.deploy_commit, x.actor) for x in rows] == [
-        ("staging", "deployed", after[0], "alice")
+    assert [(x.environment, x.state, x.deploy_commit, x.actor, x.values_path) for x in rows] == [
+        ("staging", "deployed", after[0], "alice", STAGING)  # the file as committed: the dashboard's values diff
     ]
     deployments = [d for d in world.hub.deployments.values() if d.repo == r.model]
     assert [(d.sha, d.environment) for d in deployments] == [(merge_sha, "staging")]
@@ -340,6 +340,7 @@ async def test_a_pinned_environment_is_not_rolled_forward_until_unpinned(world: 
     unpinned = (await history(world, r.model))[-1]
     assert (unpinned.kind, unpinned.state, unpinned.version, unpinned.pinned) == ("unpin", "deployed", "0" * 40, False)
     assert unpinned.actor == "alice" and "rollback after error rate 7%" in (unpinned.detail or "")
+    assert unpinned.values_path == STAGING
 
     _, second = await merge(world, r.model, "forward-again", b"churn v4")
     ref = current_ref(show(world, r.deploy, STAGING))
@@ -462,11 +463,11 @@ async def test_promote_copies_the_healthy_upstream_version_and_dry_runs_write_no
     assert production == current_ref(show(world, r.deploy, STAGING))
     message = git(world.hub.git.path(r.deploy), "log", "-1", "--format=%B", "main")
     assert message.startswith("promote(production): churn") and "Promoted from staging by alice" in message
-    kinds = [(x.environment, x.kind, x.state) for x in await history(world, r.model)]
+    kinds = [(x.environment, x.kind, x.state, x.values_path) for x in await history(world, r.model)]
     assert kinds == [
-        ("staging", "deploy", "deployed"),
-        ("production", "promote", "skipped"),
-        ("production", "promote", "deployed"),
+        ("staging", "deploy", "deployed", STAGING),
+        ("production", "promote", "skipped", "environments/production/churn/values.yaml"),
+        ("production", "promote", "deployed", "environments/production/churn/values.yaml"),
     ]
     body = sticky(world, r.model, number)
     assert "`production`" in body and "`staging`" in body

@@ -104,6 +104,7 @@ async def test_a_merged_deploy_pr_is_recorded_watched_and_told_once(world: World
     ]
     current = rows[-1]
     assert (current.deploy_commit, current.deploy_pr, current.actor) == (deploy_sha, pull.number, "carol")
+    assert current.values_path == rows[1].values_path == "environments/production/churn/values.yaml"
     assert current.github_deployment_id == rows[1].github_deployment_id  # the same GitHub Deployment succeeds
     assert deployment_statuses(world, r.model, "production") == [["queued", "success"]]
     [production] = [d for d in world.hub.deployments.values() if d.repo == r.model and d.environment == "production"]

@@ -110,7 +110,7 @@ async def test_a_manual_rollback_opens_one_pinned_pr_and_records_the_merge(bot: 
     by_version = {(r.version, r.state): r for r in await rows(service.services.engine)}
     assert by_version[(V2, "rolled_back")].health == "degraded"
     restored = by_version[(V1, "deployed")]
-    assert restored.pinned and restored.deploy_pr == pull.number
+    assert restored.pinned and restored.deploy_pr == pull.number and restored.values_path == VALUES
     assert (restored.kind, by_version[(V2, "rolled_back")].kind) == ("rollback", "deploy")  # the timeline's "what"
     assert await guard.rollbacks.advance_open() == []  # nothing left to do, nothing done twice
 
