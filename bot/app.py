@@ -41,10 +41,12 @@ from bot.review.service import SandboxConfig, SandboxUnavailable, make_sandbox
 from bot.settings import SOURCE_ROOT, Settings
 from bot.store.db import make_engine, migrate
 from bot.store.deliveries import DeliveryWriter
+from bot.store.installations import active_installations
 from bot.store.models import Delivery as DeliveryRow
 from bot.store.queue import ClaimedJob, JobQueue
 from bot.ui.app import Dashboard
 from bot.ui.github import OAuthClient
+from bot.ui.public import PublicRepos
 from bot.ui.session import SessionStore
 from bot.web.app import Health, Intake, create_web_app
 from bot.web.limits import HttpLimits
@@ -412,6 +414,7 @@ def dashboard(
         public_url=settings.ui_public_url,
         health=checkup.report,
         services=services,
+        public=PublicRepos(lambda: active_installations(services.engine), services.github),
     )
 
 

@@ -23,3 +23,14 @@ async def installation_for(engine: AsyncEngine, full_name: str) -> int | None:
             if full_name.lower() in names or (repos.get("all") and row.account.lower() == owner):
                 return int(row.id)
     return None
+
+
+async def active_installations(engine: AsyncEngine) -> list[int]:
+    """The ids of the App's installations that are neither deleted nor suspended."""
+    async with engine.connect() as conn:
+        rows = await conn.scalars(
+            select(Installation.id)
+            .where(Installation.deleted.is_(False), Installation.suspended.is_(False))
+            .order_by(Installation.id)
+        )
+        return [int(i) for i in rows]

@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,9 @@ from bot.store.reviews import StoredReview, reviewed_model, reviews_of_pr
 from bot.ui import evidence
 from bot.ui.github import OAuthClient, SignInError
 from bot.ui.matrix import Matrix, stamp, utc
+from bot.ui.public import PublicRepos
 from bot.ui.session import COOKIE, STATE_COOKIE, Session, SessionStore, same, sign, unsign
+from bot.ui.values import ValuesReader
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,10 @@ class Dashboard:
     services: Services | None = None
     refresh_seconds: float = 300.0
     stamp_ttl: float = 1.0
+    # the timeline's values diff reads the committed files through the deploy repository's installation
+    values: ValuesReader | None = None
+    # the public repositories of the App's installations, shown to every signed-in user (None: only /user/repos)
+    public: PublicRepos | None = None
     env: jinja2.Environment = field(init=False)
     # the matrix's cells, shared by every reader and kept up to date with the deployments table
     matrix_cells: Matrix = field(init=False)
@@ -112,6 +118,12 @@ class Dashboard:
     def __post_init__(self) -> None:
         self.env = environment()
         self.matrix_cells = Matrix(self.engine, stamp_ttl=self.stamp_ttl)
+        if self.values is None:
+            self.values = ValuesReader(self._installation_client)
+
+    async def _installation_client(self, repo: str) -> Any:
+        installation = await installation_for(self.engine, repo)
+        return None if installation is None else await self.github.for_installation(installation)
 
     # ------------------------------------------------------------------ plumbing
     def render(self, request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
@@ -134,7 +146,7 @@ class Dashboard:
         return f"{base}/ui/oauth/callback"
 
     def visible(self, request: web.Request) -> list[str]:
-        return sorted(request[SESSION].repos)
+        return request[SESSION].readable()
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -145,8 +157,14 @@ class Dashboard:
                 if request.path.startswith(("/ui/api/", "/ui/fragments/")) or request.method != "GET":
                     return web.json_response({"message": "sign in first: /ui/login"}, status=401)
                 raise web.HTTPSeeOther("/ui/login")
-            if self.clock() - session.refreshed_at > self.refresh_seconds:
-                await self._refresh(session)
+            if self.clock() - session.refreshed_at > self.refresh_seconds and not await self._refresh(session):
+                # no longer in the org/team the dashboard is restricted to: signed out on every replica
+                await self.sessions.drop(request.cookies.get(COOKIE), self.clock())
+                if request.path.startswith(("/ui/api/", "/ui/fragments/")) or request.method != "GET":
+                    return web.json_response({"message": f"sign in again: /ui/login ({self.allowed} only)"}, status=401)
+                raise web.HTTPSeeOther("/ui/login")
+            if self.public is not None:  # a copy per request: the cached session is shared
+                session = replace(session, public=await self.public.names())
             request[SESSION] = session
         try:
             response = await handler(request)
@@ -168,14 +186,19 @@ class Dashboard:
             raise response
         return response
 
-    async def _refresh(self, session: Session) -> None:
-        """Re-read what the user can read (permissions change; a removed collaborator must stop seeing)."""
+    async def _refresh(self, session: Session) -> bool:
+        """Re-read what the user can read (permissions change; a removed collaborator must stop seeing) and,
+        with MODELSHIP_UI_ALLOWED, whether they are still in that org or team (False: they are not)."""
         try:
+            if self.allowed and not await self.oauth.member_of(session.token, session.login, self.allowed):
+                log.info("dashboard: %s left %s: signed out", session.login, self.allowed)
+                return False
             session.repos = await self.oauth.readable_repos(session.token)
         except Exception as exc:  # a GitHub hiccup keeps the old list for one more round, never widens it
             log.warning("dashboard: could not refresh %s's repositories: %s", session.login, type(exc).__name__)
         session.refreshed_at = self.clock()
         await self.sessions.refreshed(session)
+        return True
 
     def check_csrf(self, request: web.Request, form: Mapping[Any, Any]) -> None:
         token = form.get("csrf") or request.headers.get("X-CSRF-Token")
@@ -308,7 +331,10 @@ class Dashboard:
                 va, vb = ma.get(name), mb.get(name)
                 delta = vb - va if va is not None and vb is not None else None
                 metrics.append((name, va, vb, delta))
-            compared = {"a": a, "b": b, "values": diff(values_of(a), values_of(b)), "metrics": metrics}
+            assert self.values is not None
+            files = await self.values.diff(a, b, request[SESSION].can_read)
+            record = diff(values_of(a), values_of(b))
+            compared = {"a": a, "b": b, "files": files, "record": record, "metrics": metrics}
         return self.render(
             request, "timeline.html", repo=repo, model=model, by_env=by_env, rows=rows, compared=compared
         )

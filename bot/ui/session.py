@@ -61,9 +61,15 @@ class Session:
     refreshed_at: float
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     sid: str = ""  # the id the cookie carries (its row is keyed by this id's sha256)
+    # Public repositories of the App's installations (bot.ui.public), added per request and never stored:
+    # anyone may read them, though GET /user/repos does not list them.
+    public: frozenset[str] = frozenset()
 
     def can_read(self, repo: str) -> bool:
-        return repo in self.repos
+        return repo in self.repos or repo in self.public
+
+    def readable(self) -> list[str]:
+        return sorted(self.repos.keys() | self.public)
 
 
 def _derive(secret: bytes, purpose: bytes) -> bytes:

@@ -1,0 +1,23 @@
+"""Signing in to the dashboard over plain HTTP, through devhub's real OAuth pages (no browser)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+
+
+def browser_session() -> aiohttp.ClientSession:
+    """A client that keeps cookies for 127.0.0.1, as a browser does (aiohttp's jar skips IP hosts by default)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def sign_in(http: aiohttp.ClientSession, base: str, login: str) -> aiohttp.ClientResponse:
+    """Start at /ui/oauth/start, press devhub's "Sign in as <login>", follow GitHub's redirect back."""
+    async with http.get(f"{base}/ui/oauth/start", allow_redirects=False) as started:
+        location = started.headers["Location"]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    form = {"client_id": query["client_id"], "redirect_uri": query["redirect_uri"], "state": query["state"]}
+    async with http.post(location.partition("?")[0], data=form | {"login": login}) as done:
+        await done.read()
+        return done
