@@ -246,6 +246,7 @@ async def world(
             ):
                 hub.set_permission(repo, user, role)
             hub.set_permission(HIDDEN, "olga", "admin")
+            hub.set_permission(f"{MODEL}-deploy", "maya", "read")  # the timeline's values files live there
             await _merge(hub, bot, MODEL, "v1", b"churn v1", 0.80)
             # v2 is a real ONNX model: the model server in staging loads and serves this very file
             await _merge(hub, bot, MODEL, "v2", iris_model[0].read_bytes(), 0.84)
@@ -375,8 +376,12 @@ async def test_timeline_diff_between_two_deployed_versions(world: World) -> None
     await page.get_by_label("From").select_option(str(world.versions[0]))
     await page.get_by_label("To").select_option(str(world.versions[1]))
     await page.get_by_role("button", name="Compare").click()
+    # the values files as committed to the deploy repository: the changed lines, and the changed keys
+    lines = await page.locator("pre.values-file-diff").inner_text()
+    assert "-  sha256: " + hashlib.sha256(b"churn v1").hexdigest() in lines
+    assert "+  sha256: " + world.served in lines
     values = page.locator("table.values-diff")
-    await expect(values.get_by_role("rowheader", name="version")).to_be_visible()
+    await expect(values.get_by_role("rowheader", name="model.sha256")).to_be_visible()
     assert hashlib.sha256(b"churn v1").hexdigest() in await values.inner_text()
     metrics = await page.locator("table.metrics-diff").inner_text()
     assert re.search(r"f1\s+0\.8\s+0\.84\s+\+0\.04", metrics), metrics
@@ -534,7 +539,8 @@ async def test_a_repository_the_user_cannot_read_is_nowhere(world: World) -> Non
     direct = await page.request.get(f"{base}/ui/models/{HIDDEN}/churn")
     assert HIDDEN not in page_html
     assert fragment.status == 200 and "secret" not in await fragment.text() and "acme_churn" in await fragment.text()
-    assert api["repositories"] == [MODEL, FRAUD] and {d["repo"] for d in api["deployments"]} == {MODEL, FRAUD}
+    assert api["repositories"] == [MODEL, f"{MODEL}-deploy", FRAUD]
+    assert {d["repo"] for d in api["deployments"]} == {MODEL, FRAUD}
     assert direct.status == 404
     await context.close()
 
