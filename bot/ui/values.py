@@ -114,8 +114,10 @@ class ValuesReader:
             data = await read_file(gh, repo, path, commit)
         except BadRequest as exc:  # 4xx other than 404
             return ValuesFile(where, problem=f"GitHub refused to show {path} in {repo} ({exc.status_code}).")
-        except ContentsError as exc:
-            return ValuesFile(where, problem=f"GitHub cannot hand {path} over as one file ({exc}).")
+        except ContentsError:
+            return ValuesFile(
+                where, problem=f"The contents API cannot hand {path} over: it is not a file, or it is over 1 MB."
+            )
         except (GitHubException, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("dashboard: reading %s failed: %s", where, type(exc).__name__)
             return ValuesFile(where, problem=f"GitHub did not answer for {path} in {repo}; try again later.")

@@ -561,6 +561,9 @@ def deployment_status(s: DeploymentStatus, d: Deployment, r: Repo, urls: Urls) -
     }
 
 
+CONTENTS_LIMIT = 1024 * 1024  # bytes the contents API hands over inline (base64)
+
+
 def content_entry(e: TreeEntry, r: Repo, ref: str, urls: Urls, data: bytes | None = None) -> dict[str, Any]:
     api = f"{urls.repo_api(r.full_name)}/contents/{e.path}?ref={ref}"
     kind = "file" if e.kind == "blob" else "dir"
@@ -578,7 +581,10 @@ def content_entry(e: TreeEntry, r: Repo, ref: str, urls: Urls, data: bytes | Non
         "download_url": f"{urls.web}/{r.full_name}/raw/{ref}/{e.path}" if kind == "file" else None,
         "_links": {"self": api, "git": git, "html": html},
     }
-    if data is not None:
+    if data is not None and len(data) > CONTENTS_LIMIT:
+        # Over 1 MB GitHub still answers 200, with an empty content and encoding "none" (the docs' size limits).
+        body |= {"encoding": "none", "content": ""}
+    elif data is not None:
         # GitHub wraps base64 at 60 columns; clients must tolerate the newlines.
         encoded = base64.b64encode(data).decode()
         body |= {

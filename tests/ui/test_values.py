@@ -82,7 +82,7 @@ async def test_the_reader_keeps_what_it_read_within_its_bound(devhub: RunningDev
         installed = await install_app(devhub, session)
         gh = client(devhub, session, installed.token)
         first = await hub.push(REPO, "main", {"values.yaml": "a: 1\n"})
-        second = await hub.push(REPO, "main", {"values.yaml": "a: 2\n"})
+        second = await hub.push(REPO, "main", {"values.yaml": "a: 2\n", "big.yaml": b"#" * (2 * 1024 * 1024)})
 
         async def client_for(repo: str) -> Any:
             return gh if repo == REPO else None
@@ -102,5 +102,7 @@ async def test_the_reader_keeps_what_it_read_within_its_bound(devhub: RunningDev
         assert missing.text is None and f"nope.yaml is not in {REPO} at {second[:7]}" in missing.problem
         unknown = await reader.read(REPO, "0" * 40, "values.yaml")
         assert unknown.text is None and "is not in" in unknown.problem  # GitHub: "No commit found for the ref"
+        big = await reader.read(REPO, second, "big.yaml")
+        assert big.text is None and "over 1 MB" in big.problem
         assert "is not a commit id" in (await reader.read(REPO, "main", "values.yaml")).problem
         assert "not installed" in (await reader.read("other/repo", first, "values.yaml")).problem

@@ -230,3 +230,29 @@ async def test_spending_the_whole_primary_limit_gets_403_until_reset(devhub: Run
                 statuses.append((response.status, response.headers["x-ratelimit-remaining"]))
 
     assert statuses == [(200, "1"), (200, "0"), (403, "0")]
+
+
+async def test_contents_at_a_commit_stay_what_that_commit_held(devhub: RunningDevHub) -> None:
+    """What the dashboard's values diff relies on: ``?ref=<commit sha>`` answers that commit's bytes after the
+    branch moved on; a path or commit that is not there is GitHub's 404; over 1 MB the file comes back with
+    an empty content and encoding "none" (every answer checked against GitHub's OpenAPI description)."""
+    hub = devhub.hub
+    async with aiohttp.ClientSession() as session:
+        installed = await install_app(devhub, session)
+        gh = client(devhub, session, installed.token)
+        first = await hub.push(REPO, "main", {"env/values.yaml": "model: {sha256: aaa}\n"})
+        await hub.push(REPO, "main", {"env/values.yaml": "model: {sha256: bbb}\n", "big.bin": b"x" * (1024 * 1024 + 1)})
+        old = await gh.getitem(f"/repos/{REPO}/contents/env/values.yaml?ref={first}")
+        new = await gh.getitem(f"/repos/{REPO}/contents/env/values.yaml")
+        big = await gh.getitem(f"/repos/{REPO}/contents/big.bin")
+        statuses = []
+        for path in (f"env/gone.yaml?ref={first}", f"env/values.yaml?ref={'0' * 40}"):
+            try:
+                await gh.getitem(f"/repos/{REPO}/contents/{path}")
+            except BadRequest as exc:
+                statuses.append(exc.status_code)
+
+    assert base64.b64decode(old["content"]) == b"model: {sha256: aaa}\n" and old["encoding"] == "base64"
+    assert base64.b64decode(new["content"]) == b"model: {sha256: bbb}\n"
+    assert (big["type"], big["size"], big["encoding"], big["content"]) == ("file", 1024 * 1024 + 1, "none", "")
+    assert statuses == [404, 404]
