@@ -73,10 +73,12 @@ class ValuesDiff:
 class ValuesReader:
     """Reads values files at their commit, keeping what was read (a commit's file never changes)."""
 
-    def __init__(self, client_for: ClientFor, *, max_entries: int = 256) -> None:
+    def __init__(self, client_for: ClientFor, *, max_entries: int = 256, max_chars: int = 16 * 1024 * 1024) -> None:
         self.client_for = client_for
         self.max_entries = max_entries
+        self.max_chars = max_chars  # what the kept texts may hold together
         self._cache: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._chars = 0
         # two files' diff, by their texts' keys: the same comparison is asked again (reloads, other users)
         self._diffs: OrderedDict[tuple[str, str], ValuesDiff] = OrderedDict()
 
@@ -125,6 +127,9 @@ class ValuesReader:
         except (GitHubException, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("dashboard: reading %s failed: %s", where, type(exc).__name__)
             return ValuesFile(where, problem=f"GitHub did not answer for {path} in {repo}; try again later.")
+        except Exception as exc:  # e.g. no installation token: the page still shows, saying why
+            log.warning("dashboard: reading %s failed: %s", where, type(exc).__name__)
+            return ValuesFile(where, problem=f"{path} in {repo} could not be read ({type(exc).__name__}).")
         if data is None:
             return ValuesFile(
                 where,
@@ -138,8 +143,9 @@ class ValuesReader:
         except UnicodeDecodeError:
             return ValuesFile(where, problem=f"{path} is not UTF-8 text.")
         self._cache[key] = text
-        if len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+        self._chars += len(text)
+        while len(self._cache) > self.max_entries or self._chars > self.max_chars:
+            self._chars -= len(self._cache.popitem(last=False)[1])
         return ValuesFile(where, text)
 
     async def diff(self, a: Mapping[Any, Any], b: Mapping[Any, Any], can_read: Callable[[str], bool]) -> ValuesDiff:

@@ -98,6 +98,12 @@ async def test_the_reader_keeps_what_it_read_within_its_bound(devhub: RunningDev
         assert (await reader.read(REPO, second, "values.yaml")).text == "a: 2\n"
         assert (await reader.read(REPO, first, "values.yaml")).text == "a: 1\n"
         assert reads() == 3  # one entry only: the first was dropped for the second
+        small = ValuesReader(client_for, max_chars=8)  # room for one of the two five-character files
+        await small.read(REPO, first, "values.yaml")
+        await small.read(REPO, second, "values.yaml")
+        await small.read(REPO, second, "values.yaml")
+        await small.read(REPO, first, "values.yaml")
+        assert reads() == 6  # the second file pushed the first out, by size
         missing = await reader.read(REPO, second, "nope.yaml")
         assert missing.text is None and f"nope.yaml is not in {REPO} at {second[:7]}" in missing.problem
         unknown = await reader.read(REPO, "0" * 40, "values.yaml")
