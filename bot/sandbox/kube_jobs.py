@@ -12,8 +12,10 @@ One sandbox run is one Job (``backoffLimit: 0``) whose pod has two containers:
 Both run as uid 65534 with a read-only root, every capability dropped, no privilege escalation and
 seccomp RuntimeDefault; the pod mounts no service-account token and gets no service links; a
 NetworkPolicy selecting every sandbox pod denies all ingress and egress. Whatever the API server
-stored (an admission webhook may rewrite a pod) is read back and compared with ``missing_controls``:
-a pod that lost a control is deleted before its result is used.
+stored (an admission webhook may rewrite a pod) is read back and compared with ``missing_controls``
+while the pod is still held by the scheduling gate ``GATE`` (spec.schedulingGates, GA in Kubernetes
+1.30: a gated pod is not scheduled, so no container of it starts); only a pod with every control is
+released, one that lost a control is deleted with its Job without ever having run.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ SANDBOX_LABEL = "modelship.dev/sandbox"  # value "run": what the NetworkPolicy s
 RUN_LABEL = "modelship.dev/run"
 OWNER_LABEL = "modelship.dev/owner"  # the bot instance that created the Job (orphan cleanup)
 NETWORK_POLICY = "modelship-sandbox-deny-all"
+# The scheduling gate every sandbox pod is created with: it stays Pending and unbound (no node, nothing
+# started) until the bot has read it back and removed the gate (kube_runner), so a pod an admission
+# webhook weakened never runs.
+GATE = "modelship.dev/read-back"
 INPUTS_DIR = "/inputs"
 STAGED_DIR = "/modelship-review"  # where the inputs layer puts the files in the init container's image
 INIT, SANDBOX = "inputs", "sandbox"
@@ -179,6 +185,7 @@ def job_manifest(
         "initContainers": [init],
         "containers": [sandbox],
         "volumes": volumes,
+        "schedulingGates": [{"name": GATE}],  # the Job controller copies it to the pod
     }
     if settings.runtime_class:
         pod_spec["runtimeClassName"] = settings.runtime_class
@@ -247,10 +254,13 @@ def _quantity(value: Any) -> Decimal | None:
         return None
 
 
-def missing_controls(pod_spec: Mapping[str, Any], labels: Mapping[str, str], wanted: Mapping[str, Any]) -> list[str]:
+def missing_controls(
+    pod_spec: Mapping[str, Any], labels: Mapping[str, str], wanted: Mapping[str, Any], *, gated: bool = True
+) -> list[str]:
     """What a pod (or Job template) read back from the API lacks against the manifest we sent (pure).
 
     ``pod_spec``/``labels``: what the API server stored; ``wanted``: ``job_manifest``'s pod template.
+    ``gated``: the pod must still be held by ``GATE`` (False once the bot itself removed it).
     Empty means every control is in place.
     """
     want_spec = wanted["spec"]
@@ -271,6 +281,11 @@ def missing_controls(pod_spec: Mapping[str, Any], labels: Mapping[str, str], wan
         f"runtimeClassName is {pod_spec.get('runtimeClassName')!r}, not {want_spec.get('runtimeClassName')!r}",
     )
     need(pod_spec.get("restartPolicy") == "Never", "restartPolicy is not Never")
+    if gated:
+        need(
+            GATE in gate_names(pod_spec),
+            f"scheduling gate {GATE} is missing (the pod could start before the bot read it back)",
+        )
     pod_context = pod_spec.get("securityContext") or {}
     want_volumes = {v["name"]: v for v in want_spec["volumes"]}
     volumes = {v.get("name"): v for v in pod_spec.get("volumes") or ()}
@@ -332,6 +347,24 @@ def _container_problems(got: Mapping[str, Any], want: Mapping[str, Any], pod: Ma
     wanted = sorted((m["name"], m["mountPath"], bool(m.get("readOnly")), "") for m in want["volumeMounts"])
     need(mounts == wanted, f"volume mounts are {mounts}, not {wanted}")
     return problems
+
+
+def gate_names(pod_spec: Mapping[str, Any]) -> list[str]:
+    return [str(g.get("name")) for g in pod_spec.get("schedulingGates") or ()]
+
+
+def ungate_patch(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A JSON patch removing ``GATE`` from exactly the pod version that was read back (pure).
+
+    The ``test`` of the resourceVersion makes the API server refuse it (422) if the pod changed since
+    it was checked; the caller then reads it back and checks it again.
+    """
+    index = gate_names(pod["spec"]).index(GATE)
+    return [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": pod["metadata"]["resourceVersion"]},
+        {"op": "test", "path": f"/spec/schedulingGates/{index}", "value": {"name": GATE}},
+        {"op": "remove", "path": f"/spec/schedulingGates/{index}"},
+    ]
 
 
 class FrameError(ValueError):

@@ -7,11 +7,13 @@ its blocking SDK, and a run makes a handful of calls (create, a poll a second, o
 so a thread per call costs nothing that matters.
 
 A run: push the inputs layer (bot.sandbox.kube_inputs) -> make sure the deny-all NetworkPolicy is in
-place (read back) -> create the Job -> read the Job and then its pod back and refuse (delete) a pod
-that lost a control -> wait for the sandbox container to end, bounded by the spec's timeout from the
-moment it started -> read its log (capped), check the frames, put result.json and the kept files in a
-private directory -> the same ``read_result``/``keep_files`` the Docker backend uses -> delete the Job
-(Foreground: its pod goes first), shielded, so a cancelled (superseded) review removes it too.
+place (read back) -> create the Job -> read the Job and then its pod back while the pod is held by the
+bot's scheduling gate (kube_jobs.GATE: unbound, nothing started), refuse (delete, never release) a pod
+that lost a control, else remove the gate from exactly the version checked -> wait for the sandbox
+container to end, bounded by the spec's timeout from the moment it started -> read its log (capped),
+check the frames, put result.json and the kept files in a private directory -> the same
+``read_result``/``keep_files`` the Docker backend uses -> delete the Job (Foreground: its pod goes
+first), shielded, so a cancelled (superseded) review removes it too.
 """
 
 from __future__ import annotations
@@ -225,12 +227,23 @@ class KubernetesJobRunner:
                 pod = items[0]
                 pod_name = pod["metadata"]["name"]
                 if not verified:
+                    # The pod is still held by its scheduling gate: nothing of it has started. Check it,
+                    # then release exactly the version checked; a pod that lost a control is never released.
                     labels = pod["metadata"].get("labels") or {}
                     if problems := kj.missing_controls(pod["spec"], labels, wanted):
                         return SandboxResult.failed(
                             "refused to start the sandbox: " + "; ".join(problems), self._clock() - began
                         )
-                    verified = True
+                    # None: it changed since it was read; the next poll reads it back and checks it again.
+                    released = await asyncio.to_thread(self._ungate, pod)
+                    if released is not None:
+                        # What the API server stored for the release (admission webhooks see updates too).
+                        labels = released["metadata"].get("labels") or {}
+                        if problems := kj.missing_controls(released["spec"], labels, wanted, gated=False):
+                            return SandboxResult.failed(
+                                "refused to start the sandbox: " + "; ".join(problems), self._clock() - began
+                            )
+                        verified, pod = True, released
                 if problem := pull_problem(pod, spec.image):
                     return SandboxResult.failed(problem, self._clock() - began)
                 if problem := kj.start_problem(pod):
@@ -336,6 +349,22 @@ class KubernetesJobRunner:
         """The run's pods as plain JSON (the conversion is CPU work too: kept off the event loop)."""
         listed = self.clients.core.list_namespaced_pod(self.settings.namespace, label_selector=selector)
         return [_plain(self.clients.api, p) for p in listed.items]
+
+    def _ungate(self, pod: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Remove the bot's scheduling gate from the pod version read back; None if it changed meanwhile."""
+        try:
+            released = self.clients.core.patch_namespaced_pod(
+                pod["metadata"]["name"],
+                self.settings.namespace,
+                kj.ungate_patch(pod),
+                _content_type="application/json-patch+json",
+            )
+        except Exception as exc:
+            if _status(exc) in (409, 422):  # the resourceVersion test failed: someone changed the pod
+                log.info("sandbox: pod %s changed before its release; reading it back again", pod["metadata"]["name"])
+                return None
+            raise
+        return _plain(self.clients.api, released)
 
     def _init_log(self, pod: str) -> str:
         """The last line the trusted init container wrote (it never sees untrusted code)."""
@@ -452,8 +481,8 @@ def _api_error(exc: BaseException, namespace: str) -> str:
     reason = getattr(exc, "reason", "")
     if status == 403:
         return (
-            f"the Kubernetes API refused (403 {reason}) in namespace {namespace}: the bot's Role needs "
-            "jobs, pods and pods/log create/get/list/watch/delete (charts/modelship installs it)"
+            f"the Kubernetes API refused (403 {reason}) in namespace {namespace}: the bot's Role needs jobs "
+            "create/get/list/watch/delete, pods get/list/watch/patch and pods/log get (charts/modelship installs it)"
         )
     if status == 404:
         return f"namespace {namespace} not found (MODELSHIP_KUBERNETES_NAMESPACE)"

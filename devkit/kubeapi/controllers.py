@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from devkit.kubeapi import podspec
 from devkit.kubeapi.model import (
     JOBS,
     KINDS,
@@ -301,13 +302,38 @@ class Controllers:
             },
             "spec": copy.deepcopy(template["spec"]),
         }
-        pod["spec"]["nodeName"] = NODE_NAME
         if not pod["metadata"]["annotations"]:
             del pod["metadata"]["annotations"]
+        self.admission(PODS, pod)  # the pod is created through the API: admission webhooks see it
+        place(pod, self.node)
         created = self.store.create(PODS, pod)
         self.admitted(created)
 
     admitted: Callable[[Obj], None] = staticmethod(lambda _pod: None)  # set by the server: start the pod
+    admission: Callable[[Kind, Obj], None] = staticmethod(lambda _kind, _obj: None)  # set by the server
+    node: str | None = NODE_NAME  # the node the scheduler binds to (None: a cluster with no node)
+
+
+def scheduled_condition(gated: bool = False) -> dict[str, Any]:
+    condition: dict[str, Any] = {
+        "type": "PodScheduled",
+        "status": "False" if gated else "True",
+        "lastProbeTime": None,
+        "lastTransitionTime": now(),
+    }
+    if gated:
+        condition.update(reason="SchedulingGated", message=podspec.SCHEDULING_GATED)
+    return condition
+
+
+def place(pod: Obj, node: str | None) -> None:
+    """The scheduler's decision on a new pod: one with scheduling gates waits unbound (Pending, PodScheduled
+    False, reason SchedulingGated) until its last gate is removed; any other is bound to the one node."""
+    spec, status = pod["spec"], pod.setdefault("status", {"phase": "Pending"})
+    if podspec.gates(spec):
+        status["conditions"] = [scheduled_condition(gated=True)]
+    elif node is not None and not spec.get("nodeName"):
+        spec["nodeName"] = node
 
 
 def _kind_of(obj: Obj) -> Kind:

@@ -16,6 +16,8 @@ What a pod gets (each field of its spec, see ``podspec`` for the refusals):
 - ``volumes[].emptyDir``: a directory on the host shared by the pod's containers; with ``sizeLimit``
   (or medium Memory, or an ephemeral-storage limit) a tmpfs of that size, so writing past it fails.
 - ``initContainers`` run one by one to completion before ``containers`` start; a failure fails the pod.
+- ``schedulingGates``: a gated pod is never bound to the node (the server's scheduler binds it when its
+  last gate is removed), so the kubelet never starts one; ``admit`` refuses one regardless.
 - ``activeDeadlineSeconds``: the pod's containers are killed and it fails with reason DeadlineExceeded.
 - ``automountServiceAccountToken`` not false: a service-account token (one the stand-in accepts) is
   mounted at /var/run/secrets/kubernetes.io/serviceaccount, as a real kubelet does: the product must
@@ -51,7 +53,7 @@ import requests
 from docker.types import Mount
 
 from devkit.kubeapi.model import NETWORK_POLICIES, NODE_NAME, PODS, now, selector_matches
-from devkit.kubeapi.podspec import effective_security, quantity
+from devkit.kubeapi.podspec import effective_security, gates, quantity
 from devkit.kubeapi.store import Obj, Store
 
 log = logging.getLogger(__name__)
@@ -187,6 +189,11 @@ class Kubelet:
     def admit(self, pod: Obj) -> None:
         """Start running a pod just bound to this node."""
         meta = pod["metadata"]
+        if gates(pod["spec"]):
+            # Unreachable through the API (a gated pod is never bound; nodeName beside gates is a 422): a
+            # stand-in bug must not start a pod something still holds.
+            log.error("kubelet: refusing gated pod %s/%s: %s", meta["namespace"], meta["name"], gates(pod["spec"]))
+            return
         runtime = _PodRuntime(meta["uid"], meta["namespace"], meta["name"], self.workdir / "pods" / meta["uid"])
         self.pods[runtime.uid] = runtime
         runtime.task = asyncio.get_running_loop().create_task(self._run(runtime), name=f"kubelet {meta['name']}")

@@ -7,6 +7,7 @@ with a 422 naming the field, so a test can never pass because a control was sile
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -150,6 +151,7 @@ POD_SPEC = _fields(
         "priority": _any,
         "preemptionPolicy": _any,
         "tolerations": _any,  # the one node has no taints: every toleration is satisfied
+        "schedulingGates": _any,  # a gated pod is never bound, so the kubelet never sees it (gate_problems)
     }
 )
 
@@ -197,6 +199,57 @@ def effective_security(spec: Mapping[str, Any], container: Mapping[str, Any]) ->
 
 def quantity(value: Any) -> float:
     return float(parse_quantity(value))
+
+
+# --- scheduling gates (GA in 1.30) -----------------------------------------------------------------
+
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SCHEDULING_GATED = "Scheduling is blocked due to non-empty scheduling gates"
+
+
+def gates(spec: Mapping[str, Any]) -> list[str]:
+    return [str(g.get("name")) for g in spec.get("schedulingGates") or ()]
+
+
+def _qualified_name_problem(name: str) -> str | None:
+    prefix, _, rest = name.rpartition("/")
+    if (prefix and (len(prefix) > 253 or not _PREFIX.match(prefix))) or not rest or len(rest) > 63:
+        return f"Invalid value: {name!r}: a qualified name must be an optional DNS subdomain prefix and '/' and a name"
+    if not _QUALIFIED_NAME.match(rest):
+        return (
+            f"Invalid value: {name!r}: name part must consist of alphanumeric characters, '-', '_' or '.', "
+            "and must start and end with an alphanumeric character"
+        )
+    return None
+
+
+def gate_problems(spec: Mapping[str, Any], path: str) -> list[Problem]:
+    """Pod validation of ``schedulingGates`` (validateSchedulingGates) and of nodeName beside them."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, name in enumerate(gates(spec)):
+        if problem := _qualified_name_problem(name):
+            problems.append((f"{path}.schedulingGates[{i}].name", problem))
+        if name in seen:
+            problems.append((f"{path}.schedulingGates[{i}].name", f"Duplicate value: {name!r}"))
+        seen.add(name)
+    if seen and spec.get("nodeName"):
+        problems.append((f"{path}.nodeName", "Forbidden: cannot be set until all schedulingGates have been cleared"))
+    return problems
+
+
+def added_gate_problems(old: Mapping[str, Any], new: Mapping[str, Any], path: str) -> list[Problem]:
+    """A pod update may only remove scheduling gates (validateOnlyDeletedSchedulingGates)."""
+    before = set(gates(old))
+    return [
+        (
+            f"{path}.schedulingGates[{i}].name",
+            f"Forbidden: only deletion is allowed, but found new scheduling gate {name!r}",
+        )
+        for i, name in enumerate(gates(new))
+        if name not in before
+    ]
 
 
 # --- API server defaulting -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import json
 import secrets
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import yaml
 from aiohttp import web
 
 from devkit.kubeapi import podspec, schemas
-from devkit.kubeapi.controllers import FOREGROUND, Controllers
+from devkit.kubeapi.controllers import FOREGROUND, Controllers, place, scheduled_condition
 from devkit.kubeapi.kubelet import POD_PIDS_LIMIT, Kubelet, bound_here
 from devkit.kubeapi.model import (
     DEPLOYMENTS,
@@ -84,6 +84,10 @@ class KubeAPI:
         self.bookmark_interval = bookmark_interval
         self.controllers = Controllers(self.store, self._delete_quietly)
         self.controllers.admitted = self._admit
+        self.controllers.admission = self._mutating_admission
+        # Mutating admission for tests, as a cluster's MutatingAdmissionWebhooks: each hook may rewrite an
+        # object being created (by a client or a controller) before it is placed and stored.
+        self.mutating_webhooks: list[Callable[[Kind, Obj], None]] = []
         self.instance = uuid.uuid4().hex[:12]
         self.kubelet: Kubelet | None = None
         if docker_client is not None:
@@ -96,6 +100,7 @@ class KubeAPI:
                 pod_pids_limit=pod_pids_limit,
                 issue_token=self._issue_token,
             )
+        self.controllers.node = NODE_NAME if self.kubelet is not None else None
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -164,6 +169,31 @@ class KubeAPI:
     def _admit(self, pod: Obj) -> None:
         if self.kubelet is not None and bound_here(pod):
             self.kubelet.admit(pod)
+
+    def _mutating_admission(self, kind: Kind, obj: Obj) -> None:
+        for hook in list(self.mutating_webhooks):
+            hook(kind, obj)
+
+    def _schedule(self, ns: str, name: str, uid: str) -> None:
+        """The scheduler, for a pod whose last scheduling gate was just removed: bind it to the node."""
+        pod = self.store.get(PODS, ns, name)
+        if (
+            self.kubelet is None  # no node: it stays Pending, as on a cluster without one
+            or pod is None
+            or pod["metadata"]["uid"] != uid
+            or pod["metadata"].get("deletionTimestamp")
+            or pod["spec"].get("nodeName")
+            or podspec.gates(pod["spec"])
+        ):
+            return
+
+        def bind(p: Obj) -> None:
+            p["spec"]["nodeName"] = NODE_NAME
+            p.setdefault("status", {})["conditions"] = [scheduled_condition()]
+
+        bound = self.store.mutate(PODS, ns, name, bind)
+        if bound is not None:
+            self._admit(bound)
 
     # --- dispatch ---------------------------------------------------------------------------
 
@@ -308,6 +338,9 @@ class KubeAPI:
             meta.pop(drop, None)
         meta["uid"] = str(uuid.uuid4())
         self._prepare(kind, body)
+        self._mutating_admission(kind, body)
+        if kind == PODS:
+            place(body, self.controllers.node)
         created = self.store.create(kind, body)
         if kind == PODS:
             self._admit(created)
@@ -325,8 +358,8 @@ class KubeAPI:
         elif kind == PODS:
             spec = body["spec"]
             podspec.default_pod_spec(spec)
-            if not spec.get("nodeName") and self.kubelet is not None:
-                spec["nodeName"] = NODE_NAME  # the scheduler's one choice
+            if problems := podspec.gate_problems(spec, "spec"):
+                raise invalid(kind, name, problems)
             self._enforceable(kind, name, spec, "spec")
             body["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
         elif kind == JOBS:
@@ -407,6 +440,8 @@ class KubeAPI:
             }
         )
         podspec.default_pod_spec(template_spec)
+        if problems := podspec.gate_problems(template_spec, "spec.template.spec"):
+            raise invalid(JOBS, name, problems)
         template_spec.setdefault("nodeName", None)
         if template_spec.get("nodeName") is None:
             template_spec.pop("nodeName")
@@ -519,8 +554,9 @@ class KubeAPI:
         return _json(self._apply(kind, ns, name, sub, body))
 
     async def _patch(self, request: web.Request, kind: Kind, ns: str, name: str, sub: str | None) -> web.StreamResponse:
-        current = copy.deepcopy(self.store.require(kind, ns, name))
         patch = await self._body(request, kind, name)
+        # Read only now, with nothing awaited until it is stored: a JSON patch's test applies to what is replaced.
+        current = copy.deepcopy(self.store.require(kind, ns, name))
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         if content_type == "application/json-patch+json":
             if not isinstance(patch, list):
@@ -586,6 +622,8 @@ class KubeAPI:
                     if kind.generation:
                         updated["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         result = self.store.update(kind, updated, expect_rv=meta.get("resourceVersion"))
+        if kind == PODS and podspec.gates(current["spec"]) and not podspec.gates(result["spec"]):
+            asyncio.get_running_loop().call_soon(self._schedule, ns, name, result["metadata"]["uid"])
         if kind == NETWORK_POLICIES and self.kubelet is not None:  # a changed selector may isolate running pods
             self._spawn(self.kubelet.network_changed(ns))
         if result["metadata"].get("deletionTimestamp") and not result["metadata"].get("finalizers"):
@@ -595,8 +633,14 @@ class KubeAPI:
     def _check_spec_update(self, kind: Kind, name: str, current: Obj, spec: dict[str, Any]) -> None:
         if kind == PODS:
             podspec.default_pod_spec(spec)
-            spec.setdefault("nodeName", current["spec"].get("nodeName"))
-            if spec != current["spec"]:
+            if current["spec"].get("nodeName"):
+                spec.setdefault("nodeName", current["spec"]["nodeName"])
+            if problems := podspec.added_gate_problems(current["spec"], spec, "spec"):
+                raise invalid(PODS, name, problems)
+            if not podspec.gates(spec):
+                spec.pop("schedulingGates", None)
+            others = [{k: v for k, v in s.items() if k != "schedulingGates"} for s in (spec, current["spec"])]
+            if others[0] != others[1]:
                 raise invalid(
                     PODS,
                     name,
@@ -604,7 +648,8 @@ class KubeAPI:
                         (
                             "spec",
                             "Forbidden: pod updates may not change fields other than image, "
-                            "activeDeadlineSeconds or tolerations (the stand-in allows none)",
+                            "activeDeadlineSeconds, tolerations or schedulingGates (removal) "
+                            "(the stand-in allows only the removal of scheduling gates)",
                         )
                     ],
                 )

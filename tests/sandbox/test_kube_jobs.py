@@ -119,6 +119,23 @@ def test_the_pod_as_the_api_server_stores_it_passes_the_read_back() -> None:
     assert kj.missing_controls(pod, labels, template) == []
 
 
+def test_the_pod_is_created_held_by_the_bots_scheduling_gate_and_released_only_as_read() -> None:
+    template = job()["spec"]["template"]
+    assert template["spec"]["schedulingGates"] == [{"name": kj.GATE}]
+    pod, labels = stored(template)
+    pod["schedulingGates"].insert(0, {"name": "example.com/quota"})  # another controller's gate stays
+    read = {"metadata": {"name": "p", "resourceVersion": "41"}, "spec": pod}
+    assert kj.ungate_patch(read) == [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
+        {"op": "test", "path": "/spec/schedulingGates/1", "value": {"name": kj.GATE}},
+        {"op": "remove", "path": "/spec/schedulingGates/1"},
+    ]
+    released = copy.deepcopy(pod)
+    released["schedulingGates"] = [{"name": "example.com/quota"}]
+    assert kj.missing_controls(released, labels, template, gated=False) == []  # after the bot's own release
+    assert kj.missing_controls(released, labels, template)  # before it: a pod without the gate is refused
+
+
 MUTATIONS = {
     "the token mounted": (lambda p, _: p.update(automountServiceAccountToken=True), "automountServiceAccountToken"),
     "a privileged sandbox": (
@@ -154,6 +171,10 @@ MUTATIONS = {
     "host network": (lambda p, _: p.update(hostNetwork=True), "hostNetwork is set"),
     "the NetworkPolicy label removed": (lambda _, labels: labels.pop(kj.SANDBOX_LABEL), "label modelship.dev/sandbox"),
     "the command rewritten": (lambda p, _: p["containers"][0].update(args=["--evil"]), "command was changed"),
+    "the scheduling gate removed": (
+        lambda p, _: p.pop("schedulingGates"),
+        "scheduling gate modelship.dev/read-back is missing (the pod could start before the bot read it back)",
+    ),
     "scratch unbounded": (
         lambda p, _: p["volumes"][1]["emptyDir"].pop("sizeLimit"),
         "volume scratch is not an emptyDir",

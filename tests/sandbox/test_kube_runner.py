@@ -4,6 +4,7 @@ MODELSHIP_TEST_KUBECONFIG names), its podman kubelet, the session's registry and
 from __future__ import annotations
 
 import asyncio
+import datetime
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
 import kubernetes
 import pytest
 import pytest_asyncio
@@ -19,6 +21,9 @@ from bot.artifacts.registry import OciRegistry
 from bot.sandbox import kube_jobs
 from bot.sandbox.kube_runner import KubernetesJobRunner, connect
 from bot.sandbox.runner import Mount, SandboxSpec
+from devkit.kubeapi import KubeAPI
+from devkit.kubeapi.kubelet import LABEL
+from devkit.kubeapi.model import Kind
 
 pytestmark = pytest.mark.slow
 
@@ -176,3 +181,46 @@ def test_a_kubeconfig_that_does_not_load_is_a_clear_error(tmp_path: Path) -> Non
     broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
     with pytest.raises(kubernetes.config.config_exception.ConfigException):
         connect(broken)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_pod_an_admission_webhook_weakened_is_refused_and_its_untrusted_container_never_created(
+    kubeapi: KubeAPI, docker_client: docker.DockerClient, registry_host: str, product_image: str, tmp_path: Path
+) -> None:
+    """The stand-in's mutating admission rewrites the Job's pod as a webhook could; it is held by the bot's
+    scheduling gate, so the bot reads it back, names the control and deletes it before anything runs."""
+    made = connect(kubeapi.write_kubeconfig(tmp_path / "kubeconfig"))
+    namespace = f"sbx-{secrets.token_hex(4)}"
+    made.core.create_namespace({"metadata": {"name": namespace}})
+
+    def weaken(kind: Kind, obj: dict[str, Any]) -> None:
+        if kind.kind == "Pod" and obj["metadata"].get("namespace") == namespace:
+            for container in obj["spec"]["containers"]:
+                container["securityContext"]["readOnlyRootFilesystem"] = False
+
+    since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    kubeapi.mutating_webhooks.append(weaken)
+    try:
+        (tmp_path / "spec.json").write_text("{}")
+        spec = SandboxSpec(
+            image=product_image,
+            argv=("python", "-c", "print('untrusted code ran')"),
+            inputs=(Mount(tmp_path / "spec.json", "/inputs/spec.json"),),
+            timeout_s=60,
+        )
+        result = await runner(Kube(made, namespace), registry_host, product_image).run(spec)
+    finally:
+        kubeapi.mutating_webhooks.remove(weaken)
+
+    assert not result.ok and result.error is not None
+    assert result.error == "refused to start the sandbox: container sandbox: readOnlyRootFilesystem is not true"
+    await eventually(lambda: not leftovers(Kube(made, namespace)))
+    created = docker_client.events(
+        since=since,
+        until=datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1),
+        filters={"type": "container", "event": "create", "label": f"{LABEL}.namespace={namespace}"},
+        decode=True,
+    )
+    assert list(created) == []  # not even the trusted init container: the pod was never bound to the node
+    made.core.delete_namespace(namespace)
+    made.close()
