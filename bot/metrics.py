@@ -34,3 +34,7 @@ FINAL_FAILURE_HOOK_ERRORS = Counter(
     "Final-failure hooks that raised or timed out (users were not told that a job ended), by job kind",
     ["kind"],
 )
+SANDBOX_INPUTS_DELETE_FAILURES = Counter(
+    "modelship_sandbox_inputs_delete_failures_total",
+    "Review-input manifests (Kubernetes sandbox) the bot could not delete from the registry, or sweeps that failed",
+)

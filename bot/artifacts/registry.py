@@ -122,11 +122,28 @@ class OciRegistry:
         return await asyncio.to_thread(self._retrying, lambda: self._referrers(oci.Reference.parse(reference)))
 
     async def push_image_layer(self, base_image: str, layer: Path, diff_id: str, **kwargs: Any) -> str:
-        """``base_image`` plus one gzipped tar layer, pushed untagged into the base's repository; its
-        ``registry/repository@sha256:…`` (how review inputs reach a Kubernetes sandbox: the kubelet pulls it)."""
+        """``base_image`` plus one gzipped tar layer; its ``registry/repository@sha256:…`` (how review inputs
+        reach a Kubernetes sandbox: the kubelet pulls it). Untagged into the base's repository, or with
+        ``repository=``/``tag=`` tagged into that one (the base's blobs mounted there, not copied)."""
         return await asyncio.to_thread(
             self._retrying, lambda: self._push_image_layer(base_image, layer, diff_id, **kwargs)
         )
+
+    async def delete_manifest(self, reference: str) -> bool:
+        """DELETE a manifest by digest (and so every tag on it); False when it was already gone.
+
+        The registry must allow deletes (Distribution: ``storage.delete.enabled: true``); the blobs stay
+        until the registry's own garbage collection (``registry garbage-collect``) removes unreferenced ones.
+        """
+        return await asyncio.to_thread(self._retrying, lambda: self._delete_manifest(oci.Reference.parse(reference)))
+
+    async def tags(self, repository: str) -> list[str]:
+        """The tags of ``repository`` on this registry (empty when it does not exist)."""
+        return await asyncio.to_thread(self._retrying, lambda: self._tags(repository))
+
+    async def resolve(self, reference: str) -> str | None:
+        """The manifest digest a ``registry/repository:tag`` names, or None when there is none."""
+        return await asyncio.to_thread(self._retrying, lambda: self._resolve(oci.Reference.parse(reference)))
 
     # ---- blocking implementation ----
 
@@ -221,7 +238,15 @@ class OciRegistry:
         return ref.at(digest)
 
     def _push_image_layer(
-        self, base_image: str, layer: Path, diff_id: str, *, created_by: str = "modelship review inputs"
+        self,
+        base_image: str,
+        layer: Path,
+        diff_id: str,
+        *,
+        created_by: str = "modelship review inputs",
+        repository: str | None = None,
+        tag: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
         base = oci.Reference.parse(base_image)
         if base.registry != self.host:
@@ -244,18 +269,85 @@ class OciRegistry:
         config = response.json()
         config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
         config.setdefault("history", []).append({"created_by": created_by})
+        if labels:  # e.g. the run's id: each push is its own manifest, deleting one never takes another's
+            image_config = config.setdefault("config", {})
+            image_config["Labels"] = {**(image_config.get("Labels") or {}), **labels}
         config_bytes = oci.canonical(config)
         layer_type = oci.GZIP_LAYER_MEDIA_TYPE if media_type == oci.MANIFEST_MEDIA_TYPE else oci.DOCKER_LAYER_MEDIA_TYPE
         layer_desc = oci.Descriptor(layer_type, "sha256:" + oci.file_sha256(layer), layer.stat().st_size)
         new_config = oci.Descriptor(config_desc["mediaType"], oci.sha256_digest(config_bytes), len(config_bytes))
-        self._upload_blob(base, new_config, config_bytes=config_bytes)
-        self._upload_blob(base, layer_desc, path=layer)
+        target = base if repository is None else oci.Reference.parse(f"{self.host}/{repository}")
+        if target.repository != base.repository:
+            for blob in manifest["layers"]:
+                self._mount_blob(base, target, oci.Descriptor(blob["mediaType"], blob["digest"], blob["size"]))
+        self._upload_blob(target, new_config, config_bytes=config_bytes)
+        self._upload_blob(target, layer_desc, path=layer)
         body = oci.canonical(
             {**manifest, "config": new_config.to_json(), "layers": [*manifest["layers"], layer_desc.to_json()]}
         )
         digest = oci.sha256_digest(body)
-        self._put_manifest(base, digest, body, media_type)
-        return base.at(digest)
+        self._put_manifest(target, tag or digest, body, media_type)
+        return target.at(digest)
+
+    def _mount_blob(self, source: oci.Reference, target: oci.Reference, blob: oci.Descriptor) -> None:
+        """Make a blob of ``source`` part of ``target`` without uploading it (a cross-repository mount)."""
+        container = self._client.get_container(str(target))
+        if self._client.blob_exists(blob.to_json(), container):
+            return
+        query = f"mount={blob.digest}&from={source.repository}"
+        response = self._request("POST", self._url(target, f"blobs/uploads/?{query}"), {"Content-Length": "0"})
+        if response.status_code == 201:
+            return
+        self._check(response, f"mount of {blob.digest} into {target}")
+        # 202: this registry started an ordinary upload instead (no mounts): cancel it and copy the bytes.
+        if location := response.headers.get("Location"):
+            url = location if "://" in location else f"{self._scheme}://{self.host}{location}"
+            self._request("DELETE", url)
+        copied = self._request("GET", self._url(source, f"blobs/{blob.digest}"), stream=True)
+        self._check(copied, f"GET {blob.digest} from {source}")
+        with tempfile.NamedTemporaryFile(prefix="modelship-blob-") as fh:
+            for chunk in copied.iter_content(1 << 20):
+                fh.write(chunk)
+            fh.flush()
+            self._upload_blob(target, blob, path=Path(fh.name))
+
+    def _delete_manifest(self, ref: oci.Reference) -> bool:
+        if ref.digest is None:
+            raise oci.ArtifactError(f"{ref}: manifests are deleted by digest, not by tag")
+        response = self._request("DELETE", self._url(ref, f"manifests/{ref.digest}"))
+        if response.status_code == 404:
+            return False
+        if response.status_code == 405:
+            raise RegistryError(
+                f"registry {self.host} does not allow deletes (405 to DELETE {ref}): enable them in its "
+                "configuration (Distribution: storage.delete.enabled: true)",
+                transient=False,
+            )
+        self._check(response, f"DELETE {ref}")
+        return True
+
+    def _tags(self, repository: str) -> list[str]:
+        ref = oci.Reference.parse(f"{self.host}/{repository}")
+        url: str | None = self._url(ref, "tags/list?n=1000")
+        found: list[str] = []
+        while url:
+            response = self._request("GET", url)
+            if response.status_code == 404:  # NAME_UNKNOWN: nothing was ever pushed there
+                return found
+            self._check(response, f"GET the tags of {ref}")
+            found += response.json().get("tags") or []
+            link = response.links.get("next", {}).get("url")  # RFC 5988 pagination
+            url = (link if "://" in link else f"{self._scheme}://{self.host}{link}") if link else None
+        return found
+
+    def _resolve(self, ref: oci.Reference) -> str | None:
+        accept = f"{oci.MANIFEST_MEDIA_TYPE}, {oci.DOCKER_MANIFEST_MEDIA_TYPE}, {oci.INDEX_MEDIA_TYPE}"
+        response = self._request("HEAD", self._url(ref, f"manifests/{ref.digest or ref.tag}"), {"Accept": accept})
+        if response.status_code == 404:
+            return None
+        self._check(response, f"HEAD {ref}")
+        digest = response.headers.get("Docker-Content-Digest")
+        return digest or None
 
     def _referrers(self, ref: oci.Reference) -> list[dict[str, Any]]:
         if ref.digest is None:

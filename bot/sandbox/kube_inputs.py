@@ -1,11 +1,13 @@
 """Review inputs for a Kubernetes sandbox: one image layer the kubelet pulls by digest, never a credential.
 
 The bot writes the spec's inputs (the exported tree, the pipeline spec) into a deterministic tar under
-``/modelship-review`` and pushes the product image plus that layer, untagged, to the registry
-(``OciRegistry.push_image_layer``). The Job's trusted init container runs that image, pinned by
-digest, and copies the files into the pod's ``inputs`` emptyDir (``main`` below): the node pulls
-the bytes (with the node's or the namespace's pull credentials, which no container sees), so the pod
-needs neither network nor a registry Secret, and the NetworkPolicy can deny everything.
+``/modelship-review`` and pushes the product image plus that layer to the registry's
+``<product repository>/review-inputs``, tagged for its instance and run (``OciRegistry.push_image_layer``;
+kube_runner deletes it when the run ends, and sweeps its instance's leftovers at start). The Job's
+trusted init container runs that image, pinned by digest, and copies the files into the pod's
+``inputs`` emptyDir (``main`` below): the node pulls the bytes (with the node's or the namespace's
+pull credentials, which no container sees), so the pod needs neither network nor a registry Secret,
+and the NetworkPolicy can deny everything.
 
 Why a layer rather than an artifact an init container downloads: a NetworkPolicy applies to the whole
 pod, so an init container that reaches the registry means an untrusted container that can too.

@@ -460,6 +460,39 @@ def sandbox_started(pod: Mapping[str, Any]) -> bool:
     return False
 
 
+INPUTS_REPOSITORY_SUFFIX = "review-inputs"
+INPUTS_LABEL = "dev.modelship.review-inputs"  # in the inputs image's config: the run it was pushed for
+_RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+def inputs_repository(inputs_base: str) -> str:
+    """The repository the review inputs are pushed to: ``<the base image's repository>/review-inputs``.
+
+    Dedicated to them, so that the orphan sweep can list its tags and delete only what the sandbox
+    pushed; nothing else should be pushed there.
+    """
+    name = inputs_base.partition("@")[0]
+    host, _, path = name.partition("/")
+    if ":" in path.rsplit("/", 1)[-1]:
+        path = path.rpartition(":")[0]
+    if not host or not path:
+        raise ValueError(f"{inputs_base!r} is not a registry/repository[:tag] image reference")
+    return f"{path}/{INPUTS_REPOSITORY_SUFFIX}"
+
+
+def inputs_tag(owner: str, run_id: str) -> str:
+    """The tag of one run's inputs: the bot instance and the run (an OCI tag: at most 128 of [A-Za-z0-9._-])."""
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"run id {run_id!r} is not 12 hex digits")
+    return f"{valid_owner(owner)}-{run_id}"
+
+
+def owned_inputs_tag(tag: str, owner: str) -> bool:
+    """Whether ``tag`` is one ``inputs_tag(owner, …)`` made: exactly the owner, a dash, a 12-hex run id."""
+    prefix = f"{owner}-"
+    return tag.startswith(prefix) and bool(_RUN_ID.match(tag[len(prefix) :]))
+
+
 def label_selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.metrics import SANDBOX_INPUTS_DELETE_FAILURES as INPUTS_DELETE_FAILURES
 from bot.sandbox import kube_jobs as kj
 from bot.sandbox.docker_engine import REMOVED, OutputLimits, keep_files, read_result
 from bot.sandbox.kube_inputs import InputsError, write_layer
@@ -41,7 +42,15 @@ _POLL_S = 0.25
 class ImagePusher(Protocol):
     """What the runner needs of the registry (bot.artifacts.registry.OciRegistry has it)."""
 
-    async def push_image_layer(self, base_image: str, layer: Path, diff_id: str) -> str: ...
+    async def push_image_layer(
+        self, base_image: str, layer: Path, diff_id: str, *, repository: str, tag: str, labels: Mapping[str, str]
+    ) -> str: ...
+
+    async def delete_manifest(self, reference: str) -> bool: ...
+
+    async def tags(self, repository: str) -> list[str]: ...
+
+    async def resolve(self, reference: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,8 @@ class KubernetesJobRunner:
         self._clock = clock
         self._policy_checked = False
         self._policy_lock = asyncio.Lock()
+        self.inputs_repository = kj.inputs_repository(inputs_base)
+        self._deleting: set[asyncio.Task[None]] = set()  # input deletions outliving a cancelled run
 
     # ---- the Protocol ----
 
@@ -125,9 +136,11 @@ class KubernetesJobRunner:
         run_id = secrets.token_hex(6)
         work = Path(tempfile.mkdtemp(prefix="modelship-kube-", dir=self._work_root))
         name: str | None = None
+        # Its own task, so that a run cancelled mid-push still learns the digest and deletes what was pushed.
+        push = asyncio.ensure_future(self._push_inputs(spec, work, run_id))
         try:
             try:
-                image, inputs_bytes = await self._push_inputs(spec, work)
+                image, inputs_bytes = await asyncio.shield(push)
             except (InputsError, OSError) as exc:
                 return SandboxResult.failed(f"the review inputs could not be packed: {exc}", self._clock() - began)
             except Exception as exc:  # the registry's errors name the registry and what it said
@@ -161,12 +174,12 @@ class KubernetesJobRunner:
                 raise
             return SandboxResult.failed(_api_error(exc, self.settings.namespace), self._clock() - began)
         finally:
-            # Shielded so a cancelled (superseded) review still deletes its Job and pod.
-            await asyncio.shield(asyncio.to_thread(self._cleanup, name, work))
+            # Shielded so a cancelled (superseded) review still deletes its Job and pod, then its inputs.
+            await asyncio.shield(self._end(name, work, push))
 
     # ---- steps ----
 
-    async def _push_inputs(self, spec: SandboxSpec, work: Path) -> tuple[str, int]:
+    async def _push_inputs(self, spec: SandboxSpec, work: Path, run_id: str) -> tuple[str, int]:
         layer = work / "inputs.tar.gz"
 
         def pack() -> tuple[str, int]:
@@ -174,7 +187,14 @@ class KubernetesJobRunner:
                 return write_layer(spec.inputs, out)
 
         diff_id, size = await asyncio.to_thread(pack)
-        image = await self.registry.push_image_layer(self.inputs_base, layer, diff_id)
+        image = await self.registry.push_image_layer(
+            self.inputs_base,
+            layer,
+            diff_id,
+            repository=self.inputs_repository,
+            tag=kj.inputs_tag(self.owner, run_id),
+            labels={kj.INPUTS_LABEL: run_id},  # a manifest of its own even when two runs' inputs are equal
+        )
         layer.unlink()
         # The emptyDir holds the files, a bit less than the tar; headroom for the filesystem's blocks.
         return image, size + 16 * MiB
@@ -399,6 +419,31 @@ class KubernetesJobRunner:
             if _status(exc) != 404:
                 raise
 
+    async def _end(self, name: str | None, work: Path, push: asyncio.Future[tuple[str, int]]) -> None:
+        """Delete the run's Job, its work directory and its inputs manifest (whatever ended the run)."""
+        await asyncio.to_thread(self._cleanup, name, work)
+        if push.done():
+            await self._delete_inputs(push)
+            return
+
+        def pushed(done: asyncio.Future[tuple[str, int]]) -> None:  # cancelled mid-push: delete once it lands
+            task = asyncio.ensure_future(self._delete_inputs(done))
+            self._deleting.add(task)
+            task.add_done_callback(self._deleting.discard)
+
+        push.add_done_callback(pushed)
+
+    async def _delete_inputs(self, push: asyncio.Future[tuple[str, int]]) -> None:
+        """Delete the run's inputs manifest from the registry; a failure is logged and counted, never fatal."""
+        if push.cancelled() or push.exception() is not None:
+            return  # nothing was pushed (or what was is unknown: the start-up sweep finds it by its tag)
+        image = push.result()[0]
+        try:
+            await self.registry.delete_manifest(image)
+        except Exception as exc:
+            INPUTS_DELETE_FAILURES.inc()
+            log.warning("sandbox: could not delete the review inputs %s from the registry: %s", image, exc)
+
     def _cleanup(self, name: str | None, work: Path) -> None:
         if name is not None:
             try:
@@ -410,7 +455,8 @@ class KubernetesJobRunner:
     # ---- orphans ----
 
     async def delete_orphans(self) -> list[str]:
-        """Delete every sandbox Job this instance labelled (a restart's leftovers); their names."""
+        """Delete every sandbox Job this instance labelled and every inputs manifest it tagged (a restart's
+        leftovers); the Jobs' names."""
         selector = kj.label_selector(kj.owned_by(self.owner))
 
         def sweep() -> list[str]:
@@ -423,7 +469,36 @@ class KubernetesJobRunner:
         names = await asyncio.to_thread(sweep)
         if names:
             log.warning("sandbox: deleted %d orphaned Job(s) of %s: %s", len(names), self.owner, ", ".join(names))
+        await self.delete_orphaned_inputs()
         return names
+
+    async def delete_orphaned_inputs(self) -> list[str]:
+        """Delete the inputs manifests this instance tagged in the inputs repository (a crash's leftovers).
+
+        Only tags ``kube_jobs.inputs_tag`` makes for this owner are touched; nothing else in the
+        repository, and nothing outside it. A failure is logged and counted: the next start tries again.
+        """
+        deleted: list[str] = []
+        host = self.inputs_base.partition("/")[0]
+        try:
+            tags = [t for t in await self.registry.tags(self.inputs_repository) if kj.owned_inputs_tag(t, self.owner)]
+            for tag in tags:
+                digest = await self.registry.resolve(f"{host}/{self.inputs_repository}:{tag}")
+                if digest is not None and await self.registry.delete_manifest(
+                    f"{host}/{self.inputs_repository}@{digest}"
+                ):
+                    deleted.append(tag)
+        except Exception as exc:
+            INPUTS_DELETE_FAILURES.inc()
+            log.warning("sandbox: could not sweep orphaned review inputs of %s: %s", self.owner, exc)
+        if deleted:
+            log.warning(
+                "sandbox: deleted %d orphaned review input manifest(s) of %s: %s",
+                len(deleted),
+                self.owner,
+                ", ".join(deleted),
+            )
+        return deleted
 
 
 _PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")

@@ -26,7 +26,8 @@ What a pod gets (each field of its spec, see ``podspec`` for the refusals):
   (NetworkMode none), also when the policy arrives while it runs; other pods get the engine's bridge.
 
 Containers stay (stopped) until their pod is deleted, so their logs can be read; deleting a pod kills
-and removes them, unmounts its volumes and only then removes the pod object.
+and removes them, unmounts its volumes, removes the images it pulled by digest that no other pod uses
+(see ``_remove_unused_images``) and only then removes the pod object.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class _PodRuntime:
     terminating: bool = False
     finished: bool = False
     network: str = "bridge"
+    images: set[str] = field(default_factory=set)  # engine image ids its containers were created from
 
 
 def isolated(store: Store, pod: Obj) -> bool:
@@ -141,6 +143,8 @@ class Kubelet:
         # One pull at a time, as the real kubelet's default (serializeImagePulls: true): podman's service
         # wedged its image store with eight concurrent pulls of images sharing the product image's layers.
         self._pull_lock = threading.Lock()
+        # Images the kubelet pulled by digest (a run's review inputs): removed with the last pod using them.
+        self._pulled: set[str] = set()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -215,6 +219,7 @@ class Kubelet:
             await self._call(self._remove_pod_containers, runtime)
             await self._call(self._release_volumes, runtime)
             self.pods.pop(runtime.uid, None)
+            await self._call(self._remove_unused_images, runtime.images)
         current = self.store.get(PODS, meta["namespace"], meta["name"])
         if current is not None and current["metadata"]["uid"] == meta["uid"]:
             self.store.remove(PODS, meta["namespace"], meta["name"])
@@ -253,6 +258,24 @@ class Kubelet:
                     container.stop(timeout=min(timeout, 30))
                 else:
                     container.kill()
+
+    def _remove_unused_images(self, images: set[str]) -> None:
+        """Remove the images pulled by digest for a deleted pod that no other pod uses.
+
+        A real kubelet keeps pulled images until its image garbage collection frees disk (by usage,
+        past imageGCHighThresholdPercent); the stand-in's node is the developer's machine, and every
+        sandbox run pulls a fresh inputs image, so it removes them as soon as nothing uses them.
+        """
+        in_use = {i for runtime in self.pods.values() for i in runtime.images}
+        for image_id in sorted((images & self._pulled) - in_use):
+            try:
+                self.client.api.remove_image(image_id)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:  # e.g. a container outside the stand-in uses it
+                log.warning("kubelet: could not remove image %s: %s", image_id, exc)
+                continue
+            self._pulled.discard(image_id)
 
     def _remove_pod_containers(self, runtime: _PodRuntime) -> None:
         found = self.client.containers.list(all=True, filters={"label": f"{LABEL}.pod={runtime.uid}"})
@@ -467,6 +490,7 @@ class Kubelet:
 
     async def _create(self, runtime: _PodRuntime, pod: Obj, container: dict[str, Any]) -> tuple[str, str]:
         image = await self._call(self._image, container["image"], container.get("imagePullPolicy", "IfNotPresent"))
+        runtime.images.add(str(image.get("Id", "")))
         kwargs, expected = self._create_kwargs(runtime, pod, container, image)
         created = await self._call(self._create_unless_terminating, runtime, kwargs)
         cid = created["Id"]
@@ -517,9 +541,12 @@ class Kubelet:
         if response.status_code != 200 or '"error"' in body:
             raise _Refused("ErrImagePull", f"pulling {ref}: {body.strip()[-500:]}")
         try:
-            return dict(self.client.api.inspect_image(ref))
+            pulled = dict(self.client.api.inspect_image(ref))
         except docker.errors.ImageNotFound as exc:
             raise _Refused("ErrImagePull", f"pulling {ref}: not found after the pull") from exc
+        if "@sha256:" in ref:
+            self._pulled.add(str(pulled.get("Id", "")))
+        return pulled
 
     def _create_kwargs(
         self, runtime: _PodRuntime, pod: Obj, container: dict[str, Any], image: dict[str, Any]

@@ -1,5 +1,6 @@
-"""A bot SIGKILLed mid-review on the Kubernetes backend: its sandbox Job outlives it, the restarted bot
-deletes it at start, reruns the review, and nothing is left in the namespace afterwards."""
+"""A bot SIGKILLed mid-review on the Kubernetes backend: its sandbox Job and the review inputs it pushed
+outlive it, the restarted bot deletes both at start (and nothing else in the inputs repository), reruns
+the review, and nothing is left in the namespace or the registry afterwards."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Any
 import kubernetes
 import pytest
 
+from bot.artifacts.registry import OciRegistry
+from bot.sandbox.kube_inputs import write_layer
+from bot.sandbox.kube_jobs import inputs_repository, owned_inputs_tag
 from devkit.devhub import RunningDevHub
 from devkit.processes import free_port
 from tests.e2e.conftest import TINY_DATA, yaml_config, yaml_model
@@ -85,6 +89,16 @@ async def test_a_bot_killed_mid_review_leaves_no_job_after_its_restart(
         first.wait()
     jobs = {j.metadata.name for j in batch.list_namespaced_job(namespace).items}
     assert orphans <= jobs, "the killed bot's Jobs outlive it until a restart"
+    registry = OciRegistry(sandbox_settings["registry"], insecure=True)
+    repository = inputs_repository(sandbox_settings["kubernetes_inputs_image"])
+    orphaned_inputs = [t for t in await registry.tags(repository) if owned_inputs_tag(t, namespace)]
+    assert orphaned_inputs, "the killed bot's review inputs outlive it until a restart"
+    layer = tmp_path / "unrelated.tar.gz"
+    with layer.open("wb") as out:
+        diff_id, _ = write_layer([], out)
+    unrelated = await registry.push_image_layer(  # in the same repository, with the owner's prefix: not ours
+        sandbox_settings["kubernetes_inputs_image"], layer, diff_id, repository=repository, tag=f"{namespace}-keep"
+    )
 
     second = await _serve(env, port, log)
     try:
@@ -99,6 +113,11 @@ async def test_a_bot_killed_mid_review_leaves_no_job_after_its_restart(
             lambda: any(r.status == "completed" for r in hub.check_runs.values() if r.repo == REPO), 240, "review done"
         )
         await _until(lambda: not kubernetes_leftovers(core, batch, namespace), 60, "nothing left")
+        tags = await registry.tags(repository)
+        assert not set(orphaned_inputs) & set(tags), "the restart deleted the orphaned review inputs"
+        assert not [t for t in tags if owned_inputs_tag(t, namespace)], "the rerun's inputs are deleted too"
+        assert f"{namespace}-keep" in tags and await registry.has_manifest(unrelated), "nothing else is touched"
+        await registry.delete_manifest(unrelated)
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=60)

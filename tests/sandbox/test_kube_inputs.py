@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import os
+import secrets
 import tarfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import docker
 import pytest
 
 from bot.artifacts.registry import OciRegistry
+from bot.sandbox import kube_jobs
 from bot.sandbox.kube_inputs import InputsError, copy_tree, main, write_layer
 from bot.sandbox.runner import Mount
 
@@ -111,3 +113,37 @@ async def test_the_pushed_image_runs_the_copy_from_the_layer_as_nobody_without_n
         remove=True,
     )
     assert b"staged 3 input files in /inputs" in output
+
+
+@pytest.mark.slow
+async def test_inputs_pushed_to_their_own_repository_are_whole_images_deleted_by_digest_alone(
+    tmp_path: Path, product_image: str, registry_host: str, podman_url: str
+) -> None:
+    registry = OciRegistry(registry_host, insecure=True)
+    repository = f"t{secrets.token_hex(4)}/{kube_jobs.INPUTS_REPOSITORY_SUFFIX}"
+    layer = tmp_path / "inputs.tar.gz"
+    with layer.open("wb") as out:
+        diff_id, _ = write_layer(tree(tmp_path / "src"), out)
+    first, second = [
+        await registry.push_image_layer(
+            product_image, layer, diff_id, repository=repository, tag=f"bot-{run}", labels={kube_jobs.INPUTS_LABEL: run}
+        )
+        for run in ("0123456789ab", "ba9876543210")
+    ]
+    assert first != second  # equal inputs, yet each run's own manifest: deleting one never takes the other
+    assert sorted(await registry.tags(repository)) == ["bot-0123456789ab", "bot-ba9876543210"]
+    assert await registry.resolve(f"{registry_host}/{repository}:bot-0123456789ab") == first.split("@")[1]
+    client = docker.DockerClient(base_url=podman_url)
+    pulled = client.api.post(  # the base's blobs were mounted into the repository: the image pulls whole
+        client.api.base_url + "/v4.0.0/libpod/images/pull",
+        params={"reference": first, "tlsVerify": "false", "quiet": "true"},
+    )
+    assert pulled.status_code == 200 and '"error"' not in pulled.text, pulled.text
+    client.api.remove_image(first)
+
+    assert await registry.delete_manifest(first) is True
+    assert await registry.tags(repository) == ["bot-ba9876543210"]  # its tag went with it
+    assert await registry.resolve(first) is None and await registry.delete_manifest(first) is False
+    assert await registry.has_manifest(second) and await registry.has_manifest(product_image)
+    assert await registry.delete_manifest(second) is True
+    assert await registry.tags(f"t{secrets.token_hex(4)}/never-pushed") == []

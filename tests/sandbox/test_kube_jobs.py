@@ -263,3 +263,16 @@ def test_owner_names_become_label_values() -> None:
     assert kj.valid_owner("modelship-7d9f/replica:1") == "modelship-7d9f-replica-1"
     with pytest.raises(ValueError, match="label value"):
         kj.valid_owner("///")
+
+
+def test_review_inputs_go_to_a_repository_of_their_own_tagged_by_owner_and_run() -> None:
+    assert kj.inputs_repository("registry.local:5000/team/modelship:1.4") == "team/modelship/review-inputs"
+    assert kj.inputs_repository(DIGEST) == "modelship/review-inputs"
+    assert kj.inputs_tag("bot-0", "0123456789ab") == "bot-0-0123456789ab"
+    assert kj.owned_inputs_tag("bot-0-0123456789ab", "bot-0")
+    # Another instance whose name extends ours, a tag someone else pushed, a longer run id: never ours.
+    others = ("bot-0-a-0123456789ab", "bot-0-latest", "bot-0-0123456789abc", "bot-00123456789ab", "bot-1-0123456789ab")
+    for tag in others:
+        assert not kj.owned_inputs_tag(tag, "bot-0"), tag
+    with pytest.raises(ValueError, match="12 hex digits"):
+        kj.inputs_tag("bot-0", "../x")

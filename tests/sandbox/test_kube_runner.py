@@ -19,11 +19,13 @@ import pytest_asyncio
 
 from bot.artifacts.registry import OciRegistry
 from bot.sandbox import kube_jobs
+from bot.sandbox.kube_inputs import write_layer
 from bot.sandbox.kube_runner import KubernetesJobRunner, connect
 from bot.sandbox.runner import Mount, SandboxSpec
 from devkit.kubeapi import KubeAPI
 from devkit.kubeapi.kubelet import LABEL
 from devkit.kubeapi.model import Kind
+from tests.fixtures.kubeapi import REAL_CLUSTER
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +49,25 @@ async def clients(kubeconfig: Path) -> AsyncIterator[Kube]:
     made.close()
 
 
-def runner(clients: Kube, registry_host: str, image: str, owner: str = "") -> KubernetesJobRunner:
+class Registry(OciRegistry):
+    """The session's registry, remembering what the runner pushed (to look for it afterwards)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(host, insecure=True)
+        self.pushed: list[str] = []
+
+    async def push_image_layer(self, base_image: str, layer: Path, diff_id: str, **kwargs: Any) -> str:
+        image = await super().push_image_layer(base_image, layer, diff_id, **kwargs)
+        self.pushed.append(image)
+        return image
+
+
+def runner(
+    clients: Kube, registry_host: str, image: str, owner: str = "", registry: OciRegistry | None = None
+) -> KubernetesJobRunner:
     return KubernetesJobRunner(
         clients.clients,
-        OciRegistry(registry_host, insecure=True),
+        registry or OciRegistry(registry_host, insecure=True),
         inputs_base=image,
         owner=owner or f"test-{secrets.token_hex(3)}",
         settings=kube_jobs.KubeSandboxSettings(namespace=clients.namespace),
@@ -91,7 +108,7 @@ json.dump({"repo": open("/inputs/repo/data.csv").read(), "spec": json.load(open(
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_run_reads_its_inputs_returns_its_result_and_kept_files_and_leaves_nothing(
-    clients: Kube, registry_host: str, product_image: str, tmp_path: Path
+    clients: Kube, registry_host: str, product_image: str, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
     tree = tmp_path / "repo"
     tree.mkdir()
@@ -107,7 +124,8 @@ async def test_a_run_reads_its_inputs_returns_its_result_and_kept_files_and_leav
         keep="variants",
         keep_to=tmp_path / "kept",
     )
-    sandbox = runner(clients, registry_host, product_image)
+    registry = Registry(registry_host)
+    sandbox = runner(clients, registry_host, product_image, registry=registry)
 
     result = await sandbox.run(spec)
 
@@ -122,6 +140,14 @@ async def test_a_run_reads_its_inputs_returns_its_result_and_kept_files_and_leav
     policy = clients.networking.read_namespaced_network_policy(kube_jobs.NETWORK_POLICY, clients.namespace)
     assert kube_jobs.policy_problems(clients.api.sanitize_for_serialization(policy)) == []
     await eventually(lambda: not leftovers(clients))
+    # Its inputs are gone from the registry (the manifest and its tag) and, on the stand-in, from the node.
+    (inputs,) = registry.pushed
+    assert inputs.startswith(f"{registry_host}/{sandbox.inputs_repository}@sha256:")
+    assert not await registry.has_manifest(inputs)
+    assert not [t for t in await registry.tags(sandbox.inputs_repository) if t.startswith(sandbox.owner)]
+    if not REAL_CLUSTER:
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(inputs)
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -135,21 +161,41 @@ async def test_a_cancelled_run_deletes_its_job_and_pod(
         inputs=(Mount(tmp_path / "spec.json", "/inputs/spec.json"),),
         timeout_s=600,
     )
-    sandbox = runner(clients, registry_host, product_image)
+    registry = Registry(registry_host)
+    sandbox = runner(clients, registry_host, product_image, registry=registry)
     task = asyncio.create_task(sandbox.run(spec))
     await eventually(lambda: any(p.startswith("pod/") for p in leftovers(clients)))
     task.cancel()  # what a superseded review does to its sandbox run
     with pytest.raises(asyncio.CancelledError):
         await task
     await eventually(lambda: not leftovers(clients))
+    (inputs,) = registry.pushed
+    for _ in range(120):  # deleted right after the Job
+        if not await registry.has_manifest(inputs):
+            break
+        await asyncio.sleep(0.25)
+    else:
+        raise AssertionError(f"the cancelled run's inputs {inputs} are still in the registry")
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_a_restarted_bot_deletes_the_jobs_it_left_and_only_those(
-    clients: Kube, registry_host: str, product_image: str
+async def test_a_restarted_bot_deletes_the_jobs_and_inputs_it_left_and_only_those(
+    clients: Kube, registry_host: str, product_image: str, tmp_path: Path
 ) -> None:
     namespace = clients.namespace
-    mine, other = "bot-a", "bot-b"
+    mine, other = f"bot-a{secrets.token_hex(2)}", f"bot-b{secrets.token_hex(2)}"
+    registry = OciRegistry(registry_host, insecure=True)
+    repository = kube_jobs.inputs_repository(product_image)
+    layer = tmp_path / "inputs.tar.gz"
+    with layer.open("wb") as out:
+        diff_id, _ = write_layer([], out)
+    my_tag, other_tag = (kube_jobs.inputs_tag(owner, secrets.token_hex(6)) for owner in (mine, other))
+    unrelated = f"{mine}-release"  # the owner's prefix, but not a tag the sandbox makes
+    left: dict[str, str] = {}  # tag -> what a crashed run (or someone else) left in the inputs repository
+    for tag in (my_tag, other_tag, unrelated):
+        left[tag] = await registry.push_image_layer(
+            product_image, layer, diff_id, repository=repository, tag=tag, labels={kube_jobs.INPUTS_LABEL: tag}
+        )
     for owner in (mine, other):
         spec = SandboxSpec(image=product_image, argv=("python", "-c", "import time; time.sleep(600)"))
         body = kube_jobs.job_manifest(
@@ -166,6 +212,9 @@ async def test_a_restarted_bot_deletes_the_jobs_it_left_and_only_those(
     deleted = await runner(clients, registry_host, product_image, owner=mine).delete_orphans()
 
     assert len(deleted) == 1
+    assert {t for t in await registry.tags(repository) if t in left} == {other_tag, unrelated}
+    assert not await registry.has_manifest(left[my_tag])
+    assert await registry.has_manifest(left[unrelated]) and await registry.has_manifest(product_image)
     await eventually(
         lambda: (
             [j.metadata.labels[kube_jobs.OWNER_LABEL] for j in clients.batch.list_namespaced_job(namespace).items]
@@ -174,6 +223,8 @@ async def test_a_restarted_bot_deletes_the_jobs_it_left_and_only_those(
     )
     await runner(clients, registry_host, product_image, owner=other).delete_orphans()
     await eventually(lambda: not leftovers(clients))
+    assert {t for t in await registry.tags(repository) if t in left} == {unrelated}
+    assert await registry.delete_manifest(left[unrelated])
 
 
 def test_a_kubeconfig_that_does_not_load_is_a_clear_error(tmp_path: Path) -> None:
