@@ -16,8 +16,9 @@ import docker
 import kubernetes
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
-from bot.artifacts.registry import OciRegistry
+from bot.artifacts.registry import Backoff, OciRegistry
 from bot.sandbox import kube_jobs
 from bot.sandbox.kube_inputs import write_layer
 from bot.sandbox.kube_runner import KubernetesJobRunner, connect
@@ -275,3 +276,34 @@ async def test_a_pod_an_admission_webhook_weakened_is_refused_and_its_untrusted_
     assert list(created) == []  # not even the trusted init container: the pod was never bound to the node
     made.core.delete_namespace(namespace)
     made.close()
+
+
+class DeletesFail(Registry):
+    """The session's registry for pushes; deletes go to a port nothing listens on (a registry gone away)."""
+
+    async def delete_manifest(self, reference: str) -> bool:
+        gone = OciRegistry("127.0.0.1:9", insecure=True, backoff=Backoff(attempts=1))
+        return await gone.delete_manifest(reference.replace(self.host, gone.host, 1))
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_inputs_delete_that_fails_is_counted_and_logged_never_a_failed_run(
+    clients: Kube, registry_host: str, product_image: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "spec.json").write_text("{}")
+    spec = SandboxSpec(
+        image=product_image,
+        argv=("python", "-c", "import json; json.dump({'ok': 1}, open('/out/result.json', 'w'))"),
+        inputs=(Mount(tmp_path / "spec.json", "/inputs/spec.json"),),
+        timeout_s=60,
+    )
+    registry = DeletesFail(registry_host)
+    failures = REGISTRY.get_sample_value("modelship_sandbox_inputs_delete_failures_total") or 0.0
+
+    result = await runner(clients, registry_host, product_image, registry=registry).run(spec)
+
+    assert result.ok and result.result == {"ok": 1}, result.error
+    assert REGISTRY.get_sample_value("modelship_sandbox_inputs_delete_failures_total") == failures + 1
+    (inputs,) = registry.pushed
+    assert f"could not delete the review inputs {inputs} from the registry" in caplog.text
+    assert await OciRegistry(registry_host, insecure=True).delete_manifest(inputs)  # it was left: clean up
