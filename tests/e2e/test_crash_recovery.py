@@ -28,7 +28,7 @@ async def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
     )
-    for _ in range(300):
+    for _ in range(1200):  # 60 s: on a loaded 2-core machine, imports and migrations alone took over 15 s
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return proc
