@@ -121,3 +121,29 @@ def test_invalid_scheduling_gates_are_a_422_naming_the_field(
     status = json.loads(refused.value.body)
     assert refused.value.status == 422
     assert any(c["field"] == field and message in c["message"] for c in status["details"]["causes"]), status
+
+
+def test_a_release_tested_against_a_stale_resource_version_is_refused_and_the_pod_stays_gated(
+    core: kubernetes.client.CoreV1Api, namespace: str
+) -> None:
+    pod = core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "checked"},
+            "spec": {
+                "restartPolicy": "Never",
+                "schedulingGates": [{"name": GATE}],
+                "containers": [{"name": "c", "image": "busybox:1"}],
+            },
+        },
+    )
+    read = pod.metadata.resource_version
+    core.patch_namespaced_pod("checked", namespace, {"metadata": {"labels": {"changed": "after-the-check"}}})
+    release = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": read},
+        {"op": "remove", "path": "/spec/schedulingGates/0"},
+    ]
+    with pytest.raises(ApiException) as stale:
+        core.patch_namespaced_pod("checked", namespace, release)
+    assert stale.value.status == 422
+    assert [g.name for g in core.read_namespaced_pod("checked", namespace).spec.scheduling_gates] == [GATE]
