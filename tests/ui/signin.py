@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+from pydantic import SecretStr
+
+from devkit.devhub import DevHub
+
+
+def dashboard_settings(hub: DevHub, app_id: int, web_url: str) -> dict[str, Any]:
+    """The bot settings that turn the dashboard on, signing in through devhub's OAuth pages for the App."""
+    client_id, client_secret = hub.oauth_client(app_id)
+    return {
+        "ui": "on",
+        "ui_client_id": client_id,
+        "ui_client_secret": SecretStr(client_secret),
+        "ui_session_secret": SecretStr("s" * 48),
+        "github_web_url": web_url,
+    }
 
 
 def browser_session() -> aiohttp.ClientSession:

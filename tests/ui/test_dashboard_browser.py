@@ -22,7 +22,6 @@ from typing import Any, cast
 import aiohttp
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
-from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from bot.chatops import store as chatops_store
@@ -42,6 +41,7 @@ from tests.fixtures.bot import settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, shared_key
 from tests.fixtures.model_servers import ModelServer
 from tests.fixtures.prometheus import PrometheusServer
+from tests.ui.signin import dashboard_settings
 
 pytestmark = pytest.mark.slow
 
@@ -199,7 +199,6 @@ async def world(
     running = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
     hub = running.hub
     app_id, key = await hub.create_app()
-    client_id, client_secret = hub.oauth_client(app_id)
 
     async def no_review(job: ClaimedJob) -> None:
         """Reviews need a sandbox; the test stores their results itself."""
@@ -211,11 +210,7 @@ async def world(
                 running,
                 tmp,
                 app=(app_id, key),
-                ui="on",
-                ui_client_id=client_id,
-                ui_client_secret=SecretStr(client_secret),
-                ui_session_secret=SecretStr("s" * 48),
-                github_web_url=running.base_url,
+                **dashboard_settings(hub, app_id, running.base_url),
                 prometheus_url=prometheus.url,
                 guard_interval_seconds=1.0,
                 live_interval_seconds=1.0,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
-from pydantic import SecretStr
 
 from bot.store import deployments
 from bot.store.reviews import ReviewedModel, ReviewRecord, save_review
@@ -22,7 +21,7 @@ from devkit.devhub import DevHub, start
 from devkit.harness import RunningBot, bot_running
 from tests.fixtures.bot import settle_jobs
 from tests.fixtures.devhub import WEBHOOK_SECRET, assert_contract_kept, shared_key
-from tests.ui.signin import browser_session, sign_in
+from tests.ui.signin import browser_session, dashboard_settings, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +85,6 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     running = await start(tmp / "devhub", webhook_secret=WEBHOOK_SECRET, keygen=shared_key)
     hub = running.hub
     app_id, key = await hub.create_app()
-    client_id, client_secret = hub.oauth_client(app_id)
 
     async def no_review(job: Any) -> None:
         """Reviews need a sandbox; the test stores their results itself."""
@@ -96,11 +94,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             running,
             tmp,
             app=(app_id, key),
-            ui="on",
-            ui_client_id=client_id,
-            ui_client_secret=SecretStr(client_secret),
-            ui_session_secret=SecretStr("s" * 48),
-            github_web_url=running.base_url,
+            **dashboard_settings(hub, app_id, running.base_url),
         ) as bot:
             cast(dict[str, Any], bot.service.workers.runners)["review"] = no_review
             await hub.create_repo(DEPLOY, {"README.md": "# deploy\n"}, private=True)
