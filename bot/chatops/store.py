@@ -45,6 +45,7 @@ class AuditEntry:
     result: str
     ok: bool
     at: datetime | None = None
+    id: int | None = None  # the row's id once stored (the audit page pages by it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,12 +270,16 @@ async def search(
     actor: str | None = None,
     command: str | None = None,
     repo: str | None = None,
-    limit: int = 200,
+    before: int | None = None,
+    limit: int = 50,
 ) -> list[AuditEntry]:
-    """The newest audit rows of ``repos`` (the dashboard's audit page), filtered, newest first."""
+    """The newest audit rows of ``repos`` (the dashboard's audit page), filtered, newest first; ``before``
+    (a row id) asks for the page of older rows. A page, not the whole log: rendering is what a request costs."""
     if not repos:
         return []
     query = select(AUDIT).where(AUDIT.c.repo.in_(list(repos)))
+    if before is not None:
+        query = query.where(AUDIT.c.id < before)
     if actor:
         query = query.where(AUDIT.c.actor == actor)
     if command:
@@ -283,6 +288,8 @@ async def search(
         query = query.where(AUDIT.c.repo == repo)
     rows = await conn.execute(query.order_by(AUDIT.c.id.desc()).limit(limit))
     return [
-        AuditEntry(r.repo, r.pr, r.actor, r.comment_id, r.command, r.line, r.args, r.decision, r.result, r.ok, r.at)
+        AuditEntry(
+            r.repo, r.pr, r.actor, r.comment_id, r.command, r.line, r.args, r.decision, r.result, r.ok, r.at, r.id
+        )
         for r in rows
     ]

@@ -61,6 +61,7 @@ _SLOT = "<!--matrix-table-->"
 PR_ACTIONS = ("hold", "unhold", "unpin")
 _ENV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FINISHED_SHOWN = 20  # the jobs page's "Recently finished" rows
+AUDIT_PAGE = 50  # audit rows per page: the log grows without end, a page is what a reader scans
 
 
 def repo_of_job(serial_key: str) -> str:
@@ -505,6 +506,9 @@ class Dashboard:
     # ------------------------------------------------------------------ audit and health
     async def audit(self, request: web.Request) -> web.Response:
         q = request.query
+        before = q.get("before") or None
+        if before is not None and not before.isdigit():
+            raise web.HTTPBadRequest(text="before: the id of an audit row from the page", content_type="text/plain")
         async with self.engine.connect() as conn:
             entries = await chatops_store.search(
                 conn,
@@ -512,8 +516,13 @@ class Dashboard:
                 actor=q.get("actor") or None,
                 command=q.get("command") or None,
                 repo=q.get("repo") or None,
+                before=int(before) if before else None,
+                limit=AUDIT_PAGE,
             )
-        return self.render(request, "audit.html", entries=entries, q=q, repos=self.visible(request))
+        older = None
+        if len(entries) == AUDIT_PAGE and entries[-1].id is not None:  # maybe more: link the next page, same filter
+            older = "?" + urlencode({k: v for k, v in q.items() if k != "before"} | {"before": entries[-1].id})
+        return self.render(request, "audit.html", entries=entries, q=q, repos=self.visible(request), older=older)
 
     async def health_page(self, request: web.Request) -> web.Response:
         return self.render(request, "health.html", report=self.health())
