@@ -67,4 +67,6 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The first claim (a retry keeps it): queued -> claimed is the queue wait the scale bench reports.
+    claimed_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

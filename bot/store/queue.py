@@ -130,6 +130,7 @@ class JobQueue:
                         leased_by=worker_id,
                         lease_expires_at=now + self.lease,
                         attempts=JOBS.c.attempts + 1,
+                        claimed_at=func.coalesce(JOBS.c.claimed_at, now),
                         updated_at=now,
                     )
                     .returning(*CLAIMED_COLUMNS)

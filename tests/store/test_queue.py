@@ -6,9 +6,11 @@ import asyncio
 import random
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.base import utcnow
+from bot.store.models import Job
 from bot.store.queue import JobQueue, backoff_seconds, enqueue, job_row
 
 
@@ -59,6 +61,19 @@ async def test_an_expired_lease_is_claimed_again_and_the_old_worker_is_fenced(en
     assert again is not None and again.id == job.id and again.attempts == 2
     assert not await queue.complete(job.id, "dead-worker")  # a zombie cannot overwrite the new owner
     assert await queue.complete(job.id, "w2")
+
+
+async def test_the_first_claim_is_when_the_queue_wait_ended_and_a_reclaim_keeps_it(engine: AsyncEngine) -> None:
+    queue = JobQueue(engine, lease_seconds=30)
+    await _enqueue(engine, job_row("review", "o/r#1"))
+    claimed_at = utcnow() + timedelta(seconds=5)
+    job = await queue.claim("w1", now=claimed_at)
+    assert job is not None
+    assert await queue.claim("w2", now=claimed_at + timedelta(seconds=31)) is not None  # w1's lease ran out
+
+    async with engine.connect() as conn:
+        created, claimed = (await conn.execute(select(Job.created_at, Job.claimed_at).where(Job.id == job.id))).one()
+    assert claimed is not None and abs((claimed - created).total_seconds() - 5) < 1  # the queue wait: ~5 s
 
 
 async def test_transient_failures_retry_with_backoff_then_park_with_the_error(engine: AsyncEngine) -> None:
