@@ -119,6 +119,13 @@ class Settings(BaseSettings):
         default=1024**3, ge=0, description="Bytes of variant files kept from one sandbox run."
     )
     sandbox_keep_max_files: int = Field(default=32, ge=0, description="Variant files kept from one sandbox run.")
+    sandbox_reuse_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        le=24 * 3600,
+        description="How long a successful sandbox result answers a later run with byte-identical inputs, image "
+        "and limits (e.g. the base side of many PRs against one base commit; the review says so); 0 turns it off.",
+    )
     sandbox_backend: Literal["docker", "kubernetes"] = Field(
         default="docker",
         description="Where sandbox runs happen: 'docker' (a Docker Engine API, MODELSHIP_CONTAINER_ENGINE_URL) or "

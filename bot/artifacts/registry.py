@@ -121,6 +121,19 @@ class OciRegistry:
     async def referrers(self, reference: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._retrying, lambda: self._referrers(oci.Reference.parse(reference)))
 
+    async def image_digest(self, image: str) -> str | None:
+        """The manifest digest ``image`` (a tag or a digest on this registry) names now; None when it is not
+        on this registry or not there (what a reused sandbox result is keyed by: bot.sandbox.reuse)."""
+        try:
+            ref = oci.Reference.parse(image)
+        except oci.ArtifactError:
+            return None
+        if ref.registry != self.host:
+            return None
+        if ref.digest:
+            return ref.digest
+        return await asyncio.to_thread(self._retrying, lambda: self._manifest_digest(ref))
+
     async def push_image_layer(self, base_image: str, layer: Path, diff_id: str, **kwargs: Any) -> str:
         """``base_image`` plus one gzipped tar layer; its ``registry/repository@sha256:…`` (how review inputs
         reach a Kubernetes sandbox: the kubelet pulls it). Untagged into the base's repository, or with
@@ -368,6 +381,15 @@ class OciRegistry:
             return False
         self._check(response, f"HEAD {ref}")
         return True
+
+    def _manifest_digest(self, ref: oci.Reference) -> str | None:
+        accept = f"{oci.MANIFEST_MEDIA_TYPE}, {oci.DOCKER_MANIFEST_MEDIA_TYPE}, {oci.INDEX_MEDIA_TYPE}"
+        response = self._request("HEAD", self._url(ref, f"manifests/{ref.tag or 'latest'}"), {"Accept": accept})
+        if response.status_code == 404:
+            return None
+        self._check(response, f"HEAD {ref}")
+        digest = response.headers.get("Docker-Content-Digest", "")
+        return digest if digest.startswith("sha256:") and len(digest) == 71 else None
 
     def _get_json(self, ref: oci.Reference, tag: str, media_type: str) -> dict[str, Any] | None:
         response = self._request("GET", self._url(ref, f"manifests/{tag}"), {"Accept": media_type})

@@ -370,7 +370,8 @@ def _assemble(
     parts.append(_headline(review))
     if notes:
         # Written by the bot from validated config values and its own hashes: Markdown as is.
-        parts.append("\n".join(f"> ⚠️ {n[:400]}" for n in notes))
+        # A note that starts with ℹ️ is information (a reused sandbox result), the others warnings.
+        parts.append("\n".join(f"> {n[:400]}" if n.startswith("ℹ️") else f"> ⚠️ {n[:400]}" for n in notes))
     for model in review.models:
         section = _model_section(model)
         parts.append(section.core)

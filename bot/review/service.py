@@ -80,14 +80,25 @@ class _Evaluated:
     optimization: dict[str, Any] | None
     verified: Verified
     limits: SandboxLimits
+    reused: tuple[str, ...] = ()  # a side answered from an identical earlier run (bot.sandbox.reuse)
 
     @property
     def notes(self) -> tuple[str, ...]:
-        return self.limits.notes + self.verified.notes
+        return self.limits.notes + self.verified.notes + self.reused
 
     @property
     def passed(self) -> bool:
         return self.comparison.passed and not self.verified.problems
+
+
+def reuse_note(side: str, run: SandboxResult) -> str:
+    """What the comment says of a side that was not run again (its numbers, latency too, are that run's)."""
+    assert run.reused is not None
+    return (
+        f"ℹ️ The {side} side was not run again: its inputs (tree, config as the sandbox reads it, image and "
+        f"limits; sha256 `{run.reused.key[:12]}`) are byte-identical to a run that finished "
+        f"{run.reused.age_s:.0f} s earlier, whose result, measured latencies included, is shown."
+    )
 
 
 def _now() -> str:
@@ -332,7 +343,8 @@ class ReviewService:
         for problem in verified.problems:
             log.error("review %s#%d %s: %s", req.repo, req.number, req.head_sha[:12], problem)
         await self._collect_artifacts(keep_to)
-        return _Evaluated(comparison, optimization, verified, limits)
+        reused = tuple(reuse_note(side, run) for side, run in (("base", base_run), ("head", head_run)) if run.reused)
+        return _Evaluated(comparison, optimization, verified, limits, reused)
 
     async def _collect_artifacts(self, kept: Path) -> None:
         """Record the kept run's hashes, then trim old runs to the caps (deployed files stay)."""
@@ -566,8 +578,18 @@ def make_sandbox(settings: Any, source_root: Path, registry: Any = None) -> Sand
 
         mounts = LocalRuntime.discover(Path(sys.prefix), source_root).mounts()
     maxima, export, artifacts, limits = sandbox_policy(settings)
-    runner = DockerEngineRunner(client, runtime_mounts=mounts, limits=limits)
+    runner = _reusing(settings, DockerEngineRunner(client, runtime_mounts=mounts, limits=limits))
     return SandboxConfig(runner, settings.sandbox_image, maxima=maxima, export=export, artifacts=artifacts)
+
+
+def _reusing(settings: Any, runner: SandboxRunner) -> SandboxRunner:
+    """Identical runs (the same base tree, config, image and limits of many PRs) answered from the first one."""
+    seconds = float(getattr(settings, "sandbox_reuse_seconds", 0.0))
+    if not seconds:
+        return runner
+    from bot.sandbox.reuse import ReusingRunner
+
+    return ReusingRunner(runner, ttl_s=seconds)
 
 
 def _kubernetes_sandbox(settings: Any, registry: Any) -> SandboxConfig:
@@ -606,7 +628,9 @@ def _kubernetes_sandbox(settings: Any, registry: Any) -> SandboxConfig:
         ),
         limits=limits,
     )
-    return SandboxConfig(runner, settings.sandbox_image, maxima=maxima, export=export, artifacts=artifacts)
+    return SandboxConfig(
+        _reusing(settings, runner), settings.sandbox_image, maxima=maxima, export=export, artifacts=artifacts
+    )
 
 
 def sandbox_policy(settings: Any) -> tuple[SandboxMaxima, ExportLimits, ArtifactPolicy, Any]:

@@ -419,6 +419,22 @@ class DockerEngineRunner:
             self._seccomp_opt = seccomp.security_opt(podman, self._seccomp_profile)
         return self._seccomp_opt
 
+    async def image_identity(self, image: str) -> str | None:
+        """The engine's id of ``image``; None when it is missing or the runtime is bind-mounted from the host
+        (the local image: what runs may change under the same id). bot.sandbox.reuse keys results by it."""
+        if self._runtime_mounts:
+            return None
+
+        def inspect() -> str | None:
+            try:
+                found = self._client.api.inspect_image(image)
+            except docker.errors.DockerException:
+                return None
+            return str(found.get("Id") or "") or None
+
+        found = await asyncio.to_thread(inspect)
+        return f"docker {image} {found}" if found else None
+
     async def run(self, spec: SandboxSpec) -> SandboxResult:
         began = self._clock()
         if problems := unreadable_inputs(spec.inputs):

@@ -52,6 +52,8 @@ class ImagePusher(Protocol):
 
     async def resolve(self, reference: str) -> str | None: ...
 
+    async def image_digest(self, image: str) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class KubeClients:
@@ -176,6 +178,14 @@ class KubernetesJobRunner:
         finally:
             # Shielded so a cancelled (superseded) review still deletes its Job and pod, then its inputs.
             await asyncio.shield(self._end(name, work, push))
+
+    async def image_identity(self, image: str) -> str | None:
+        """The exact images a run would use (the sandbox's and the init container's base), by registry
+        digest; None when either cannot be resolved (bot.sandbox.reuse keys reused results by it)."""
+        digests = [await self.registry.image_digest(ref) for ref in (image, self.inputs_base)]
+        if any(d is None for d in digests):
+            return None
+        return f"kubernetes {image}@{digests[0]} inputs {self.inputs_base}@{digests[1]}"
 
     # ---- steps ----
 

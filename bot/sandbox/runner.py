@@ -65,6 +65,14 @@ class SandboxSpec:
 
 
 @dataclass(frozen=True)
+class Reused:
+    """A result answered from an earlier identical run (bot.sandbox.reuse): its inputs' sha256 and age."""
+
+    key: str
+    age_s: float
+
+
+@dataclass(frozen=True)
 class SandboxResult:
     """How the run ended. ``error`` is None only when the command exited 0 and ``result`` was read."""
 
@@ -79,6 +87,7 @@ class SandboxResult:
     error: str | None
     duration_s: float
     container_start_s: float
+    reused: Reused | None = None  # not run again: the result of an identical run that finished earlier
 
     @property
     def ok(self) -> bool:
