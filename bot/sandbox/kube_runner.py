@@ -4,7 +4,8 @@ The official ``kubernetes`` client, each call in a worker thread (``asyncio.to_t
 kubernetes_asyncio: it is the client the design names and the one every cluster's docs and auth
 plugins (exec credentials, in-cluster config) are written for, it matches how the Docker backend drives
 its blocking SDK, and a run makes a handful of calls (create, a poll a second, one log read, delete),
-so a thread per call costs nothing that matters.
+so a thread per call costs nothing that matters; a run's pod is watched (bot.sandbox.kube_watch) rather
+than polled.
 
 A run: push the inputs layer (bot.sandbox.kube_inputs) -> make sure the deny-all NetworkPolicy is in
 place (read back) -> create the Job -> read the Job and then its pod back while the pod is held by the
@@ -33,10 +34,11 @@ from bot.metrics import SANDBOX_INPUTS_DELETE_FAILURES as INPUTS_DELETE_FAILURES
 from bot.sandbox import kube_jobs as kj
 from bot.sandbox.docker_engine import REMOVED, OutputLimits, keep_files, read_result
 from bot.sandbox.kube_inputs import InputsError, write_layer
+from bot.sandbox.kube_watch import RunPods
 from bot.sandbox.runner import OUTPUT_DIR, RESULT_FILE, MiB, SandboxResult, SandboxSpec
 
 log = logging.getLogger(__name__)
-_POLL_S = 0.25
+_WAKE_S = 1.0
 
 
 class ImagePusher(Protocol):
@@ -130,6 +132,7 @@ class KubernetesJobRunner:
         self._policy_lock = asyncio.Lock()
         self.inputs_repository = kj.inputs_repository(inputs_base)
         self._deleting: set[asyncio.Task[None]] = set()  # input deletions outliving a cancelled run
+        self._watches: dict[str, RunPods] = {}  # run id -> its pods, watched (bot.sandbox.kube_watch)
 
     # ---- the Protocol ----
 
@@ -176,6 +179,8 @@ class KubernetesJobRunner:
                 raise
             return SandboxResult.failed(_api_error(exc, self.settings.namespace), self._clock() - began)
         finally:
+            if (watched := self._watches.pop(run_id, None)) is not None:
+                watched.close()
             # Shielded so a cancelled (superseded) review still deletes its Job and pod, then its inputs.
             await asyncio.shield(self._end(name, work, push))
 
@@ -248,8 +253,9 @@ class KubernetesJobRunner:
         timed_out = False
         pod: dict[str, Any] = {}
         pod_name = ""
+        wait = 0.0
         while True:
-            items = await asyncio.to_thread(self._pods, selector)
+            items = await self._run_pods(run_id, selector, wait)
             if pod_name and pod_removed(items, pod_name):
                 where = f"pod {self.settings.namespace}/{pod_name}"
                 return SandboxResult.failed(REMOVED.format(what="pod", name=where), self._clock() - began)
@@ -296,7 +302,7 @@ class KubernetesJobRunner:
                     f"(pod {pod_name or 'not created'}: {not_started(pod)})",
                     now - began,
                 )
-            await asyncio.sleep(_POLL_S if started is None or now - started > 1 else _POLL_S / 2)
+            wait = _WAKE_S  # a change wakes the loop at once; this bounds how late a deadline is noticed
         duration = self._clock() - began
         start_s = (started or self._clock()) - began
         if timed_out:
@@ -375,10 +381,15 @@ class KubernetesJobRunner:
             )
         return result, error
 
-    def _pods(self, selector: str) -> list[dict[str, Any]]:
-        """The run's pods as plain JSON (the conversion is CPU work too: kept off the event loop)."""
-        listed = self.clients.core.list_namespaced_pod(self.settings.namespace, label_selector=selector)
-        return [_plain(self.clients.api, p) for p in listed.items]
+    async def _run_pods(self, run_id: str, selector: str, wait: float) -> list[dict[str, Any]]:
+        """The run's pods after their next change (or ``wait`` s): watched, not polled (bot.sandbox.kube_watch)."""
+        watched = self._watches.get(run_id)
+        if watched is None:
+            watched = self._watches[run_id] = RunPods(
+                self.clients.core, self.clients.api, self.settings.namespace, selector
+            )
+            wait = _WAKE_S  # the first list
+        return await watched.pods(wait)
 
     def _ungate(self, pod: Mapping[str, Any]) -> dict[str, Any] | None:
         """Remove the bot's scheduling gate from the pod version read back; None if it changed meanwhile."""
