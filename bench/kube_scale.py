@@ -220,7 +220,8 @@ async def one_backend(
             reused = sum(r.reused for r in reusers)
     finally:
         await devhub.stop()
-    assert len(jobs) == prs and all(j.state == "done" for j in jobs), jobs
+    states = sorted(j.state for j in jobs)
+    assert len(jobs) == prs and set(states) == {"done"}, f"review jobs: {states} (see the log above)"
     waits = [(j.claimed_at - j.created_at).total_seconds() for j in jobs]
     ends = [(j.finished_at - j.created_at).total_seconds() for j in jobs]
     last = max(j.finished_at for j in jobs).timestamp()

@@ -157,7 +157,11 @@ class ReusingRunner:
     async def _key(self, spec: SandboxSpec) -> str | None:
         if self.ttl_s <= 0 or spec.keep is not None or not isinstance(self.inner, ImageIdentity):
             return None
-        identity = await self.inner.image_identity(spec.image)
+        try:
+            identity = await self.inner.image_identity(spec.image)
+        except Exception as exc:  # never the review's failure: the run itself reports an unreachable registry
+            log.info("sandbox reuse: the image %s could not be resolved (%s); running", spec.image, exc)
+            return None
         if identity is None:
             return None
         try:

@@ -28,6 +28,8 @@ class Engine:
     runs: list[SandboxSpec] = field(default_factory=list)
 
     async def image_identity(self, image: str) -> str | None:
+        if self.identity == "unreachable":
+            raise ConnectionError("registry unreachable")
         return None if self.identity is None else f"{image}@{self.identity}"
 
     async def run(self, spec: SandboxSpec) -> SandboxResult:
@@ -129,6 +131,11 @@ async def test_failures_kept_files_and_unnamed_images_are_never_reused(base: tup
     await runner.run(kept)
     await runner.run(kept)
     assert len(engine.runs) == 2  # kept variants must land in each review's own directory
+
+    unreachable = Engine(identity="unreachable")  # resolving the image fails: the run still happens
+    runner = ReusingRunner(unreachable)
+    assert (await runner.run(spec_for(*base))).ok
+    assert len(unreachable.runs) == 1
 
     unnamed = Engine(identity=None)  # e.g. a runtime bind-mounted from the host
     runner = ReusingRunner(unnamed)
