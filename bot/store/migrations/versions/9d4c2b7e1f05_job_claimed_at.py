@@ -1,14 +1,14 @@
 """jobs.claimed_at: when a worker first claimed the job (queue wait = claimed_at - created_at)
 
 Revision ID: 9d4c2b7e1f05
-Revises: 7b2e4d6f8a10
+Revises: 9d4c1b7e3f52
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "9d4c2b7e1f05"
-down_revision = "7b2e4d6f8a10"
+down_revision = "9d4c1b7e3f52"
 branch_labels = None
 depends_on = None
 
