@@ -119,7 +119,8 @@ class Phases:
                     f"{phase:<40} {len(values):>5} {sum(values):8.1f} {statistics.median(values):7.2f} "
                     f"{max(values):7.2f}"
                 )
-        self.calls.clear()
+        for values in self.calls.values():
+            values.clear()  # in place: the wrappers hold these lists
         return lines
 
 
