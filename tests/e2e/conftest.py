@@ -175,6 +175,10 @@ async def review_world(
             devhub,
             tmp,
             workers=4,  # PRs of one module are reviewed side by side
+            # Every PR of a module runs both its sides: tests swap the backend runner under the counting one
+            # (an engine gone) and count runs; reuse has its own tests (tests/sandbox/test_reuse.py,
+            # tests/e2e/test_kube_replicas.py).
+            sandbox_reuse_seconds=0,
             **sandbox_settings,
         ) as running:
             review = running.service.workers.runners["review"].__self__  # type: ignore[attr-defined]
