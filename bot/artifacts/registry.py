@@ -132,7 +132,9 @@ class OciRegistry:
             return None
         if ref.digest:
             return ref.digest
-        return await asyncio.to_thread(self._retrying, lambda: self._manifest_digest(ref))
+        if not ref.tag:
+            ref = oci.Reference(ref.registry, ref.repository, None, "latest")
+        return await asyncio.to_thread(self._retrying, lambda: self._resolve(ref))
 
     async def push_image_layer(self, base_image: str, layer: Path, diff_id: str, **kwargs: Any) -> str:
         """``base_image`` plus one gzipped tar layer; its ``registry/repository@sha256:…`` (how review inputs
@@ -381,15 +383,6 @@ class OciRegistry:
             return False
         self._check(response, f"HEAD {ref}")
         return True
-
-    def _manifest_digest(self, ref: oci.Reference) -> str | None:
-        accept = f"{oci.MANIFEST_MEDIA_TYPE}, {oci.DOCKER_MANIFEST_MEDIA_TYPE}, {oci.INDEX_MEDIA_TYPE}"
-        response = self._request("HEAD", self._url(ref, f"manifests/{ref.tag or 'latest'}"), {"Accept": accept})
-        if response.status_code == 404:
-            return None
-        self._check(response, f"HEAD {ref}")
-        digest = response.headers.get("Docker-Content-Digest", "")
-        return digest if digest.startswith("sha256:") and len(digest) == 71 else None
 
     def _get_json(self, ref: oci.Reference, tag: str, media_type: str) -> dict[str, Any] | None:
         response = self._request("GET", self._url(ref, f"manifests/{tag}"), {"Accept": media_type})

@@ -1,14 +1,14 @@
 """jobs.claimed_at: when a worker first claimed the job (queue wait = claimed_at - created_at)
 
 Revision ID: 9d4c2b7e1f05
-Revises: 9d4c1b7e3f52
+Revises: 9d3c5a7e1b22
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "9d4c2b7e1f05"
-down_revision = "9d4c1b7e3f52"
+down_revision = "9d3c5a7e1b22"
 branch_labels = None
 depends_on = None
 
