@@ -13,8 +13,9 @@ same thing. The key is the sha256 of everything the sandbox sees:
   relative path, type, mode and bytes (files) or target (links). The pipeline spec (the base branch's
   config as the sandbox reads it) is one of these files.
 
-Only runs that succeeded and keep no files (``spec.keep`` unset: kept variants must be written to each
-review's own directory) are remembered, in this process, for ``ttl_s`` and at most ``max_entries``.
+Only runs that have inputs (one without is a probe of the sandbox itself, e.g. the doctor's), succeeded
+and keep no files (``spec.keep`` unset: kept variants must be written to each review's own directory)
+are remembered, in this process, for ``ttl_s`` and at most ``max_entries``.
 Concurrent identical runs share the first one's result (single flight): the others wait for it rather
 than start their own, and each runs its own when it fails or is cancelled (a failure is not reused: it may
 be the cluster's, not the inputs'). A reused result carries
@@ -154,8 +155,15 @@ class ReusingRunner:
             del self._running[key]
             future.set_result(entry)
 
+    def __getattr__(self, name: str) -> object:
+        """The backend's other operations (e.g. the Kubernetes runner's ``delete_orphans`` at start-up)."""
+        if name.startswith("__") or name == "inner":  # copy/pickle probe dunders before __init__ ran
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     async def _key(self, spec: SandboxSpec) -> str | None:
-        if self.ttl_s <= 0 or spec.keep is not None or not isinstance(self.inner, ImageIdentity):
+        # No inputs: a probe of the sandbox itself (the doctor's), which must really run every time.
+        if self.ttl_s <= 0 or not spec.inputs or spec.keep is not None or not isinstance(self.inner, ImageIdentity):
             return None
         try:
             identity = await self.inner.image_identity(spec.image)

@@ -137,6 +137,13 @@ async def test_failures_kept_files_and_unnamed_images_are_never_reused(base: tup
     assert (await runner.run(spec_for(*base))).ok
     assert len(unreachable.runs) == 1
 
+    engine = Engine()
+    runner = ReusingRunner(engine)
+    probe = SandboxSpec(image="runner:1", argv=("python", "-c", "pass"))  # the doctor's: no inputs
+    await runner.run(probe)
+    await runner.run(probe)
+    assert len(engine.runs) == 2
+
     unnamed = Engine(identity=None)  # e.g. a runtime bind-mounted from the host
     runner = ReusingRunner(unnamed)
     await runner.run(spec_for(*base))
@@ -176,3 +183,13 @@ async def test_a_result_is_forgotten_after_its_time(base: tuple[Path, Path]) -> 
     now[0] = 61.0
     assert (await runner.run(spec_for(*base))).reused is None
     assert len(engine.runs) == 2
+
+
+async def test_the_backends_other_operations_stay_reachable_through_it() -> None:
+    class Kube(Engine):
+        async def delete_orphans(self) -> list[str]:
+            return ["modelship-sbx-left"]
+
+    runner = ReusingRunner(Kube())
+    assert await runner.delete_orphans() == ["modelship-sbx-left"]  # type: ignore[attr-defined]  # bot.app's sweep
+    assert getattr(ReusingRunner(Engine()), "delete_orphans", None) is None  # the Docker backend has none
