@@ -82,6 +82,13 @@ def leftovers(clients: Kube) -> list[str]:
     return [f"job/{j.metadata.name}" for j in jobs] + [f"pod/{p.metadata.name}" for p in pods]
 
 
+def one_input(tmp_path: Path, image: str, *argv: str, timeout_s: int) -> SandboxSpec:
+    """A run of ``argv`` on ``image`` with one small input file (what every review run has at least)."""
+    (tmp_path / "spec.json").write_text("{}")
+    inputs = (Mount(tmp_path / "spec.json", "/inputs/spec.json"),)
+    return SandboxSpec(image=image, argv=argv, inputs=inputs, timeout_s=timeout_s)
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not await asyncio.to_thread(check):
@@ -155,11 +162,12 @@ async def test_a_run_reads_its_inputs_returns_its_result_and_kept_files_and_leav
 async def test_a_cancelled_run_deletes_its_job_and_pod(
     clients: Kube, registry_host: str, product_image: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "spec.json").write_text("{}")
-    spec = SandboxSpec(
-        image=product_image,
-        argv=("python", "-c", "import time; print('started', flush=True); time.sleep(600)"),
-        inputs=(Mount(tmp_path / "spec.json", "/inputs/spec.json"),),
+    spec = one_input(
+        tmp_path,
+        product_image,
+        "python",
+        "-c",
+        "import time; print('started', flush=True); time.sleep(600)",
         timeout_s=600,
     )
     registry = Registry(registry_host)
@@ -253,13 +261,7 @@ async def test_a_pod_an_admission_webhook_weakened_is_refused_and_its_untrusted_
     since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     kubeapi.mutating_webhooks.append(weaken)
     try:
-        (tmp_path / "spec.json").write_text("{}")
-        spec = SandboxSpec(
-            image=product_image,
-            argv=("python", "-c", "print('untrusted code ran')"),
-            inputs=(Mount(tmp_path / "spec.json", "/inputs/spec.json"),),
-            timeout_s=60,
-        )
+        spec = one_input(tmp_path, product_image, "python", "-c", "print('untrusted code ran')", timeout_s=60)
         result = await runner(Kube(made, namespace), registry_host, product_image).run(spec)
     finally:
         kubeapi.mutating_webhooks.remove(weaken)
@@ -290,11 +292,12 @@ class DeletesFail(Registry):
 async def test_an_inputs_delete_that_fails_is_counted_and_logged_never_a_failed_run(
     clients: Kube, registry_host: str, product_image: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (tmp_path / "spec.json").write_text("{}")
-    spec = SandboxSpec(
-        image=product_image,
-        argv=("python", "-c", "import json; json.dump({'ok': 1}, open('/out/result.json', 'w'))"),
-        inputs=(Mount(tmp_path / "spec.json", "/inputs/spec.json"),),
+    spec = one_input(
+        tmp_path,
+        product_image,
+        "python",
+        "-c",
+        "import json; json.dump({'ok': 1}, open('/out/result.json', 'w'))",
         timeout_s=60,
     )
     registry = DeletesFail(registry_host)
