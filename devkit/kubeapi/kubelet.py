@@ -184,7 +184,9 @@ class Kubelet:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _remove_all(self) -> None:
-        for container in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.instance}"}):
+        # sparse: a full list inspects each container, and one a cancelled pod task removes meanwhile is a 500
+        label = {"label": f"{LABEL}={self.instance}"}
+        for container in self.client.containers.list(all=True, sparse=True, filters=label):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True, v=True)
 
@@ -278,7 +280,7 @@ class Kubelet:
             self._pulled.discard(image_id)
 
     def _remove_pod_containers(self, runtime: _PodRuntime) -> None:
-        found = self.client.containers.list(all=True, filters={"label": f"{LABEL}.pod={runtime.uid}"})
+        found = self.client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL}.pod={runtime.uid}"})
         for container in found:
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True, v=True)

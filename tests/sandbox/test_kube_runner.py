@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -303,7 +304,9 @@ async def test_an_inputs_delete_that_fails_is_counted_and_logged_never_a_failed_
     registry = DeletesFail(registry_host)
     failures = REGISTRY.get_sample_value("modelship_sandbox_inputs_delete_failures_total") or 0.0
 
-    result = await runner(clients, registry_host, product_image, registry=registry).run(spec)
+    # at WARNING on its own logger: a test before may have left the root logger at ERROR (`modelship doctor`)
+    with caplog.at_level(logging.WARNING, logger="bot.sandbox.kube_runner"):
+        result = await runner(clients, registry_host, product_image, registry=registry).run(spec)
 
     assert result.ok and result.result == {"ok": 1}, result.error
     assert REGISTRY.get_sample_value("modelship_sandbox_inputs_delete_failures_total") == failures + 1
