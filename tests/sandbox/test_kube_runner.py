@@ -304,7 +304,7 @@ async def test_an_inputs_delete_that_fails_is_counted_and_logged_never_a_failed_
     registry = DeletesFail(registry_host)
     failures = REGISTRY.get_sample_value("modelship_sandbox_inputs_delete_failures_total") or 0.0
 
-    # at WARNING on its own logger: a test before may have left the root logger at ERROR (`modelship doctor`)
+    # at WARNING on its own logger: in-process tests of pipelines.quantize leave the root logger at ERROR
     with caplog.at_level(logging.WARNING, logger="bot.sandbox.kube_runner"):
         result = await runner(clients, registry_host, product_image, registry=registry).run(spec)
 
