@@ -12,7 +12,6 @@ object, checked against its oid, before the file's sha256 is compared with the p
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
 import subprocess
@@ -20,6 +19,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from contract import lfs
+from model_server.model import sha256_of
 
 COMMIT = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")  # sha1 or sha256 object format
 _GIT_TIMEOUT_S = 600
@@ -109,7 +109,7 @@ def fetch_from_git(url: str, revision: str, path: str, file_sha256: str, dest: P
                 target = lfs.LfsServer(url, authorization).fetch({path: pointer}, work)[path]
             except lfs.LfsError as exc:
                 raise GitSourceError(f"{exc} (at {revision[:12]})") from None
-        digest = _sha256(target)
+        digest = sha256_of(target)
         if digest != file_sha256:
             raise GitSourceError(
                 f"`{path}` at {revision[:12]} has sha256 {digest}, not the pinned {file_sha256} (model.sha256); "
@@ -119,11 +119,3 @@ def fetch_from_git(url: str, revision: str, path: str, file_sha256: str, dest: P
         os.replace(target, final)
         os.chmod(final, 0o444)
         return final
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
